@@ -1,0 +1,59 @@
+/** The normalised alert that every layer shares: what `alerts` and `answers` hold. */
+
+/** One screen of the survey, as stored in `answers`. */
+export interface Answer {
+  /** 0-based index in `survey_info.screens`. */
+  position: number;
+  title: string | null;
+  type: string;
+  /** The answer as text: arrays joined with ", ", NULL when absent. */
+  answer: string | null;
+  /** The numeric score of nps and rating screens, when in range. */
+  value: number | null;
+}
+
+/** One 1Flow alert (one survey response), as stored in `alerts`. */
+export interface Alert {
+  alert_id: string;
+  alert_name: string;
+  project_name: string | null;
+  survey_id: string;
+  survey_name: string | null;
+  platform: string | null;
+  user_system_id: string | null;
+  /** JSON text. */
+  user_parameters: string | null;
+  trigger_event_name: string | null;
+  /** JSON text. */
+  trigger_event_parameters: string | null;
+  /** UTC ISO 8601. */
+  submitted_at: string;
+  answers: Answer[];
+}
+
+/** The message on `oneflow-alerts`: the consumer reads the rest from D1. */
+export interface AlertMessage {
+  v: 1;
+  alert_id: string;
+}
+
+/** The error strings of the HTTP contract, fixed for clients and quarantine. */
+export type ErrorCode =
+  | "unauthorized"
+  | "not_configured"
+  | "unsupported_media_type"
+  | "payload_too_large"
+  | "invalid_json"
+  | "invalid_payload"
+  | "storage_unavailable"
+  | "method_not_allowed"
+  | "not_found"
+  | "internal_error";
+
+/** Why a body sits in `rejected_payloads`. */
+export type RejectReason =
+  | "unsupported_media_type"
+  | "payload_too_large"
+  | "invalid_json"
+  | "invalid_payload"
+  | "alert_id_conflict";

@@ -1,0 +1,21 @@
+import type { AlertMessage } from "./alert";
+
+/** The Worker's bindings and variables, as `wrangler.toml` and secrets declare them. */
+export interface Env {
+  DB: D1Database;
+  ALERTS_QUEUE: Queue<AlertMessage>;
+  /** The path token 1Flow is given. Unset: the webhook fails closed (503). */
+  WEBHOOK_SECRET?: string;
+  /** Also accepted while a new secret rolls out. */
+  WEBHOOK_SECRET_PREVIOUS?: string;
+  /** JSON array of fan-out destinations. */
+  DESTINATIONS?: string;
+  /** Bearer token for `/api/*`; unset: `/api/*` answers 404. */
+  ADMIN_TOKEN?: string;
+  /** Largest accepted body in bytes (default 65536). */
+  MAX_BODY_BYTES?: string;
+  /** Backoff base for deliveries in seconds (default 30). */
+  RETRY_BASE_SECONDS?: string;
+  /** Time the request path may spend on D1 in ms (default 8000). */
+  STORAGE_DEADLINE_MS?: string;
+}

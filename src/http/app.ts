@@ -1,0 +1,73 @@
+/**
+ * The Worker's HTTP face: middleware order, mounts, and the error and 404
+ * handlers. Every response carries `x-request-id`; every request writes one
+ * log line, with the route pattern in place of the path so the token never
+ * reaches a log.
+ */
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { routePath } from "hono/route";
+import { methodNotAllowed } from "hono/method-not-allowed";
+import { requestId } from "hono/request-id";
+import { errorMessage, log } from "../log";
+import { ping } from "../store/alerts";
+import { StorageUnavailableError, storageDeadlineMs, withDeadline } from "../store/d1";
+import type { AppEnv } from "./app-env";
+import { errorResponse, RETRY_AFTER_IN_SECONDS } from "./responses";
+import { webhook } from "./webhook";
+
+export const app = new Hono<AppEnv>();
+
+app.use(requestId());
+
+app.use(async function requestLog(c, next) {
+  const started = performance.now();
+  await next();
+  log(c.res.status >= 500 ? "error" : "info", "http.request", {
+    request_id: c.get("requestId"),
+    method: c.req.method,
+    route: routePath(c, -1),
+    status: c.res.status,
+    outcome: c.get("outcome"),
+    alert_id: c.get("alert_id"),
+    duration_ms: Math.round((performance.now() - started) * 10) / 10,
+  });
+});
+
+app.use(
+  methodNotAllowed({
+    app,
+    onMethodNotAllowed: (c, methods) =>
+      errorResponse(c, 405, "method_not_allowed", {}, { Allow: methods.filter((m) => m !== "HEAD").join(", ") }),
+  }),
+);
+
+app.get("/healthz", async (c) => {
+  try {
+    await withDeadline(() => ping(c.env.DB), storageDeadlineMs(c.env.STORAGE_DEADLINE_MS));
+    return c.json({ ok: true });
+  } catch (error) {
+    log("error", "healthz.storage_unavailable", { request_id: c.get("requestId"), error: errorMessage(error) });
+    return errorResponse(c, 503, "storage_unavailable");
+  }
+});
+
+app.route("/", webhook);
+
+app.notFound((c) => errorResponse(c, 404, "not_found"));
+
+app.onError((error, c) => {
+  if (error instanceof StorageUnavailableError) {
+    c.set("outcome", "storage_unavailable");
+    log("error", "storage.unavailable", {
+      request_id: c.get("requestId"),
+      alert_id: c.get("alert_id"),
+      error: errorMessage(error),
+    });
+    return errorResponse(c, 503, "storage_unavailable", {}, { "Retry-After": String(RETRY_AFTER_IN_SECONDS) });
+  }
+  if (error instanceof HTTPException) return error.getResponse();
+  c.set("outcome", "internal_error");
+  log("error", "http.unhandled", { request_id: c.get("requestId"), error: errorMessage(error) });
+  return errorResponse(c, 500, "internal_error");
+});

@@ -1,0 +1,30 @@
+/** The JSON error bodies of the contract: a fixed `error` string and a human sentence. */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { ErrorCode } from "../alert";
+
+const MESSAGES: Record<ErrorCode, string> = {
+  unauthorized: "The token in the URL is wrong or missing.",
+  not_configured: "WEBHOOK_SECRET is not set on this Worker; it refuses every webhook until it is.",
+  unsupported_media_type: "The body must be sent as application/json.",
+  payload_too_large: "The body is larger than MAX_BODY_BYTES.",
+  invalid_json: "The body is not valid JSON.",
+  invalid_payload: "The JSON does not match the 1Flow webhook payload.",
+  storage_unavailable: "Storage did not answer in time; retry later.",
+  method_not_allowed: "This path does not accept that method.",
+  not_found: "Nothing here.",
+  internal_error: "Something went wrong on our side.",
+};
+
+/** Seconds a sender is asked to wait after a 503 storage_unavailable. */
+export const RETRY_AFTER_IN_SECONDS = 30;
+
+export function errorResponse(
+  c: Context,
+  status: ContentfulStatusCode,
+  error: ErrorCode,
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Response {
+  return c.json({ ok: false, error, message: MESSAGES[error], ...extra }, status, headers);
+}

@@ -1,0 +1,154 @@
+/**
+ * The ingest flow: validate -> store -> enqueue. The webhook calls it for every
+ * authenticated body; nothing it is given is dropped without a row that says so.
+ */
+import type { AlertMessage, RejectReason } from "../alert";
+import { errorMessage, log } from "../log";
+import { markEnqueued, storeAlert } from "../store/alerts";
+import { withDeadline } from "../store/d1";
+import { quarantine } from "../store/rejected";
+import { type PayloadIssue, parsePayload } from "./payload";
+
+export interface IngestContext {
+  db: D1Database;
+  queue: Queue<AlertMessage>;
+  /** Runs work after the reply (the Worker's `ctx.waitUntil`). */
+  waitUntil: (promise: Promise<unknown>) => void;
+  now: () => Date;
+  deadline_ms: number;
+  request_id: string;
+}
+
+export type IngestOutcome =
+  | { outcome: "stored"; alert_id: string; duplicate: false }
+  | { outcome: "duplicate" | "conflict"; alert_id: string; duplicate: true }
+  | { outcome: "invalid_json"; alert_id: null }
+  | { outcome: "invalid_payload"; alert_id: string | null; issues: PayloadIssue[] };
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+/** SHA-256 of the bytes, as lowercase hex. */
+export async function sha256Hex(bytes: ArrayBuffer | Uint8Array | string): Promise<string> {
+  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Validates one body, stores it in D1 exactly once (or quarantines it), and
+ * enqueues it after the reply. Throws `StorageUnavailableError` when D1 fails.
+ */
+export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<IngestOutcome> {
+  const sha = await sha256Hex(body);
+  const size = body.byteLength;
+  const text = decodeUtf8(body);
+  const json = text === null ? { ok: false as const, message: "body is not UTF-8" } : parseJson(text);
+  if (text === null || !json.ok) {
+    const detail = { message: json.ok ? "" : json.message };
+    await reject(ctx, { id: sha, reason: "invalid_json", detail, body: text ?? body, alert_id: null, size });
+    return { outcome: "invalid_json", alert_id: null };
+  }
+
+  const parsed = parsePayload(json.value);
+  if (!parsed.ok) {
+    const alert_id = readableAlertId(json.value);
+    await reject(ctx, { id: sha, reason: "invalid_payload", detail: { issues: parsed.issues }, body: text, alert_id, size });
+    return { outcome: "invalid_payload", alert_id, issues: parsed.issues };
+  }
+
+  const { alert, unknown_types } = parsed;
+  if (unknown_types.length > 0) {
+    log("warn", "payload.unknown_screen_type", {
+      request_id: ctx.request_id,
+      alert_id: alert.alert_id,
+      types: unknown_types.join(","),
+    });
+  }
+  const received_at = ctx.now().toISOString();
+  const stored = await withDeadline(
+    () => storeAlert(ctx.db, { alert, payload: text, payload_sha256: sha, received_at }),
+    ctx.deadline_ms,
+  );
+  if (!stored.same_body) {
+    // The first version stays; this one is kept aside, and the sender is done with it.
+    await reject(ctx, {
+      id: sha,
+      reason: "alert_id_conflict",
+      detail: { message: "a different body is already stored under this alert_id" },
+      body: text,
+      alert_id: alert.alert_id,
+      size,
+    });
+  }
+  if (stored.needs_enqueue) ctx.waitUntil(enqueue(ctx, alert.alert_id));
+  if (stored.inserted) return { outcome: "stored", alert_id: alert.alert_id, duplicate: false };
+  return { outcome: stored.same_body ? "duplicate" : "conflict", alert_id: alert.alert_id, duplicate: true };
+}
+
+/** Quarantines a body that never reached validation (wrong media type, too large). */
+export async function rejectUnread(
+  ctx: IngestContext,
+  reason: Extract<RejectReason, "unsupported_media_type" | "payload_too_large">,
+  body: ArrayBuffer | null,
+  detail: Record<string, unknown>,
+  size: number,
+): Promise<void> {
+  const id = body ? await sha256Hex(body) : await sha256Hex(`${reason}:${size}`);
+  const kept = body ? (decodeUtf8(body) ?? body) : null;
+  await reject(ctx, { id, reason, detail, body: kept, alert_id: null, size });
+}
+
+interface RejectInput {
+  id: string;
+  reason: RejectReason;
+  detail: unknown;
+  body: string | ArrayBuffer | null;
+  alert_id: string | null;
+  size: number;
+}
+
+async function reject(ctx: IngestContext, r: RejectInput): Promise<void> {
+  await withDeadline(() => quarantine(ctx.db, { ...r, seen_at: ctx.now().toISOString() }), ctx.deadline_ms);
+  log("warn", "payload.quarantined", {
+    request_id: ctx.request_id,
+    alert_id: r.alert_id,
+    reason: r.reason,
+    size: r.size,
+  });
+}
+
+/** Sends the alert to the Queue after the reply, then marks it; the sweep covers a failure. */
+async function enqueue(ctx: IngestContext, alert_id: string): Promise<void> {
+  try {
+    await ctx.queue.send({ v: 1, alert_id }, { contentType: "json" });
+    await markEnqueued(ctx.db, [alert_id], ctx.now().toISOString());
+  } catch (error) {
+    log("error", "enqueue.failed", {
+      request_id: ctx.request_id,
+      alert_id,
+      error: errorMessage(error),
+    });
+  }
+}
+
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false; message: string } {
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (error) {
+    return { ok: false, message: errorMessage(error) };
+  }
+}
+
+function decodeUtf8(bytes: ArrayBuffer): string | null {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+function readableAlertId(json: unknown): string | null {
+  if (typeof json !== "object" || json === null || !("alert_id" in json)) return null;
+  const id = (json as { alert_id: unknown }).alert_id;
+  return typeof id === "string" && id.length > 0 && id.length <= 1024 ? id : null;
+}

@@ -1,0 +1,27 @@
+/** Structured logs: one JSON object per line, with an `event` name. */
+
+export type LogValue = string | number | boolean | null | undefined;
+export type LogFields = Record<string, LogValue>;
+export type LogLevel = "info" | "warn" | "error";
+
+/**
+ * Writes one log line. Fields that are undefined are left out.
+ *
+ * @example
+ * log("info", "webhook", { request_id, alert_id, outcome: "stored", duration_ms: 4 });
+ */
+export function log(level: LogLevel, event: string, fields: LogFields = {}): void {
+  const line = JSON.stringify({ level, event, ...fields });
+  if (level === "error") console.error(line);
+  else if (level === "warn") console.warn(line);
+  else console.log(line);
+}
+
+/** The message of an unknown thrown value, for a log line. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+    return `${error.message}${cause}`;
+  }
+  return String(error);
+}

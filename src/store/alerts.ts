@@ -1,0 +1,95 @@
+/** SQL of the `alerts` and `answers` tables. */
+import type { Alert } from "../alert";
+
+export interface StoreAlertInput {
+  alert: Alert;
+  /** The body exactly as received. */
+  payload: string;
+  payload_sha256: string;
+  received_at: string;
+}
+
+export interface StoreAlertResult {
+  /** True when this call created the row; false when the alert_id was known. */
+  inserted: boolean;
+  /** True when the stored body is the same as this one. */
+  same_body: boolean;
+  /** True when the Queue has not yet accepted a message for the stored alert. */
+  needs_enqueue: boolean;
+}
+
+const INSERT_ALERT = `INSERT INTO alerts (alert_id, alert_name, project_name, survey_id, survey_name,
+  platform, user_system_id, user_parameters, trigger_event_name, trigger_event_parameters,
+  submitted_at, received_at, payload, payload_sha256)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+ON CONFLICT (alert_id) DO NOTHING`;
+
+// One statement for every answer. It writes only when the stored alert carries
+// this very body, so a different body under a known alert_id adds nothing.
+const INSERT_ANSWERS = `INSERT INTO answers (alert_id, position, title, type, answer, value)
+SELECT ?1, j.key, json_extract(j.value, '$.title'), json_extract(j.value, '$.type'),
+       json_extract(j.value, '$.answer'), json_extract(j.value, '$.value')
+FROM json_each(?2) AS j
+WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1 AND payload_sha256 = ?3)
+ON CONFLICT (alert_id, position) DO NOTHING`;
+
+const SELECT_STORED = `SELECT payload_sha256, enqueued_at FROM alerts WHERE alert_id = ?1`;
+
+/**
+ * Stores an alert and its answers in one atomic batch (one round trip).
+ * Whether the alert was new is read from that write itself, so two concurrent
+ * deliveries of one alert see exactly one `inserted: true`.
+ */
+export async function storeAlert(db: D1Database, input: StoreAlertInput): Promise<StoreAlertResult> {
+  const { alert, payload, payload_sha256, received_at } = input;
+  const answers = JSON.stringify(
+    alert.answers.map(({ title, type, answer, value }) => ({ title, type, answer, value })),
+  );
+  const [inserted, , stored] = await db.batch([
+    db
+      .prepare(INSERT_ALERT)
+      .bind(
+        alert.alert_id,
+        alert.alert_name,
+        alert.project_name,
+        alert.survey_id,
+        alert.survey_name,
+        alert.platform,
+        alert.user_system_id,
+        alert.user_parameters,
+        alert.trigger_event_name,
+        alert.trigger_event_parameters,
+        alert.submitted_at,
+        received_at,
+        payload,
+        payload_sha256,
+      ),
+    db.prepare(INSERT_ANSWERS).bind(alert.alert_id, answers, payload_sha256),
+    db.prepare(SELECT_STORED).bind(alert.alert_id),
+  ]);
+  const row = stored?.results[0] as { payload_sha256: string; enqueued_at: string | null } | undefined;
+  if (!inserted || !row) throw new Error("D1 batch returned fewer results than statements");
+  const same_body = row.payload_sha256 === payload_sha256;
+  return {
+    inserted: inserted.meta.changes === 1,
+    same_body,
+    needs_enqueue: same_body && row.enqueued_at === null,
+  };
+}
+
+/** Records that the Queue accepted the alert's message (the outbox mark). */
+export async function markEnqueued(db: D1Database, alert_ids: string[], enqueued_at: string): Promise<void> {
+  if (alert_ids.length === 0) return;
+  await db
+    .prepare(
+      `UPDATE alerts SET enqueued_at = ?1
+       WHERE enqueued_at IS NULL AND alert_id IN (SELECT value FROM json_each(?2))`,
+    )
+    .bind(enqueued_at, JSON.stringify(alert_ids))
+    .run();
+}
+
+/** Answers when D1 does: the health check. */
+export async function ping(db: D1Database): Promise<void> {
+  await db.prepare("SELECT 1").first();
+}

@@ -1,0 +1,26 @@
+/** SQL of the quarantine, `rejected_payloads`. */
+import type { RejectReason } from "../alert";
+
+export interface Rejection {
+  /** SHA-256 hex of the body: the same body is one row, however often it comes. */
+  id: string;
+  reason: RejectReason;
+  detail: unknown;
+  /** Text when the body is UTF-8, raw bytes otherwise, null when not kept (too large). */
+  body: string | ArrayBuffer | null;
+  alert_id: string | null;
+  size: number;
+  seen_at: string;
+}
+
+/** Keeps a body we could not accept; a repeat only counts another attempt. */
+export async function quarantine(db: D1Database, r: Rejection): Promise<void> {
+  await db
+    .prepare(
+      `INSERT INTO rejected_payloads (id, reason, detail, body, alert_id, size, first_seen_at, last_seen_at, attempts)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)
+       ON CONFLICT (id) DO UPDATE SET attempts = attempts + 1, last_seen_at = excluded.last_seen_at`,
+    )
+    .bind(r.id, r.reason, JSON.stringify(r.detail ?? null), r.body, r.alert_id, r.size, r.seen_at)
+    .run();
+}
