@@ -20,6 +20,8 @@ export default defineConfig(async () => {
     test: {
       include: ["test/**/*.test.ts"],
       setupFiles: ["./test/apply-schema.ts"],
+      // Log lines of passing tests are noise; a failing test shows its own.
+      silent: "passed-only",
     },
   };
 });

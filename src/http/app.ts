@@ -16,7 +16,7 @@ import type { AppEnv } from "./app-env";
 import { errorResponse, RETRY_AFTER_IN_SECONDS } from "./responses";
 import { webhook } from "./webhook";
 
-export const app = new Hono<AppEnv>();
+export const app = new Hono<AppEnv>({ strict: false });
 
 app.use(requestId());
 

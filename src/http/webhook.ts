@@ -9,7 +9,7 @@ import { errorResponse } from "./responses";
 
 export const DEFAULT_MAX_BODY_BYTES = 65_536;
 
-export const webhook = new Hono<AppEnv>();
+export const webhook = new Hono<AppEnv>({ strict: false });
 
 /** Fails closed without a secret; otherwise the path token must match one. */
 const authenticate: MiddlewareHandler<AppEnv> = async function authenticate(c, next) {

@@ -1,0 +1,131 @@
+/** The documented example payload and helpers to post it. */
+import { env, exports } from "cloudflare:workers";
+
+export const EXAMPLE = {
+  alert_name: "submitted_survey",
+  alert_id: "6425124d1b026625c189cac0",
+  project_name: "Survey Responses",
+  survey_id: "30cc805f1f0c541d4dcfccef",
+  platform: "windows",
+  survey_info: {
+    name: "Net Promoter Score (NPS)",
+    screens: [
+      { title: "How likely are you to recommend us to a friend or co-worker?", answer: "10", type: "nps" },
+      { title: "What's the reason for this score?", answer: "best user experience", type: "text" },
+    ],
+  },
+  user: {
+    user_system_id: "sdk_system_id_1680151080658",
+    parameters: { firstName: "John", lastName: "Wick" },
+  },
+  timestamp: "2022-09-30T03:26:24.894Z",
+  trigger_event: {
+    event_name: "complete_meditation",
+    parameters: { content_id: "1234abcdef56", session_id: "4abcdef56" },
+  },
+};
+
+export type ExamplePayload = typeof EXAMPLE;
+
+let counter = 0;
+/** A fresh alert_id: storage is shared by the tests of one file. */
+export function freshId(prefix = "t"): string {
+  counter += 1;
+  return `${prefix}-${Date.now().toString(36)}-${counter}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** The example with a fresh alert_id and any overrides. */
+export function examplePayload(overrides: Record<string, unknown> = {}): ExamplePayload & Record<string, unknown> {
+  return { ...structuredClone(EXAMPLE), alert_id: freshId(), ...overrides };
+}
+
+export const TOKEN = "test-secret";
+export const WEBHOOK_URL = `https://worker.test/webhooks/1flow/${TOKEN}`;
+
+export function webhookRequest(
+  body: BodyInit | null,
+  init: { token?: string; contentType?: string | null; method?: string; headers?: Record<string, string> } = {},
+): Request {
+  const headers = new Headers(init.headers);
+  const contentType = init.contentType === undefined ? "application/json" : init.contentType;
+  if (contentType !== null) headers.set("content-type", contentType);
+  return new Request(`https://worker.test/webhooks/1flow/${init.token ?? TOKEN}`, {
+    method: init.method ?? "POST",
+    headers,
+    body,
+  });
+}
+
+/** Posts through the Worker's real entry point (`exports.default.fetch`). */
+export function post(body: unknown, init: Parameters<typeof webhookRequest>[1] = {}): Promise<Response> {
+  const raw = typeof body === "string" || body instanceof Uint8Array || body === null ? body : JSON.stringify(body);
+  return exports.default.fetch(webhookRequest(raw as BodyInit | null, init));
+}
+
+export interface AlertRow {
+  alert_id: string;
+  alert_name: string;
+  project_name: string | null;
+  survey_id: string;
+  survey_name: string | null;
+  platform: string | null;
+  user_system_id: string | null;
+  user_parameters: string | null;
+  trigger_event_name: string | null;
+  trigger_event_parameters: string | null;
+  submitted_at: string;
+  received_at: string;
+  payload: string;
+  payload_sha256: string;
+  enqueued_at: string | null;
+}
+
+export interface AnswerRow {
+  alert_id: string;
+  position: number;
+  title: string | null;
+  type: string;
+  answer: string | null;
+  value: number | null;
+}
+
+export interface RejectedRow {
+  id: string;
+  reason: string;
+  detail: string;
+  body: string | ArrayBuffer | null;
+  alert_id: string | null;
+  size: number;
+  first_seen_at: string;
+  last_seen_at: string;
+  attempts: number;
+}
+
+export async function alertRow(alert_id: string): Promise<AlertRow | null> {
+  return env.DB.prepare("SELECT * FROM alerts WHERE alert_id = ?").bind(alert_id).first<AlertRow>();
+}
+
+export async function answerRows(alert_id: string): Promise<AnswerRow[]> {
+  const { results } = await env.DB.prepare("SELECT * FROM answers WHERE alert_id = ? ORDER BY position")
+    .bind(alert_id)
+    .all<AnswerRow>();
+  return results;
+}
+
+export async function rejectedRow(id: string): Promise<RejectedRow | null> {
+  return env.DB.prepare("SELECT * FROM rejected_payloads WHERE id = ?").bind(id).first<RejectedRow>();
+}
+
+export async function count(table: "alerts" | "answers" | "rejected_payloads" | "deliveries"): Promise<number> {
+  const row = await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table}`).first<{ n: number }>();
+  return row?.n ?? 0;
+}
+
+/** Row counts of the three ingest tables, to show that a request stored nothing. */
+export async function snapshot(): Promise<Record<string, number>> {
+  return {
+    alerts: await count("alerts"),
+    answers: await count("answers"),
+    rejected_payloads: await count("rejected_payloads"),
+  };
+}
