@@ -102,7 +102,7 @@ export type ParseResult =
 
 /** Validates parsed JSON and, when it passes, normalises it into an `Alert`. */
 export function parsePayload(json: unknown): ParseResult {
-  const result = v.safeParse(payloadSchema, json);
+  const result = v.safeParse(payloadSchema, json, { abortPipeEarly: true });
   if (!result.success) {
     return {
       ok: false,
