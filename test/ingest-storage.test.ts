@@ -1,0 +1,192 @@
+/** What lands in D1: the example field by field, idempotency, and the enqueue after the reply. */
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import worker from "../src/index";
+import { sha256Hex } from "../src/ingest/ingest";
+import { alertRow, answerRows, EXAMPLE, examplePayload, post, webhookRequest } from "./fixtures";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** Calls the Worker directly so the test can wait for its `waitUntil` work. */
+async function postAndSettle(body: string): Promise<Response> {
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(webhookRequest(body), env, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+describe("storage of a valid alert", () => {
+  it("stores the documented example field by field, payload byte for byte", async () => {
+    // Spacing and key order as a sender might send them: the raw body is kept as it came.
+    const body = JSON.stringify(EXAMPLE, null, 2);
+    const before = Date.now();
+    const res = await post(body);
+    expect(res.status).toBe(200);
+
+    const row = await alertRow(EXAMPLE.alert_id);
+    expect(row).toMatchObject({
+      alert_id: "6425124d1b026625c189cac0",
+      alert_name: "submitted_survey",
+      project_name: "Survey Responses",
+      survey_id: "30cc805f1f0c541d4dcfccef",
+      survey_name: "Net Promoter Score (NPS)",
+      platform: "windows",
+      user_system_id: "sdk_system_id_1680151080658",
+      trigger_event_name: "complete_meditation",
+      submitted_at: "2022-09-30T03:26:24.894Z",
+      payload: body,
+      payload_sha256: await sha256Hex(body),
+    });
+    expect(JSON.parse(row?.user_parameters ?? "null")).toEqual({ firstName: "John", lastName: "Wick" });
+    expect(JSON.parse(row?.trigger_event_parameters ?? "null")).toEqual({ content_id: "1234abcdef56", session_id: "4abcdef56" });
+    const received = Date.parse(row?.received_at ?? "");
+    expect(received).toBeGreaterThanOrEqual(before - 1000);
+    expect(row?.received_at).toMatch(/Z$/);
+
+    expect(await answerRows(EXAMPLE.alert_id)).toEqual([
+      {
+        alert_id: EXAMPLE.alert_id,
+        position: 0,
+        title: "How likely are you to recommend us to a friend or co-worker?",
+        type: "nps",
+        answer: "10",
+        value: 10,
+      },
+      {
+        alert_id: EXAMPLE.alert_id,
+        position: 1,
+        title: "What's the reason for this score?",
+        type: "text",
+        answer: "best user experience",
+        value: null,
+      },
+    ]);
+  });
+
+  it("keeps unknown fields in the stored payload and unknown screen types in answers", async () => {
+    const payload = examplePayload({ brand_new: { x: 1 } });
+    payload.survey_info.screens.push({ title: "Grid", type: "matrix", answer: "a" });
+    await post(payload);
+    expect(JSON.parse((await alertRow(payload.alert_id))?.payload ?? "{}").brand_new).toEqual({ x: 1 });
+    expect((await answerRows(payload.alert_id))[2]).toMatchObject({ type: "matrix", answer: "a", value: null });
+  });
+
+  it("stores answers given as number, array and null", async () => {
+    const payload = examplePayload({
+      survey_info: {
+        name: "Shapes",
+        screens: [
+          { title: "n", type: "nps", answer: 3 },
+          { title: "c", type: "checkbox", answer: ["Red", "Blue"] },
+          { title: "t", type: "text", answer: null },
+        ],
+      },
+    });
+    await post(payload);
+    expect((await answerRows(payload.alert_id)).map((a) => [a.answer, a.value])).toEqual([
+      ["3", 3],
+      ["Red, Blue", null],
+      [null, null],
+    ]);
+  });
+
+  it("feeds the survey_nps view", async () => {
+    const survey_id = `nps-${crypto.randomUUID()}`;
+    for (const score of ["10", "9", "8", "3"]) {
+      const payload = examplePayload({ survey_id });
+      payload.survey_info.screens[0]!.answer = score;
+      await post(payload);
+    }
+    const nps = await env.DB.prepare("SELECT * FROM survey_nps WHERE survey_id = ?").bind(survey_id).first();
+    expect(nps).toEqual({
+      survey_id,
+      survey_name: "Net Promoter Score (NPS)",
+      responses: 4,
+      promoters: 2,
+      passives: 1,
+      detractors: 1,
+      nps: 25,
+    });
+  });
+});
+
+describe("idempotency", () => {
+  it("the same alert three times is one row and one set of answers", async () => {
+    const payload = examplePayload();
+    const answers = [];
+    for (let i = 0; i < 3; i++) answers.push(await (await post(payload)).json());
+    expect(answers.map((a) => (a as { duplicate: boolean }).duplicate)).toEqual([false, true, true]);
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE alert_id = ?").bind(payload.alert_id).first();
+    expect(rows).toEqual({ n: 1 });
+    expect(await answerRows(payload.alert_id)).toHaveLength(2);
+  });
+
+  it("concurrent deliveries of one alert store it once; exactly one answers duplicate:false", async () => {
+    const payload = examplePayload();
+    const body = JSON.stringify(payload);
+    const responses = await Promise.all(Array.from({ length: 8 }, () => post(body)));
+    const answers = (await Promise.all(responses.map((r) => r.json()))) as { duplicate: boolean }[];
+    expect(responses.map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect(answers.filter((a) => a.duplicate === false)).toHaveLength(1);
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE alert_id = ?").bind(payload.alert_id).first();
+    expect(rows).toEqual({ n: 1 });
+    expect(await answerRows(payload.alert_id)).toHaveLength(2);
+  });
+
+  it("concurrent different bodies under one alert_id: one stored, the rest quarantined", async () => {
+    const alert_id = `race-${crypto.randomUUID()}`;
+    const bodies = ["a", "b", "c"].map((platform) => JSON.stringify(examplePayload({ alert_id, platform })));
+    const answers = (await Promise.all(bodies.map(async (b) => (await post(b)).json()))) as { duplicate: boolean }[];
+    expect(answers.filter((a) => !a.duplicate)).toHaveLength(1);
+    const stored = await alertRow(alert_id);
+    const conflicts = await env.DB.prepare("SELECT id FROM rejected_payloads WHERE alert_id = ? AND reason = 'alert_id_conflict'")
+      .bind(alert_id)
+      .all<{ id: string }>();
+    const losers = bodies.filter((b) => b !== stored?.payload);
+    expect(losers).toHaveLength(2);
+    expect(conflicts.results.map((r) => r.id).sort()).toEqual((await Promise.all(losers.map((b) => sha256Hex(b)))).sort());
+  });
+});
+
+describe("enqueue after the reply", () => {
+  it("sends {v:1, alert_id} to ALERTS_QUEUE and sets enqueued_at", async () => {
+    const send = vi.spyOn(env.ALERTS_QUEUE, "send");
+    const payload = examplePayload();
+    const res = await postAndSettle(JSON.stringify(payload));
+    expect(res.status).toBe(200);
+    expect(send).toHaveBeenCalledTimes(1);
+    expect(send.mock.calls[0]?.[0]).toEqual({ v: 1, alert_id: payload.alert_id });
+    expect((await alertRow(payload.alert_id))?.enqueued_at).toMatch(/^\d{4}-\d\d-\d\dT.*Z$/);
+  });
+
+  it("does not enqueue a duplicate of an alert already enqueued", async () => {
+    const payload = examplePayload();
+    await postAndSettle(JSON.stringify(payload));
+    const send = vi.spyOn(env.ALERTS_QUEUE, "send");
+    await postAndSettle(JSON.stringify(payload));
+    expect(send).not.toHaveBeenCalled();
+  });
+
+  it("replies before the Queue answers", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const original = env.ALERTS_QUEUE.send.bind(env.ALERTS_QUEUE);
+    vi.spyOn(env.ALERTS_QUEUE, "send").mockImplementation(async (body, options) => {
+      await gate;
+      return original(body, options);
+    });
+    const payload = examplePayload();
+    const ctx = createExecutionContext();
+    const res = await worker.fetch(webhookRequest(JSON.stringify(payload)), env, ctx);
+    expect(res.status).toBe(200);
+    expect((await alertRow(payload.alert_id))?.enqueued_at).toBeNull();
+    release();
+    await waitOnExecutionContext(ctx);
+    expect((await alertRow(payload.alert_id))?.enqueued_at).not.toBeNull();
+  });
+});
