@@ -21,7 +21,7 @@ export default defineConfig(async () => {
       include: ["test/**/*.test.ts"],
       setupFiles: ["./test/apply-schema.ts"],
       // Log lines of passing tests are noise; a failing test shows its own.
-      silent: "passed-only",
+      silent: "passed-only" as const,
     },
   };
 });

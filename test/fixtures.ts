@@ -1,29 +1,9 @@
 /** The documented example payload and helpers to post it. */
 import { env, exports } from "cloudflare:workers";
+import example from "../examples/1flow-example.json";
 
-export const EXAMPLE = {
-  alert_name: "submitted_survey",
-  alert_id: "6425124d1b026625c189cac0",
-  project_name: "Survey Responses",
-  survey_id: "30cc805f1f0c541d4dcfccef",
-  platform: "windows",
-  survey_info: {
-    name: "Net Promoter Score (NPS)",
-    screens: [
-      { title: "How likely are you to recommend us to a friend or co-worker?", answer: "10", type: "nps" },
-      { title: "What's the reason for this score?", answer: "best user experience", type: "text" },
-    ],
-  },
-  user: {
-    user_system_id: "sdk_system_id_1680151080658",
-    parameters: { firstName: "John", lastName: "Wick" },
-  },
-  timestamp: "2022-09-30T03:26:24.894Z",
-  trigger_event: {
-    event_name: "complete_meditation",
-    parameters: { content_id: "1234abcdef56", session_id: "4abcdef56" },
-  },
-};
+/** The example from 1Flow's documentation, as the README posts it. */
+export const EXAMPLE = example;
 
 export type ExamplePayload = typeof EXAMPLE;
 
