@@ -22,7 +22,7 @@ async function checkOne(body: Uint8Array | string): Promise<void> {
 
   let valid = false;
   try {
-    valid = parsePayload(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes))).ok;
+    valid = parsePayload(JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes))).ok;
   } catch {
     valid = false;
   }

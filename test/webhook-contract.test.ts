@@ -221,7 +221,7 @@ describe("POST /webhooks/1flow/:token", () => {
     await post(body);
     const rejected = await rejectedRow(await sha256Hex(body));
     expect(rejected?.attempts).toBe(2);
-    expect(rejected?.last_seen_at >= (rejected?.first_seen_at ?? "")).toBe(true);
+    expect((rejected?.last_seen_at ?? "") >= (rejected?.first_seen_at ?? "~")).toBe(true);
   });
 
   it.each(["GET", "PUT", "DELETE", "PATCH"])("%s on the webhook path: 405 with Allow: POST, nothing stored", async (method) => {
