@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS alerts (
   received_at              TEXT NOT NULL,    -- UTC ISO 8601, the Worker's clock
   payload                  TEXT NOT NULL,    -- the body exactly as received
   payload_sha256           TEXT NOT NULL,    -- tells a retry of the same body from a different body
-  enqueued_at              TEXT              -- NULL until the Queue accepted the message (outbox)
+  enqueued_at              TEXT,             -- NULL until the Queue accepted the message (outbox)
+  outbox_claimed_until     TEXT              -- a sweep sending it holds it until then
 );
 
 -- One row per screen of the survey, in screen order.
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
   last_error   TEXT,
   updated_at   TEXT NOT NULL,
   delivered_at TEXT,
+  claimed_until TEXT,                        -- a consumer delivering it holds it until then
   PRIMARY KEY (alert_id, destination)
 );
 

@@ -48,7 +48,10 @@ export type ErrorCode =
   | "storage_unavailable"
   | "method_not_allowed"
   | "not_found"
-  | "internal_error";
+  | "internal_error"
+  | "bad_destinations"
+  | "invalid_request"
+  | "queue_unavailable";
 
 /** Why a body sits in `rejected_payloads`. */
 export type RejectReason =
@@ -57,3 +60,10 @@ export type RejectReason =
   | "invalid_json"
   | "invalid_payload"
   | "alert_id_conflict";
+
+/** Whether a Queue message body is an `AlertMessage` this version understands. */
+export function isAlertMessage(body: unknown): body is AlertMessage {
+  if (typeof body !== "object" || body === null) return false;
+  const { v, alert_id } = body as Record<string, unknown>;
+  return v === 1 && typeof alert_id === "string" && alert_id.length > 0;
+}

@@ -1,13 +1,35 @@
 /** The Worker: HTTP ingest, the queue consumers, and the scheduled outbox sweep. */
-import type { AlertMessage } from "./alert";
 import type { Env } from "./env";
+import { retryBaseSeconds } from "./fanout/backoff";
+import { consumeAlerts } from "./fanout/consumer";
+import { consumeDeadLetters } from "./fanout/dead-letters";
+import { destinationsFrom } from "./fanout/destinations";
 import { app } from "./http/app";
+import { sweepOutbox } from "./outbox";
+
+/** The dead-letter queue's name ends so; the alerts queue's does not. */
+const DEAD_LETTER_SUFFIX = "-dlq";
 
 export default {
   fetch: app.fetch,
 
-  async queue(batch) {
-    // Fan-out arrives with the consumer; until then every message is acknowledged.
-    batch.ackAll();
+  async queue(batch, env) {
+    const destinations = destinationsFrom(env.DESTINATIONS);
+    const now = () => new Date();
+    if (batch.queue.endsWith(DEAD_LETTER_SUFFIX)) {
+      await consumeDeadLetters(batch, { db: env.DB, destinations, now });
+      return;
+    }
+    await consumeAlerts(batch, {
+      db: env.DB,
+      destinations,
+      retry_base_seconds: retryBaseSeconds(env.RETRY_BASE_SECONDS),
+      now,
+      random: Math.random,
+    });
   },
-} satisfies ExportedHandler<Env, AlertMessage>;
+
+  async scheduled(controller, env) {
+    await sweepOutbox({ db: env.DB, queue: env.ALERTS_QUEUE, now: new Date(controller.scheduledTime) });
+  },
+} satisfies ExportedHandler<Env, unknown>;

@@ -15,6 +15,8 @@ import { StorageUnavailableError, storageDeadlineMs, withDeadline } from "../sto
 import type { AppEnv } from "./app-env";
 import { errorResponse, RETRY_AFTER_IN_SECONDS } from "./responses";
 import { webhook } from "./webhook";
+import { api } from "./api";
+import { destinationsFrom } from "../fanout/destinations";
 
 export const app = new Hono<AppEnv>({ strict: false });
 
@@ -43,6 +45,11 @@ app.use(
 );
 
 app.get("/healthz", async (c) => {
+  const destinations = destinationsFrom(c.env.DESTINATIONS);
+  if (!destinations.ok) {
+    log("error", "fanout.bad_destinations", { request_id: c.get("requestId"), error: destinations.error });
+    return errorResponse(c, 503, "bad_destinations");
+  }
   try {
     await withDeadline(() => ping(c.env.DB), storageDeadlineMs(c.env.STORAGE_DEADLINE_MS));
     return c.json({ ok: true });
@@ -53,6 +60,7 @@ app.get("/healthz", async (c) => {
 });
 
 app.route("/", webhook);
+app.route("/", api);
 
 app.notFound((c) => errorResponse(c, 404, "not_found"));
 
@@ -66,7 +74,11 @@ app.onError((error, c) => {
     });
     return errorResponse(c, 503, "storage_unavailable", {}, { "Retry-After": String(RETRY_AFTER_IN_SECONDS) });
   }
-  if (error instanceof HTTPException) return error.getResponse();
+  if (error instanceof HTTPException) {
+    const res = new Response(error.getResponse().body, error.getResponse());
+    res.headers.set("x-request-id", c.get("requestId"));
+    return res;
+  }
   c.set("outcome", "internal_error");
   log("error", "http.unhandled", { request_id: c.get("requestId"), error: errorMessage(error) });
   return errorResponse(c, 500, "internal_error");

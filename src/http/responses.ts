@@ -14,6 +14,9 @@ const MESSAGES: Record<ErrorCode, string> = {
   method_not_allowed: "This path does not accept that method.",
   not_found: "Nothing here.",
   internal_error: "Something went wrong on our side.",
+  bad_destinations: "DESTINATIONS is malformed; the Worker's logs say where (event fanout.bad_destinations).",
+  invalid_request: "The request does not match what this endpoint takes.",
+  queue_unavailable: "The Queue did not accept the message; retry later.",
 };
 
 /** Seconds a sender is asked to wait after a 503 storage_unavailable. */

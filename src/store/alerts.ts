@@ -82,7 +82,7 @@ export async function markEnqueued(db: D1Database, alert_ids: string[], enqueued
   if (alert_ids.length === 0) return;
   await db
     .prepare(
-      `UPDATE alerts SET enqueued_at = ?1
+      `UPDATE alerts SET enqueued_at = ?1, outbox_claimed_until = NULL
        WHERE enqueued_at IS NULL AND alert_id IN (SELECT value FROM json_each(?2))`,
     )
     .bind(enqueued_at, JSON.stringify(alert_ids))
@@ -92,4 +92,45 @@ export async function markEnqueued(db: D1Database, alert_ids: string[], enqueued
 /** Answers when D1 does: the health check. */
 export async function ping(db: D1Database): Promise<void> {
   await db.prepare("SELECT 1").first();
+}
+
+/**
+ * Claims up to `limit` alerts that the Queue never accepted (received before
+ * `received_before`), holding them until `claimed_until` so that an
+ * overlapping sweep skips them. One statement: two sweeps never claim one alert.
+ */
+export async function claimOutbox(
+  db: D1Database,
+  input: { received_before: string; now: string; claimed_until: string; limit: number },
+): Promise<string[]> {
+  const { results } = await db
+    .prepare(
+      `UPDATE alerts SET outbox_claimed_until = ?3
+       WHERE alert_id IN (
+         SELECT alert_id FROM alerts
+         WHERE enqueued_at IS NULL AND received_at < ?1
+           AND (outbox_claimed_until IS NULL OR outbox_claimed_until < ?2)
+         ORDER BY received_at LIMIT ?4)
+       RETURNING alert_id`,
+    )
+    .bind(input.received_before, input.now, input.claimed_until, input.limit)
+    .all<{ alert_id: string }>();
+  return results.map((r) => r.alert_id);
+}
+
+/** Puts alerts back in the outbox, for the sweep to send again. */
+export async function returnToOutbox(db: D1Database, alert_ids: string[]): Promise<void> {
+  if (alert_ids.length === 0) return;
+  await db
+    .prepare(
+      `UPDATE alerts SET enqueued_at = NULL, outbox_claimed_until = NULL
+       WHERE alert_id IN (SELECT value FROM json_each(?1))`,
+    )
+    .bind(JSON.stringify(alert_ids))
+    .run();
+}
+
+/** Whether an alert is stored. */
+export async function alertExists(db: D1Database, alert_id: string): Promise<boolean> {
+  return (await db.prepare("SELECT 1 AS x FROM alerts WHERE alert_id = ?1").bind(alert_id).first()) !== null;
 }

@@ -1,0 +1,67 @@
+/** One delivery of one alert to one destination, with a timeout. */
+import type { StoredAlert } from "../store/deliveries";
+import { parseRetryAfter } from "./backoff";
+import type { Destination } from "./destinations";
+import { sign } from "./signing";
+import { slackMessage } from "./slack";
+
+export const DELIVERY_TIMEOUT_IN_MS = 10_000;
+const USER_AGENT = "oneflow-webhooks";
+
+export interface DeliveryAttempt {
+  ok: boolean;
+  /** A failure that retrying cannot fix (a 4xx other than 408 and 429). */
+  permanent: boolean;
+  status: number | null;
+  error: string | null;
+  retry_after_seconds: number | null;
+}
+
+/** The request a destination receives for an alert. */
+export async function deliveryRequest(destination: Destination, alert: StoredAlert, now: Date): Promise<Request> {
+  if (destination.format === "slack") {
+    return new Request(destination.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "user-agent": USER_AGENT },
+      body: JSON.stringify(slackMessage(alert)),
+    });
+  }
+  const timestamp = Math.floor(now.getTime() / 1000);
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "user-agent": USER_AGENT,
+    "webhook-id": alert.alert_id,
+    "webhook-timestamp": String(timestamp),
+  };
+  if (destination.secret) {
+    headers["webhook-signature"] = await sign(destination.secret, alert.alert_id, timestamp, alert.payload);
+  }
+  return new Request(destination.url, { method: "POST", headers, body: alert.payload });
+}
+
+/** Sends one alert to one destination; never throws. */
+export async function deliver(destination: Destination, alert: StoredAlert, now: Date): Promise<DeliveryAttempt> {
+  try {
+    const request = await deliveryRequest(destination, alert, now);
+    const res = await fetch(request, { signal: AbortSignal.timeout(DELIVERY_TIMEOUT_IN_MS) });
+    await res.body?.cancel();
+    if (res.ok) return { ok: true, permanent: false, status: res.status, error: null, retry_after_seconds: null };
+    const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
+    return {
+      ok: false,
+      permanent,
+      status: res.status,
+      error: `HTTP ${res.status}`,
+      retry_after_seconds: parseRetryAfter(res.headers.get("retry-after"), now),
+    };
+  } catch (error) {
+    const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
+    return {
+      ok: false,
+      permanent: false,
+      status: null,
+      error: timedOut ? `no answer within ${DELIVERY_TIMEOUT_IN_MS / 1000} s` : String(error instanceof Error ? error.message : error),
+      retry_after_seconds: null,
+    };
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The `DESTINATIONS` configuration: a JSON array validated with valibot once
+ * per isolate (per distinct value). A malformed value is an error to report,
+ * never a crash and never a silent skip.
+ */
+import * as v from "valibot";
+
+const destinationSchema = v.strictObject({
+  name: v.pipe(v.string(), v.regex(/^[\w.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")),
+  url: v.pipe(
+    v.string(),
+    v.url("must be a URL"),
+    v.check((u) => /^https?:\/\//i.test(u), "must be an http(s) URL"),
+  ),
+  secret: v.optional(
+    v.pipe(v.string(), v.regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, "must be whsec_ followed by base64")),
+  ),
+  format: v.optional(v.picklist(["raw", "slack"], "must be raw or slack"), "raw"),
+  survey_ids: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
+});
+
+const destinationsSchema = v.pipe(
+  v.array(destinationSchema),
+  v.check(
+    (list) => new Set(list.map((d) => d.name)).size === list.length,
+    "destination names must be unique",
+  ),
+);
+
+export type Destination = v.InferOutput<typeof destinationSchema>;
+
+export type DestinationsConfig = { ok: true; destinations: Destination[] } | { ok: false; error: string };
+
+let cached: { raw: string | undefined; config: DestinationsConfig } | undefined;
+
+/**
+ * Parses `DESTINATIONS`; unset or blank means none. Cached per isolate.
+ *
+ * @example
+ * const config = destinationsFrom(env.DESTINATIONS);
+ * if (!config.ok) log("error", "fanout.bad_destinations", { error: config.error });
+ */
+export function destinationsFrom(raw: string | undefined): DestinationsConfig {
+  if (cached !== undefined && cached.raw === raw) return cached.config;
+  const config = parseDestinations(raw);
+  cached = { raw, config };
+  return config;
+}
+
+export function parseDestinations(raw: string | undefined): DestinationsConfig {
+  if (raw === undefined || raw.trim() === "") return { ok: true, destinations: [] };
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: "DESTINATIONS is not valid JSON" };
+  }
+  const result = v.safeParse(destinationsSchema, json, { abortPipeEarly: true });
+  if (!result.success) {
+    const issues = result.issues.map((i) => `${v.getDotPath(i) ?? "(root)"}: ${i.message}`);
+    return { ok: false, error: `DESTINATIONS is invalid: ${issues.join("; ")}` };
+  }
+  return { ok: true, destinations: result.output };
+}
+
+/** Whether a destination wants alerts of this survey. */
+export function wants(destination: Destination, survey_id: string): boolean {
+  return destination.survey_ids === undefined || destination.survey_ids.includes(survey_id);
+}

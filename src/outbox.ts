@@ -1,0 +1,80 @@
+/**
+ * The scheduled outbox sweep. An alert whose enqueue after the reply failed
+ * (its `enqueued_at` still NULL a minute after `received_at`) is sent to the
+ * Queue here; so is an alert whose pending delivery lost its message. Work per
+ * run is bounded, and two overlapping sweeps never send the same alert.
+ */
+import type { AlertMessage } from "./alert";
+import { errorMessage, log } from "./log";
+import { claimOutbox, markEnqueued } from "./store/alerts";
+import { stalePendingAlerts, touchPending } from "./store/deliveries";
+
+/** Queues take at most 100 messages a `sendBatch`. */
+export const SEND_BATCH_SIZE = 100;
+/** Alerts swept per run, at most. */
+export const SWEEP_LIMIT = 500;
+/** An alert younger than this is still in its request's hands. */
+export const OUTBOX_GRACE_IN_SECONDS = 60;
+/** How long a sweep holds the alerts it is sending. */
+export const OUTBOX_CLAIM_IN_SECONDS = 120;
+/** A pending delivery untouched this long has lost its message (retries are at most an hour apart). */
+export const STALE_PENDING_IN_SECONDS = 2 * 3_600;
+
+export interface SweepContext {
+  db: D1Database;
+  queue: Queue<AlertMessage>;
+  now: Date;
+}
+
+export interface SweepResult {
+  enqueued: number;
+  requeued_stale: number;
+  failed: number;
+}
+
+export async function sweepOutbox(ctx: SweepContext): Promise<SweepResult> {
+  const result: SweepResult = { enqueued: 0, requeued_stale: 0, failed: 0 };
+  const now = ctx.now.getTime();
+  const iso = (ms: number) => new Date(ms).toISOString();
+
+  while (result.enqueued + result.failed < SWEEP_LIMIT) {
+    const alert_ids = await claimOutbox(ctx.db, {
+      received_before: iso(now - OUTBOX_GRACE_IN_SECONDS * 1000),
+      now: iso(now),
+      claimed_until: iso(now + OUTBOX_CLAIM_IN_SECONDS * 1000),
+      limit: SEND_BATCH_SIZE,
+    });
+    if (alert_ids.length === 0) break;
+    try {
+      await send(ctx.queue, alert_ids);
+      await markEnqueued(ctx.db, alert_ids, iso(now));
+      result.enqueued += alert_ids.length;
+    } catch (error) {
+      // The claim lapses and a later sweep tries again.
+      log("error", "outbox.send_failed", { error: errorMessage(error), alerts: alert_ids.length });
+      result.failed += alert_ids.length;
+      break;
+    }
+  }
+
+  const stale = await stalePendingAlerts(ctx.db, iso(now - STALE_PENDING_IN_SECONDS * 1000), SWEEP_LIMIT);
+  if (stale.length > 0) {
+    try {
+      await send(ctx.queue, stale);
+      await touchPending(ctx.db, stale, iso(now));
+      result.requeued_stale = stale.length;
+    } catch (error) {
+      log("error", "outbox.send_failed", { error: errorMessage(error), alerts: stale.length });
+      result.failed += stale.length;
+    }
+  }
+  log(result.failed > 0 ? "error" : "info", "outbox.swept", { ...result });
+  return result;
+}
+
+async function send(queue: Queue<AlertMessage>, alert_ids: string[]): Promise<void> {
+  for (let i = 0; i < alert_ids.length; i += SEND_BATCH_SIZE) {
+    const chunk = alert_ids.slice(i, i + SEND_BATCH_SIZE);
+    await queue.sendBatch(chunk.map((alert_id) => ({ body: { v: 1, alert_id }, contentType: "json" as const })));
+  }
+}
