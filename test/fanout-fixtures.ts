@@ -86,7 +86,7 @@ export async function runQueue(
   const batch = createMessageBatch(queue, messages);
   const delays = watchRetryDelays(batch);
   const ctx = createExecutionContext();
-  await worker.queue(batch, environment, ctx);
+  await worker.queue(batch, environment);
   return { ...(await getQueueResult(batch, ctx)), delays };
 }
 
