@@ -2,6 +2,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult, type QueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { vi } from "vitest";
+import type { AlertMessage } from "../src/alert";
 import type { Env } from "../src/env";
 import worker from "../src/index";
 import { examplePayload, post } from "./fixtures";
@@ -113,4 +114,16 @@ export async function deliveries(alert_id: string): Promise<DeliveryRow[]> {
 
 export function statusByDestination(rows: DeliveryRow[]): Record<string, string> {
   return Object.fromEntries(rows.map((r) => [r.destination, r.status]));
+}
+
+/** Watches `ALERTS_QUEUE.sendBatch` (calling through) and lists what each call sent. */
+export function watchSendBatch() {
+  const batches: MessageSendRequest<AlertMessage>[][] = [];
+  const original = env.ALERTS_QUEUE.sendBatch.bind(env.ALERTS_QUEUE);
+  const spy = vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages, options) => {
+    const list = Array.from(messages);
+    batches.push(list);
+    return original(list, options);
+  });
+  return { spy, batches, ids: () => batches.flatMap((b) => b.map((m) => m.body.alert_id)) };
 }
