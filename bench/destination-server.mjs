@@ -1,0 +1,89 @@
+// A local webhook destination for trying the fan-out and for the soak test.
+// It records every request, verifies Standard Webhooks signatures when given
+// the secret, and can fail on purpose.
+//
+//   node bench/destination-server.mjs --port 9000 [--secret whsec_...]
+//        [--fail-first 2] [--fail-rate 0.33] [--hang-rate 0.05] [--hang-ms 12000]
+//
+// GET /stats answers {requests, by_id: {<webhook-id>: deliveries that got a 2xx}, bad_signatures}.
+import { createServer } from "node:http";
+import { parseArgs } from "node:util";
+import { Webhook } from "standardwebhooks";
+
+export function startDestination({
+  port = 9000,
+  secret,
+  failFirst = 0,
+  failRate = 0,
+  hangRate = 0,
+  hangMs = 12_000,
+  random = Math.random,
+  quiet = false,
+} = {}) {
+  const verifier = secret ? new Webhook(secret) : null;
+  const seen = new Map(); // webhook-id -> attempts
+  const delivered = new Map(); // webhook-id -> 2xx answers
+  const stats = { requests: 0, bad_signatures: 0, failed_on_purpose: 0, hung_on_purpose: 0 };
+
+  const server = createServer((req, res) => {
+    if (req.method === "GET" && req.url === "/stats") {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ ...stats, by_id: Object.fromEntries(delivered) }));
+      return;
+    }
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      stats.requests += 1;
+      const body = Buffer.concat(chunks).toString("utf8");
+      const id = req.headers["webhook-id"] ?? "(none)";
+      const attempt = (seen.get(id) ?? 0) + 1;
+      seen.set(id, attempt);
+      if (verifier) {
+        try {
+          verifier.verify(body, req.headers);
+        } catch {
+          stats.bad_signatures += 1;
+        }
+      }
+      if (attempt <= failFirst || random() < failRate) {
+        stats.failed_on_purpose += 1;
+        if (!quiet) console.log(`500 ${id} attempt ${attempt}`);
+        res.statusCode = 500;
+        res.end("failing on purpose");
+        return;
+      }
+      if (random() < hangRate) {
+        stats.hung_on_purpose += 1;
+        setTimeout(() => res.destroy(), hangMs);
+        return;
+      }
+      delivered.set(id, (delivered.get(id) ?? 0) + 1);
+      if (!quiet) console.log(`200 ${id} attempt ${attempt} signed=${Boolean(req.headers["webhook-signature"])}`);
+      res.end("ok");
+    });
+  });
+  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve({ server, stats, delivered })));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({
+    options: {
+      port: { type: "string", default: "9000" },
+      secret: { type: "string" },
+      "fail-first": { type: "string", default: "0" },
+      "fail-rate": { type: "string", default: "0" },
+      "hang-rate": { type: "string", default: "0" },
+      "hang-ms": { type: "string", default: "12000" },
+    },
+  });
+  await startDestination({
+    port: Number(values.port),
+    secret: values.secret,
+    failFirst: Number(values["fail-first"]),
+    failRate: Number(values["fail-rate"]),
+    hangRate: Number(values["hang-rate"]),
+    hangMs: Number(values["hang-ms"]),
+  });
+  console.log(`destination listening on http://127.0.0.1:${values.port}`);
+}
