@@ -16,6 +16,8 @@ export interface Env {
   MAX_BODY_BYTES?: string;
   /** Backoff base for deliveries in seconds (default 30). */
   RETRY_BASE_SECONDS?: string;
+  /** Time a destination has to answer a delivery in ms (default 10000). */
+  DELIVERY_TIMEOUT_MS?: string;
   /** Time the request path may spend on D1 in ms (default 8000). */
   STORAGE_DEADLINE_MS?: string;
 }

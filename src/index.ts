@@ -2,6 +2,7 @@
 import type { Env } from "./env";
 import { retryBaseSeconds } from "./fanout/backoff";
 import { consumeAlerts } from "./fanout/consumer";
+import { deliveryTimeoutMs } from "./fanout/deliver";
 import { consumeDeadLetters } from "./fanout/dead-letters";
 import { destinationsFrom } from "./fanout/destinations";
 import { app } from "./http/app";
@@ -24,6 +25,7 @@ export default {
       db: env.DB,
       destinations,
       retry_base_seconds: retryBaseSeconds(env.RETRY_BASE_SECONDS),
+      delivery_timeout_ms: deliveryTimeoutMs(env.DELIVERY_TIMEOUT_MS),
       now,
       random: Math.random,
     });

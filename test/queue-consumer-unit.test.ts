@@ -73,6 +73,7 @@ describe("queue consumer", () => {
       db: env.DB,
       destinations: parseDestinations(FANOUT_ENV.DESTINATIONS),
       retry_base_seconds: 30,
+      delivery_timeout_ms: 10_000,
       now: () => new Date(),
       random: () => 0.5,
     });
@@ -168,6 +169,28 @@ describe("queue consumer", () => {
     await runQueue(QUEUE, [message(alert_id)]);
     expect(signals).toHaveLength(2);
     for (const signal of signals) expect(signal).toBeInstanceOf(AbortSignal);
+  });
+
+  it("a destination that never answers is cut off at DELIVERY_TIMEOUT_MS; the others are delivered", async () => {
+    const original = globalThis.fetch;
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      const host = new URL(new Request(input).url).hostname;
+      if (host === "crm.test") {
+        const signal = init?.signal;
+        return new Promise<Response>((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason)));
+      }
+      return host.endsWith(".test") ? new Response("ok") : original(input, init);
+    });
+    const { alert_id } = await storedAlert();
+    const started = Date.now();
+    const result = await runQueue(QUEUE, [message(alert_id)], { ...FANOUT_ENV, DELIVERY_TIMEOUT_MS: "300" });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(result.retryMessages).toHaveLength(1);
+    const rows = await deliveries(alert_id);
+    expect(rows.map((r) => [r.destination, r.status, r.last_error])).toEqual([
+      ["crm", "pending", "no answer within 0.3 s"],
+      ["warehouse", "delivered", null],
+    ]);
   });
 
   it("a mixed batch: each message acknowledged or retried on its own", async () => {

@@ -11,13 +11,14 @@ import { retryDelaySeconds } from "./backoff";
 import { type DeliveryAttempt, deliver } from "./deliver";
 import { type DestinationsConfig, wants } from "./destinations";
 
-/** How long a consumer holds a delivery it is making: past the delivery timeout. */
-export const CLAIM_IN_SECONDS = 60;
+/** How long a consumer holds a delivery it is making, beyond the delivery timeout. */
+export const CLAIM_MARGIN_IN_SECONDS = 50;
 
 export interface ConsumerContext {
   db: D1Database;
   destinations: DestinationsConfig;
   retry_base_seconds: number;
+  delivery_timeout_ms: number;
   now: () => Date;
   random: () => number;
 }
@@ -70,7 +71,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       ctx.db,
       keys,
       now.toISOString(),
-      new Date(now.getTime() + CLAIM_IN_SECONDS * 1000).toISOString(),
+      new Date(now.getTime() + ctx.delivery_timeout_ms + CLAIM_MARGIN_IN_SECONDS * 1000).toISOString(),
     );
 
     const attempts = await Promise.all(
@@ -80,7 +81,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
           const alert = alerts.get(key.alert_id);
           const destination = destinations.find((d) => d.name === key.destination);
           if (!alert || !destination) throw new Error("claimed a delivery it cannot make");
-          const attempt = await deliver(destination, alert, ctx.now());
+          const attempt = await deliver(destination, alert, ctx.now(), ctx.delivery_timeout_ms);
           const recorded = await record(ctx, key, attempt);
           return { key, attempt, recorded };
         }),

@@ -5,8 +5,14 @@ import type { Destination } from "./destinations";
 import { sign } from "./signing";
 import { slackMessage } from "./slack";
 
+/** Default time a destination has to answer one delivery. */
 export const DELIVERY_TIMEOUT_IN_MS = 10_000;
 const USER_AGENT = "oneflow-webhooks";
+
+export function deliveryTimeoutMs(raw: string | undefined): number {
+  const parsed = Number(raw);
+  return Number.isFinite(parsed) && parsed > 0 ? parsed : DELIVERY_TIMEOUT_IN_MS;
+}
 
 export interface DeliveryAttempt {
   ok: boolean;
@@ -40,10 +46,15 @@ export async function deliveryRequest(destination: Destination, alert: StoredAle
 }
 
 /** Sends one alert to one destination; never throws. */
-export async function deliver(destination: Destination, alert: StoredAlert, now: Date): Promise<DeliveryAttempt> {
+export async function deliver(
+  destination: Destination,
+  alert: StoredAlert,
+  now: Date,
+  timeout_ms: number = DELIVERY_TIMEOUT_IN_MS,
+): Promise<DeliveryAttempt> {
   try {
     const request = await deliveryRequest(destination, alert, now);
-    const res = await fetch(request, { signal: AbortSignal.timeout(DELIVERY_TIMEOUT_IN_MS) });
+    const res = await fetch(request, { signal: AbortSignal.timeout(timeout_ms) });
     await res.body?.cancel();
     if (res.ok) return { ok: true, permanent: false, status: res.status, error: null, retry_after_seconds: null };
     const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
@@ -60,7 +71,7 @@ export async function deliver(destination: Destination, alert: StoredAlert, now:
       ok: false,
       permanent: false,
       status: null,
-      error: timedOut ? `no answer within ${DELIVERY_TIMEOUT_IN_MS / 1000} s` : String(error instanceof Error ? error.message : error),
+      error: timedOut ? `no answer within ${timeout_ms / 1000} s` : String(error instanceof Error ? error.message : error),
       retry_after_seconds: null,
     };
   }
