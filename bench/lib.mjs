@@ -1,0 +1,80 @@
+// Shared by the benchmark and the soak: bundling, starting workers in Miniflare, payloads.
+import { execFileSync } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { convertV4MiniflareOptions, Miniflare } from "miniflare";
+
+export const ROOT = new URL("..", import.meta.url).pathname;
+export const COMPATIBILITY_DATE = "2026-10-01";
+export const SECRET = "bench-secret";
+export const EXAMPLE = JSON.parse(readFileSync(join(ROOT, "examples/1flow-example.json"), "utf8"));
+
+/** Bundles a Worker with wrangler exactly as `wrangler deploy` would; returns the script path. */
+export function bundle(outdir, args = [], script = "index.js") {
+  execFileSync("npx", ["wrangler", "deploy", "--dry-run", "--outdir", outdir, ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  });
+  return join(outdir, script);
+}
+
+/** The statements of schema.sql, split on the semicolons that end them. */
+export function schemaStatements() {
+  const sql = readFileSync(join(ROOT, "schema.sql"), "utf8")
+    .split("\n")
+    .filter((line) => !line.trim().startsWith("--"))
+    .join("\n");
+  return sql
+    .split(/;\s*$/m)
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** Starts one Worker in Miniflare (the real workerd) with a fresh local D1 and Queue. */
+export async function startWorker({ scriptPath, bindings = {}, consumers = {}, setupSql = [] }) {
+  // Miniflare 5 takes a new options shape; the converter accepts the familiar v4 one.
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      host: "127.0.0.1",
+      port: 0,
+      // The Worker's log lines are not what is measured; printing them would be.
+      handleStructuredLogs: () => {},
+      modules: true,
+      scriptPath,
+      compatibilityDate: COMPATIBILITY_DATE,
+      d1Databases: { DB: "bench" },
+      queueProducers: { ALERTS_QUEUE: { queueName: "oneflow-alerts" } },
+      queueConsumers: consumers,
+      bindings,
+    }),
+  );
+  const url = await mf.ready;
+  const db = await mf.getD1Database("DB");
+  for (const sql of setupSql) await db.prepare(sql).run();
+  return { mf, url: url.origin, db };
+}
+
+/** The documented example with a fresh alert_id. */
+export function newAlertBody(id) {
+  return JSON.stringify({ ...EXAMPLE, alert_id: id });
+}
+
+/** Peak resident memory of the workerd processes this Node process started, in MiB. */
+export function workerdRssMiB() {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      if (Number(fields[1]) !== process.pid || !comm.startsWith("workerd")) continue;
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      total += kb / 1024;
+    } catch {
+      // the process went away between the listing and the read
+    }
+  }
+  return total;
+}
