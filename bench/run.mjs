@@ -15,7 +15,6 @@ const { values } = parseArgs({
   options: {
     connections: { type: "string", default: "10" },
     duration: { type: "string", default: "10" },
-    only: { type: "string" },
   },
 });
 const connections = Number(values.connections);
@@ -97,27 +96,35 @@ const bundleGzipBytes = gzipSync(readFileSync(oursScript)).byteLength;
   await naive.mf.dispose();
 }
 
-// Our Worker, with every guarantee on, and its queue consumer running (no destinations).
-{
-  const ours = await startWorker({
+// Our Worker, with every guarantee on and its queue consumer running (no destinations).
+// Each workload gets a fresh runtime and database, as each baseline does.
+async function startOurs() {
+  return startWorker({
     scriptPath: oursScript,
     bindings: { WEBHOOK_SECRET: SECRET, MAX_BODY_BYTES: "65536" },
     consumers: { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } },
     setupSql: schemaStatements(),
   });
-  const DUPLICATES = 200;
-  const dupBodies = Array.from({ length: DUPLICATES }, (_, i) => newAlertBody(`dup-${runId}-${i}`));
+}
+const DUPLICATES = 200;
+const dupBodies = Array.from({ length: DUPLICATES }, (_, i) => newAlertBody(`dup-${runId}-${i}`));
+async function storeDuplicates(worker) {
   for (const body of dupBodies) {
-    await fetch(`${ours.url}${PATH}`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    await fetch(`${worker.url}${PATH}`, { method: "POST", headers: { "content-type": "application/json" }, body });
   }
-  const invalid = (i) => JSON.stringify({ ...EXAMPLE, alert_id: `bad-${runId}-${i}`, timestamp: "yesterday" });
-
-  await measure("ours: new alerts", ours, { body: (i) => newAlertBody(`new-${runId}-${i}`) });
-  await measure("ours: duplicates", ours, { body: (i) => dupBodies[i % DUPLICATES] });
-  await measure("ours: invalid (422)", ours, { body: invalid, expected: [422] });
-  await measure("ours: 50/50 new+dup", ours, {
-    body: (i) => (i % 2 === 0 ? newAlertBody(`mix-${runId}-${i}`) : dupBodies[i % DUPLICATES]),
-  });
+  await new Promise((r) => setTimeout(r, 2_000)); // let the consumer take their messages
+}
+const invalid = (i) => JSON.stringify({ ...EXAMPLE, alert_id: `bad-${runId}-${i}`, timestamp: "yesterday" });
+const ourWorkloads = [
+  ["ours: new alerts", { body: (i) => newAlertBody(`new-${runId}-${i}`) }, false],
+  ["ours: duplicates", { body: (i) => dupBodies[i % DUPLICATES] }, true],
+  ["ours: invalid (422)", { body: invalid, expected: [422] }, false],
+  ["ours: 50/50 new+dup", { body: (i) => (i % 2 === 0 ? newAlertBody(`mix-${runId}-${i}`) : dupBodies[i % DUPLICATES]) }, true],
+];
+for (const [name, workload, needsDuplicates] of ourWorkloads) {
+  const ours = await startOurs();
+  if (needsDuplicates) await storeDuplicates(ours);
+  await measure(name, ours, workload);
   await ours.mf.dispose();
 }
 

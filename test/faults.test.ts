@@ -121,13 +121,18 @@ describe("Queue faults", () => {
   });
 
   it("a retry of an alert whose enqueue failed enqueues it then", async () => {
-    vi.spyOn(env.ALERTS_QUEUE, "send").mockRejectedValueOnce(new Error("Queue send failed"));
+    const send = vi.spyOn(env.ALERTS_QUEUE, "send").mockRejectedValueOnce(new Error("Queue send failed"));
     const payload = examplePayload();
     await call(JSON.stringify(payload));
     expect((await alertRow(payload.alert_id))?.enqueued_at).toBeNull();
+    send.mockClear();
     const res = await call(JSON.stringify(payload));
     expect(await res.json()).toMatchObject({ duplicate: true });
-    expect((await alertRow(payload.alert_id))?.enqueued_at).not.toBeNull();
+    expect(send.mock.calls.map((c) => c[0])).toEqual([{ v: 1, alert_id: payload.alert_id }]);
+    await vi.waitFor(async () => expect((await alertRow(payload.alert_id))?.enqueued_at).not.toBeNull(), {
+      timeout: 15_000,
+      interval: 100,
+    });
   });
 });
 

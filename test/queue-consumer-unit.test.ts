@@ -349,3 +349,16 @@ describe("queue consumer", () => {
     expect(result.retryMessages.map((r) => r.msgId)).toEqual([m.id]);
   });
 });
+
+describe("the outbox mark", () => {
+  it("the consumer sets enqueued_at for every alert of its batch, with or without destinations", async () => {
+    stubDestinations();
+    const a = await storedAlert();
+    const b = await storedAlert();
+    await env.DB.prepare("UPDATE alerts SET enqueued_at = NULL WHERE alert_id IN (?, ?)").bind(a.alert_id, b.alert_id).run();
+    await runQueue(QUEUE, [message(a.alert_id)]);
+    await runQueue(QUEUE, [message(b.alert_id)], { ...env, DESTINATIONS: "" });
+    expect((await alertRow(a.alert_id))?.enqueued_at).toMatch(/Z$/);
+    expect((await alertRow(b.alert_id))?.enqueued_at).toMatch(/Z$/);
+  });
+});

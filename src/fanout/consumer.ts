@@ -6,6 +6,7 @@
  */
 import { isAlertMessage } from "../alert";
 import { errorMessage, log } from "../log";
+import { markEnqueued } from "../store/alerts";
 import { claimDeliveries, type DeliveryKey, loadAlerts, recordAttempt } from "../store/deliveries";
 import { retryDelaySeconds } from "./backoff";
 import { type DeliveryAttempt, deliver } from "./deliver";
@@ -34,14 +35,6 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       }),
     });
 
-  if (!ctx.destinations.ok) {
-    // Kept on the Queue until the configuration is fixed (see GET /healthz).
-    log("error", "fanout.bad_destinations", { error: ctx.destinations.error, messages: batch.messages.length });
-    for (const message of batch.messages) retry(message);
-    return;
-  }
-  const { destinations } = ctx.destinations;
-
   const messages: { message: Message<unknown>; alert_id: string }[] = [];
   for (const message of batch.messages) {
     if (isAlertMessage(message.body)) messages.push({ message, alert_id: message.body.alert_id });
@@ -50,11 +43,27 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       message.ack();
     }
   }
+  // The Queue has these messages: take their alerts out of the outbox.
+  const marked = markEnqueued(
+    ctx.db,
+    messages.map((m) => m.alert_id),
+    ctx.now().toISOString(),
+  ).catch((error: unknown) => log("warn", "fanout.mark_enqueued_failed", { error: errorMessage(error) }));
+
+  if (!ctx.destinations.ok) {
+    // Kept on the Queue until the configuration is fixed (see GET /healthz).
+    log("error", "fanout.bad_destinations", { error: ctx.destinations.error, messages: messages.length });
+    for (const { message } of messages) retry(message);
+    await marked;
+    return;
+  }
+  const { destinations } = ctx.destinations;
   if (destinations.length === 0) {
     for (const { message, alert_id } of messages) {
       log("info", "fanout.no_destinations", { alert_id });
       message.ack();
     }
+    await marked;
     return;
   }
 
@@ -106,6 +115,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
     log("error", "fanout.batch_failed", { error: errorMessage(error), messages: messages.length });
     for (const { message } of messages) retry(message);
   }
+  await marked;
 }
 
 /** Records an attempt; false when D1 did not take it, so the message is retried. */

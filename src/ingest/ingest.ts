@@ -4,7 +4,7 @@
  */
 import type { AlertMessage, RejectReason } from "../alert";
 import { errorMessage, log } from "../log";
-import { markEnqueued, storeAlert } from "../store/alerts";
+import { storeAlert } from "../store/alerts";
 import { withDeadline } from "../store/d1";
 import { quarantine } from "../store/rejected";
 import { type PayloadIssue, parsePayload } from "./payload";
@@ -117,11 +117,14 @@ async function reject(ctx: IngestContext, r: RejectInput): Promise<void> {
   });
 }
 
-/** Sends the alert to the Queue after the reply, then marks it; the sweep covers a failure. */
+/**
+ * Sends the alert to the Queue after the reply. The consumer sets `enqueued_at`
+ * when the message reaches it, for a whole batch in one statement, which keeps a
+ * second D1 write off every request; a failed send leaves it NULL for the sweep.
+ */
 async function enqueue(ctx: IngestContext, alert_id: string): Promise<void> {
   try {
     await ctx.queue.send({ v: 1, alert_id }, { contentType: "json" });
-    await markEnqueued(ctx.db, [alert_id], ctx.now().toISOString());
   } catch (error) {
     log("error", "enqueue.failed", {
       request_id: ctx.request_id,

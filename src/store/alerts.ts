@@ -77,7 +77,7 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
   };
 }
 
-/** Records that the Queue accepted the alert's message (the outbox mark). */
+/** Records that the Queue has the alerts' messages (the outbox mark), in one statement. */
 export async function markEnqueued(db: D1Database, alert_ids: string[], enqueued_at: string): Promise<void> {
   if (alert_ids.length === 0) return;
   await db
