@@ -1,0 +1,209 @@
+// npm run soak [-- --alerts 10000 --concurrency 50]
+//
+// Runs the bundled Worker in Miniflare with two local destinations (one healthy,
+// one that fails a third of its requests and sometimes hangs past the delivery
+// timeout), sends the alerts with duplicates (some concurrent), invalid and
+// oversize bodies, waits for the Queue to drain, and checks that nothing was lost
+// and nothing duplicated. Exits non-zero when any figure is off.
+import { createHash, randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { startDestination } from "./destination-server.mjs";
+import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
+
+const { values } = parseArgs({
+  options: {
+    alerts: { type: "string", default: "10000" },
+    concurrency: { type: "string", default: "50" },
+    "drain-timeout": { type: "string", default: "200" },
+  },
+});
+const ALERTS = Number(values.alerts);
+const CONCURRENCY = Number(values.concurrency);
+const DRAIN_TIMEOUT_S = Number(values["drain-timeout"]);
+const DUPLICATE_SHARE = 0.3;
+const INVALID_SHARE = 0.05;
+const OVERSIZE = Math.max(3, Math.round(ALERTS / 2000));
+const DELIVERY_TIMEOUT_MS = 2_000;
+const DESTINATION_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const HEALTHY_PORT = 9310;
+const FLAKY_PORT = 9311;
+const runId = randomUUID().slice(0, 8);
+
+const log = (line) => process.stderr.write(`${line}\n`);
+const sha256 = (text) => createHash("sha256").update(text).digest("hex");
+
+// A seeded generator, so a run can be repeated.
+let seed = 20261127;
+const random = () => {
+  seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+  return seed / 2 ** 31;
+};
+
+// The workload: every valid alert once, 30% of them again (half of those at the same
+// moment), 5% invalid bodies (bad JSON and schema failures), a few oversize ones.
+const valid = Array.from({ length: ALERTS }, (_, i) => {
+  const screens = [
+    { ...EXAMPLE.survey_info.screens[0], answer: String(i % 11) },
+    { ...EXAMPLE.survey_info.screens[1], answer: `reason ${i}` },
+  ];
+  return JSON.stringify({ ...EXAMPLE, alert_id: `soak-${runId}-${i}`, survey_info: { ...EXAMPLE.survey_info, screens } });
+});
+const invalidCount = Math.round(ALERTS * INVALID_SHARE);
+const invalid = Array.from({ length: invalidCount }, (_, i) =>
+  i % 2 === 0
+    ? `{"alert_id":"broken-${runId}-${i}", "survey_id":`
+    : JSON.stringify({ ...EXAMPLE, alert_id: `invalid-${runId}-${i}`, timestamp: "not a time" }),
+);
+const oversize = Array.from({ length: OVERSIZE }, (_, i) =>
+  JSON.stringify({ ...EXAMPLE, alert_id: `big-${runId}-${i}`, padding: "x".repeat(70_000 + i) }),
+);
+
+/** Jobs: each sends one body, or two copies of one body at the same moment. */
+const jobs = [];
+for (const body of valid) jobs.push({ bodies: [body] });
+for (const body of valid) {
+  if (random() >= DUPLICATE_SHARE) continue;
+  jobs.push({ bodies: random() < 0.5 ? [body, body] : [body] });
+}
+for (const body of invalid) jobs.push({ bodies: [body] });
+for (const body of oversize) jobs.push({ bodies: [body] });
+for (let i = jobs.length - 1; i > 0; i--) {
+  const j = Math.floor(random() * (i + 1));
+  [jobs[i], jobs[j]] = [jobs[j], jobs[i]];
+}
+
+log("bundling with wrangler deploy --dry-run ...");
+const scriptPath = bundle(join(ROOT, "bench/.build/soak"));
+const healthy = await startDestination({ port: HEALTHY_PORT, secret: DESTINATION_SECRET, quiet: true });
+const flaky = await startDestination({
+  port: FLAKY_PORT,
+  secret: DESTINATION_SECRET,
+  failRate: 1 / 3,
+  hangRate: 0.003,
+  hangMs: DELIVERY_TIMEOUT_MS + 1_500,
+  random,
+  quiet: true,
+});
+const worker = await startWorker({
+  scriptPath,
+  bindings: {
+    WEBHOOK_SECRET: SECRET,
+    RETRY_BASE_SECONDS: "1",
+    DELIVERY_TIMEOUT_MS: String(DELIVERY_TIMEOUT_MS),
+    DESTINATIONS: JSON.stringify([
+      { name: "healthy", url: `http://127.0.0.1:${HEALTHY_PORT}/hook`, secret: DESTINATION_SECRET },
+      { name: "flaky", url: `http://127.0.0.1:${FLAKY_PORT}/hook`, secret: DESTINATION_SECRET },
+    ]),
+  },
+  consumers: {
+    // More retries than wrangler.toml's 10: a third of the flaky destination's answers
+    // fail, and this run is about losing nothing, not about dead letters.
+    "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 30, deadLetterQueue: "oneflow-alerts-dlq" },
+    "oneflow-alerts-dlq": { maxBatchSize: 100, maxBatchTimeout: 1 },
+  },
+  setupSql: schemaStatements(),
+});
+
+const url = `${worker.url}/webhooks/1flow/${SECRET}`;
+const statuses = new Map();
+const latencies = [];
+let slowest = 0;
+let next = 0;
+const started = performance.now();
+
+async function send(body) {
+  const t = performance.now();
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+    signal: AbortSignal.timeout(15_000),
+  }).catch((error) => ({ status: `error: ${error.name}`, text: async () => "" }));
+  await res.text();
+  const ms = performance.now() - t;
+  latencies.push(ms);
+  slowest = Math.max(slowest, ms);
+  statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+}
+
+async function client() {
+  while (next < jobs.length) {
+    const job = jobs[next++];
+    await Promise.all(job.bodies.map(send));
+  }
+}
+
+const requestsTotal = jobs.reduce((n, j) => n + j.bodies.length, 0);
+log(`sending ${requestsTotal} requests (${ALERTS} alerts) at concurrency ${CONCURRENCY} ...`);
+await Promise.all(Array.from({ length: CONCURRENCY }, client));
+const sendSeconds = (performance.now() - started) / 1000;
+latencies.sort((a, b) => a - b);
+log(`sent in ${sendSeconds.toFixed(1)} s; waiting for the Queue to drain ...`);
+
+const db = worker.db;
+const count = async (sql, ...params) => (await db.prepare(sql).bind(...params).first()).n;
+const drainStarted = performance.now();
+let delivered = 0;
+while ((performance.now() - drainStarted) / 1000 < DRAIN_TIMEOUT_S) {
+  delivered = await count("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'delivered'");
+  if (delivered >= ALERTS * 2) break;
+  await new Promise((r) => setTimeout(r, 1_000));
+}
+const drainSeconds = (performance.now() - drainStarted) / 1000;
+
+// The figures.
+const checks = [];
+const check = (name, ok, figure) => checks.push({ name, ok, figure });
+const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
+
+check("every request answered within 10 s", slowest < 10_000, `max ${slowest.toFixed(0)} ms, p50 ${q(0.5).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms`);
+const fiveHundreds = [...statuses].filter(([s]) => typeof s !== "number" || s >= 500).reduce((n, [, c]) => n + c, 0);
+check("zero 5xx (and no transport errors)", fiveHundreds === 0, JSON.stringify(Object.fromEntries(statuses)));
+
+const validIds = new Set(valid.map((b) => JSON.parse(b).alert_id));
+const { results: stored } = await db.prepare("SELECT alert_id FROM alerts").all();
+const storedIds = new Set(stored.map((r) => r.alert_id));
+const missing = [...validIds].filter((id) => !storedIds.has(id)).length;
+const extra = [...storedIds].filter((id) => !validIds.has(id)).length;
+check("alerts holds exactly the distinct valid alert_ids", missing === 0 && extra === 0 && stored.length === validIds.size, `${stored.length} rows, ${validIds.size} expected, ${missing} missing, ${extra} unexpected`);
+
+const answers = await count("SELECT COUNT(*) AS n FROM answers");
+const duplicateAnswers = await count("SELECT COUNT(*) AS n FROM (SELECT alert_id, position FROM answers GROUP BY 1, 2 HAVING COUNT(*) > 1)");
+check("answers has no duplicates", duplicateAnswers === 0 && answers === ALERTS * 2, `${answers} rows for ${ALERTS * 2} screens, ${duplicateAnswers} duplicated`);
+
+for (const [name, destination] of [["healthy", healthy], ["flaky", flaky]]) {
+  const byId = destination.delivered;
+  const never = [...validIds].filter((id) => !byId.has(id)).length;
+  const twice = [...byId.values()].filter((n) => n > 1).length;
+  check(
+    `every alert delivered to ${name} exactly once (by webhook-id)`,
+    never === 0 && twice === 0 && destination.stats.bad_signatures === 0,
+    `${byId.size} ids, ${never} never, ${twice} more than once, ${destination.stats.requests} requests, ${destination.stats.failed_on_purpose} failed and ${destination.stats.hung_on_purpose} hung on purpose, ${destination.stats.bad_signatures} bad signatures`,
+  );
+}
+const ledger = await count("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'delivered'");
+const notDelivered = await count("SELECT COUNT(*) AS n FROM deliveries WHERE status <> 'delivered'");
+check("the deliveries ledger says delivered for both", ledger === ALERTS * 2 && notDelivered === 0, `${ledger} delivered, ${notDelivered} other, drained in ${drainSeconds.toFixed(1)} s`);
+
+let quarantined = 0;
+for (const body of invalid) if (await db.prepare("SELECT 1 FROM rejected_payloads WHERE id = ?").bind(sha256(body)).first()) quarantined++;
+check("every invalid body is in rejected_payloads", quarantined === invalid.length, `${quarantined} of ${invalid.length}`);
+let tooLarge = 0;
+for (const body of oversize) {
+  const id = sha256(`payload_too_large:${Buffer.byteLength(body)}`);
+  if (await db.prepare("SELECT 1 FROM rejected_payloads WHERE id = ? AND body IS NULL").bind(id).first()) tooLarge++;
+}
+check("every oversize body is quarantined by size", tooLarge === oversize.length, `${tooLarge} of ${oversize.length}`);
+
+console.log(`soak: ${requestsTotal} requests for ${ALERTS} alerts at concurrency ${CONCURRENCY}, sent in ${sendSeconds.toFixed(1)} s (${(requestsTotal / sendSeconds).toFixed(0)} req/s)`);
+for (const c of checks) console.log(`${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.figure}`);
+
+await worker.mf.dispose();
+healthy.server.close();
+flaky.server.close();
+healthy.server.closeAllConnections();
+flaky.server.closeAllConnections();
+const failed = checks.filter((c) => !c.ok).length;
+console.log(failed === 0 ? "soak passed" : `soak FAILED: ${failed} figure(s) off`);
+process.exit(failed === 0 ? 0 : 1);
