@@ -6,6 +6,7 @@
 //        [--fail-first 2] [--fail-rate 0.33] [--hang-rate 0.05] [--hang-ms 12000]
 //
 // GET /stats answers {requests, by_id: {<webhook-id>: deliveries that got a 2xx}, bad_signatures}.
+// --port 0 picks a free port; the first line printed names it.
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import { Webhook } from "standardwebhooks";
@@ -63,7 +64,9 @@ export function startDestination({
       res.end("ok");
     });
   });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve({ server, stats, delivered })));
+  return new Promise((resolve) =>
+    server.listen(port, "127.0.0.1", () => resolve({ server, stats, delivered, port: server.address().port })),
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -75,15 +78,17 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       "fail-rate": { type: "string", default: "0" },
       "hang-rate": { type: "string", default: "0" },
       "hang-ms": { type: "string", default: "12000" },
+      quiet: { type: "boolean", default: false },
     },
   });
-  await startDestination({
+  const { port } = await startDestination({
     port: Number(values.port),
     secret: values.secret,
     failFirst: Number(values["fail-first"]),
     failRate: Number(values["fail-rate"]),
     hangRate: Number(values["hang-rate"]),
     hangMs: Number(values["hang-ms"]),
+    quiet: values.quiet,
   });
-  console.log(`destination listening on http://127.0.0.1:${values.port}`);
+  console.log(`destination listening on http://127.0.0.1:${port}`);
 }
