@@ -7,7 +7,7 @@
 import { isAlertMessage } from "../alert";
 import { errorMessage, log } from "../log";
 import { markEnqueued } from "../store/alerts";
-import { claimDeliveries, type DeliveryKey, loadAlerts, recordAttempt } from "../store/deliveries";
+import { claimDeliveries, type DeliveryKey, loadAlerts, recordAttempts } from "../store/deliveries";
 import { retryDelaySeconds } from "./backoff";
 import { type DeliveryAttempt, deliver } from "./deliver";
 import { type DestinationsConfig, wants } from "./destinations";
@@ -83,6 +83,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       new Date(now.getTime() + ctx.delivery_timeout_ms + CLAIM_MARGIN_IN_SECONDS * 1000).toISOString(),
     );
 
+    // Every delivery of the batch at once; a slow destination holds up none of the others.
     const attempts = await Promise.all(
       keys
         .filter((_, i) => claimed[i])
@@ -90,11 +91,11 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
           const alert = alerts.get(key.alert_id);
           const destination = destinations.find((d) => d.name === key.destination);
           if (!alert || !destination) throw new Error("claimed a delivery it cannot make");
-          const attempt = await deliver(destination, alert, ctx.now(), ctx.delivery_timeout_ms);
-          const recorded = await record(ctx, key, attempt);
-          return { key, attempt, recorded };
+          return { key, attempt: await deliver(destination, alert, ctx.now(), ctx.delivery_timeout_ms) };
         }),
     );
+    // One write for the whole batch keeps D1 calls per invocation few (50 on the free plan).
+    const recorded = await record(ctx, attempts);
 
     messages.forEach(({ message, alert_id }, index) => {
       if (!alerts.has(alert_id)) {
@@ -103,7 +104,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
         return;
       }
       const mine = attempts.filter((a) => a.key.index === index);
-      const again = mine.filter((a) => !a.recorded || (!a.attempt.ok && !a.attempt.permanent));
+      const again = mine.filter((a) => !recorded || (!a.attempt.ok && !a.attempt.permanent));
       if (again.length === 0) {
         message.ack();
         return;
@@ -118,27 +119,35 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
   await marked;
 }
 
-/** Records an attempt; false when D1 did not take it, so the message is retried. */
-async function record(ctx: ConsumerContext, key: DeliveryKey, attempt: DeliveryAttempt): Promise<boolean> {
-  const status = attempt.ok ? "delivered" : attempt.permanent ? "failed" : "pending";
-  log(attempt.ok ? "info" : "warn", "fanout.attempt", {
-    alert_id: key.alert_id,
-    destination: key.destination,
-    outcome: status,
-    http_status: attempt.status,
-    error: attempt.error,
-  });
-  try {
-    await recordAttempt(ctx.db, {
-      ...key,
+/** Records the attempts; false when D1 did not take them, so their messages are retried. */
+async function record(
+  ctx: ConsumerContext,
+  attempts: { key: DeliveryKey; attempt: DeliveryAttempt }[],
+): Promise<boolean> {
+  const at = ctx.now().toISOString();
+  const records = attempts.map(({ key, attempt }) => {
+    const status = attempt.ok ? "delivered" : attempt.permanent ? "failed" : "pending";
+    log(attempt.ok ? "info" : "warn", "fanout.attempt", {
+      alert_id: key.alert_id,
+      destination: key.destination,
+      outcome: status,
+      http_status: attempt.status,
+      error: attempt.error,
+    });
+    return {
+      alert_id: key.alert_id,
+      destination: key.destination,
       status,
       last_status: attempt.status,
       last_error: attempt.error,
-      at: ctx.now().toISOString(),
-    });
+      at,
+    } as const;
+  });
+  try {
+    await recordAttempts(ctx.db, records);
     return true;
   } catch (error) {
-    log("error", "fanout.record_failed", { alert_id: key.alert_id, destination: key.destination, error: errorMessage(error) });
+    log("error", "fanout.record_failed", { deliveries: records.length, error: errorMessage(error) });
     return false;
   }
 }

@@ -86,17 +86,16 @@ export interface AttemptRecord extends DeliveryKey {
   at: string;
 }
 
-/** Records one attempt and releases the claim. */
-export async function recordAttempt(db: D1Database, r: AttemptRecord): Promise<void> {
-  await db
-    .prepare(
-      `UPDATE deliveries SET status = ?3, attempts = attempts + 1, last_status = ?4, last_error = ?5,
-         updated_at = ?6, delivered_at = CASE WHEN ?3 = 'delivered' THEN ?6 ELSE delivered_at END,
-         claimed_until = NULL
-       WHERE alert_id = ?1 AND destination = ?2`,
-    )
-    .bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at)
-    .run();
+/** Records attempts and releases their claims, in one round trip. */
+export async function recordAttempts(db: D1Database, records: AttemptRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  const record = db.prepare(
+    `UPDATE deliveries SET status = ?3, attempts = attempts + 1, last_status = ?4, last_error = ?5,
+       updated_at = ?6, delivered_at = CASE WHEN ?3 = 'delivered' THEN ?6 ELSE delivered_at END,
+       claimed_until = NULL
+     WHERE alert_id = ?1 AND destination = ?2`,
+  );
+  await db.batch(records.map((r) => record.bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at)));
 }
 
 /** Marks deliveries whose retries ran out as `dead`, creating rows that are missing. */
