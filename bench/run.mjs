@@ -1,9 +1,11 @@
-// npm run bench [-- --connections 10 --duration 10]
+// npm run bench [-- --connections 10 --duration 5 --rounds 3]
 //
 // Runs the bundled Worker inside Miniflare (the real workerd, local D1 and Queue)
 // and drives it with autocannon. In the same run it measures three baselines on
-// the same runtime: floor-200, floor-d1 and naive (bench/baselines). Prints one
-// table of ratios and writes it to bench/results/latest.json.
+// the same runtime: floor-200, floor-d1 and naive (bench/baselines). Every
+// workload runs once per round, rounds interleaved so that a slow minute of a
+// shared machine hits all rows alike; each figure is the median over the rounds.
+// Prints one table of ratios and writes it to bench/results/latest.json.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -14,11 +16,13 @@ import { bundle, EXAMPLE, newAlertBody, ROOT, schemaStatements, SECRET, startWor
 const { values } = parseArgs({
   options: {
     connections: { type: "string", default: "10" },
-    duration: { type: "string", default: "10" },
+    duration: { type: "string", default: "5" },
+    rounds: { type: "string", default: "3" },
   },
 });
 const connections = Number(values.connections);
 const duration = Number(values.duration);
+const rounds = Number(values.rounds);
 const build = join(ROOT, "bench/.build");
 const PATH = `/webhooks/1flow/${SECRET}`;
 
@@ -62,12 +66,20 @@ async function drive(url, { body, expected = [200] }) {
 }
 
 const runId = Date.now().toString(36);
-const rows = [];
+/** Every round's figures, by workload name. */
+const samples = new Map();
+let round = 0;
 async function measure(name, worker, workload) {
-  log(`${name}: ${connections} connections for ${duration} s`);
-  const row = { name, ...(await drive(worker.url, workload)) };
-  log(`  ${Math.round(row.requests_per_second)} req/s, p50 ${row.p50_ms} ms, p99 ${row.p99_ms} ms, errors ${row.errors}`);
-  rows.push(row);
+  log(`round ${round + 1}/${rounds} ${name}: ${connections} connections for ${duration} s`);
+  const sample = await drive(worker.url, workload);
+  log(`  ${Math.round(sample.requests_per_second)} req/s, p50 ${sample.p50_ms} ms, p99 ${sample.p99_ms} ms, errors ${sample.errors}`);
+  samples.set(name, [...(samples.get(name) ?? []), sample]);
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 log("bundling with wrangler deploy --dry-run ...");
@@ -75,30 +87,8 @@ const oursScript = bundle(join(build, "oneflow"));
 const naiveScript = bundle(join(build, "naive"), ["--config", "bench/baselines/wrangler.naive.toml"], "naive.js");
 const bundleGzipBytes = gzipSync(readFileSync(oursScript)).byteLength;
 
-// Baselines first, each in a fresh runtime with a fresh database.
-{
-  const floor200 = await startWorker({ scriptPath: join(ROOT, "bench/baselines/floor-200.js") });
-  await measure("floor-200", floor200, { body: (i) => newAlertBody(`f200-${runId}-${i}`) });
-  await floor200.mf.dispose();
-
-  const floorD1 = await startWorker({
-    scriptPath: join(ROOT, "bench/baselines/floor-d1.js"),
-    setupSql: ["CREATE TABLE floor (alert_id TEXT PRIMARY KEY, payload TEXT NOT NULL)"],
-  });
-  await measure("floor-d1", floorD1, { body: (i) => newAlertBody(`fd1-${runId}-${i}`) });
-  await floorD1.mf.dispose();
-
-  const naive = await startWorker({
-    scriptPath: naiveScript,
-    setupSql: ["CREATE TABLE naive_alerts (alert_id TEXT PRIMARY KEY, payload TEXT NOT NULL)"],
-  });
-  await measure("naive", naive, { body: (i) => newAlertBody(`naive-${runId}-${i}`) });
-  await naive.mf.dispose();
-}
-
 // Our Worker, with every guarantee on and its queue consumer running (no destinations).
-// Each workload gets a fresh runtime and database, as each baseline does.
-async function startOurs() {
+function startOurs() {
   return startWorker({
     scriptPath: oursScript,
     bindings: { WEBHOOK_SECRET: SECRET, MAX_BODY_BYTES: "65536" },
@@ -115,18 +105,67 @@ async function storeDuplicates(worker) {
   await new Promise((r) => setTimeout(r, 2_000)); // let the consumer take their messages
 }
 const invalid = (i) => JSON.stringify({ ...EXAMPLE, alert_id: `bad-${runId}-${i}`, timestamp: "yesterday" });
-const ourWorkloads = [
-  ["ours: new alerts", { body: (i) => newAlertBody(`new-${runId}-${i}`) }, false],
-  ["ours: duplicates", { body: (i) => dupBodies[i % DUPLICATES] }, true],
-  ["ours: invalid (422)", { body: invalid, expected: [422] }, false],
-  ["ours: 50/50 new+dup", { body: (i) => (i % 2 === 0 ? newAlertBody(`mix-${runId}-${i}`) : dupBodies[i % DUPLICATES]) }, true],
+
+/** Every workload: how to start its runtime, and what to send. Each gets a fresh runtime and database. */
+const workloads = [
+  {
+    name: "floor-200",
+    start: () => startWorker({ scriptPath: join(ROOT, "bench/baselines/floor-200.js") }),
+    body: (i) => newAlertBody(`f200-${runId}-${round}-${i}`),
+  },
+  {
+    name: "floor-d1",
+    start: () =>
+      startWorker({
+        scriptPath: join(ROOT, "bench/baselines/floor-d1.js"),
+        setupSql: ["CREATE TABLE floor (alert_id TEXT PRIMARY KEY, payload TEXT NOT NULL)"],
+      }),
+    body: (i) => newAlertBody(`fd1-${runId}-${round}-${i}`),
+  },
+  {
+    name: "naive",
+    start: () =>
+      startWorker({
+        scriptPath: naiveScript,
+        setupSql: ["CREATE TABLE naive_alerts (alert_id TEXT PRIMARY KEY, payload TEXT NOT NULL)"],
+      }),
+    body: (i) => newAlertBody(`naive-${runId}-${round}-${i}`),
+  },
+  { name: "ours: new alerts", start: startOurs, body: (i) => newAlertBody(`new-${runId}-${round}-${i}`) },
+  { name: "ours: duplicates", start: startOurs, duplicates: true, body: (i) => dupBodies[i % DUPLICATES] },
+  { name: "ours: invalid (422)", start: startOurs, body: invalid, expected: [422] },
+  {
+    name: "ours: 50/50 new+dup",
+    start: startOurs,
+    duplicates: true,
+    body: (i) => (i % 2 === 0 ? newAlertBody(`mix-${runId}-${round}-${i}`) : dupBodies[i % DUPLICATES]),
+  },
 ];
-for (const [name, workload, needsDuplicates] of ourWorkloads) {
-  const ours = await startOurs();
-  if (needsDuplicates) await storeDuplicates(ours);
-  await measure(name, ours, workload);
-  await ours.mf.dispose();
+
+for (round = 0; round < rounds; round++) {
+  for (const workload of workloads) {
+    const worker = await workload.start();
+    if (workload.duplicates) await storeDuplicates(worker);
+    await measure(workload.name, worker, workload);
+    await worker.mf.dispose();
+  }
 }
+
+const rows = workloads.map(({ name }) => {
+  const runs = samples.get(name);
+  const pick = (key) => median(runs.map((r) => r[key]));
+  return {
+    name,
+    requests_per_second: pick("requests_per_second"),
+    p50_ms: pick("p50_ms"),
+    p99_ms: pick("p99_ms"),
+    max_ms: Math.max(...runs.map((r) => r.max_ms)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    requests: runs.reduce((n, r) => n + r.requests, 0),
+    peak_rss_mib: Math.max(...runs.map((r) => r.peak_rss_mib)),
+    rounds: runs,
+  };
+});
 
 // CPU cost of validate + normalise per payload, in this Node (same V8 as workerd).
 const { parsePayload } = await import("../src/ingest/payload.ts");
@@ -171,7 +210,9 @@ for (const row of table) console.log(line(row));
 console.log("");
 console.log(`bundle: ${(bundleGzipBytes / 1024).toFixed(1)} KiB gzipped`);
 console.log(`validate+normalise: ${validateMicros.toFixed(2)} µs per payload (JSON.parse alone: ${parseMicros.toFixed(2)} µs)`);
-console.log(`${connections} connections, ${duration} s per workload, Node ${process.version}, ${new Date().toISOString()}`);
+console.log(
+  `median of ${rounds} rounds, ${connections} connections, ${duration} s per workload and round, Node ${process.version}, ${new Date().toISOString()}`,
+);
 
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(
@@ -181,6 +222,7 @@ writeFileSync(
       at: new Date().toISOString(),
       connections,
       duration_s: duration,
+      rounds,
       node: process.version,
       bundle_gzip_bytes: bundleGzipBytes,
       validate_normalise_us: validateMicros,

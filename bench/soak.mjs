@@ -103,7 +103,7 @@ const worker = await startWorker({
   bindings: {
     WEBHOOK_SECRET: SECRET,
     // Short backoff so that a run ends in minutes; the delays still double per attempt.
-    RETRY_BASE_SECONDS: "0.2",
+    RETRY_BASE_SECONDS: "0.1",
     DELIVERY_TIMEOUT_MS: String(DELIVERY_TIMEOUT_MS),
     DESTINATIONS: JSON.stringify([
       { name: "healthy", url: `http://127.0.0.1:${healthy.port}/hook`, secret: DESTINATION_SECRET },
