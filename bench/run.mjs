@@ -18,6 +18,8 @@ const { values } = parseArgs({
     connections: { type: "string", default: "10" },
     duration: { type: "string", default: "5" },
     rounds: { type: "string", default: "3" },
+    // Comma-separated workload names to run (floor-d1 and naive always run: the ratios need them).
+    only: { type: "string" },
   },
 });
 const connections = Number(values.connections);
@@ -142,8 +144,10 @@ const workloads = [
   },
 ];
 
+const only = values.only?.split(",").map((s) => s.trim());
+const selected = workloads.filter((w) => !only || only.includes(w.name) || w.name === "floor-d1" || w.name === "naive");
 for (round = 0; round < rounds; round++) {
-  for (const workload of workloads) {
+  for (const workload of selected) {
     const worker = await workload.start();
     if (workload.duplicates) await storeDuplicates(worker);
     await measure(workload.name, worker, workload);
@@ -151,7 +155,7 @@ for (round = 0; round < rounds; round++) {
   }
 }
 
-const rows = workloads.map(({ name }) => {
+const rows = selected.map(({ name }) => {
   const runs = samples.get(name);
   const pick = (key) => median(runs.map((r) => r[key]));
   return {
