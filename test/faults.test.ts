@@ -108,8 +108,8 @@ describe("D1 faults on the webhook", () => {
 });
 
 describe("Queue faults", () => {
-  it("ALERTS_QUEUE.send rejects: still 200, the row stored with enqueued_at NULL for the sweep", async () => {
-    const send = vi.spyOn(env.ALERTS_QUEUE, "send").mockRejectedValue(new Error("Queue send failed"));
+  it("the Queue send rejects: still 200, the row stored with enqueued_at NULL for the sweep", async () => {
+    const send = vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockRejectedValue(new Error("Queue send failed"));
     const payload = examplePayload();
     const res = await call(JSON.stringify(payload));
     expect(res.status).toBe(200);
@@ -121,14 +121,14 @@ describe("Queue faults", () => {
   });
 
   it("a retry of an alert whose enqueue failed enqueues it then", async () => {
-    const send = vi.spyOn(env.ALERTS_QUEUE, "send").mockRejectedValueOnce(new Error("Queue send failed"));
+    const send = vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockRejectedValueOnce(new Error("Queue send failed"));
     const payload = examplePayload();
     await call(JSON.stringify(payload));
     expect((await alertRow(payload.alert_id))?.enqueued_at).toBeNull();
     send.mockClear();
     const res = await call(JSON.stringify(payload));
     expect(await res.json()).toMatchObject({ duplicate: true });
-    expect(send.mock.calls.map((c) => c[0])).toEqual([{ v: 1, alert_id: payload.alert_id }]);
+    expect(send.mock.calls.map((c) => c[0])).toEqual([[{ body: { v: 1, alert_id: payload.alert_id }, contentType: "json" }]]);
     await vi.waitFor(async () => expect((await alertRow(payload.alert_id))?.enqueued_at).not.toBeNull(), {
       timeout: 15_000,
       interval: 100,

@@ -166,12 +166,17 @@ async function enqueuedAt(alert_id: string): Promise<string> {
 
 describe("enqueue after the reply", () => {
   it("sends {v:1, alert_id} to ALERTS_QUEUE; enqueued_at is set once the Queue has it", async () => {
-    const send = vi.spyOn(env.ALERTS_QUEUE, "send");
+    const send = vi.spyOn(env.ALERTS_QUEUE, "sendBatch");
     const payload = examplePayload();
     const res = await postAndSettle(JSON.stringify(payload));
     expect(res.status).toBe(200);
-    expect(send).toHaveBeenCalledTimes(1);
-    expect(send.mock.calls[0]?.[0]).toEqual({ v: 1, alert_id: payload.alert_id });
+    // Sent by this request's waitUntil, or by an earlier request's still-open window.
+    await vi.waitFor(() => {
+      const messages = send.mock.calls.flatMap((c) => Array.from(c[0]));
+      expect(messages.filter((m) => m.body.alert_id === payload.alert_id)).toEqual([
+        { body: { v: 1, alert_id: payload.alert_id }, contentType: "json" },
+      ]);
+    });
     expect(await enqueuedAt(payload.alert_id)).toBeTruthy();
   });
 
@@ -179,7 +184,7 @@ describe("enqueue after the reply", () => {
     const payload = examplePayload();
     await postAndSettle(JSON.stringify(payload));
     await enqueuedAt(payload.alert_id);
-    const send = vi.spyOn(env.ALERTS_QUEUE, "send");
+    const send = vi.spyOn(env.ALERTS_QUEUE, "sendBatch");
     await postAndSettle(JSON.stringify(payload));
     expect(send).not.toHaveBeenCalled();
   });
@@ -189,10 +194,10 @@ describe("enqueue after the reply", () => {
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const original = env.ALERTS_QUEUE.send.bind(env.ALERTS_QUEUE);
-    vi.spyOn(env.ALERTS_QUEUE, "send").mockImplementation(async (body, options) => {
+    const original = env.ALERTS_QUEUE.sendBatch.bind(env.ALERTS_QUEUE);
+    vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages, options) => {
       await gate;
-      return original(body, options);
+      return original(messages, options);
     });
     const payload = examplePayload();
     const ctx = createExecutionContext();
@@ -202,5 +207,20 @@ describe("enqueue after the reply", () => {
     release();
     await waitOnExecutionContext(ctx);
     expect(await enqueuedAt(payload.alert_id)).toBeTruthy();
+  });
+
+  it("alerts that arrive together go to the Queue in one sendBatch, sent by the request that came first", async () => {
+    const send = vi.spyOn(env.ALERTS_QUEUE, "sendBatch");
+    const payloads = [examplePayload(), examplePayload(), examplePayload()];
+    const contexts = payloads.map(() => createExecutionContext());
+    const responses = await Promise.all(
+      payloads.map((p, i) => worker.fetch(webhookRequest(JSON.stringify(p)), env, contexts[i]!)),
+    );
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 200]);
+    await Promise.all(contexts.map((c) => waitOnExecutionContext(c)));
+    const sent = send.mock.calls.flatMap((c) => Array.from(c[0], (m) => (m.body as { alert_id: string }).alert_id));
+    expect(sent.sort()).toEqual(payloads.map((p) => p.alert_id).sort());
+    expect(send.mock.calls.length).toBeLessThan(3);
+    for (const p of payloads) expect(await enqueuedAt(p.alert_id)).toBeTruthy();
   });
 });

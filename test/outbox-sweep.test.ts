@@ -13,7 +13,7 @@ afterEach(() => {
 
 /** Stores an alert whose enqueue failed, received `age_seconds` ago. */
 async function unsent(age_seconds: number): Promise<string> {
-  const send = vi.spyOn(env.ALERTS_QUEUE, "send").mockRejectedValue(new Error("Queue send failed"));
+  const send = vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockRejectedValue(new Error("Queue send failed"));
   const payload = examplePayload();
   const ctx = createExecutionContext();
   await worker.fetch(webhookRequest(JSON.stringify(payload)), env, ctx);

@@ -59,10 +59,8 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
   }
   const { destinations } = ctx.destinations;
   if (destinations.length === 0) {
-    for (const { message, alert_id } of messages) {
-      log("info", "fanout.no_destinations", { alert_id });
-      message.ack();
-    }
+    log("info", "fanout.no_destinations", { alerts: messages.map((m) => m.alert_id).join(",") });
+    for (const { message } of messages) message.ack();
     await marked;
     return;
   }

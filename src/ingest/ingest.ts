@@ -7,6 +7,7 @@ import { errorMessage, log } from "../log";
 import { storeAlert } from "../store/alerts";
 import { withDeadline } from "../store/d1";
 import { quarantine } from "../store/rejected";
+import { bufferEnqueue } from "./enqueue-buffer";
 import { type PayloadIssue, parsePayload } from "./payload";
 
 export interface IngestContext {
@@ -80,7 +81,10 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
       size,
     });
   }
-  if (stored.needs_enqueue) ctx.waitUntil(enqueue(ctx, alert.alert_id));
+  if (stored.needs_enqueue) {
+    const sending = bufferEnqueue(alert.alert_id, (alert_ids) => enqueue(ctx, alert_ids));
+    if (sending) ctx.waitUntil(sending);
+  }
   if (stored.inserted) return { outcome: "stored", alert_id: alert.alert_id, duplicate: false };
   return { outcome: stored.same_body ? "duplicate" : "conflict", alert_id: alert.alert_id, duplicate: true };
 }
@@ -118,17 +122,19 @@ async function reject(ctx: IngestContext, r: RejectInput): Promise<void> {
 }
 
 /**
- * Sends the alert to the Queue after the reply. The consumer sets `enqueued_at`
- * when the message reaches it, for a whole batch in one statement, which keeps a
- * second D1 write off every request; a failed send leaves it NULL for the sweep.
+ * Sends alerts to the Queue after the reply, batched with those of requests that
+ * arrived alongside. The consumer sets `enqueued_at` when the messages reach it,
+ * for a whole batch in one statement, which keeps a second D1 write off every
+ * request; a failed send leaves it NULL for the sweep.
  */
-async function enqueue(ctx: IngestContext, alert_id: string): Promise<void> {
+async function enqueue(ctx: IngestContext, alert_ids: string[]): Promise<void> {
   try {
-    await ctx.queue.send({ v: 1, alert_id }, { contentType: "json" });
+    await ctx.queue.sendBatch(alert_ids.map((alert_id) => ({ body: { v: 1, alert_id }, contentType: "json" })));
   } catch (error) {
     log("error", "enqueue.failed", {
       request_id: ctx.request_id,
-      alert_id,
+      alert_id: alert_ids.length === 1 ? alert_ids[0] : undefined,
+      alerts: alert_ids.join(","),
       error: errorMessage(error),
     });
   }

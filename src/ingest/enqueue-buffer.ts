@@ -1,0 +1,41 @@
+/**
+ * Coalesces the enqueues of requests that arrive together in one isolate into
+ * one `sendBatch`. Only plain alert ids are shared between requests: the request
+ * that opens a window sends the batch from its own `waitUntil`, so no request
+ * waits on another's I/O. If an isolate dies with ids still buffered, their
+ * `enqueued_at` stays NULL and the outbox sweep sends them.
+ */
+
+/** How long the first alert of a window waits for company, after the reply. */
+export const ENQUEUE_WINDOW_IN_MS = 20;
+/** Queues take at most 100 messages a `sendBatch`. */
+export const ENQUEUE_BATCH_SIZE = 100;
+
+export type SendBatch = (alert_ids: string[]) => Promise<void>;
+
+let buffered: string[] = [];
+
+/**
+ * Buffers an alert id. Returns the send that this call is responsible for (to
+ * pass to `waitUntil`), or null when a request already holding the window will
+ * send it.
+ *
+ * @example
+ * const sending = bufferEnqueue(alert_id, (ids) => sendAll(queue, ids));
+ * if (sending) ctx.waitUntil(sending);
+ */
+export function bufferEnqueue(alert_id: string, send: SendBatch, window_ms = ENQUEUE_WINDOW_IN_MS): Promise<void> | null {
+  buffered.push(alert_id);
+  if (buffered.length >= ENQUEUE_BATCH_SIZE) return send(take());
+  if (buffered.length > 1) return null;
+  return new Promise<void>((resolve) => setTimeout(resolve, window_ms)).then(() => {
+    const alert_ids = take();
+    return alert_ids.length > 0 ? send(alert_ids) : undefined;
+  });
+}
+
+function take(): string[] {
+  const alert_ids = buffered;
+  buffered = [];
+  return alert_ids;
+}
