@@ -7,7 +7,7 @@
 // shared machine hits all rows alike; each figure is the median over the rounds.
 // Prints one table of ratios and writes it to bench/results/latest.json.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
@@ -20,6 +20,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     // Comma-separated workload names to run (floor-d1 and naive always run: the ratios need them).
     only: { type: "string" },
+    out: { type: "string", default: "bench/results/latest.json" },
   },
 });
 const connections = Number(values.connections);
@@ -218,9 +219,10 @@ console.log(
   `median of ${rounds} rounds, ${connections} connections, ${duration} s per workload and round, Node ${process.version}, ${new Date().toISOString()}`,
 );
 
-mkdirSync(join(ROOT, "bench/results"), { recursive: true });
+const out = join(ROOT, values.out);
+mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
-  join(ROOT, "bench/results/latest.json"),
+  out,
   `${JSON.stringify(
     {
       at: new Date().toISOString(),
