@@ -6,11 +6,10 @@
  */
 import type { AlertMessage } from "./alert";
 import { errorMessage, log } from "./log";
+import { SEND_BATCH_SIZE, sendAlerts } from "./queue";
 import { claimOutbox, markEnqueued } from "./store/alerts";
 import { stalePendingAlerts, touchPending } from "./store/deliveries";
 
-/** Queues take at most 100 messages a `sendBatch`. */
-export const SEND_BATCH_SIZE = 100;
 /** Alerts swept per run, at most. */
 export const SWEEP_LIMIT = 500;
 /** An alert younger than this is still in its request's hands. */
@@ -46,7 +45,7 @@ export async function sweepOutbox(ctx: SweepContext): Promise<SweepResult> {
     });
     if (alert_ids.length === 0) break;
     try {
-      await send(ctx.queue, alert_ids);
+      await sendAlerts(ctx.queue, alert_ids);
       await markEnqueued(ctx.db, alert_ids, iso(now));
       result.enqueued += alert_ids.length;
     } catch (error) {
@@ -60,7 +59,7 @@ export async function sweepOutbox(ctx: SweepContext): Promise<SweepResult> {
   const stale = await stalePendingAlerts(ctx.db, iso(now - STALE_PENDING_IN_SECONDS * 1000), SWEEP_LIMIT);
   if (stale.length > 0) {
     try {
-      await send(ctx.queue, stale);
+      await sendAlerts(ctx.queue, stale);
       await touchPending(ctx.db, stale, iso(now));
       result.requeued_stale = stale.length;
     } catch (error) {
@@ -70,11 +69,4 @@ export async function sweepOutbox(ctx: SweepContext): Promise<SweepResult> {
   }
   log(result.failed > 0 ? "error" : "info", "outbox.swept", { ...result });
   return result;
-}
-
-async function send(queue: Queue<AlertMessage>, alert_ids: string[]): Promise<void> {
-  for (let i = 0; i < alert_ids.length; i += SEND_BATCH_SIZE) {
-    const chunk = alert_ids.slice(i, i + SEND_BATCH_SIZE);
-    await queue.sendBatch(chunk.map((alert_id) => ({ body: { v: 1, alert_id }, contentType: "json" as const })));
-  }
 }

@@ -1,6 +1,7 @@
 /** The documented example payload and helpers to post it. */
 import { env, exports } from "cloudflare:workers";
 import example from "../examples/1flow-example.json";
+import type { Alert, Answer } from "../src/alert";
 
 /** The example from 1Flow's documentation, as the README posts it. */
 export const EXAMPLE = example;
@@ -42,32 +43,15 @@ export function post(body: unknown, init: Parameters<typeof webhookRequest>[1] =
   return exports.default.fetch(webhookRequest(raw as BodyInit | null, init));
 }
 
-export interface AlertRow {
-  alert_id: string;
-  alert_name: string;
-  project_name: string | null;
-  survey_id: string;
-  survey_name: string | null;
-  platform: string | null;
-  user_system_id: string | null;
-  user_parameters: string | null;
-  trigger_event_name: string | null;
-  trigger_event_parameters: string | null;
-  submitted_at: string;
+/** A row of `alerts`: the normalised alert without its answers, and what ingest adds. */
+export type AlertRow = Omit<Alert, "answers"> & {
   received_at: string;
   payload: string;
   payload_sha256: string;
   enqueued_at: string | null;
-}
+};
 
-export interface AnswerRow {
-  alert_id: string;
-  position: number;
-  title: string | null;
-  type: string;
-  answer: string | null;
-  value: number | null;
-}
+export type AnswerRow = Answer & { alert_id: string };
 
 export interface RejectedRow {
   id: string;

@@ -8,6 +8,7 @@ import * as v from "valibot";
 import type { AlertMessage } from "../alert";
 import { destinationsFrom } from "../fanout/destinations";
 import { errorMessage, log } from "../log";
+import { sendAlerts } from "../queue";
 import { alertExists } from "../store/alerts";
 import { resetAlertDeliveries, resetDeliveries } from "../store/deliveries";
 import type { AppEnv } from "./app-env";
@@ -101,10 +102,7 @@ function unknownDestination(c: Context<AppEnv>): Response {
 /** Sends replayed alerts to the Queue; pending deliveries left by a failure are swept later. */
 async function enqueue(queue: Queue<AlertMessage>, alert_ids: string[]): Promise<boolean> {
   try {
-    for (let i = 0; i < alert_ids.length; i += 100) {
-      const chunk = alert_ids.slice(i, i + 100);
-      await queue.sendBatch(chunk.map((alert_id) => ({ body: { v: 1 as const, alert_id }, contentType: "json" as const })));
-    }
+    await sendAlerts(queue, alert_ids);
     return true;
   } catch (error) {
     log("error", "replay.enqueue_failed", { error: errorMessage(error), alerts: alert_ids.length });

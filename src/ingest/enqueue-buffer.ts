@@ -6,10 +6,12 @@
  * `enqueued_at` stays NULL and the outbox sweep sends them.
  */
 
+import { SEND_BATCH_SIZE } from "../queue";
+
 /** How long the first alert of a window waits for company, after the reply. */
 export const ENQUEUE_WINDOW_IN_MS = 20;
-/** Queues take at most 100 messages a `sendBatch`. */
-export const ENQUEUE_BATCH_SIZE = 100;
+/** A full `sendBatch` goes at once. */
+export const ENQUEUE_BATCH_SIZE = SEND_BATCH_SIZE;
 
 export type SendBatch = (alert_ids: string[]) => Promise<void>;
 

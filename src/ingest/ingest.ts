@@ -4,9 +4,10 @@
  */
 import type { AlertMessage, RejectReason } from "../alert";
 import { errorMessage, log } from "../log";
+import { sendAlerts } from "../queue";
 import { storeAlert } from "../store/alerts";
 import { withDeadline } from "../store/d1";
-import { quarantine } from "../store/rejected";
+import { quarantine, type Rejection } from "../store/rejected";
 import { bufferEnqueue } from "./enqueue-buffer";
 import { type PayloadIssue, parsePayload } from "./payload";
 
@@ -102,16 +103,7 @@ export async function rejectUnread(
   await reject(ctx, { id, reason, detail, body: kept, alert_id: null, size });
 }
 
-interface RejectInput {
-  id: string;
-  reason: RejectReason;
-  detail: unknown;
-  body: string | ArrayBuffer | null;
-  alert_id: string | null;
-  size: number;
-}
-
-async function reject(ctx: IngestContext, r: RejectInput): Promise<void> {
+async function reject(ctx: IngestContext, r: Omit<Rejection, "seen_at">): Promise<void> {
   await withDeadline(() => quarantine(ctx.db, { ...r, seen_at: ctx.now().toISOString() }), ctx.deadline_ms);
   log("warn", "payload.quarantined", {
     request_id: ctx.request_id,
@@ -129,7 +121,7 @@ async function reject(ctx: IngestContext, r: RejectInput): Promise<void> {
  */
 async function enqueue(ctx: IngestContext, alert_ids: string[]): Promise<void> {
   try {
-    await ctx.queue.sendBatch(alert_ids.map((alert_id) => ({ body: { v: 1, alert_id }, contentType: "json" })));
+    await sendAlerts(ctx.queue, alert_ids);
   } catch (error) {
     log("error", "enqueue.failed", {
       request_id: ctx.request_id,
