@@ -51,7 +51,8 @@ export type ErrorCode =
   | "internal_error"
   | "bad_destinations"
   | "invalid_request"
-  | "queue_unavailable";
+  | "queue_unavailable"
+  | "alert_id_conflict";
 
 /** Why a body sits in `rejected_payloads`. */
 export type RejectReason =

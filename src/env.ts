@@ -18,6 +18,8 @@ export interface Env {
   RETRY_BASE_SECONDS?: string;
   /** Time a destination has to answer a delivery in ms (default 10000). */
   DELIVERY_TIMEOUT_MS?: string;
+  /** Days to keep alerts and quarantined bodies; unset keeps them forever. */
+  RETENTION_DAYS?: string;
   /** Time the request path may spend on D1 in ms (default 8000). */
   STORAGE_DEADLINE_MS?: string;
 }

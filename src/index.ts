@@ -7,6 +7,7 @@ import { consumeDeadLetters } from "./fanout/dead-letters";
 import { destinationsFrom } from "./fanout/destinations";
 import { app } from "./http/app";
 import { sweepOutbox } from "./outbox";
+import { applyRetention, retentionDays } from "./retention";
 
 /** The dead-letter queue's name ends so; the alerts queue's does not. */
 const DEAD_LETTER_SUFFIX = "-dlq";
@@ -32,6 +33,9 @@ export default {
   },
 
   async scheduled(controller, env) {
-    await sweepOutbox({ db: env.DB, queue: env.ALERTS_QUEUE, now: new Date(controller.scheduledTime) });
+    const now = new Date(controller.scheduledTime);
+    await sweepOutbox({ db: env.DB, queue: env.ALERTS_QUEUE, now });
+    const days = retentionDays(env.RETENTION_DAYS);
+    if (days !== null) await applyRetention(env.DB, days, now);
   },
 } satisfies ExportedHandler<Env, unknown>;

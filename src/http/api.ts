@@ -20,7 +20,8 @@ export const REPLAY_LIMIT = 1_000;
 
 export const api = new Hono<AppEnv>({ strict: false });
 
-const requireAdmin: MiddlewareHandler<AppEnv> = async function requireAdmin(c, next) {
+/** Bearer ADMIN_TOKEN for every `/api` route; app.ts puts it in front of them all. */
+export const requireAdmin: MiddlewareHandler<AppEnv> = async function requireAdmin(c, next) {
   const admin = c.env.ADMIN_TOKEN;
   if (!admin) return errorResponse(c, 404, "not_found");
   const unauthorized = (c: Context<AppEnv>) => errorResponse(c, 401, "unauthorized");
@@ -31,8 +32,6 @@ const requireAdmin: MiddlewareHandler<AppEnv> = async function requireAdmin(c, n
     invalidToken: { message: unauthorized },
   })(c, next);
 };
-
-api.use("/api/*", requireAdmin);
 
 const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp with a time zone"));
 
@@ -110,10 +109,10 @@ async function enqueue(queue: Queue<AlertMessage>, alert_ids: string[]): Promise
   }
 }
 
-type ReadResult<T> = { ok: true; value: T } | { ok: false; response: Response };
+export type ReadResult<T> = { ok: true; value: T } | { ok: false; response: Response };
 
 /** Parses and validates a JSON body; an empty body is `{}` when `optional`. */
-async function readJson<S extends v.GenericSchema>(
+export async function readJson<S extends v.GenericSchema>(
   c: Context<AppEnv>,
   schema: S,
   { optional }: { optional: boolean },

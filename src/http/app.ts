@@ -15,7 +15,8 @@ import { StorageUnavailableError, storageDeadlineMs, withDeadline } from "../sto
 import type { AppEnv } from "./app-env";
 import { errorResponse, RETRY_AFTER_IN_SECONDS } from "./responses";
 import { webhook } from "./webhook";
-import { api } from "./api";
+import { api, requireAdmin } from "./api";
+import { apiData } from "./api-data";
 import { destinationsFrom } from "../fanout/destinations";
 
 export const app = new Hono<AppEnv>({ strict: false });
@@ -60,7 +61,9 @@ app.get("/healthz", async (c) => {
 });
 
 app.route("/", webhook);
+app.use("/api/*", requireAdmin);
 app.route("/", api);
+app.route("/", apiData);
 
 app.notFound((c) => errorResponse(c, 404, "not_found"));
 

@@ -17,6 +17,7 @@ const MESSAGES: Record<ErrorCode, string> = {
   bad_destinations: "DESTINATIONS is malformed; the Worker's logs say where (event fanout.bad_destinations).",
   invalid_request: "The request does not match what this endpoint takes.",
   queue_unavailable: "The Queue did not accept the message; retry later.",
+  alert_id_conflict: "A different body is already stored under this alert_id.",
 };
 
 /** Seconds a sender is asked to wait after a 503 storage_unavailable. */

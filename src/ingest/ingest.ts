@@ -19,6 +19,8 @@ export interface IngestContext {
   now: () => Date;
   deadline_ms: number;
   request_id: string;
+  /** False when reprocessing a body from the quarantine: a refusal leaves it where it is. */
+  quarantine?: boolean;
 }
 
 export type IngestOutcome =
@@ -104,6 +106,7 @@ export async function rejectUnread(
 }
 
 async function reject(ctx: IngestContext, r: Omit<Rejection, "seen_at">): Promise<void> {
+  if (ctx.quarantine === false) return;
   await withDeadline(() => quarantine(ctx.db, { ...r, seen_at: ctx.now().toISOString() }), ctx.deadline_ms);
   log("warn", "payload.quarantined", {
     request_id: ctx.request_id,

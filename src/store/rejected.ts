@@ -24,3 +24,39 @@ export async function quarantine(db: D1Database, r: Rejection): Promise<void> {
     .bind(r.id, r.reason, JSON.stringify(r.detail ?? null), r.body, r.alert_id, r.size, r.seen_at)
     .run();
 }
+
+export interface RejectedRow {
+  id: string;
+  reason: RejectReason;
+  detail: string | null;
+  body: string | ArrayBuffer | null;
+  alert_id: string | null;
+  size: number;
+  first_seen_at: string;
+  last_seen_at: string;
+  attempts: number;
+}
+
+/** A page of the quarantine, newest first; `after` is the last row of the previous page. */
+export async function listRejected(
+  db: D1Database,
+  input: { limit: number; after: { last_seen_at: string; id: string } | null },
+): Promise<RejectedRow[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT * FROM rejected_payloads
+       WHERE ?1 IS NULL OR (last_seen_at, id) < (?1, ?2)
+       ORDER BY last_seen_at DESC, id DESC LIMIT ?3`,
+    )
+    .bind(input.after?.last_seen_at ?? null, input.after?.id ?? null, input.limit)
+    .all<RejectedRow>();
+  return results;
+}
+
+export async function getRejected(db: D1Database, id: string): Promise<RejectedRow | null> {
+  return db.prepare("SELECT * FROM rejected_payloads WHERE id = ?1").bind(id).first<RejectedRow>();
+}
+
+export async function deleteRejected(db: D1Database, id: string): Promise<void> {
+  await db.prepare("DELETE FROM rejected_payloads WHERE id = ?1").bind(id).run();
+}

@@ -1,0 +1,171 @@
+/**
+ * The operator's data under `/api` (bearer ADMIN_TOKEN, applied in app.ts):
+ * alerts, the quarantine and its reprocessing, and erasure of a user's data.
+ */
+import { type Context, Hono } from "hono";
+import * as v from "valibot";
+import { ingest } from "../ingest/ingest";
+import { log } from "../log";
+import { getAlert, listAlerts } from "../store/reads";
+import { eraseUser } from "../store/erasure";
+import { deleteRejected, getRejected, listRejected, type RejectedRow } from "../store/rejected";
+import { storageDeadlineMs } from "../store/d1";
+import type { AppEnv } from "./app-env";
+import { errorResponse } from "./responses";
+
+export const apiData = new Hono<AppEnv>({ strict: false });
+
+/** Page sizes: 50 unless asked, 500 at most. */
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 500;
+
+const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp with a time zone"));
+const limit = v.optional(
+  v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number"), v.transform(Number), v.minValue(1), v.maxValue(MAX_PAGE)),
+  String(DEFAULT_PAGE),
+);
+
+export const alertsQuerySchema = v.strictObject({
+  survey_id: v.optional(v.string()),
+  user_system_id: v.optional(v.string()),
+  since: v.optional(isoTime),
+  until: v.optional(isoTime),
+  limit,
+  cursor: v.optional(v.string()),
+});
+
+export const pageQuerySchema = v.strictObject({ limit, cursor: v.optional(v.string()) });
+
+/** Validates the query string; a clear 400 with the issues otherwise. */
+function readQuery<S extends v.GenericSchema>(c: Context<AppEnv>, schema: S): { ok: true; value: v.InferOutput<S> } | { ok: false; response: Response } {
+  const result = v.safeParse(schema, c.req.query(), { abortPipeEarly: true });
+  if (result.success) return { ok: true, value: result.output };
+  const issues = result.issues.map((i) => ({ path: v.getDotPath(i) ?? "", message: i.message }));
+  return { ok: false, response: errorResponse(c, 400, "invalid_request", { issues }) };
+}
+
+/** Opaque keyset cursors: base64url of the sort key of the last row of a page. */
+export function encodeCursor(key: [string, string]): string {
+  return btoa(JSON.stringify(key)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function decodeCursor(cursor: string): [string, string] | null {
+  try {
+    const key: unknown = JSON.parse(atob(cursor.replace(/-/g, "+").replace(/_/g, "/")));
+    if (!Array.isArray(key) || key.length !== 2) return null;
+    const [first, second] = key as unknown[];
+    return typeof first === "string" && typeof second === "string" ? [first, second] : null;
+  } catch {
+    return null;
+  }
+}
+
+function badCursor(c: Context<AppEnv>): Response {
+  return errorResponse(c, 400, "invalid_request", { issues: [{ path: "cursor", message: "is not a cursor this API gave" }] });
+}
+
+apiData.get("/api/alerts", async (c) => {
+  const query = readQuery(c, alertsQuerySchema);
+  if (!query.ok) return query.response;
+  const { survey_id, user_system_id, since, until, cursor } = query.value;
+  const after = cursor === undefined ? null : decodeCursor(cursor);
+  if (cursor !== undefined && after === null) return badCursor(c);
+  const page = await listAlerts(c.env.DB, {
+    survey_id: survey_id ?? null,
+    user_system_id: user_system_id ?? null,
+    since: since ? new Date(since).toISOString() : null,
+    until: until ? new Date(until).toISOString() : null,
+    after: after ? { submitted_at: after[0], alert_id: after[1] } : null,
+    limit: query.value.limit,
+  });
+  const last = page.alerts.at(-1);
+  const next_cursor = page.more && last ? encodeCursor([last.submitted_at, last.alert_id]) : null;
+  return c.json({ ok: true, alerts: page.alerts, next_cursor });
+});
+
+apiData.get("/api/alerts/:alert_id", async (c) => {
+  const alert = await getAlert(c.env.DB, c.req.param("alert_id"));
+  if (!alert) return errorResponse(c, 404, "not_found");
+  return c.json({ ok: true, alert });
+});
+
+function rejectedView(row: RejectedRow) {
+  const text = typeof row.body === "string";
+  let base64: string | null = null;
+  if (row.body !== null && !text) {
+    let binary = "";
+    for (const byte of new Uint8Array(row.body as ArrayBuffer)) binary += String.fromCharCode(byte);
+    base64 = btoa(binary);
+  }
+  return {
+    id: row.id,
+    reason: row.reason,
+    detail: row.detail === null ? null : (JSON.parse(row.detail) as unknown),
+    alert_id: row.alert_id,
+    size: row.size,
+    attempts: row.attempts,
+    first_seen_at: row.first_seen_at,
+    last_seen_at: row.last_seen_at,
+    body: text ? row.body : base64,
+    body_encoding: row.body === null ? null : text ? "utf-8" : "base64",
+  };
+}
+
+apiData.get("/api/rejected", async (c) => {
+  const query = readQuery(c, pageQuerySchema);
+  if (!query.ok) return query.response;
+  const after = query.value.cursor === undefined ? null : decodeCursor(query.value.cursor);
+  if (query.value.cursor !== undefined && after === null) return badCursor(c);
+  const rows = await listRejected(c.env.DB, {
+    limit: query.value.limit + 1,
+    after: after ? { last_seen_at: after[0], id: after[1] } : null,
+  });
+  const page = rows.slice(0, query.value.limit);
+  const last = page.at(-1);
+  const next_cursor = rows.length > page.length && last ? encodeCursor([last.last_seen_at, last.id]) : null;
+  return c.json({ ok: true, rejected: page.map(rejectedView), next_cursor });
+});
+
+/**
+ * Runs a quarantined body through today's validation. Accepted: stored and
+ * enqueued like a fresh webhook, and taken out of the quarantine. Refused:
+ * 422 with the issues, and it stays.
+ */
+apiData.post("/api/rejected/:id/reprocess", async (c) => {
+  const row = await getRejected(c.env.DB, c.req.param("id"));
+  if (!row) return errorResponse(c, 404, "not_found");
+  if (row.body === null) {
+    return errorResponse(c, 422, "invalid_payload", {
+      issues: [{ path: "", message: "the body was too large to keep; 1Flow's retry will bring it again" }],
+    });
+  }
+  const body = typeof row.body === "string" ? new TextEncoder().encode(row.body).buffer : row.body;
+  const result = await ingest(body as ArrayBuffer, {
+    db: c.env.DB,
+    queue: c.env.ALERTS_QUEUE,
+    waitUntil: (promise) => c.executionCtx.waitUntil(promise),
+    now: () => new Date(),
+    deadline_ms: storageDeadlineMs(c.env.STORAGE_DEADLINE_MS),
+    request_id: c.get("requestId"),
+    quarantine: false,
+  });
+  log("info", "quarantine.reprocess", { request_id: c.get("requestId"), id: row.id, outcome: result.outcome, alert_id: result.alert_id });
+  switch (result.outcome) {
+    case "invalid_json":
+      return errorResponse(c, 422, "invalid_json");
+    case "invalid_payload":
+      return errorResponse(c, 422, "invalid_payload", { issues: result.issues });
+    case "conflict":
+      return errorResponse(c, 409, "alert_id_conflict");
+    default:
+      await deleteRejected(c.env.DB, row.id);
+      return c.json({ ok: true, alert_id: result.alert_id, duplicate: result.duplicate });
+  }
+});
+
+apiData.delete("/api/users/:user_system_id", async (c) => {
+  const user_system_id = c.req.param("user_system_id");
+  const erased = await eraseUser(c.env.DB, user_system_id);
+  log("info", "privacy.erased_user", { request_id: c.get("requestId"), ...erased });
+  return c.json({ ok: true, erased });
+});
