@@ -5,8 +5,10 @@
 import { type Context, Hono } from "hono";
 import * as v from "valibot";
 import { ingest } from "../ingest/ingest";
-import { log } from "../log";
-import { getAlert, listAlerts } from "../store/reads";
+import { errorMessage, log } from "../log";
+import { exportColumns, exportPage, getAlert, listAlerts, listSurveys, npsSeries } from "../store/reads";
+import { stream } from "hono/streaming";
+import { csvLine } from "./csv";
 import { eraseUser } from "../store/erasure";
 import { deleteRejected, getRejected, listRejected, type RejectedRow } from "../store/rejected";
 import { storageDeadlineMs } from "../store/d1";
@@ -35,6 +37,23 @@ export const alertsQuerySchema = v.strictObject({
 });
 
 export const pageQuerySchema = v.strictObject({ limit, cursor: v.optional(v.string()) });
+
+export const npsQuerySchema = v.strictObject({
+  bucket: v.optional(v.picklist(["day", "week"], 'must be "day" or "week"'), "day"),
+  since: v.optional(isoTime),
+  until: v.optional(isoTime),
+});
+
+export const exportQuerySchema = v.strictObject({
+  survey_id: v.optional(v.string()),
+  since: v.optional(isoTime),
+  until: v.optional(isoTime),
+});
+
+/** Rows the export reads from D1 at a time: memory stays flat however large it is. */
+export const EXPORT_PAGE = 500;
+
+const utc = (iso: string | undefined): string | null => (iso ? new Date(iso).toISOString() : null);
 
 /** Validates the query string; a clear 400 with the issues otherwise. */
 function readQuery<S extends v.GenericSchema>(c: Context<AppEnv>, schema: S): { ok: true; value: v.InferOutput<S> } | { ok: false; response: Response } {
@@ -168,4 +187,49 @@ apiData.delete("/api/users/:user_system_id", async (c) => {
   const erased = await eraseUser(c.env.DB, user_system_id);
   log("info", "privacy.erased_user", { request_id: c.get("requestId"), ...erased });
   return c.json({ ok: true, erased });
+});
+
+apiData.get("/api/surveys", async (c) => c.json({ ok: true, surveys: await listSurveys(c.env.DB) }));
+
+apiData.get("/api/surveys/:survey_id/nps", async (c) => {
+  const query = readQuery(c, npsQuerySchema);
+  if (!query.ok) return query.response;
+  const series = await npsSeries(c.env.DB, {
+    survey_id: c.req.param("survey_id"),
+    bucket: query.value.bucket,
+    since: utc(query.value.since),
+    until: utc(query.value.until),
+  });
+  return c.json({ ok: true, survey_id: c.req.param("survey_id"), bucket: query.value.bucket, series });
+});
+
+/** One row per response, one column per question title in screen order; streamed page by page. */
+apiData.get("/api/export.csv", async (c) => {
+  const query = readQuery(c, exportQuerySchema);
+  if (!query.ok) return query.response;
+  const survey_id = query.value.survey_id ?? null;
+  const since = utc(query.value.since);
+  const until = utc(query.value.until);
+  const columns = await exportColumns(c.env.DB, survey_id);
+  c.header("content-type", "text/csv; charset=utf-8");
+  c.header("content-disposition", `attachment; filename="${survey_id ? `survey-${survey_id.replace(/[^\w.-]/g, "_")}` : "responses"}.csv"`);
+  return stream(c, async (out) => {
+    await out.write(csvLine(["alert_id", "submitted_at", "user_system_id", "platform", ...columns]));
+    let after: { submitted_at: string; alert_id: string } | null = null;
+    for (;;) {
+      const rows = await exportPage(c.env.DB, { survey_id, since, until, after, limit: EXPORT_PAGE });
+      if (rows.length === 0) break;
+      let chunk = "";
+      for (const row of rows) {
+        chunk += csvLine([row.alert_id, row.submitted_at, row.user_system_id, row.platform, ...columns.map((t) => row.answers.get(t))]);
+      }
+      await out.write(chunk);
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < EXPORT_PAGE) break;
+      after = { submitted_at: last.submitted_at, alert_id: last.alert_id };
+    }
+  }, async (error) => {
+    // The header is out: the export ends short, and the log says why.
+    log("error", "export.failed", { request_id: c.get("requestId"), error: errorMessage(error) });
+  });
 });

@@ -123,3 +123,114 @@ export async function getAlert(db: D1Database, alert_id: string): Promise<(Alert
   const [summary] = await withDetails(db, [rest]);
   return summary ? { ...summary, payload } : null;
 }
+
+export interface SurveySummary {
+  survey_id: string;
+  survey_name: string | null;
+  responses: number;
+  last_response_at: string;
+  nps: number | null;
+}
+
+/** Each survey with its name, responses, last response time and NPS (from the survey_nps view). */
+export async function listSurveys(db: D1Database): Promise<SurveySummary[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT a.survey_id AS survey_id, MAX(a.survey_name) AS survey_name, COUNT(*) AS responses,
+              MAX(a.submitted_at) AS last_response_at, n.nps AS nps
+       FROM alerts a LEFT JOIN survey_nps n ON n.survey_id = a.survey_id
+       GROUP BY a.survey_id ORDER BY last_response_at DESC`,
+    )
+    .all<SurveySummary>();
+  return results;
+}
+
+export interface NpsBucket {
+  bucket: string;
+  responses: number;
+  promoters: number;
+  passives: number;
+  detractors: number;
+  nps: number;
+}
+
+/** The NPS of one survey per day, or per week starting on Monday. */
+export async function npsSeries(
+  db: D1Database,
+  input: { survey_id: string; bucket: "day" | "week"; since: string | null; until: string | null },
+): Promise<NpsBucket[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT CASE ?2 WHEN 'week' THEN date(a.submitted_at, 'weekday 0', '-6 days') ELSE date(a.submitted_at) END AS bucket,
+              COUNT(*) AS responses,
+              SUM(CASE WHEN n.value >= 9 THEN 1 ELSE 0 END) AS promoters,
+              SUM(CASE WHEN n.value BETWEEN 7 AND 8 THEN 1 ELSE 0 END) AS passives,
+              SUM(CASE WHEN n.value <= 6 THEN 1 ELSE 0 END) AS detractors
+       FROM answers n JOIN alerts a ON a.alert_id = n.alert_id
+       WHERE a.survey_id = ?1 AND n.type = 'nps' AND n.value IS NOT NULL
+         AND (?3 IS NULL OR a.submitted_at >= ?3) AND (?4 IS NULL OR a.submitted_at < ?4)
+       GROUP BY bucket ORDER BY bucket`,
+    )
+    .bind(input.survey_id, input.bucket, input.since, input.until)
+    .all<Omit<NpsBucket, "nps">>();
+  return results.map((b) => ({ ...b, nps: Math.round((100 * (b.promoters - b.detractors)) / b.responses) }));
+}
+
+/** The question titles of the export's columns, in screen order, each once. */
+export async function exportColumns(db: D1Database, survey_id: string | null): Promise<string[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT COALESCE(n.title, 'Question ' || (n.position + 1)) AS title, MIN(n.position) AS position
+       FROM answers n JOIN alerts a ON a.alert_id = n.alert_id
+       WHERE ?1 IS NULL OR a.survey_id = ?1
+       GROUP BY 1 ORDER BY position, title`,
+    )
+    .bind(survey_id)
+    .all<{ title: string }>();
+  return results.map((r) => r.title);
+}
+
+export interface ExportRow {
+  alert_id: string;
+  submitted_at: string;
+  user_system_id: string | null;
+  platform: string | null;
+  /** Answer text by column title. */
+  answers: Map<string, string | null>;
+}
+
+/** A page of the export, oldest first, after the keyset `after`. */
+export async function exportPage(
+  db: D1Database,
+  input: {
+    survey_id: string | null;
+    since: string | null;
+    until: string | null;
+    after: { submitted_at: string; alert_id: string } | null;
+    limit: number;
+  },
+): Promise<ExportRow[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT alert_id, submitted_at, user_system_id, platform FROM alerts
+       WHERE (?1 IS NULL OR survey_id = ?1) AND (?2 IS NULL OR submitted_at >= ?2) AND (?3 IS NULL OR submitted_at < ?3)
+         AND (?4 IS NULL OR (submitted_at, alert_id) > (?4, ?5))
+       ORDER BY submitted_at, alert_id LIMIT ?6`,
+    )
+    .bind(input.survey_id, input.since, input.until, input.after?.submitted_at ?? null, input.after?.alert_id ?? null, input.limit)
+    .all<Omit<ExportRow, "answers">>();
+  if (results.length === 0) return [];
+  const { results: answers } = await db
+    .prepare(
+      `SELECT alert_id, COALESCE(title, 'Question ' || (position + 1)) AS title, answer FROM answers
+       WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, position`,
+    )
+    .bind(JSON.stringify(results.map((r) => r.alert_id)))
+    .all<{ alert_id: string; title: string; answer: string | null }>();
+  const rows = new Map(results.map((r) => [r.alert_id, { ...r, answers: new Map<string, string | null>() }]));
+  for (const a of answers) {
+    const row = rows.get(a.alert_id);
+    if (row && !row.answers.has(a.title)) row.answers.set(a.title, a.answer);
+  }
+  return [...rows.values()];
+}

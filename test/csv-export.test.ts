@@ -1,0 +1,173 @@
+/** Surveys, the NPS series and the CSV export. */
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { Env } from "../src/env";
+import { csvCell, csvLine } from "../src/http/csv";
+import worker from "../src/index";
+import { examplePayload, post } from "./fixtures";
+
+const ADMIN = "admin-token-for-export";
+const ADMIN_ENV: Env = { ...env, ADMIN_TOKEN: ADMIN };
+
+async function api(path: string): Promise<Response> {
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(
+    new Request(`https://worker.test${path}`, { headers: { authorization: `Bearer ${ADMIN}` } }),
+    ADMIN_ENV,
+    ctx,
+  );
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+/** Parses RFC 4180 CSV (quoted fields, doubled quotes, CRLF records). */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") {
+      row.push(cell);
+      cell = "";
+    } else if (ch === "\r" && text[i + 1] === "\n") {
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = "";
+      i++;
+    } else cell += ch;
+  }
+  return rows;
+}
+
+describe("csvCell", () => {
+  it.each([
+    ["plain", "plain"],
+    ["a,b", '"a,b"'],
+    ['say "hi"', '"say ""hi"""'],
+    ["two\nlines", '"two\nlines"'],
+    ["=SUM(A1:A2)", "'=SUM(A1:A2)"],
+    ["+1", "'+1"],
+    ["-cmd", "'-cmd"],
+    ["@import", "'@import"],
+    ['=HYPERLINK("http://x","y")', `"'=HYPERLINK(""http://x"",""y"")"`],
+    [null, ""],
+  ])("%j -> %s", (value, cell) => {
+    expect(csvCell(value)).toBe(cell);
+  });
+
+  it("ends records with CRLF", () => {
+    expect(csvLine(["a", null, "b c"])).toBe("a,,b c\r\n");
+  });
+});
+
+describe("surveys and NPS", () => {
+  it("GET /api/surveys lists each survey with responses, last response time and NPS", async () => {
+    const survey_id = `s-${crypto.randomUUID()}`;
+    for (const [score, ts] of [["10", "2024-03-01T10:00:00Z"], ["3", "2024-03-02T10:00:00Z"]] as const) {
+      const p = examplePayload({ survey_id, timestamp: ts });
+      p.survey_info.screens[0]!.answer = score;
+      await post(p);
+    }
+    const { surveys } = (await (await api("/api/surveys")).json()) as { surveys: Record<string, unknown>[] };
+    expect(surveys.find((s) => s.survey_id === survey_id)).toEqual({
+      survey_id,
+      survey_name: "Net Promoter Score (NPS)",
+      responses: 2,
+      last_response_at: "2024-03-02T10:00:00.000Z",
+      nps: 0,
+    });
+  });
+
+  it("GET /api/surveys/:id/nps buckets by day and by week", async () => {
+    const survey_id = `n-${crypto.randomUUID()}`;
+    const answers: [string, string][] = [
+      ["10", "2024-04-01T08:00:00Z"], // Monday
+      ["9", "2024-04-01T09:00:00Z"],
+      ["5", "2024-04-03T09:00:00Z"], // Wednesday, same week
+      ["8", "2024-04-08T09:00:00Z"], // next Monday
+    ];
+    for (const [score, ts] of answers) {
+      const p = examplePayload({ survey_id, timestamp: ts });
+      p.survey_info.screens[0]!.answer = score;
+      await post(p);
+    }
+    const day = (await (await api(`/api/surveys/${survey_id}/nps?bucket=day`)).json()) as { series: unknown[] };
+    expect(day.series).toEqual([
+      { bucket: "2024-04-01", responses: 2, promoters: 2, passives: 0, detractors: 0, nps: 100 },
+      { bucket: "2024-04-03", responses: 1, promoters: 0, passives: 0, detractors: 1, nps: -100 },
+      { bucket: "2024-04-08", responses: 1, promoters: 0, passives: 1, detractors: 0, nps: 0 },
+    ]);
+    const week = (await (await api(`/api/surveys/${survey_id}/nps?bucket=week&until=2024-04-05T00:00:00Z`)).json()) as {
+      series: unknown[];
+    };
+    expect(week.series).toEqual([{ bucket: "2024-04-01", responses: 3, promoters: 2, passives: 0, detractors: 1, nps: 33 }]);
+    expect((await api(`/api/surveys/${survey_id}/nps?bucket=month`)).status).toBe(400);
+  });
+});
+
+describe("GET /api/export.csv", () => {
+  it("one row per response, one column per question title in screen order, quoted and neutralised", async () => {
+    const survey_id = `x-${crypto.randomUUID()}`;
+    const first = examplePayload({ survey_id, timestamp: "2024-05-01T00:00:00Z" });
+    first.survey_info.screens[1]!.answer = '=HYPERLINK("http://evil","click"), "quoted"\nnext line';
+    const second = examplePayload({
+      survey_id,
+      timestamp: "2024-05-02T00:00:00Z",
+      survey_info: { name: "N", screens: [{ title: "How likely are you to recommend us to a friend or co-worker?", type: "nps", answer: "7" }, { title: "Anything else?", type: "text", answer: "no" }] },
+    });
+    await post(first);
+    await post(second);
+    const res = await api(`/api/export.csv?survey_id=${survey_id}`);
+    expect(res.headers.get("content-type")).toBe("text/csv; charset=utf-8");
+    expect(res.headers.get("content-disposition")).toContain("attachment");
+    const rows = parseCsv(await res.text());
+    expect(rows[0]).toEqual([
+      "alert_id",
+      "submitted_at",
+      "user_system_id",
+      "platform",
+      "How likely are you to recommend us to a friend or co-worker?",
+      "Anything else?",
+      "What's the reason for this score?",
+    ]);
+    expect(rows.slice(1)).toEqual([
+      [first.alert_id, "2024-05-01T00:00:00.000Z", "sdk_system_id_1680151080658", "windows", "10", "", `'=HYPERLINK("http://evil","click"), "quoted"\nnext line`],
+      [second.alert_id, "2024-05-02T00:00:00.000Z", "sdk_system_id_1680151080658", "windows", "7", "no", ""],
+    ]);
+  });
+
+  it("streams more rows than one page, each once", async () => {
+    const survey_id = `big-${crypto.randomUUID()}`;
+    const ids = Array.from({ length: 1_203 }, (_, i) => `big-${i}-${crypto.randomUUID()}`);
+    for (let i = 0; i < ids.length; i += 200) {
+      const values = ids.slice(i, i + 200).map((id) => `('${id}')`).join(",");
+      await env.DB.prepare(
+        `INSERT INTO alerts (alert_id, alert_name, survey_id, submitted_at, received_at, payload, payload_sha256)
+         SELECT column1, 'submitted_survey', '${survey_id}', '2024-06-01T00:00:00.000Z', '2024-06-01T00:00:00.000Z', '{}', 'x'
+         FROM (VALUES ${values})`,
+      ).run();
+      await env.DB.prepare(
+        `INSERT INTO answers (alert_id, position, title, type, answer, value)
+         SELECT column1, 0, 'Q', 'text', 'a', NULL FROM (VALUES ${values})`,
+      ).run();
+    }
+    const rows = parseCsv(await (await api(`/api/export.csv?survey_id=${survey_id}`)).text());
+    expect(rows[0]).toEqual(["alert_id", "submitted_at", "user_system_id", "platform", "Q"]);
+    expect(rows.slice(1).map((r) => r[0]).sort()).toEqual([...ids].sort());
+  });
+
+  it("bad parameters: 400", async () => {
+    expect((await api("/api/export.csv?since=soon")).status).toBe(400);
+  });
+});
