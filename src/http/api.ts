@@ -35,12 +35,12 @@ export const requireAdmin: MiddlewareHandler<AppEnv> = async function requireAdm
 
 const isoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO 8601 timestamp with a time zone"));
 
-const alertReplaySchema = v.strictObject({
+export const alertReplaySchema = v.strictObject({
   destination: v.optional(v.string()),
   force: v.optional(v.boolean(), false),
 });
 
-const bulkReplaySchema = v.strictObject({
+export const bulkReplaySchema = v.strictObject({
   status: v.picklist(["dead", "failed"], 'must be "dead" or "failed"'),
   destination: v.optional(v.string()),
   since: v.optional(isoTime),

@@ -17,6 +17,7 @@ import { errorResponse, RETRY_AFTER_IN_SECONDS } from "./responses";
 import { webhook } from "./webhook";
 import { api, requireAdmin } from "./api";
 import { apiData } from "./api-data";
+import { openapi } from "./openapi";
 import { destinationsFrom } from "../fanout/destinations";
 
 export const app = new Hono<AppEnv>({ strict: false });
@@ -64,6 +65,7 @@ app.route("/", webhook);
 app.use("/api/*", requireAdmin);
 app.route("/", api);
 app.route("/", apiData);
+app.route("/", openapi);
 
 app.notFound((c) => errorResponse(c, 404, "not_found"));
 
