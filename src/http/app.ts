@@ -18,6 +18,7 @@ import { webhook } from "./webhook";
 import { api, requireAdmin } from "./api";
 import { apiData } from "./api-data";
 import { openapi } from "./openapi";
+import { dashboard } from "./dashboard";
 import { destinationsFrom } from "../fanout/destinations";
 
 export const app = new Hono<AppEnv>({ strict: false });
@@ -66,6 +67,7 @@ app.use("/api/*", requireAdmin);
 app.route("/", api);
 app.route("/", apiData);
 app.route("/", openapi);
+app.route("/", dashboard);
 
 app.notFound((c) => errorResponse(c, 404, "not_found"));
 

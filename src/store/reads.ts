@@ -234,3 +234,40 @@ export async function exportPage(
   }
   return [...rows.values()];
 }
+
+export interface Totals {
+  received: number;
+  rejected: number;
+  deliveries: { destination: string; status: DeliveryStatus; n: number }[];
+}
+
+/** Counts since a time, for the dashboard: alerts received, quarantine attempts, deliveries by status. */
+export async function totalsSince(db: D1Database, since: string): Promise<Totals> {
+  const [received, rejected, deliveries] = await db.batch([
+    db.prepare("SELECT COUNT(*) AS n FROM alerts WHERE received_at >= ?1").bind(since),
+    db.prepare("SELECT COALESCE(SUM(attempts), 0) AS n FROM rejected_payloads WHERE last_seen_at >= ?1").bind(since),
+    db
+      .prepare(
+        `SELECT destination, status, COUNT(*) AS n FROM deliveries WHERE updated_at >= ?1
+         GROUP BY destination, status ORDER BY destination, status`,
+      )
+      .bind(since),
+  ]);
+  return {
+    received: (received?.results[0] as { n: number } | undefined)?.n ?? 0,
+    rejected: (rejected?.results[0] as { n: number } | undefined)?.n ?? 0,
+    deliveries: (deliveries?.results ?? []) as Totals["deliveries"],
+  };
+}
+
+/** Failed and dead deliveries, newest first. */
+export async function failedDeliveries(db: D1Database, limit: number): Promise<(DeliveryView & { alert_id: string })[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at
+       FROM deliveries WHERE status IN ('failed', 'dead') ORDER BY updated_at DESC LIMIT ?1`,
+    )
+    .bind(limit)
+    .all<DeliveryView & { alert_id: string }>();
+  return results;
+}

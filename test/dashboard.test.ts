@@ -1,0 +1,147 @@
+/** The dashboard, through the Worker: sign-in, CSP, pages, and the replay and reprocess buttons. */
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { Env } from "../src/env";
+import worker from "../src/index";
+import { sha256Hex } from "../src/ingest/ingest";
+import { examplePayload, post, rejectedRow } from "./fixtures";
+
+const ADMIN = "dashboard-admin-token";
+const ADMIN_ENV: Env = { ...env, ADMIN_TOKEN: ADMIN };
+
+async function request(path: string, init: RequestInit = {}, environment: Env = ADMIN_ENV): Promise<Response> {
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(new Request(`https://worker.test${path}`, { redirect: "manual", ...init }), environment, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+async function signIn(token = ADMIN): Promise<Response> {
+  return request("/dashboard/login", {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ token }).toString(),
+  });
+}
+
+async function session(): Promise<string> {
+  const cookie = (await signIn()).headers.get("set-cookie") ?? "";
+  return cookie.split(";")[0] ?? "";
+}
+
+describe("sign-in", () => {
+  it("a wrong token shows an error and sets no cookie", async () => {
+    const res = await signIn("wrong");
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/dashboard/login?error=1");
+    expect(res.headers.get("set-cookie")).toBeNull();
+    const page = await (await request("/dashboard/login?error=1")).text();
+    expect(page).toMatch(/<p class="error" id="error">That token is not this Worker&#39;s ADMIN_TOKEN/);
+  });
+
+  it("the right token sets an HttpOnly, Secure, SameSite=Strict session cookie; logout clears it", async () => {
+    const res = await signIn();
+    expect(res.headers.get("location")).toBe("/dashboard");
+    const cookie = res.headers.get("set-cookie") ?? "";
+    expect(cookie).toMatch(/HttpOnly/);
+    expect(cookie).toMatch(/Secure/);
+    expect(cookie).toMatch(/SameSite=Strict/);
+    expect(cookie).not.toContain(ADMIN);
+    const out = await request("/dashboard/logout", { method: "POST", headers: { cookie: cookie.split(";")[0] ?? "" } });
+    expect(out.headers.get("set-cookie")).toMatch(/Max-Age=0/);
+  });
+
+  it("pages need a session; without ADMIN_TOKEN the dashboard does not exist", async () => {
+    const res = await request("/dashboard");
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/dashboard/login");
+    expect((await request("/dashboard", {}, { ...env, ADMIN_TOKEN: "" })).status).toBe(404);
+    const forged = await request("/dashboard", { headers: { cookie: "oneflow_session=admin" } });
+    expect(forged.status).toBe(303);
+  });
+
+  it("every page carries a strict Content-Security-Policy", async () => {
+    const res = await request("/dashboard/login");
+    const csp = res.headers.get("content-security-policy") ?? "";
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toMatch(/style-src 'nonce-[^']+'/);
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toContain("script-src");
+  });
+});
+
+describe("pages", () => {
+  it("the overview says how to point 1Flow at the Worker while empty, then shows totals and surveys", async () => {
+    const cookie = await session();
+    const empty = await (await request("/dashboard", { headers: { cookie } })).text();
+    expect(empty).toContain("Project webhook alerts");
+    expect(empty).toContain("https://worker.test/webhooks/1flow/&lt;WEBHOOK_SECRET&gt;");
+    const p = examplePayload();
+    await post(p);
+    const full = await (await request("/dashboard", { headers: { cookie } })).text();
+    expect(full).not.toContain('id="empty"');
+    expect(full).toMatch(/<b>1<\/b>received/);
+    expect(full).toContain("Net Promoter Score (NPS)");
+  });
+
+  it("a survey's page draws its NPS trend", async () => {
+    const cookie = await session();
+    const survey_id = `dash-${crypto.randomUUID()}`;
+    await post(examplePayload({ survey_id }));
+    const page = await (await request(`/dashboard/surveys/${survey_id}`, { headers: { cookie } })).text();
+    expect(page).toContain('<svg id="nps-chart"');
+    expect(page).toMatch(/<rect[^>]*fill="#12b76a"/);
+  });
+
+  it("latest responses show their answers", async () => {
+    const cookie = await session();
+    const p = examplePayload();
+    await post(p);
+    const page = await (await request("/dashboard/responses", { headers: { cookie } })).text();
+    expect(page).toContain(`id="alert-${p.alert_id}"`);
+    expect(page.startsWith("<!doctype html>")).toBe(true);
+    expect(page).toContain("best user experience");
+  });
+
+  it("the reprocess button takes a body out of the quarantine once it passes", async () => {
+    const cookie = await session();
+    const p = examplePayload();
+    const body = JSON.stringify(p);
+    const id = await sha256Hex(body);
+    await env.DB.prepare(
+      `INSERT INTO rejected_payloads (id, reason, detail, body, alert_id, size, first_seen_at, last_seen_at, attempts)
+       VALUES (?, 'invalid_payload', '{}', ?, ?, ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 1)`,
+    )
+      .bind(id, body, p.alert_id, body.length)
+      .run();
+    const list = await (await request("/dashboard/quarantine", { headers: { cookie } })).text();
+    expect(list).toContain(`/dashboard/rejected/${id}/reprocess`);
+    const res = await request(`/dashboard/rejected/${id}/reprocess`, { method: "POST", headers: { cookie } });
+    expect(res.status).toBe(303);
+    expect(decodeURIComponent(res.headers.get("location") ?? "")).toContain("Reprocessed");
+    expect(await rejectedRow(id)).toBeNull();
+  });
+
+  it("the replay button turns a dead delivery back to pending", async () => {
+    const cookie = await session();
+    const p = examplePayload();
+    await post(p);
+    await env.DB.prepare(
+      "INSERT INTO deliveries (alert_id, destination, status, attempts, last_error, updated_at) VALUES (?, 'crm', 'dead', 10, 'HTTP 503', ?)",
+    )
+      .bind(p.alert_id, new Date().toISOString())
+      .run();
+    const before = await (await request("/dashboard/deliveries", { headers: { cookie } })).text();
+    expect(before).toContain(p.alert_id);
+    const environment = { ...ADMIN_ENV, DESTINATIONS: JSON.stringify([{ name: "crm", url: "https://crm.test/x" }]) };
+    const res = await request(
+      `/dashboard/alerts/${p.alert_id}/replay`,
+      { method: "POST", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: "destination=crm" },
+      environment,
+    );
+    expect(decodeURIComponent(res.headers.get("location") ?? "")).toContain("Replayed");
+    const row = await env.DB.prepare("SELECT status FROM deliveries WHERE alert_id = ?").bind(p.alert_id).first();
+    expect(row).toEqual({ status: "pending" });
+  });
+});
