@@ -102,6 +102,9 @@ describe("pages", () => {
     expect(page).toContain(`id="alert-${p.alert_id}"`);
     expect(page.startsWith("<!doctype html>")).toBe(true);
     expect(page).toContain("best user experience");
+    const detail = await (await request(`/dashboard/responses/${p.alert_id}`, { headers: { cookie } })).text();
+    expect(detail).toContain('id="answers"');
+    expect(detail).toContain("sdk_system_id_1680151080658");
   });
 
   it("the reprocess button takes a body out of the quarantine once it passes", async () => {
@@ -143,5 +146,7 @@ describe("pages", () => {
     expect(decodeURIComponent(res.headers.get("location") ?? "")).toContain("Replayed");
     const row = await env.DB.prepare("SELECT status FROM deliveries WHERE alert_id = ?").bind(p.alert_id).first();
     expect(row).toEqual({ status: "pending" });
+    const after = await (await request("/dashboard/deliveries", { headers: { cookie } })).text();
+    expect(after).toMatch(new RegExp(`${p.alert_id}</code></td><td>crm</td><td class="status">pending`));
   });
 });

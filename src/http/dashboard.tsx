@@ -10,7 +10,7 @@ import type { Child, FC } from "hono/jsx";
 import { raw } from "hono/html";
 import { NONCE, secureHeaders } from "hono/secure-headers";
 import { listRejected } from "../store/rejected";
-import { failedDeliveries, listAlerts, listSurveys, npsSeries, totalsSince } from "../store/reads";
+import { getAlert, listAlerts, listSurveys, npsSeries, totalsSince, undeliveredDeliveries } from "../store/reads";
 import type { AppEnv } from "./app-env";
 import { tokenMatches } from "./auth";
 
@@ -60,7 +60,7 @@ const Page: FC<{ title: string; nonce: string; signedIn?: boolean; children?: Ch
             <a href="/dashboard">Overview</a>
             <a href="/dashboard/responses">Responses</a>
             <a href="/dashboard/quarantine">Quarantine</a>
-            <a href="/dashboard/deliveries">Failed deliveries</a>
+            <a href="/dashboard/deliveries">Undelivered</a>
             <form class="inline" method="post" action="/dashboard/logout">
               <button type="submit">Sign out</button>
             </form>
@@ -262,7 +262,9 @@ dashboard.get("/dashboard/responses", async (c) => {
       {alerts.map((a) => (
         <article class="response" id={`alert-${a.alert_id}`}>
           <h3>
-            {a.survey_name ?? a.survey_id} · {a.user_system_id ?? "anonymous"} · {a.submitted_at}
+            <a href={`/dashboard/responses/${encodeURIComponent(a.alert_id)}`}>
+              {a.survey_name ?? a.survey_id} · {a.user_system_id ?? "anonymous"} · {a.submitted_at}
+            </a>
           </h3>
           <table>
             {a.answers.map((n) => (
@@ -278,6 +280,37 @@ dashboard.get("/dashboard/responses", async (c) => {
           </p>
         </article>
       ))}
+    </Page>,
+  );
+});
+
+dashboard.get("/dashboard/responses/:alert_id", async (c) => {
+  const alert = await getAlert(c.env.DB, c.req.param("alert_id"));
+  if (!alert) return c.html(<Page title="Not found" nonce={nonceOf(c)}><p>No response with that alert_id.</p></Page>, 404);
+  return c.html(
+    <Page title={alert.survey_name ?? alert.survey_id} nonce={nonceOf(c)}>
+      <p id="response-meta">
+        {alert.user_system_id ?? "anonymous"} · {alert.platform ?? "unknown platform"} · submitted {alert.submitted_at} ·{" "}
+        <code>{alert.alert_id}</code>
+      </p>
+      <table id="answers">
+        {alert.answers.map((n) => (
+          <tr>
+            <th>{n.title ?? `Question ${n.position + 1}`}</th>
+            <td>{n.answer ?? "—"}</td>
+          </tr>
+        ))}
+      </table>
+      <h2>Deliveries</h2>
+      <ul>
+        {alert.deliveries.map((d) => (
+          <li>
+            {d.destination}: {d.status} ({d.attempts} attempts)
+          </li>
+        ))}
+      </ul>
+      <h2>Payload as received</h2>
+      <pre>{alert.payload}</pre>
     </Page>,
   );
 });
@@ -309,11 +342,11 @@ dashboard.get("/dashboard/quarantine", async (c) => {
 });
 
 dashboard.get("/dashboard/deliveries", async (c) => {
-  const rows = await failedDeliveries(c.env.DB, 100);
+  const rows = await undeliveredDeliveries(c.env.DB, 100);
   return c.html(
-    <Page title="Failed and dead deliveries" nonce={nonceOf(c)}>
+    <Page title="Undelivered" nonce={nonceOf(c)}>
       {c.req.query("result") && <p id="result">{c.req.query("result")}</p>}
-      {rows.length === 0 && <p>No failed or dead deliveries.</p>}
+      {rows.length === 0 && <p>Every delivery has arrived.</p>}
       <table>
         {rows.map((d) => (
           <tr class="delivery">
@@ -326,10 +359,12 @@ dashboard.get("/dashboard/deliveries", async (c) => {
               {d.attempts} attempts · {d.last_error ?? ""}
             </td>
             <td>
-              <form method="post" action={`/dashboard/alerts/${encodeURIComponent(d.alert_id)}/replay`}>
-                <input type="hidden" name="destination" value={d.destination} />
-                <button type="submit">Replay</button>
-              </form>
+              {d.status !== "pending" && (
+                <form method="post" action={`/dashboard/alerts/${encodeURIComponent(d.alert_id)}/replay`}>
+                  <input type="hidden" name="destination" value={d.destination} />
+                  <button type="submit">Replay</button>
+                </form>
+              )}
             </td>
           </tr>
         ))}

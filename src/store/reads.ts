@@ -260,12 +260,12 @@ export async function totalsSince(db: D1Database, since: string): Promise<Totals
   };
 }
 
-/** Failed and dead deliveries, newest first. */
-export async function failedDeliveries(db: D1Database, limit: number): Promise<(DeliveryView & { alert_id: string })[]> {
+/** Deliveries not (yet) delivered: failed, dead and pending ones, newest first. */
+export async function undeliveredDeliveries(db: D1Database, limit: number): Promise<(DeliveryView & { alert_id: string })[]> {
   const { results } = await db
     .prepare(
       `SELECT alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at
-       FROM deliveries WHERE status IN ('failed', 'dead') ORDER BY updated_at DESC LIMIT ?1`,
+       FROM deliveries WHERE status <> 'delivered' ORDER BY updated_at DESC LIMIT ?1`,
     )
     .bind(limit)
     .all<DeliveryView & { alert_id: string }>();
