@@ -1,0 +1,127 @@
+// npm run test:e2e: the dashboard in a real browser (Debian's chromium, driven by
+// playwright-core) against the bundled Worker in Miniflare with a local D1 and Queue.
+// Screenshots of each page land in test-results/screenshots/.
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "../../bench/lib.mjs";
+
+const ADMIN = "browser-admin-token";
+const SHOTS = join(ROOT, "test-results/screenshots");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+let worker;
+let browser;
+let page;
+const deadAlert = `browser-dead-${Date.now()}`;
+
+async function postAlert(alert_id, survey_id, score, timestamp) {
+  const screens = [
+    { ...EXAMPLE.survey_info.screens[0], answer: score },
+    { ...EXAMPLE.survey_info.screens[1], answer: `reason for ${score}` },
+  ];
+  const body = JSON.stringify({ ...EXAMPLE, alert_id, survey_id, timestamp, survey_info: { ...EXAMPLE.survey_info, screens } });
+  const res = await fetch(`${worker.url}/webhooks/1flow/${SECRET}`, { method: "POST", headers: { "content-type": "application/json" }, body });
+  assert.equal(res.status, 200);
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  worker = await startWorker({
+    scriptPath: bundle(join(ROOT, "bench/.build/browser")),
+    bindings: {
+      WEBHOOK_SECRET: SECRET,
+      ADMIN_TOKEN: ADMIN,
+      // Nothing listens there: deliveries stay pending, which the pages show.
+      DESTINATIONS: JSON.stringify([{ name: "crm", url: "http://127.0.0.1:9/hook" }]),
+    },
+    setupSql: schemaStatements(),
+  });
+  const weeks = ["2026-10-05", "2026-10-12", "2026-10-19", "2026-10-26", "2026-11-02", "2026-11-09"];
+  const scores = ["10", "9", "3", "8", "10", "6", "9", "10", "2", "9", "10", "7"];
+  for (let i = 0; i < scores.length; i++) {
+    await postAlert(`browser-${i}-${Date.now()}`, "30cc805f1f0c541d4dcfccef", scores[i], `${weeks[i % weeks.length]}T10:0${i % 10}:00Z`);
+  }
+  await postAlert(deadAlert, "30cc805f1f0c541d4dcfccef", "4", "2026-11-20T10:00:00Z");
+  await fetch(`${worker.url}/webhooks/1flow/${SECRET}`, { method: "POST", headers: { "content-type": "text/plain" }, body: "not json" });
+  await worker.db
+    .prepare(
+      "INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at) VALUES (?, 'crm', 'dead', 10, 503, 'HTTP 503', ?) ON CONFLICT DO UPDATE SET status = 'dead', attempts = 10, last_error = 'HTTP 503'",
+    )
+    .bind(deadAlert, new Date().toISOString())
+    .run();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+});
+
+after(async () => {
+  await browser?.close();
+  await worker?.mf.dispose();
+});
+
+test("a wrong token shows an error", async () => {
+  await page.goto(`${worker.url}/dashboard`);
+  assert.match(page.url(), /\/dashboard\/login$/);
+  await page.fill('input[name="token"]', "not-the-token");
+  await page.click('button[type="submit"]');
+  await page.waitForSelector("#error");
+  assert.match(await page.textContent("#error"), /not this Worker's ADMIN_TOKEN/);
+  await shot("1-login-error");
+});
+
+test("sign in and see the totals", async () => {
+  await page.fill('input[name="token"]', ADMIN);
+  await page.click('button[type="submit"]');
+  await page.waitForURL(`${worker.url}/dashboard`);
+  const cards = await page.locator(".card").allTextContents();
+  assert.ok(cards.some((t) => /13\s*received/.test(t)), `cards: ${cards.join(" | ")}`);
+  assert.ok(cards.some((t) => /1\s*rejected/.test(t)), `cards: ${cards.join(" | ")}`);
+  await shot("2-overview");
+  await page.screenshot({ path: join(ROOT, "docs/dashboard.png"), fullPage: true });
+});
+
+test("the NPS chart is drawn", async () => {
+  await page.click("text=Net Promoter Score (NPS)");
+  await page.waitForSelector("#nps-chart");
+  const bars = await page.locator("#nps-chart rect").count();
+  assert.ok(bars >= 6, `bars: ${bars}`);
+  const box = await page.locator("#nps-chart").boundingBox();
+  assert.ok(box && box.width > 100 && box.height > 20, "the chart has a size on the page");
+  await shot("3-nps-chart");
+});
+
+test("open a response", async () => {
+  await page.click('header a[href="/dashboard/responses"]');
+  await page.click(`a[href="/dashboard/responses/${deadAlert}"]`);
+  await page.waitForSelector("#answers");
+  assert.match(await page.textContent("#answers"), /reason for 4/);
+  await shot("4-response");
+});
+
+test("replay a dead delivery and see it change", async () => {
+  await page.click('header a[href="/dashboard/deliveries"]');
+  const row = page.locator("tr.delivery", { hasText: deadAlert });
+  assert.equal(await row.locator(".status").textContent(), "dead");
+  await shot("5-deliveries-before");
+  await row.locator('button:has-text("Replay")').click();
+  await page.waitForSelector("#result");
+  assert.match(await page.textContent("#result"), /Replayed/);
+  assert.equal(await page.locator("tr.delivery", { hasText: deadAlert }).locator(".status").textContent(), "pending");
+  await shot("6-deliveries-after");
+});
+
+test("sign out", async () => {
+  await page.click('button:has-text("Sign out")');
+  await page.waitForURL(/\/dashboard\/login$/);
+  await page.goto(`${worker.url}/dashboard`);
+  assert.match(page.url(), /\/dashboard\/login$/);
+});
