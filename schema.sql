@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
   PRIMARY KEY (alert_id, destination)
 );
 
+-- Deliveries of an alert_id already stored (1Flow's retries), counted per UTC day.
+CREATE TABLE IF NOT EXISTS ingest_daily (
+  day        TEXT PRIMARY KEY,               -- YYYY-MM-DD, UTC
+  duplicates INTEGER NOT NULL DEFAULT 0
+);
+
 CREATE INDEX IF NOT EXISTS alerts_by_survey_time ON alerts (survey_id, submitted_at);
 CREATE INDEX IF NOT EXISTS alerts_by_user ON alerts (user_system_id, submitted_at);
 CREATE INDEX IF NOT EXISTS alerts_outbox ON alerts (received_at) WHERE enqueued_at IS NULL;

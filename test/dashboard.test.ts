@@ -79,9 +79,12 @@ describe("pages", () => {
     expect(empty).toContain("https://worker.test/webhooks/1flow/&lt;WEBHOOK_SECRET&gt;");
     const p = examplePayload();
     await post(p);
+    await post(p);
+    await post(p);
     const full = await (await request("/dashboard", { headers: { cookie } })).text();
     expect(full).not.toContain('id="empty"');
     expect(full).toMatch(/<b>1<\/b>received/);
+    expect(full).toMatch(/<b>2<\/b>duplicates/);
     expect(full).toContain("Net Promoter Score (NPS)");
   });
 

@@ -136,6 +136,9 @@ const Totals: FC<{ label: string; totals: Awaited<ReturnType<typeof totalsSince>
         <b>{totals.received}</b>received
       </div>
       <div class="card">
+        <b>{totals.duplicates}</b>duplicates
+      </div>
+      <div class="card">
         <b>{totals.rejected}</b>rejected
       </div>
       {totals.deliveries.map((d) => (

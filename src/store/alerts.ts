@@ -35,6 +35,11 @@ ON CONFLICT (alert_id, position) DO NOTHING`;
 
 const SELECT_STORED = `SELECT payload_sha256, enqueued_at FROM alerts WHERE alert_id = ?1`;
 
+// Counts a repeat delivery: the stored row was received by an earlier request.
+const COUNT_DUPLICATE = `INSERT INTO ingest_daily (day, duplicates)
+SELECT substr(?2, 1, 10), 1 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1 AND received_at <> ?2)
+ON CONFLICT (day) DO UPDATE SET duplicates = duplicates + 1`;
+
 /**
  * Stores an alert and its answers in one atomic batch (one round trip).
  * Whether the alert was new is read from that write itself, so two concurrent
@@ -66,6 +71,7 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
       ),
     db.prepare(INSERT_ANSWERS).bind(alert.alert_id, answers, payload_sha256),
     db.prepare(SELECT_STORED).bind(alert.alert_id),
+    db.prepare(COUNT_DUPLICATE).bind(alert.alert_id, received_at),
   ]);
   const row = stored?.results[0] as { payload_sha256: string; enqueued_at: string | null } | undefined;
   if (!inserted || !row) throw new Error("D1 batch returned fewer results than statements");

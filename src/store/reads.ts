@@ -237,14 +237,16 @@ export async function exportPage(
 
 export interface Totals {
   received: number;
+  duplicates: number;
   rejected: number;
   deliveries: { destination: string; status: DeliveryStatus; n: number }[];
 }
 
 /** Counts since a time, for the dashboard: alerts received, quarantine attempts, deliveries by status. */
 export async function totalsSince(db: D1Database, since: string): Promise<Totals> {
-  const [received, rejected, deliveries] = await db.batch([
+  const [received, duplicates, rejected, deliveries] = await db.batch([
     db.prepare("SELECT COUNT(*) AS n FROM alerts WHERE received_at >= ?1").bind(since),
+    db.prepare("SELECT COALESCE(SUM(duplicates), 0) AS n FROM ingest_daily WHERE day >= substr(?1, 1, 10)").bind(since),
     db.prepare("SELECT COALESCE(SUM(attempts), 0) AS n FROM rejected_payloads WHERE last_seen_at >= ?1").bind(since),
     db
       .prepare(
@@ -255,6 +257,7 @@ export async function totalsSince(db: D1Database, since: string): Promise<Totals
   ]);
   return {
     received: (received?.results[0] as { n: number } | undefined)?.n ?? 0,
+    duplicates: (duplicates?.results[0] as { n: number } | undefined)?.n ?? 0,
     rejected: (rejected?.results[0] as { n: number } | undefined)?.n ?? 0,
     deliveries: (deliveries?.results ?? []) as Totals["deliveries"],
   };
