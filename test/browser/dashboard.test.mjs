@@ -86,7 +86,6 @@ test("sign in and see the totals", async () => {
   assert.ok(cards.some((t) => /13\s*received/.test(t)), `cards: ${cards.join(" | ")}`);
   assert.ok(cards.some((t) => /1\s*rejected/.test(t)), `cards: ${cards.join(" | ")}`);
   await shot("2-overview");
-  await page.screenshot({ path: join(ROOT, "docs/dashboard.png"), fullPage: true });
 });
 
 test("the NPS chart is drawn", async () => {
