@@ -36,6 +36,10 @@ describe("auth on every data route", () => {
     ["GET", "/api/rejected"],
     ["POST", "/api/rejected/x/reprocess"],
     ["DELETE", "/api/users/u"],
+    ["GET", "/api/surveys"],
+    ["GET", "/api/surveys/s/nps"],
+    ["GET", "/api/export.csv"],
+    ["GET", "/api/openapi.json"],
   ])("%s %s: 404 without ADMIN_TOKEN, 401 with a wrong token", async (method, path) => {
     expect((await api(path, { method }, { ...env, ADMIN_TOKEN: "" })).status).toBe(404);
     expect((await api(path, { method, token: "wrong" })).status).toBe(401);
