@@ -2,6 +2,7 @@
 import { env, exports } from "cloudflare:workers";
 import example from "../examples/1flow-example.json";
 import type { Alert, Answer } from "../src/alert";
+import type { RejectedRow } from "../src/store/rejected";
 
 /** The example from 1Flow's documentation, as the README posts it. */
 export const EXAMPLE = example;
@@ -53,17 +54,7 @@ export type AlertRow = Omit<Alert, "answers"> & {
 
 export type AnswerRow = Answer & { alert_id: string };
 
-export interface RejectedRow {
-  id: string;
-  reason: string;
-  detail: string;
-  body: string | ArrayBuffer | null;
-  alert_id: string | null;
-  size: number;
-  first_seen_at: string;
-  last_seen_at: string;
-  attempts: number;
-}
+export type { RejectedRow } from "../src/store/rejected";
 
 export async function alertRow(alert_id: string): Promise<AlertRow | null> {
   return env.DB.prepare("SELECT * FROM alerts WHERE alert_id = ?").bind(alert_id).first<AlertRow>();

@@ -11,9 +11,9 @@ import { stream } from "hono/streaming";
 import { csvLine } from "./csv";
 import { eraseUser } from "../store/erasure";
 import { deleteRejected, getRejected, listRejected, type RejectedRow } from "../store/rejected";
-import { storageDeadlineMs } from "../store/d1";
 import type { AppEnv } from "./app-env";
 import { errorResponse } from "./responses";
+import { ingestContext } from "./webhook";
 
 export const apiData = new Hono<AppEnv>({ strict: false });
 
@@ -159,15 +159,7 @@ apiData.post("/api/rejected/:id/reprocess", async (c) => {
     });
   }
   const body = typeof row.body === "string" ? new TextEncoder().encode(row.body).buffer : row.body;
-  const result = await ingest(body as ArrayBuffer, {
-    db: c.env.DB,
-    queue: c.env.ALERTS_QUEUE,
-    waitUntil: (promise) => c.executionCtx.waitUntil(promise),
-    now: () => new Date(),
-    deadline_ms: storageDeadlineMs(c.env.STORAGE_DEADLINE_MS),
-    request_id: c.get("requestId"),
-    quarantine: false,
-  });
+  const result = await ingest(body as ArrayBuffer, { ...ingestContext(c), quarantine: false });
   log("info", "quarantine.reprocess", { request_id: c.get("requestId"), id: row.id, outcome: result.outcome, alert_id: result.alert_id });
   switch (result.outcome) {
     case "invalid_json":

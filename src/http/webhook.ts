@@ -65,7 +65,8 @@ webhook.post("/webhooks/1flow/:token?", authenticate, limitBody, async (c) => {
   }
 });
 
-function ingestContext(c: Parameters<MiddlewareHandler<AppEnv>>[0]): IngestContext {
+/** What the ingest routine needs of a request: bindings, clock, deadline, request id. */
+export function ingestContext(c: Parameters<MiddlewareHandler<AppEnv>>[0]): IngestContext {
   return {
     db: c.env.DB,
     queue: c.env.ALERTS_QUEUE,

@@ -1,24 +1,15 @@
 /** SQL of the read API: alerts with their answers and per-destination delivery status. */
-import type { Answer } from "../alert";
+import type { Alert, Answer } from "../alert";
 import type { DeliveryStatus } from "./deliveries";
 
-export interface AlertSummary {
-  alert_id: string;
-  alert_name: string;
-  project_name: string | null;
-  survey_id: string;
-  survey_name: string | null;
-  platform: string | null;
-  user_system_id: string | null;
+/** An alert as the API shows it: parameters parsed, with answers and deliveries. */
+export type AlertSummary = Omit<Alert, "user_parameters" | "trigger_event_parameters"> & {
   user_parameters: unknown;
-  trigger_event_name: string | null;
   trigger_event_parameters: unknown;
-  submitted_at: string;
   received_at: string;
   enqueued_at: string | null;
-  answers: Answer[];
   deliveries: DeliveryView[];
-}
+};
 
 export interface DeliveryView {
   destination: string;
@@ -30,10 +21,7 @@ export interface DeliveryView {
   delivered_at: string | null;
 }
 
-type AlertRow = Omit<AlertSummary, "answers" | "deliveries" | "user_parameters" | "trigger_event_parameters"> & {
-  user_parameters: string | null;
-  trigger_event_parameters: string | null;
-};
+type AlertRow = Omit<Alert, "answers"> & { received_at: string; enqueued_at: string | null };
 
 const ALERT_COLUMNS = `alert_id, alert_name, project_name, survey_id, survey_name, platform, user_system_id,
   user_parameters, trigger_event_name, trigger_event_parameters, submitted_at, received_at, enqueued_at`;
