@@ -4,6 +4,7 @@
  * never a crash and never a silent skip.
  */
 import * as v from "valibot";
+import { validate } from "../validation";
 
 const destinationSchema = v.strictObject({
   name: v.pipe(v.string(), v.regex(/^[\w.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")),
@@ -55,12 +56,12 @@ export function parseDestinations(raw: string | undefined): DestinationsConfig {
   } catch {
     return { ok: false, error: "DESTINATIONS is not valid JSON" };
   }
-  const result = v.safeParse(destinationsSchema, json, { abortPipeEarly: true });
-  if (!result.success) {
-    const issues = result.issues.map((i) => `${v.getDotPath(i) ?? "(root)"}: ${i.message}`);
+  const result = validate(destinationsSchema, json);
+  if (!result.ok) {
+    const issues = result.issues.map((i) => `${i.path || "(root)"}: ${i.message}`);
     return { ok: false, error: `DESTINATIONS is invalid: ${issues.join("; ")}` };
   }
-  return { ok: true, destinations: result.output };
+  return { ok: true, destinations: result.value };
 }
 
 /** Whether a destination wants alerts of this survey. */

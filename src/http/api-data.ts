@@ -12,6 +12,7 @@ import { csvLine } from "./csv";
 import { eraseUser } from "../store/erasure";
 import { deleteRejected, getRejected, listRejected, type RejectedRow } from "../store/rejected";
 import type { AppEnv } from "./app-env";
+import { readQuery } from "./input";
 import { errorResponse } from "./responses";
 import { ingestContext } from "./webhook";
 
@@ -55,13 +56,6 @@ export const EXPORT_PAGE = 500;
 
 const utc = (iso: string | undefined): string | null => (iso ? new Date(iso).toISOString() : null);
 
-/** Validates the query string; a clear 400 with the issues otherwise. */
-function readQuery<S extends v.GenericSchema>(c: Context<AppEnv>, schema: S): { ok: true; value: v.InferOutput<S> } | { ok: false; response: Response } {
-  const result = v.safeParse(schema, c.req.query(), { abortPipeEarly: true });
-  if (result.success) return { ok: true, value: result.output };
-  const issues = result.issues.map((i) => ({ path: v.getDotPath(i) ?? "", message: i.message }));
-  return { ok: false, response: errorResponse(c, 400, "invalid_request", { issues }) };
-}
 
 /** Opaque keyset cursors: base64url of the sort key of the last row of a page. */
 export function encodeCursor(key: [string, string]): string {

@@ -13,6 +13,7 @@ import { alertExists } from "../store/alerts";
 import { resetAlertDeliveries, resetDeliveries } from "../store/deliveries";
 import type { AppEnv } from "./app-env";
 import { tokenMatches } from "./auth";
+import { readJson } from "./input";
 import { errorResponse } from "./responses";
 
 /** Deliveries one bulk replay resets at most; call again while `more` is true. */
@@ -107,29 +108,4 @@ async function enqueue(queue: Queue<AlertMessage>, alert_ids: string[]): Promise
     log("error", "replay.enqueue_failed", { error: errorMessage(error), alerts: alert_ids.length });
     return false;
   }
-}
-
-export type ReadResult<T> = { ok: true; value: T } | { ok: false; response: Response };
-
-/** Parses and validates a JSON body; an empty body is `{}` when `optional`. */
-export async function readJson<S extends v.GenericSchema>(
-  c: Context<AppEnv>,
-  schema: S,
-  { optional }: { optional: boolean },
-): Promise<ReadResult<v.InferOutput<S>>> {
-  const text = await c.req.text();
-  let json: unknown = {};
-  if (text.trim() !== "" || !optional) {
-    try {
-      json = JSON.parse(text);
-    } catch {
-      return { ok: false, response: errorResponse(c, 400, "invalid_json") };
-    }
-  }
-  const result = v.safeParse(schema, json, { abortPipeEarly: true });
-  if (!result.success) {
-    const issues = result.issues.map((i) => ({ path: v.getDotPath(i) ?? "", message: i.message }));
-    return { ok: false, response: errorResponse(c, 400, "invalid_request", { issues }) };
-  }
-  return { ok: true, value: result.output };
 }

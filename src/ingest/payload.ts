@@ -7,6 +7,7 @@
  */
 import * as v from "valibot";
 import type { Alert, Answer } from "../alert";
+import { type Issue, validate } from "../validation";
 
 /** Screen types the sender documents or its public SDKs show. */
 export const KNOWN_SCREEN_TYPES: ReadonlySet<string> = new Set([
@@ -90,11 +91,7 @@ export const payloadSchema = v.looseObject({
 
 export type Payload = v.InferOutput<typeof payloadSchema>;
 
-/** One validation problem, with a dotted path such as `survey_info.screens.0.type`. */
-export interface PayloadIssue {
-  path: string;
-  message: string;
-}
+export type PayloadIssue = Issue;
 
 export type ParseResult =
   | { ok: true; alert: Alert; unknown_types: string[] }
@@ -102,17 +99,9 @@ export type ParseResult =
 
 /** Validates parsed JSON and, when it passes, normalises it into an `Alert`. */
 export function parsePayload(json: unknown): ParseResult {
-  const result = v.safeParse(payloadSchema, json, { abortPipeEarly: true });
-  if (!result.success) {
-    return {
-      ok: false,
-      issues: result.issues.map((issue) => ({
-        path: v.getDotPath(issue) ?? "",
-        message: issue.message,
-      })),
-    };
-  }
-  const alert = normalise(result.output);
+  const result = validate(payloadSchema, json);
+  if (!result.ok) return result;
+  const alert = normalise(result.value);
   const unknown_types = alert.answers
     .map((a) => a.type)
     .filter((type) => !KNOWN_SCREEN_TYPES.has(type));
