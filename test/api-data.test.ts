@@ -1,24 +1,12 @@
 /** The operator's API: alerts, the quarantine and its reprocessing, erasure and retention. */
-import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import { createScheduledController } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { Env } from "../src/env";
 import worker from "../src/index";
 import { sha256Hex } from "../src/ingest/ingest";
-import { alertRow, answerRows, examplePayload, post, rejectedRow } from "./fixtures";
+import { alertRow, answerRows, callWorker, examplePayload, post, rejectedRow } from "./fixtures";
 
-const ADMIN = "admin-token-for-data";
-const ADMIN_ENV: Env = { ...env, ADMIN_TOKEN: ADMIN };
-
-async function api(path: string, init: RequestInit & { token?: string | null } = {}, environment: Env = ADMIN_ENV) {
-  const headers = new Headers(init.headers);
-  const token = init.token === undefined ? ADMIN : init.token;
-  if (token !== null) headers.set("authorization", `Bearer ${token}`);
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(new Request(`https://worker.test${path}`, { ...init, headers }), environment, ctx);
-  await waitOnExecutionContext(ctx);
-  return res;
-}
+const api = callWorker;
 
 async function json<T>(res: Response): Promise<T> {
   return (await res.json()) as T;

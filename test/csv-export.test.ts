@@ -1,25 +1,10 @@
 /** Surveys, the NPS series and the CSV export. */
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { Env } from "../src/env";
 import { csvCell, csvLine } from "../src/http/csv";
-import worker from "../src/index";
-import { examplePayload, post } from "./fixtures";
+import { callWorker, examplePayload, post } from "./fixtures";
 
-const ADMIN = "admin-token-for-export";
-const ADMIN_ENV: Env = { ...env, ADMIN_TOKEN: ADMIN };
-
-async function api(path: string): Promise<Response> {
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(
-    new Request(`https://worker.test${path}`, { headers: { authorization: `Bearer ${ADMIN}` } }),
-    ADMIN_ENV,
-    ctx,
-  );
-  await waitOnExecutionContext(ctx);
-  return res;
-}
+const api = (path: string) => callWorker(path);
 
 /** Parses RFC 4180 CSV (quoted fields, doubled quotes, CRLF records). */
 function parseCsv(text: string): string[][] {

@@ -1,23 +1,16 @@
 /** The dashboard, through the Worker: sign-in, CSP, pages, and the replay and reprocess buttons. */
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Env } from "../src/env";
-import worker from "../src/index";
 import { sha256Hex } from "../src/ingest/ingest";
-import { examplePayload, post, rejectedRow } from "./fixtures";
+import { ADMIN_TOKEN, callWorker, examplePayload, post, rejectedRow } from "./fixtures";
 
-const ADMIN = "dashboard-admin-token";
-const ADMIN_ENV: Env = { ...env, ADMIN_TOKEN: ADMIN };
-
-async function request(path: string, init: RequestInit = {}, environment: Env = ADMIN_ENV): Promise<Response> {
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(new Request(`https://worker.test${path}`, { redirect: "manual", ...init }), environment, ctx);
-  await waitOnExecutionContext(ctx);
-  return res;
+/** Dashboard requests carry no bearer token: only the session cookie signs them in. */
+function request(path: string, init: RequestInit = {}, environment?: Env): Promise<Response> {
+  return callWorker(path, { token: null, ...init }, environment);
 }
 
-async function signIn(token = ADMIN): Promise<Response> {
+async function signIn(token = ADMIN_TOKEN): Promise<Response> {
   return request("/dashboard/login", {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },
@@ -47,7 +40,7 @@ describe("sign-in", () => {
     expect(cookie).toMatch(/HttpOnly/);
     expect(cookie).toMatch(/Secure/);
     expect(cookie).toMatch(/SameSite=Strict/);
-    expect(cookie).not.toContain(ADMIN);
+    expect(cookie).not.toContain(ADMIN_TOKEN);
     const out = await request("/dashboard/logout", { method: "POST", headers: { cookie: cookie.split(";")[0] ?? "" } });
     expect(out.headers.get("set-cookie")).toMatch(/Max-Age=0/);
   });
@@ -140,7 +133,7 @@ describe("pages", () => {
       .run();
     const before = await (await request("/dashboard/deliveries", { headers: { cookie } })).text();
     expect(before).toContain(p.alert_id);
-    const environment = { ...ADMIN_ENV, DESTINATIONS: JSON.stringify([{ name: "crm", url: "https://crm.test/x" }]) };
+    const environment = { ...env, ADMIN_TOKEN, DESTINATIONS: JSON.stringify([{ name: "crm", url: "https://crm.test/x" }]) };
     const res = await request(
       `/dashboard/alerts/${p.alert_id}/replay`,
       { method: "POST", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: "destination=crm" },

@@ -1,10 +1,8 @@
 /** The dead-letter consumer, the admin replay API and its bearer auth. */
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Env } from "../src/env";
-import worker from "../src/index";
-import { alertRow } from "./fixtures";
+import { ADMIN_TOKEN, alertRow, callWorker } from "./fixtures";
 import {
   deliveries,
   FANOUT_ENV,
@@ -20,17 +18,11 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const ADMIN = "admin-token-for-tests";
-const ADMIN_ENV: Env = { ...FANOUT_ENV, ADMIN_TOKEN: ADMIN };
+const ADMIN_ENV: Env = { ...FANOUT_ENV, ADMIN_TOKEN };
 
-async function api(path: string, init: RequestInit & { token?: string | null } = {}, environment: Env = ADMIN_ENV) {
-  const headers = new Headers(init.headers);
-  const token = init.token === undefined ? ADMIN : init.token;
-  if (token !== null) headers.set("authorization", `Bearer ${token}`);
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(new Request(`https://worker.test${path}`, { method: "POST", ...init, headers }), environment, ctx);
-  await waitOnExecutionContext(ctx);
-  return res;
+/** The replay routes are POSTs; the fan-out destinations are configured. */
+function api(path: string, init: RequestInit & { token?: string | null } = {}, environment: Env = ADMIN_ENV) {
+  return callWorker(path, { method: "POST", ...init }, environment);
 }
 
 /** An alert whose crm delivery ran out of retries. */
@@ -81,7 +73,7 @@ describe("dead-letter consumer", () => {
 
 describe("admin auth on /api", () => {
   it("ADMIN_TOKEN unset: 404 whatever the token", async () => {
-    for (const token of [ADMIN, null, ""]) {
+    for (const token of [ADMIN_TOKEN, null, ""]) {
       const res = await api("/api/replay", { token, body: '{"status":"dead"}' }, FANOUT_ENV);
       expect(res.status).toBe(404);
       expect(await res.json()).toMatchObject({ ok: false, error: "not_found" });
@@ -92,8 +84,8 @@ describe("admin auth on /api", () => {
   it.each([
     ["missing", null, undefined],
     ["wrong", "not-the-token", undefined],
-    ["a prefix", ADMIN.slice(0, -1), undefined],
-    ["not a bearer", undefined, `Basic ${btoa(`x:${ADMIN}`)}`],
+    ["a prefix", ADMIN_TOKEN.slice(0, -1), undefined],
+    ["not a bearer", undefined, `Basic ${btoa(`x:${ADMIN_TOKEN}`)}`],
   ])("%s token: 401 unauthorized", async (_, token, authorization) => {
     const headers: Record<string, string> = authorization ? { authorization } : {};
     const res = await api("/api/replay", { token: authorization ? null : token, headers, body: '{"status":"dead"}' });

@@ -1,13 +1,29 @@
 /** The documented example payload and helpers to post it. */
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import example from "../examples/1flow-example.json";
 import type { Alert, Answer } from "../src/alert";
+import type { Env } from "../src/env";
+import worker from "../src/index";
 import type { RejectedRow } from "../src/store/rejected";
 
 /** The example from 1Flow's documentation, as the README posts it. */
 export const EXAMPLE = example;
 
 export type ExamplePayload = typeof EXAMPLE;
+
+/** The example's fields as `alerts` stores them, spelled out once for every test that checks them. */
+export const EXAMPLE_STORED = {
+  alert_id: "6425124d1b026625c189cac0",
+  alert_name: "submitted_survey",
+  project_name: "Survey Responses",
+  survey_id: "30cc805f1f0c541d4dcfccef",
+  survey_name: "Net Promoter Score (NPS)",
+  platform: "windows",
+  user_system_id: "sdk_system_id_1680151080658",
+  trigger_event_name: "complete_meditation",
+  submitted_at: "2022-09-30T03:26:24.894Z",
+} as const;
 
 let counter = 0;
 /** A fresh alert_id: storage is shared by the tests of one file. */
@@ -83,4 +99,26 @@ export async function snapshot(): Promise<Record<string, number>> {
     answers: await count("answers"),
     rejected_payloads: await count("rejected_payloads"),
   };
+}
+
+/** The admin token the API and dashboard tests use. */
+export const ADMIN_TOKEN = "admin-token-for-tests";
+
+/**
+ * Calls the Worker's fetch handler directly with `environment` (ADMIN_TOKEN set by
+ * default) and waits for its `waitUntil` work. `token` sends a bearer header
+ * (default ADMIN_TOKEN, null for none). Redirects are returned, not followed.
+ */
+export async function callWorker(
+  path: string,
+  init: RequestInit & { token?: string | null } = {},
+  environment: Env = { ...env, ADMIN_TOKEN },
+): Promise<Response> {
+  const { token = ADMIN_TOKEN, ...rest } = init;
+  const headers = new Headers(rest.headers);
+  if (token !== null) headers.set("authorization", `Bearer ${token}`);
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(new Request(`https://worker.test${path}`, { redirect: "manual", ...rest, headers }), environment, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
 }

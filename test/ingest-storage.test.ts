@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
 import { sha256Hex } from "../src/ingest/ingest";
-import { alertRow, answerRows, EXAMPLE, examplePayload, post, webhookRequest } from "./fixtures";
+import { alertRow, answerRows, EXAMPLE, EXAMPLE_STORED, examplePayload, post, webhookRequest } from "./fixtures";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -28,15 +28,7 @@ describe("storage of a valid alert", () => {
 
     const row = await alertRow(EXAMPLE.alert_id);
     expect(row).toMatchObject({
-      alert_id: "6425124d1b026625c189cac0",
-      alert_name: "submitted_survey",
-      project_name: "Survey Responses",
-      survey_id: "30cc805f1f0c541d4dcfccef",
-      survey_name: "Net Promoter Score (NPS)",
-      platform: "windows",
-      user_system_id: "sdk_system_id_1680151080658",
-      trigger_event_name: "complete_meditation",
-      submitted_at: "2022-09-30T03:26:24.894Z",
+      ...EXAMPLE_STORED,
       payload: body,
       payload_sha256: await sha256Hex(body),
     });

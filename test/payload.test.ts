@@ -1,7 +1,7 @@
 /** Unit tests of the pure payload module: schema and normalisation. */
 import { describe, expect, it } from "vitest";
 import { KNOWN_SCREEN_TYPES, parsePayload, scoreOf } from "../src/ingest/payload";
-import { EXAMPLE } from "./fixtures";
+import { EXAMPLE, EXAMPLE_STORED } from "./fixtures";
 
 function withScreens(screens: unknown[]): Record<string, unknown> {
   return { ...structuredClone(EXAMPLE), survey_info: { name: "S", screens } };
@@ -24,17 +24,9 @@ describe("parsePayload: the documented example", () => {
     const { alert, unknown_types } = parseOk(EXAMPLE);
     expect(unknown_types).toEqual([]);
     expect(alert).toEqual({
-      alert_id: "6425124d1b026625c189cac0",
-      alert_name: "submitted_survey",
-      project_name: "Survey Responses",
-      survey_id: "30cc805f1f0c541d4dcfccef",
-      survey_name: "Net Promoter Score (NPS)",
-      platform: "windows",
-      user_system_id: "sdk_system_id_1680151080658",
+      ...EXAMPLE_STORED,
       user_parameters: '{"firstName":"John","lastName":"Wick"}',
-      trigger_event_name: "complete_meditation",
       trigger_event_parameters: '{"content_id":"1234abcdef56","session_id":"4abcdef56"}',
-      submitted_at: "2022-09-30T03:26:24.894Z",
       answers: [
         {
           position: 0,
