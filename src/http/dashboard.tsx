@@ -77,7 +77,7 @@ const Page: FC<{ title: string; nonce: string; signedIn?: boolean; children?: Ch
 );
 
 function nonceOf(c: Context<AppEnv>): string {
-  return (c.get("secureHeadersNonce" as never) as string | undefined) ?? "";
+  return c.get("secureHeadersNonce") ?? "";
 }
 
 /** A signed session cookie whose key is ADMIN_TOKEN: rotating the token signs everyone out. */
