@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
 import { sha256Hex } from "../src/ingest/ingest";
-import { alertRow, answerRows, callWorker, examplePayload, post, rejectedRow } from "./fixtures";
+import { alertRow, answerRows, callWorker, examplePayload, post, quarantinedValidBody, rejectedRow } from "./fixtures";
 
 const api = callWorker;
 
@@ -118,16 +118,7 @@ describe("quarantine", () => {
   });
 
   it("a body refused under a stricter rule is accepted on reprocess, stored, enqueued and taken out", async () => {
-    // As if an older, stricter schema had refused a valid body: it sits in the quarantine.
-    const p = examplePayload();
-    const body = JSON.stringify(p);
-    const id = await sha256Hex(body);
-    await env.DB.prepare(
-      `INSERT INTO rejected_payloads (id, reason, detail, body, alert_id, size, first_seen_at, last_seen_at, attempts)
-       VALUES (?, 'invalid_payload', '{"issues":[]}', ?, ?, ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 3)`,
-    )
-      .bind(id, body, p.alert_id, body.length)
-      .run();
+    const { payload: p, body, id } = await quarantinedValidBody();
     const res = await api(`/api/rejected/${id}/reprocess`, { method: "POST" });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ ok: true, alert_id: p.alert_id, duplicate: false });

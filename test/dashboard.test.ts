@@ -2,8 +2,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Env } from "../src/env";
-import { sha256Hex } from "../src/ingest/ingest";
-import { ADMIN_TOKEN, callWorker, examplePayload, post, rejectedRow } from "./fixtures";
+import { ADMIN_TOKEN, callWorker, examplePayload, post, quarantinedValidBody, rejectedRow } from "./fixtures";
 
 /** Dashboard requests carry no bearer token: only the session cookie signs them in. */
 function request(path: string, init: RequestInit = {}, environment?: Env): Promise<Response> {
@@ -105,15 +104,7 @@ describe("pages", () => {
 
   it("the reprocess button takes a body out of the quarantine once it passes", async () => {
     const cookie = await session();
-    const p = examplePayload();
-    const body = JSON.stringify(p);
-    const id = await sha256Hex(body);
-    await env.DB.prepare(
-      `INSERT INTO rejected_payloads (id, reason, detail, body, alert_id, size, first_seen_at, last_seen_at, attempts)
-       VALUES (?, 'invalid_payload', '{}', ?, ?, ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 1)`,
-    )
-      .bind(id, body, p.alert_id, body.length)
-      .run();
+    const { id } = await quarantinedValidBody();
     const list = await (await request("/dashboard/quarantine", { headers: { cookie } })).text();
     expect(list).toContain(`/dashboard/rejected/${id}/reprocess`);
     const res = await request(`/dashboard/rejected/${id}/reprocess`, { method: "POST", headers: { cookie } });

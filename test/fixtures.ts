@@ -5,6 +5,7 @@ import example from "../examples/1flow-example.json";
 import type { Alert, Answer } from "../src/alert";
 import type { Env } from "../src/env";
 import worker from "../src/index";
+import { sha256Hex } from "../src/ingest/ingest";
 import type { RejectedRow } from "../src/store/rejected";
 
 /** The example from 1Flow's documentation, as the README posts it. */
@@ -121,4 +122,21 @@ export async function callWorker(
   const res = await worker.fetch(new Request(`https://worker.test${path}`, { redirect: "manual", ...rest, headers }), environment, ctx);
   await waitOnExecutionContext(ctx);
   return res;
+}
+
+/**
+ * Puts a valid example body in the quarantine as if an older, stricter schema had
+ * refused it; returns the payload, the body and its quarantine id.
+ */
+export async function quarantinedValidBody() {
+  const payload = examplePayload();
+  const body = JSON.stringify(payload);
+  const id = await sha256Hex(body);
+  await env.DB.prepare(
+    `INSERT INTO rejected_payloads (id, reason, detail, body, alert_id, size, first_seen_at, last_seen_at, attempts)
+     VALUES (?, 'invalid_payload', '{"issues":[]}', ?, ?, ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 3)`,
+  )
+    .bind(id, body, payload.alert_id, body.length)
+    .run();
+  return { payload, body, id };
 }
