@@ -7,7 +7,8 @@
  */
 import * as v from "valibot";
 import type { Alert, Answer } from "../alert";
-import { type Issue, validate } from "../validation";
+// With its extension: the benchmark imports this module straight into Node (type stripping).
+import { type Issue, validate } from "../validation.ts";
 
 /** Screen types the sender documents or its public SDKs show. */
 export const KNOWN_SCREEN_TYPES: ReadonlySet<string> = new Set([
