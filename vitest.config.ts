@@ -3,8 +3,10 @@ import { defineConfig } from "vitest/config";
 import { E2E_DESTINATIONS } from "./test/e2e/destination.ts";
 
 export default defineConfig(async () => {
-  // schema.sql is the one migration: tests run against the schema users apply.
-  const migrations = await readD1Migrations({ projectPath: ".", migrationsDir: ".", migrationsPattern: "schema.sql" });
+  // The tests build their database from the migrations, as `wrangler d1 migrations apply` does.
+  const migrations = await readD1Migrations("./migrations");
+  // schema.sql, split into statements the same way, for the test that compares the two.
+  const schema = await readD1Migrations({ projectPath: ".", migrationsDir: ".", migrationsPattern: "schema.sql" });
   // Set explicitly, so that a developer's .dev.vars never leaks into the tests.
   const bindings = {
     WEBHOOK_SECRET: "test-secret",
@@ -12,6 +14,7 @@ export default defineConfig(async () => {
     DESTINATIONS: "",
     ADMIN_TOKEN: "",
     TEST_MIGRATIONS: migrations,
+    TEST_SCHEMA_SQL: schema[0]?.queries ?? [],
   };
   const shared = {
     setupFiles: ["./test/apply-schema.ts"],
@@ -22,7 +25,13 @@ export default defineConfig(async () => {
     test: {
       projects: [
         {
-          plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings } })],
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              // Two more empty databases: one built from schema.sql, one upgraded from 0.1.0.
+              miniflare: { bindings, d1Databases: { SCHEMA_DB: "schema-check", UPGRADE_DB: "upgrade-check" } },
+            }),
+          ],
           test: { name: "worker", include: ["test/*.test.ts"], ...shared },
         },
         {
@@ -41,6 +50,10 @@ export default defineConfig(async () => {
             }),
           ],
           test: { name: "queue-e2e", include: ["test/e2e/*.test.ts"], testTimeout: 60_000, ...shared },
+        },
+        {
+          // Scripts and configuration, in Node: the deploy script, wrangler.toml.
+          test: { name: "node", include: ["test/node/*.test.ts"], environment: "node", testTimeout: 60_000 },
         },
       ],
     },

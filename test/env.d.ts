@@ -5,6 +5,11 @@ declare global {
   namespace Cloudflare {
     interface Env extends WorkerEnv {
       TEST_MIGRATIONS: D1Migration[];
+      /** The statements of schema.sql. */
+      TEST_SCHEMA_SQL: string[];
+      /** Empty databases for the schema and upgrade tests. */
+      SCHEMA_DB: D1Database;
+      UPGRADE_DB: D1Database;
     }
     interface GlobalProps {
       mainModule: typeof import("../src/index");

@@ -20,8 +20,15 @@ const destinationSchema = v.strictObject({
   survey_ids: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
 });
 
+/**
+ * At most this many destinations: a consumer invocation sends up to max_batch_size
+ * (10) alerts to each, inside the free plan's 50 subrequests per invocation.
+ */
+export const MAX_DESTINATIONS = 5;
+
 const destinationsSchema = v.pipe(
   v.array(destinationSchema),
+  v.maxLength(MAX_DESTINATIONS, `at most ${MAX_DESTINATIONS} destinations (the Workers subrequest limit)`),
   v.check(
     (list) => new Set(list.map((d) => d.name)).size === list.length,
     "destination names must be unique",
