@@ -1,8 +1,11 @@
--- oneflow-webhooks: the whole D1 schema. Idempotent: run it as often as you like.
+-- oneflow-webhooks: the whole current D1 schema, in one idempotent file, for a new database:
 --   wrangler d1 execute oneflow --local  --file=schema.sql
 --   wrangler d1 execute oneflow --remote --file=schema.sql
+-- It builds what migrations/ builds (a test holds the two together). To upgrade an existing
+-- database, apply the migrations instead: npm run deploy, or wrangler d1 migrations apply DB.
 
 -- One row per 1Flow alert (one survey response), keyed by the sender's alert_id.
+-- WITHOUT ROWID: the key is the table, so a new alert writes no separate key index.
 CREATE TABLE IF NOT EXISTS alerts (
   alert_id                 TEXT PRIMARY KEY,
   alert_name               TEXT NOT NULL,
@@ -18,20 +21,11 @@ CREATE TABLE IF NOT EXISTS alerts (
   received_at              TEXT NOT NULL,    -- UTC ISO 8601, the Worker's clock
   payload                  TEXT NOT NULL,    -- the body exactly as received
   payload_sha256           TEXT NOT NULL,    -- tells a retry of the same body from a different body
+  answers_json             TEXT NOT NULL DEFAULT '[]', -- JSON: [{title,type,answer,value}] in screen order
   enqueued_at              TEXT,             -- NULL until the Queue accepted the message (outbox)
-  outbox_claimed_until     TEXT              -- a sweep sending it holds it until then
-);
-
--- One row per screen of the survey, in screen order.
-CREATE TABLE IF NOT EXISTS answers (
-  alert_id TEXT NOT NULL REFERENCES alerts(alert_id) ON DELETE CASCADE,
-  position INTEGER NOT NULL,                 -- 0-based index in survey_info.screens
-  title    TEXT,
-  type     TEXT NOT NULL,
-  answer   TEXT,                             -- arrays joined with ', '; NULL when absent
-  value    REAL,                             -- numeric score for nps and rating types
-  PRIMARY KEY (alert_id, position)
-);
+  outbox_claimed_until     TEXT,             -- a sweep sending it holds it until then
+  fanout_claimed_until     TEXT              -- a consumer delivering it holds it until then
+) WITHOUT ROWID;
 
 -- What an authenticated sender sent that we could not accept. Nothing is dropped.
 CREATE TABLE IF NOT EXISTS rejected_payloads (
@@ -48,42 +42,121 @@ CREATE TABLE IF NOT EXISTS rejected_payloads (
 
 -- Per-destination delivery ledger of the fan-out.
 CREATE TABLE IF NOT EXISTS deliveries (
-  alert_id     TEXT NOT NULL REFERENCES alerts(alert_id) ON DELETE CASCADE,
+  alert_id     TEXT NOT NULL,
   destination  TEXT NOT NULL,
   status       TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'dead')),
   attempts     INTEGER NOT NULL DEFAULT 0,
-  last_status  INTEGER,                      -- HTTP status of the last attempt
+  last_status  INTEGER,
   last_error   TEXT,
   updated_at   TEXT NOT NULL,
   delivered_at TEXT,
-  claimed_until TEXT,                        -- a consumer delivering it holds it until then
   PRIMARY KEY (alert_id, destination)
-);
+) WITHOUT ROWID;
 
--- Deliveries of an alert_id already stored (1Flow's retries), counted per UTC day.
+-- Repeats of a stored alert_id (1Flow's retries) and refused bodies, per UTC day of receipt.
 CREATE TABLE IF NOT EXISTS ingest_daily (
   day        TEXT PRIMARY KEY,               -- YYYY-MM-DD, UTC
-  duplicates INTEGER NOT NULL DEFAULT 0
+  duplicates INTEGER NOT NULL DEFAULT 0,
+  rejected   INTEGER NOT NULL DEFAULT 0
 );
 
+-- Responses and NPS per survey per UTC day of submission, counted in the ingest batch.
+CREATE TABLE IF NOT EXISTS survey_daily (
+  survey_id        TEXT NOT NULL,
+  day              TEXT NOT NULL,              -- YYYY-MM-DD of submitted_at
+  survey_name      TEXT,
+  responses        INTEGER NOT NULL DEFAULT 0,
+  nps_responses    INTEGER NOT NULL DEFAULT 0, -- nps answers with a score
+  promoters        INTEGER NOT NULL DEFAULT 0,
+  passives         INTEGER NOT NULL DEFAULT 0,
+  detractors       INTEGER NOT NULL DEFAULT 0,
+  last_response_at TEXT,
+  screens          INTEGER NOT NULL DEFAULT 0, -- most screens in one response (the export's columns)
+  titles           TEXT,                       -- JSON: question titles by position, of the latest response
+  PRIMARY KEY (survey_id, day)
+) WITHOUT ROWID;
+
+-- Each survey's totals of the days folded so far (the cron folds finished days), so a list of
+-- surveys reads one row per survey plus its unfolded days.
+CREATE TABLE IF NOT EXISTS surveys (
+  survey_id        TEXT PRIMARY KEY,
+  survey_name      TEXT,
+  responses        INTEGER NOT NULL DEFAULT 0,
+  nps_responses    INTEGER NOT NULL DEFAULT 0,
+  promoters        INTEGER NOT NULL DEFAULT 0,
+  passives         INTEGER NOT NULL DEFAULT 0,
+  detractors       INTEGER NOT NULL DEFAULT 0,
+  last_response_at TEXT,
+  folded_through   TEXT NOT NULL DEFAULT ''    -- days up to this one are in the totals
+) WITHOUT ROWID;
+
+-- Delivery outcomes per destination per UTC hour, counted once per consumer batch.
+CREATE TABLE IF NOT EXISTS destination_hourly (
+  destination       TEXT NOT NULL,
+  hour              TEXT NOT NULL,             -- YYYY-MM-DDTHH
+  delivered         INTEGER NOT NULL DEFAULT 0,
+  failed            INTEGER NOT NULL DEFAULT 0, -- failed attempts, retried or not
+  last_delivered_at TEXT,
+  PRIMARY KEY (destination, hour)
+) WITHOUT ROWID;
+
+-- Per destination: pending deliveries, kept by the triggers below.
+CREATE TABLE IF NOT EXISTS destination_health (
+  destination TEXT PRIMARY KEY,
+  pending     INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (submitted_at);
 CREATE INDEX IF NOT EXISTS alerts_by_survey_time ON alerts (survey_id, submitted_at);
 CREATE INDEX IF NOT EXISTS alerts_by_user ON alerts (user_system_id, submitted_at);
 CREATE INDEX IF NOT EXISTS alerts_outbox ON alerts (received_at) WHERE enqueued_at IS NULL;
-CREATE INDEX IF NOT EXISTS rejected_by_time ON rejected_payloads (last_seen_at);
-CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (status, destination, updated_at);
+CREATE INDEX IF NOT EXISTS rejected_by_time ON rejected_payloads (last_seen_at, id);
+-- Only deliveries still open or refused are indexed: a delivered one costs no index entry.
+CREATE INDEX IF NOT EXISTS deliveries_open ON deliveries (status, updated_at) WHERE status <> 'delivered';
+-- The quarantine, found by alert_id and by user without reading every body, and paged by time.
+CREATE INDEX IF NOT EXISTS rejected_by_alert ON rejected_payloads (alert_id);
+CREATE INDEX IF NOT EXISTS rejected_by_user ON rejected_payloads (json_extract(body, '$.user.user_system_id')) WHERE json_valid(body);
+
+CREATE TRIGGER IF NOT EXISTS deliveries_pending_insert AFTER INSERT ON deliveries WHEN NEW.status = 'pending'
+BEGIN
+  INSERT INTO destination_health (destination, pending) VALUES (NEW.destination, 1)
+  ON CONFLICT (destination) DO UPDATE SET pending = pending + 1;
+END;
+
+CREATE TRIGGER IF NOT EXISTS deliveries_pending_update AFTER UPDATE OF status ON deliveries
+WHEN (OLD.status = 'pending') <> (NEW.status = 'pending')
+BEGIN
+  INSERT INTO destination_health (destination, pending) VALUES (NEW.destination, CASE WHEN NEW.status = 'pending' THEN 1 ELSE -1 END)
+  ON CONFLICT (destination) DO UPDATE SET pending = pending + excluded.pending;
+END;
+
+CREATE TRIGGER IF NOT EXISTS deliveries_pending_delete AFTER DELETE ON deliveries WHEN OLD.status = 'pending'
+BEGIN
+  UPDATE destination_health SET pending = pending - 1 WHERE destination = OLD.destination;
+END;
+
+-- One row per screen of each response, as before: a view over alerts.answers_json.
+CREATE VIEW IF NOT EXISTS answers AS
+SELECT a.alert_id AS alert_id, j.key AS position, j.value ->> 'title' AS title, j.value ->> 'type' AS type,
+       j.value ->> 'answer' AS answer, j.value ->> 'value' AS value
+FROM alerts AS a, json_each(a.answers_json) AS j;
+
+-- Each survey's totals: its folded days plus the days not folded yet.
+CREATE VIEW IF NOT EXISTS survey_totals AS
+SELECT s.survey_id AS survey_id,
+       COALESCE((SELECT d.survey_name FROM survey_daily AS d WHERE d.survey_id = s.survey_id AND d.day > s.folded_through
+                 ORDER BY d.day DESC LIMIT 1), s.survey_name) AS survey_name,
+       s.responses + COALESCE(SUM(u.responses), 0) AS responses,
+       s.nps_responses + COALESCE(SUM(u.nps_responses), 0) AS nps_responses,
+       s.promoters + COALESCE(SUM(u.promoters), 0) AS promoters,
+       s.passives + COALESCE(SUM(u.passives), 0) AS passives,
+       s.detractors + COALESCE(SUM(u.detractors), 0) AS detractors,
+       MAX(COALESCE(s.last_response_at, ''), COALESCE(MAX(u.last_response_at), '')) AS last_response_at
+FROM surveys AS s LEFT JOIN survey_daily AS u ON u.survey_id = s.survey_id AND u.day > s.folded_through
+GROUP BY s.survey_id;
 
 -- Net Promoter Score per survey: promoters 9-10, passives 7-8, detractors 0-6.
 CREATE VIEW IF NOT EXISTS survey_nps AS
-SELECT
-  a.survey_id                                        AS survey_id,
-  MAX(a.survey_name)                                 AS survey_name,
-  COUNT(*)                                           AS responses,
-  SUM(CASE WHEN n.value >= 9 THEN 1 ELSE 0 END)      AS promoters,
-  SUM(CASE WHEN n.value BETWEEN 7 AND 8 THEN 1 ELSE 0 END) AS passives,
-  SUM(CASE WHEN n.value <= 6 THEN 1 ELSE 0 END)      AS detractors,
-  CAST(ROUND(100.0 * (SUM(CASE WHEN n.value >= 9 THEN 1 ELSE 0 END)
-                    - SUM(CASE WHEN n.value <= 6 THEN 1 ELSE 0 END)) / COUNT(*)) AS INTEGER) AS nps
-FROM answers n
-JOIN alerts a ON a.alert_id = n.alert_id
-WHERE n.type = 'nps' AND n.value IS NOT NULL
-GROUP BY a.survey_id;
+SELECT survey_id, survey_name, nps_responses AS responses, promoters, passives, detractors,
+       CAST(ROUND(100.0 * (promoters - detractors) / nps_responses) AS INTEGER) AS nps
+FROM survey_totals WHERE nps_responses > 0;

@@ -68,3 +68,23 @@ export function isAlertMessage(body: unknown): body is AlertMessage {
   const { v, alert_id } = body as Record<string, unknown>;
   return v === 1 && typeof alert_id === "string" && alert_id.length > 0;
 }
+
+export type NpsCategory = "promoter" | "passive" | "detractor";
+
+/** Promoters score 9-10, passives 7-8, detractors 0-6. */
+export function npsCategory(score: number): NpsCategory {
+  if (score >= 9) return "promoter";
+  if (score >= 7) return "passive";
+  return "detractor";
+}
+
+/** NPS answers with a score in these answers, by category: what the survey rollups add up. */
+export function npsCounts(answers: readonly Answer[]): { responses: number; promoters: number; passives: number; detractors: number } {
+  const counts = { responses: 0, promoters: 0, passives: 0, detractors: 0 };
+  for (const a of answers) {
+    if (a.type !== "nps" || a.value === null) continue;
+    counts.responses += 1;
+    counts[`${npsCategory(a.value)}s`] += 1;
+  }
+  return counts;
+}

@@ -22,4 +22,6 @@ export interface Env {
   RETENTION_DAYS?: string;
   /** Time the request path may spend on D1 in ms (default 8000). */
   STORAGE_DEADLINE_MS?: string;
+  /** Rows in one part of the CSV export (default and most 20000); more continue at Link rel="next". */
+  EXPORT_PART_ROWS?: string;
 }

@@ -1,4 +1,4 @@
-/** The Worker: HTTP ingest, the queue consumers, and the scheduled outbox sweep. */
+/** The Worker: HTTP ingest, the queue consumers, and the scheduled sweep and upkeep. */
 import type { Env } from "./env";
 import { retryBaseSeconds } from "./fanout/backoff";
 import { consumeAlerts } from "./fanout/consumer";
@@ -6,8 +6,10 @@ import { deliveryTimeoutMs } from "./fanout/deliver";
 import { consumeDeadLetters } from "./fanout/dead-letters";
 import { destinationsFrom } from "./fanout/destinations";
 import { app } from "./http/app";
+import { errorMessage, log } from "./log";
 import { sweepOutbox } from "./outbox";
 import { applyRetention, retentionDays } from "./retention";
+import { foldSurveys, HOURLY_KEPT_IN_HOURS, pruneHourly } from "./store/rollups";
 
 /** The dead-letter queue's name ends so; the alerts queue's does not. */
 const DEAD_LETTER_SUFFIX = "-dlq";
@@ -35,6 +37,15 @@ export default {
   async scheduled(controller, env) {
     const now = new Date(controller.scheduledTime);
     await sweepOutbox({ db: env.DB, queue: env.ALERTS_QUEUE, now });
+    // Upkeep of the rollups: one failing step does not stop the others.
+    const yesterday = new Date(now.getTime() - 86_400_000).toISOString().slice(0, 10);
+    const hoursAgo = new Date(now.getTime() - HOURLY_KEPT_IN_HOURS * 3_600_000).toISOString().slice(0, 13);
+    for (const [step, run] of [
+      ["fold_surveys", () => foldSurveys(env.DB, yesterday)],
+      ["prune_hourly", () => pruneHourly(env.DB, hoursAgo)],
+    ] as const) {
+      await run().catch((error: unknown) => log("error", `upkeep.${step}_failed`, { error: errorMessage(error) }));
+    }
     const days = retentionDays(env.RETENTION_DAYS);
     if (days !== null) await applyRetention(env.DB, days, now);
   },

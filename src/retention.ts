@@ -1,32 +1,37 @@
 /**
- * Retention: with RETENTION_DAYS set, the cron erases alerts received longer ago
- * (with their answers, deliveries and quarantined mentions) and quarantined bodies
- * last seen longer ago, in bounded batches. Unset: everything is kept.
+ * Retention: with RETENTION_DAYS set, the cron erases alerts submitted longer ago (with
+ * their deliveries and quarantined conflicts) and quarantined bodies last seen longer ago,
+ * in bounded batches. An alert whose fan-out is unfinished is kept until it is finished.
+ * Unset: everything is kept.
  */
 import { log } from "./log";
-import { type ErasureCounts, eraseOlderThan } from "./store/erasure";
+import { addErasure, alertsSubmittedBefore, type ErasureCounts, eraseAlerts, eraseRejectedBefore, noErasure } from "./store/erasure";
 
-/** Alerts erased per statement batch, and batches per run. */
-export const RETENTION_BATCH = 500;
+/** Alerts looked at per batch, and batches per run. */
+export const RETENTION_BATCH = 100;
 export const RETENTION_BATCHES_PER_RUN = 5;
 
+/** RETENTION_DAYS: a positive whole number of days, or null (unset, or not a positive integer). */
 export function retentionDays(raw: string | undefined): number | null {
   if (raw === undefined || raw.trim() === "") return null;
-  const days = Number(raw);
-  return Number.isFinite(days) && days > 0 ? days : null;
+  return /^\s*[1-9]\d*\s*$/.test(raw) ? Number(raw) : null;
 }
 
-export async function applyRetention(db: D1Database, days: number, now: Date): Promise<ErasureCounts> {
+export async function applyRetention(db: D1Database, days: number, now: Date): Promise<ErasureCounts & { kept_unfinished: number }> {
   const before = new Date(now.getTime() - days * 86_400_000).toISOString();
-  const total: ErasureCounts = { alerts: 0, answers: 0, deliveries: 0, rejected_payloads: 0 };
+  let total = noErasure();
+  let kept_unfinished = 0;
+  let after: { submitted_at: string; alert_id: string } | null = null;
   for (let i = 0; i < RETENTION_BATCHES_PER_RUN; i++) {
-    const erased = await eraseOlderThan(db, before, RETENTION_BATCH);
-    total.alerts += erased.alerts;
-    total.answers += erased.answers;
-    total.deliveries += erased.deliveries;
-    total.rejected_payloads += erased.rejected_payloads;
-    if (erased.alerts < RETENTION_BATCH && erased.rejected_payloads < RETENTION_BATCH) break;
+    const candidates = await alertsSubmittedBefore(db, { before, now: now.toISOString(), after, limit: RETENTION_BATCH });
+    const finished = candidates.filter((c) => !c.unfinished).map((c) => c.alert_id);
+    kept_unfinished += candidates.length - finished.length;
+    total = addErasure(total, await eraseAlerts(db, finished));
+    const last = candidates.at(-1);
+    if (!last || candidates.length < RETENTION_BATCH) break;
+    after = { submitted_at: last.submitted_at, alert_id: last.alert_id };
   }
-  log("info", "retention.applied", { days, before, ...total });
-  return total;
+  total.rejected_payloads += await eraseRejectedBefore(db, before, RETENTION_BATCH * RETENTION_BATCHES_PER_RUN);
+  log("info", "retention.applied", { days, before, ...total, kept_unfinished });
+  return { ...total, kept_unfinished };
 }

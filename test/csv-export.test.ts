@@ -102,7 +102,7 @@ describe("surveys and NPS", () => {
 });
 
 describe("GET /api/export.csv", () => {
-  it("one row per response, one column per question title in screen order, quoted and neutralised", async () => {
+  it("one row per response, one column per screen position named by its latest title, quoted and neutralised", async () => {
     const survey_id = `x-${crypto.randomUUID()}`;
     const first = examplePayload({ survey_id, timestamp: "2024-05-01T00:00:00Z" });
     first.survey_info.screens[1]!.answer = '=HYPERLINK("http://evil","click"), "quoted"\nnext line';
@@ -116,6 +116,7 @@ describe("GET /api/export.csv", () => {
     const res = await api(`/api/export.csv?survey_id=${survey_id}`);
     expect(res.headers.get("content-type")).toBe("text/csv; charset=utf-8");
     expect(res.headers.get("content-disposition")).toContain("attachment");
+    expect(res.headers.get("link")).toBeNull();
     const rows = parseCsv(await res.text());
     expect(rows[0]).toEqual([
       "alert_id",
@@ -124,35 +125,57 @@ describe("GET /api/export.csv", () => {
       "platform",
       "How likely are you to recommend us to a friend or co-worker?",
       "Anything else?",
-      "What's the reason for this score?",
     ]);
     expect(rows.slice(1)).toEqual([
-      [first.alert_id, "2024-05-01T00:00:00.000Z", "sdk_system_id_1680151080658", "windows", "10", "", `'=HYPERLINK("http://evil","click"), "quoted"\nnext line`],
-      [second.alert_id, "2024-05-02T00:00:00.000Z", "sdk_system_id_1680151080658", "windows", "7", "no", ""],
+      [first.alert_id, "2024-05-01T00:00:00.000Z", "sdk_system_id_1680151080658", "windows", "10", `'=HYPERLINK("http://evil","click"), "quoted"\nnext line`],
+      [second.alert_id, "2024-05-02T00:00:00.000Z", "sdk_system_id_1680151080658", "windows", "7", "no"],
     ]);
   });
 
-  it("streams more rows than one page, each once", async () => {
+  it("keeps every answer when two questions share a title: columns go by position", async () => {
+    const survey_id = `dup-${crypto.randomUUID()}`;
+    const p = examplePayload({
+      survey_id,
+      survey_info: { name: "N", screens: [{ title: "Why?", type: "text", answer: "first" }, { title: "Why?", type: "text", answer: "second" }] },
+    });
+    await post(p);
+    const rows = parseCsv(await (await api(`/api/export.csv?survey_id=${survey_id}`)).text());
+    expect(rows[0]?.slice(4)).toEqual(["Why?", "Why?"]);
+    expect(rows[1]?.slice(4)).toEqual(["first", "second"]);
+  });
+
+  it("an export larger than a part continues at Link rel=next, each part with the header, each row once", async () => {
     const survey_id = `big-${crypto.randomUUID()}`;
-    const ids = Array.from({ length: 1_203 }, (_, i) => `big-${i}-${crypto.randomUUID()}`);
+    const ids = Array.from({ length: 1_203 }, (_, i) => `big-${String(i).padStart(4, "0")}-${crypto.randomUUID()}`);
     for (let i = 0; i < ids.length; i += 200) {
       const values = ids.slice(i, i + 200).map((id) => `('${id}')`).join(",");
       await env.DB.prepare(
-        `INSERT INTO alerts (alert_id, alert_name, survey_id, submitted_at, received_at, payload, payload_sha256)
-         SELECT column1, 'submitted_survey', '${survey_id}', '2024-06-01T00:00:00.000Z', '2024-06-01T00:00:00.000Z', '{}', 'x'
+        `INSERT INTO alerts (alert_id, alert_name, survey_id, submitted_at, received_at, payload, payload_sha256, answers_json)
+         SELECT column1, 'submitted_survey', '${survey_id}', '2024-06-01T00:00:00.000Z', '2024-06-01T00:00:00.000Z', '{}', 'x',
+                '[{"title":"Q","type":"text","answer":"a","value":null}]'
          FROM (VALUES ${values})`,
       ).run();
-      await env.DB.prepare(
-        `INSERT INTO answers (alert_id, position, title, type, answer, value)
-         SELECT column1, 0, 'Q', 'text', 'a', NULL FROM (VALUES ${values})`,
-      ).run();
     }
-    const rows = parseCsv(await (await api(`/api/export.csv?survey_id=${survey_id}`)).text());
-    expect(rows[0]).toEqual(["alert_id", "submitted_at", "user_system_id", "platform", "Q"]);
-    expect(rows.slice(1).map((r) => r[0]).sort()).toEqual([...ids].sort());
+    await env.DB.prepare("INSERT INTO survey_daily (survey_id, day, responses, screens, titles) VALUES (?, '2024-06-01', 1203, 1, '[\"Q\"]')")
+      .bind(survey_id)
+      .run();
+    const seen: string[] = [];
+    let path: string | null = `/api/export.csv?survey_id=${survey_id}`;
+    let parts = 0;
+    while (path !== null) {
+      const res = await callWorker(path, {}, { ...env, ADMIN_TOKEN: "admin-token-for-tests", EXPORT_PART_ROWS: "500" });
+      const rows = parseCsv(await res.text());
+      expect(rows[0]).toEqual(["alert_id", "submitted_at", "user_system_id", "platform", "Q"]);
+      seen.push(...rows.slice(1).map((r) => r[0] ?? ""));
+      path = /<([^>]+)>; rel="next"/.exec(res.headers.get("link") ?? "")?.[1] ?? null;
+      parts += 1;
+    }
+    expect(parts).toBe(3);
+    expect(seen).toEqual([...ids].sort());
   });
 
   it("bad parameters: 400", async () => {
     expect((await api("/api/export.csv?since=soon")).status).toBe(400);
+    expect((await api("/api/export.csv?cursor=nope")).status).toBe(400);
   });
 });

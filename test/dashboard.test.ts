@@ -69,13 +69,13 @@ describe("pages", () => {
     const empty = await (await request("/dashboard", { headers: { cookie } })).text();
     expect(empty).toContain("Project webhook alerts");
     expect(empty).toContain("https://worker.test/webhooks/1flow/&lt;WEBHOOK_SECRET&gt;");
-    const p = examplePayload();
+    const p = examplePayload({ timestamp: new Date().toISOString() });
     await post(p);
     await post(p);
     await post(p);
     const full = await (await request("/dashboard", { headers: { cookie } })).text();
     expect(full).not.toContain('id="empty"');
-    expect(full).toMatch(/<b>1<\/b>received/);
+    expect(full).toMatch(/<b>1<\/b>responses/);
     expect(full).toMatch(/<b>2<\/b>duplicates/);
     expect(full).toContain("Net Promoter Score (NPS)");
   });

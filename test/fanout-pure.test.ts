@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { MAX_RETRY_DELAY_IN_SECONDS, parseRetryAfter, retryDelaySeconds } from "../src/fanout/backoff";
 import { parseDestinations, wants } from "../src/fanout/destinations";
 import { sign } from "../src/fanout/signing";
-import { npsCategory, slackMessage } from "../src/fanout/slack";
+import { npsCategory } from "../src/alert";
+import { slackMessage } from "../src/fanout/slack";
 import type { StoredAlert } from "../src/store/deliveries";
 
 describe("retryDelaySeconds", () => {
@@ -65,9 +66,9 @@ describe("parseDestinations", () => {
     const config = parseDestinations('[{"name":"a","url":"https://x","survey_ids":["s1"]},{"name":"b","url":"https://y"}]');
     if (!config.ok) throw new Error(config.error);
     const [a, b] = config.destinations;
-    expect(wants(a!, "s1")).toBe(true);
-    expect(wants(a!, "s2")).toBe(false);
-    expect(wants(b!, "s2")).toBe(true);
+    expect(wants(a!, { survey_id: "s1" })).toBe(true);
+    expect(wants(a!, { survey_id: "s2" })).toBe(false);
+    expect(wants(b!, { survey_id: "s2" })).toBe(true);
   });
 });
 
@@ -87,11 +88,17 @@ describe("sign", () => {
 describe("slackMessage", () => {
   const alert: StoredAlert = {
     alert_id: "a1",
+    alert_name: "submitted_survey",
+    project_name: null,
     survey_id: "s1",
     survey_name: "NPS <Q3> & more",
     user_system_id: "u1",
+    user_parameters: null,
     platform: "ios",
+    trigger_event_name: null,
+    trigger_event_parameters: null,
     submitted_at: "2022-09-30T03:26:24.894Z",
+    received_at: "2022-09-30T03:26:25.000Z",
     payload: "{}",
     answers: [
       { position: 0, title: "How likely?", type: "nps", answer: "6", value: 6 },

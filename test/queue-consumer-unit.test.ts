@@ -245,7 +245,16 @@ describe("queue consumer", () => {
     const second = await runQueue(QUEUE, [message(alert_id)]);
     release();
     await first;
-    expect(second.explicitAcks).toHaveLength(1);
+    // The second consumer neither sends nor acknowledges: its message comes back when the claim ends.
+    expect(second.explicitAcks).toHaveLength(0);
+    expect(second.retryMessages).toHaveLength(1);
+    const delay = Object.values(second.delays)[0] ?? 0;
+    expect(delay).toBeGreaterThan(10);
+    expect(delay).toBeLessThanOrEqual(61);
+    expect(received.filter((r) => r.host === "crm.test")).toHaveLength(1);
+    // When it comes back, everything is delivered: acknowledged, nothing resent.
+    const third = await runQueue(QUEUE, [message(alert_id)]);
+    expect(third.explicitAcks).toHaveLength(1);
     expect(received.filter((r) => r.host === "crm.test")).toHaveLength(1);
   });
 

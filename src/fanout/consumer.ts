@@ -1,18 +1,28 @@
 /**
- * Consumer of `oneflow-alerts`: delivers each alert of a batch to every
- * destination that wants it, concurrently, and acknowledges or retries each
- * message on its own. The `deliveries` ledger makes it idempotent: a
- * destination that has an alert is never sent it again.
+ * Consumer of `oneflow-alerts`: claims each alert of a batch, delivers it to every
+ * destination that wants it and does not have it yet (at most 6 requests open at once),
+ * records the batch in one D1 batch, and acknowledges or retries each message on its own.
+ * A message is acknowledged only when every delivery of its alert has an outcome in the
+ * ledger; one whose alert another consumer holds comes back when that claim ends.
  */
 import { isAlertMessage } from "../alert";
 import { errorMessage, log } from "../log";
 import { markEnqueued } from "../store/alerts";
-import { claimDeliveries, type DeliveryKey, loadAlerts, recordAttempts } from "../store/deliveries";
+import {
+  type AttemptRecord,
+  claimAlerts,
+  claimsOf,
+  type DeliveryKey,
+  type HourlyRecord,
+  recordOutcomes,
+  type StoredAlert,
+} from "../store/deliveries";
 import { retryDelaySeconds } from "./backoff";
 import { type DeliveryAttempt, deliver } from "./deliver";
-import { type DestinationsConfig, wants } from "./destinations";
+import { type Destination, type DestinationsConfig, wants } from "./destinations";
+import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
 
-/** How long a consumer holds a delivery it is making, beyond the delivery timeout. */
+/** How long a consumer holds an alert it is delivering, beyond the delivery timeout. */
 export const CLAIM_MARGIN_IN_SECONDS = 50;
 
 export interface ConsumerContext {
@@ -24,8 +34,14 @@ export interface ConsumerContext {
   random: () => number;
 }
 
+interface Job {
+  key: DeliveryKey;
+  alert: StoredAlert;
+  destination: Destination;
+}
+
 export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerContext): Promise<void> {
-  const retry = (message: Message<unknown>, retry_after_seconds: number | null = null) =>
+  const backoff = (message: Message<unknown>, retry_after_seconds: number | null = null) =>
     message.retry({
       delaySeconds: retryDelaySeconds({
         attempts: message.attempts,
@@ -43,87 +59,100 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       message.ack();
     }
   }
-  // The Queue has these messages: take their alerts out of the outbox.
-  const marked = markEnqueued(
-    ctx.db,
-    messages.map((m) => m.alert_id),
-    ctx.now().toISOString(),
-  ).catch((error: unknown) => log("warn", "fanout.mark_enqueued_failed", { error: errorMessage(error) }));
+  if (messages.length === 0) return;
+  const alert_ids = messages.map((m) => m.alert_id);
 
   if (!ctx.destinations.ok) {
     // Kept on the Queue until the configuration is fixed (see GET /healthz).
     log("error", "fanout.bad_destinations", { error: ctx.destinations.error, messages: messages.length });
-    for (const { message } of messages) retry(message);
-    await marked;
+    for (const { message } of messages) backoff(message);
     return;
   }
   const { destinations } = ctx.destinations;
   if (destinations.length === 0) {
-    log("info", "fanout.no_destinations", { alerts: messages.map((m) => m.alert_id).join(",") });
+    log("info", "fanout.no_destinations", { alerts: alert_ids.join(",") });
+    // The Queue has them: out of the outbox (the producer's mark may have failed).
+    await markEnqueued(ctx.db, alert_ids, ctx.now().toISOString()).catch((error: unknown) =>
+      log("warn", "fanout.mark_enqueued_failed", { error: errorMessage(error) }),
+    );
     for (const { message } of messages) message.ack();
-    await marked;
     return;
   }
 
   try {
-    const alerts = await loadAlerts(ctx.db, messages.map((m) => m.alert_id));
     const now = ctx.now();
-    const keys: (DeliveryKey & { index: number })[] = [];
-    messages.forEach(({ alert_id }, index) => {
-      const alert = alerts.get(alert_id);
-      if (!alert) return;
-      for (const d of destinations) if (wants(d, alert.survey_id)) keys.push({ alert_id, destination: d.name, index });
-    });
-    const claimed = await claimDeliveries(
-      ctx.db,
-      keys,
-      now.toISOString(),
-      new Date(now.getTime() + ctx.delivery_timeout_ms + CLAIM_MARGIN_IN_SECONDS * 1000).toISOString(),
-    );
+    const claim_ms = ctx.delivery_timeout_ms + CLAIM_MARGIN_IN_SECONDS * 1000;
+    const { claimed, statuses } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), new Date(now.getTime() + claim_ms).toISOString());
+    const unclaimed = alert_ids.filter((id) => !claimed.has(id));
+    const held = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { alert: StoredAlert; until: string | null }>();
 
-    // Every delivery of the batch at once; a slow destination holds up none of the others.
-    const attempts = await Promise.all(
-      keys
-        .filter((_, i) => claimed[i])
-        .map(async (key) => {
-          const alert = alerts.get(key.alert_id);
-          const destination = destinations.find((d) => d.name === key.destination);
-          if (!alert || !destination) throw new Error("claimed a delivery it cannot make");
-          return { key, attempt: await deliver(destination, alert, ctx.now(), ctx.delivery_timeout_ms) };
-        }),
-    );
-    // One write for the whole batch keeps D1 calls per invocation few (50 on the free plan).
-    const recorded = await record(ctx, attempts);
+    const jobs: Job[] = [];
+    for (const alert of claimed.values()) {
+      const done = statuses.get(alert.alert_id);
+      for (const destination of destinations) {
+        const status = done?.get(destination.name);
+        if (!wants(destination, alert) || isFinal(status)) continue;
+        jobs.push({ key: { alert_id: alert.alert_id, destination: destination.name }, alert, destination });
+      }
+    }
 
-    messages.forEach(({ message, alert_id }, index) => {
-      if (!alerts.has(alert_id)) {
-        log("warn", "fanout.alert_missing", { alert_id });
-        message.ack();
-        return;
+    // At most six requests open at once (the Workers limit); each timeout starts when its request is sent.
+    const attempts = await mapWithConcurrency(jobs, OUTBOUND_CONNECTIONS, async (job) => ({
+      key: job.key,
+      attempt: await deliver(job.destination, job.alert, ctx.now(), ctx.delivery_timeout_ms),
+    }));
+    const again = new Set(attempts.filter((a) => !a.attempt.ok && !a.attempt.permanent).map((a) => a.key.alert_id));
+    const recorded = await record(ctx, attempts, [...again]);
+
+    const scheduled = new Set<string>();
+    for (const { message, alert_id } of messages) {
+      if (!claimed.has(alert_id)) {
+        const other = held.get(alert_id);
+        if (other === undefined) {
+          log("warn", "fanout.alert_missing", { alert_id });
+          message.ack();
+        } else if (destinations.every((d) => !wants(d, other.alert) || isFinal(statuses.get(alert_id)?.get(d.name)))) {
+          // A repeat of a message whose alert every destination already has.
+          message.ack();
+        } else {
+          // Another consumer holds it (or held it, and died): come back when that claim ends, never ack.
+          const { until } = other;
+          const seconds = until === null ? 1 : Math.ceil((Date.parse(until) - ctx.now().getTime()) / 1000) + 1;
+          message.retry({ delaySeconds: Math.max(1, seconds) });
+          log("info", "fanout.claimed_elsewhere", { alert_id, until });
+        }
+        continue;
       }
-      const mine = attempts.filter((a) => a.key.index === index);
-      const again = mine.filter((a) => !recorded || (!a.attempt.ok && !a.attempt.permanent));
-      if (again.length === 0) {
+      // A message repeated in one batch is answered once.
+      if (scheduled.has(alert_id)) {
         message.ack();
-        return;
+        continue;
       }
-      const retry_after = Math.max(0, ...again.map((a) => a.attempt.retry_after_seconds ?? 0));
-      retry(message, retry_after);
-    });
+      scheduled.add(alert_id);
+      const mine = attempts.filter((a) => a.key.alert_id === alert_id);
+      const retryable = mine.filter((a) => !recorded || (!a.attempt.ok && !a.attempt.permanent));
+      if (retryable.length === 0) message.ack();
+      else backoff(message, Math.max(0, ...retryable.map((a) => a.attempt.retry_after_seconds ?? 0)));
+    }
   } catch (error) {
     log("error", "fanout.batch_failed", { error: errorMessage(error), messages: messages.length });
-    for (const { message } of messages) retry(message);
+    for (const { message } of messages) backoff(message);
   }
-  await marked;
+}
+
+function isFinal(status: string | undefined): boolean {
+  return status !== undefined && status !== "pending";
 }
 
 /** Records the attempts; false when D1 did not take them, so their messages are retried. */
 async function record(
   ctx: ConsumerContext,
   attempts: { key: DeliveryKey; attempt: DeliveryAttempt }[],
+  release: string[],
 ): Promise<boolean> {
   const at = ctx.now().toISOString();
-  const records = attempts.map(({ key, attempt }) => {
+  const hourly = new Map<string, HourlyRecord>();
+  const records: AttemptRecord[] = attempts.map(({ key, attempt }) => {
     const status = attempt.ok ? "delivered" : attempt.permanent ? "failed" : "pending";
     log(attempt.ok ? "info" : "warn", "fanout.attempt", {
       alert_id: key.alert_id,
@@ -132,17 +161,16 @@ async function record(
       http_status: attempt.status,
       error: attempt.error,
     });
-    return {
-      alert_id: key.alert_id,
-      destination: key.destination,
-      status,
-      last_status: attempt.status,
-      last_error: attempt.error,
-      at,
-    } as const;
+    const counter = hourly.get(key.destination) ?? { destination: key.destination, hour: at.slice(0, 13), delivered: 0, failed: 0, last_delivered_at: null };
+    if (attempt.ok) {
+      counter.delivered += 1;
+      counter.last_delivered_at = at;
+    } else counter.failed += 1;
+    hourly.set(key.destination, counter);
+    return { ...key, status, last_status: attempt.status, last_error: attempt.error, at };
   });
   try {
-    await recordAttempts(ctx.db, records);
+    await recordOutcomes(ctx.db, { attempts: records, hourly: [...hourly.values()], release });
     return true;
   } catch (error) {
     log("error", "fanout.record_failed", { deliveries: records.length, error: errorMessage(error) });

@@ -33,7 +33,7 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
       const alerts = await loadAlerts(ctx.db, alert_ids);
       const keys: DeliveryKey[] = [];
       for (const alert of alerts.values()) {
-        for (const d of destinations) if (wants(d, alert.survey_id)) keys.push({ alert_id: alert.alert_id, destination: d.name });
+        for (const d of destinations) if (wants(d, alert)) keys.push({ alert_id: alert.alert_id, destination: d.name });
       }
       await markDead(ctx.db, keys, ctx.now().toISOString(), "retries exhausted");
       for (const key of keys) log("error", "deadletter.dead", { ...key });

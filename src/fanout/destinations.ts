@@ -4,6 +4,7 @@
  * never a crash and never a silent skip.
  */
 import * as v from "valibot";
+import type { Alert } from "../alert";
 import { validate } from "../validation";
 
 const destinationSchema = v.strictObject({
@@ -71,7 +72,7 @@ export function parseDestinations(raw: string | undefined): DestinationsConfig {
   return { ok: true, destinations: result.value };
 }
 
-/** Whether a destination wants alerts of this survey. */
-export function wants(destination: Destination, survey_id: string): boolean {
-  return destination.survey_ids === undefined || destination.survey_ids.includes(survey_id);
+/** Whether a destination wants this alert. */
+export function wants(destination: Destination, alert: Pick<Alert, "survey_id">): boolean {
+  return destination.survey_ids === undefined || destination.survey_ids.includes(alert.survey_id);
 }

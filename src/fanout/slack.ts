@@ -1,17 +1,10 @@
 /** The Slack format: a readable incoming-webhook message for one survey response. Pure. */
+import { npsCategory } from "../alert";
 import type { StoredAlert } from "../store/deliveries";
 
 /** Slack's own limits: 50 blocks a message, 3000 characters a section. */
 const MAX_BLOCKS = 50;
 const MAX_SECTION_CHARS = 3_000;
-
-export type NpsCategory = "promoter" | "passive" | "detractor";
-
-export function npsCategory(score: number): NpsCategory {
-  if (score >= 9) return "promoter";
-  if (score >= 7) return "passive";
-  return "detractor";
-}
 
 interface SlackText {
   type: "mrkdwn" | "plain_text";

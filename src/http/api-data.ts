@@ -6,10 +6,11 @@ import { type Context, Hono } from "hono";
 import * as v from "valibot";
 import { ingest } from "../ingest/ingest";
 import { errorMessage, log } from "../log";
-import { exportColumns, exportPage, getAlert, listAlerts, listSurveys, npsSeries } from "../store/reads";
+import { exportBoundary, exportColumns, exportPage, getAlert, type Keyset, listAlerts, listSurveys, npsSeries } from "../store/reads";
 import { stream } from "hono/streaming";
 import { csvLine } from "./csv";
 import { eraseUser } from "../store/erasure";
+import { readerOf } from "./reader";
 import { deleteRejected, getRejected, listRejected, type RejectedRow } from "../store/rejected";
 import type { AppEnv } from "./app-env";
 import { readQuery } from "./input";
@@ -49,10 +50,25 @@ export const exportQuerySchema = v.strictObject({
   survey_id: v.optional(v.string()),
   since: v.optional(isoTime),
   until: v.optional(isoTime),
+  cursor: v.optional(v.string()),
 });
 
 /** Rows the export reads from D1 at a time: memory stays flat however large it is. */
 export const EXPORT_PAGE = 500;
+/**
+ * Rows in one part of the export (EXPORT_PART_ROWS, default 40 pages), so that one
+ * invocation makes at most 43 D1 calls (the free plan allows 50). A larger export
+ * continues at `Link: <…>; rel="next"`.
+ */
+export const DEFAULT_EXPORT_PART_ROWS = 40 * EXPORT_PAGE;
+
+export function exportPartRows(raw: string | undefined): number {
+  const parsed = Number(raw);
+  return Number.isInteger(parsed) && parsed > 0 && parsed <= DEFAULT_EXPORT_PART_ROWS ? parsed : DEFAULT_EXPORT_PART_ROWS;
+}
+
+/** Chunks of a user's alerts one erasure request takes (two D1 calls each); `more` says call again. */
+export const ERASE_CHUNKS_PER_REQUEST = 20;
 
 const utc = (iso: string | undefined): string | null => (iso ? new Date(iso).toISOString() : null);
 
@@ -83,7 +99,7 @@ apiData.get("/api/alerts", async (c) => {
   const { survey_id, user_system_id, since, until, cursor } = query.value;
   const after = cursor === undefined ? null : decodeCursor(cursor);
   if (cursor !== undefined && after === null) return badCursor(c);
-  const page = await listAlerts(c.env.DB, {
+  const page = await listAlerts(readerOf(c.env), {
     survey_id: survey_id ?? null,
     user_system_id: user_system_id ?? null,
     since: since ? new Date(since).toISOString() : null,
@@ -97,7 +113,7 @@ apiData.get("/api/alerts", async (c) => {
 });
 
 apiData.get("/api/alerts/:alert_id", async (c) => {
-  const alert = await getAlert(c.env.DB, c.req.param("alert_id"));
+  const alert = await getAlert(readerOf(c.env), c.req.param("alert_id"));
   if (!alert) return errorResponse(c, 404, "not_found");
   return c.json({ ok: true, alert });
 });
@@ -129,7 +145,7 @@ apiData.get("/api/rejected", async (c) => {
   if (!query.ok) return query.response;
   const after = query.value.cursor === undefined ? null : decodeCursor(query.value.cursor);
   if (query.value.cursor !== undefined && after === null) return badCursor(c);
-  const rows = await listRejected(c.env.DB, {
+  const rows = await listRejected(readerOf(c.env), {
     limit: query.value.limit + 1,
     after: after ? { last_seen_at: after[0], id: after[1] } : null,
   });
@@ -170,17 +186,17 @@ apiData.post("/api/rejected/:id/reprocess", async (c) => {
 
 apiData.delete("/api/users/:user_system_id", async (c) => {
   const user_system_id = c.req.param("user_system_id");
-  const erased = await eraseUser(c.env.DB, user_system_id);
-  log("info", "privacy.erased_user", { request_id: c.get("requestId"), ...erased });
-  return c.json({ ok: true, erased });
+  const { erased, more } = await eraseUser(c.env.DB, user_system_id, ERASE_CHUNKS_PER_REQUEST);
+  log("info", "privacy.erased_user", { request_id: c.get("requestId"), ...erased, more });
+  return c.json({ ok: true, erased, more });
 });
 
-apiData.get("/api/surveys", async (c) => c.json({ ok: true, surveys: await listSurveys(c.env.DB) }));
+apiData.get("/api/surveys", async (c) => c.json({ ok: true, surveys: await listSurveys(readerOf(c.env)) }));
 
 apiData.get("/api/surveys/:survey_id/nps", async (c) => {
   const query = readQuery(c, npsQuerySchema);
   if (!query.ok) return query.response;
-  const series = await npsSeries(c.env.DB, {
+  const series = await npsSeries(readerOf(c.env), {
     survey_id: c.req.param("survey_id"),
     bucket: query.value.bucket,
     since: utc(query.value.since),
@@ -189,33 +205,50 @@ apiData.get("/api/surveys/:survey_id/nps", async (c) => {
   return c.json({ ok: true, survey_id: c.req.param("survey_id"), bucket: query.value.bucket, series });
 });
 
-/** One row per response, one column per question title in screen order; streamed page by page. */
+/**
+ * One row per response, one column per screen position (named by the latest title there);
+ * streamed page by page. A part holds at most EXPORT_PART_ROWS rows; when more follow, the
+ * response says where with `Link: <…>; rel="next"`, and each part repeats the header row.
+ */
 apiData.get("/api/export.csv", async (c) => {
   const query = readQuery(c, exportQuerySchema);
   if (!query.ok) return query.response;
-  const survey_id = query.value.survey_id ?? null;
-  const since = utc(query.value.since);
-  const until = utc(query.value.until);
-  const columns = await exportColumns(c.env.DB, survey_id);
+  const cursor = query.value.cursor === undefined ? null : decodeCursor(query.value.cursor);
+  if (query.value.cursor !== undefined && cursor === null) return badCursor(c);
+  const db = readerOf(c.env);
+  const filter = { survey_id: query.value.survey_id ?? null, since: utc(query.value.since), until: utc(query.value.until) };
+  const start: Keyset | null = cursor ? { submitted_at: cursor[0], alert_id: cursor[1] } : null;
+  const part_rows = exportPartRows(c.env.EXPORT_PART_ROWS);
+  const columns = await exportColumns(db, filter);
+  // The last row of this part, and whether another follows it (an index-only walk).
+  const last = await exportBoundary(db, { ...filter, after: start, offset: part_rows - 1 });
+  const next = last && (await exportBoundary(db, { ...filter, after: last, offset: 0 })) ? last : null;
   c.header("content-type", "text/csv; charset=utf-8");
-  c.header("content-disposition", `attachment; filename="${survey_id ? `survey-${survey_id.replace(/[^\w.-]/g, "_")}` : "responses"}.csv"`);
+  const name = filter.survey_id ? `survey-${filter.survey_id.replace(/[^\w.-]/g, "_")}` : "responses";
+  c.header("content-disposition", `attachment; filename="${name}.csv"`);
+  if (next) {
+    const url = new URL(c.req.url);
+    url.searchParams.set("cursor", encodeCursor([next.submitted_at, next.alert_id]));
+    c.header("link", `<${url.pathname}${url.search}>; rel="next"`);
+  }
   return stream(c, async (out) => {
     await out.write(csvLine(["alert_id", "submitted_at", "user_system_id", "platform", ...columns]));
-    let after: { submitted_at: string; alert_id: string } | null = null;
-    for (;;) {
-      const rows = await exportPage(c.env.DB, { survey_id, since, until, after, limit: EXPORT_PAGE });
+    let after = start;
+    for (let written = 0; written < part_rows; ) {
+      const rows = await exportPage(db, { ...filter, after, limit: Math.min(EXPORT_PAGE, part_rows - written) });
       if (rows.length === 0) break;
       let chunk = "";
       for (const row of rows) {
-        chunk += csvLine([row.alert_id, row.submitted_at, row.user_system_id, row.platform, ...columns.map((t) => row.answers.get(t))]);
+        chunk += csvLine([row.alert_id, row.submitted_at, row.user_system_id, row.platform, ...columns.map((_, i) => row.answers[i])]);
       }
       await out.write(chunk);
-      const last = rows[rows.length - 1];
-      if (!last || rows.length < EXPORT_PAGE) break;
-      after = { submitted_at: last.submitted_at, alert_id: last.alert_id };
+      written += rows.length;
+      const tail = rows[rows.length - 1];
+      if (!tail || rows.length < EXPORT_PAGE) break;
+      after = { submitted_at: tail.submitted_at, alert_id: tail.alert_id };
     }
   }, async (error) => {
-    // The header is out: the export ends short, and the log says why.
+    // The header is out: the part ends short, and the log says why.
     log("error", "export.failed", { request_id: c.get("requestId"), error: errorMessage(error) });
   });
 });

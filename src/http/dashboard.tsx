@@ -10,7 +10,8 @@ import type { Child, FC } from "hono/jsx";
 import { raw } from "hono/html";
 import { NONCE, secureHeaders } from "hono/secure-headers";
 import { listRejected } from "../store/rejected";
-import { getAlert, listAlerts, listSurveys, npsSeries, totalsSince, undeliveredDeliveries } from "../store/reads";
+import { destinationCounts, getAlert, listAlerts, listSurveys, npsSeries, totalsSince, undeliveredDeliveries, type DestinationCounts } from "../store/reads";
+import { readerOf } from "./reader";
 import type { AppEnv } from "./app-env";
 import { tokenMatches } from "./auth";
 
@@ -133,7 +134,7 @@ const Totals: FC<{ label: string; totals: Awaited<ReturnType<typeof totalsSince>
     <h2>{label}</h2>
     <div class="cards">
       <div class="card">
-        <b>{totals.received}</b>received
+        <b>{totals.responses}</b>responses
       </div>
       <div class="card">
         <b>{totals.duplicates}</b>duplicates
@@ -141,10 +142,18 @@ const Totals: FC<{ label: string; totals: Awaited<ReturnType<typeof totalsSince>
       <div class="card">
         <b>{totals.rejected}</b>rejected
       </div>
-      {totals.deliveries.map((d) => (
+    </div>
+  </section>
+);
+
+const Deliveries: FC<{ counts: DestinationCounts[] }> = ({ counts }) => (
+  <section>
+    <h2>Deliveries, last 24 hours</h2>
+    <div class="cards">
+      {counts.map((d) => (
         <div class="card">
-          <b>{d.n}</b>
-          {d.destination}: {d.status}
+          <b>{d.delivered_24h}</b>
+          {d.destination}: delivered · {d.failed_24h} failed · {d.pending} pending
         </div>
       ))}
     </div>
@@ -152,13 +161,14 @@ const Totals: FC<{ label: string; totals: Awaited<ReturnType<typeof totalsSince>
 );
 
 dashboard.get("/dashboard", async (c) => {
+  const db = readerOf(c.env);
   const now = Date.now();
-  const today = new Date(now);
-  today.setUTCHours(0, 0, 0, 0);
-  const [day, month, surveys] = await Promise.all([
-    totalsSince(c.env.DB, today.toISOString()),
-    totalsSince(c.env.DB, new Date(now - 30 * 86_400_000).toISOString()),
-    listSurveys(c.env.DB),
+  const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+  const [today, month, surveys, destinations] = await Promise.all([
+    totalsSince(db, day(now)),
+    totalsSince(db, day(now - 29 * 86_400_000)),
+    listSurveys(db),
+    destinationCounts(db, new Date(now - 23 * 3_600_000).toISOString().slice(0, 13)),
   ]);
   const origin = new URL(c.req.url).origin;
   return c.html(
@@ -171,8 +181,9 @@ dashboard.get("/dashboard", async (c) => {
           <p>tick the checkbox that enables alerts, and Save.</p>
         </section>
       ) : null}
-      <Totals label="Today (UTC)" totals={day} />
+      <Totals label="Today (UTC)" totals={today} />
       <Totals label="Last 30 days" totals={month} />
+      <Deliveries counts={destinations} />
       <h2>Surveys</h2>
       <table>
         <tr>
@@ -222,7 +233,7 @@ const NpsChart: FC<{ series: Awaited<ReturnType<typeof npsSeries>> }> = ({ serie
 
 dashboard.get("/dashboard/surveys/:survey_id", async (c) => {
   const survey_id = c.req.param("survey_id");
-  const series = await npsSeries(c.env.DB, { survey_id, bucket: "week", since: null, until: null });
+  const series = await npsSeries(readerOf(c.env), { survey_id, bucket: "week", since: null, until: null });
   return c.html(
     <Page title={`NPS of ${survey_id}`} nonce={nonceOf(c)}>
       {series.length === 0 ? <p>No NPS answers for this survey yet.</p> : <NpsChart series={series} />}
@@ -251,7 +262,7 @@ dashboard.get("/dashboard/surveys/:survey_id", async (c) => {
 });
 
 dashboard.get("/dashboard/responses", async (c) => {
-  const { alerts } = await listAlerts(c.env.DB, {
+  const { alerts } = await listAlerts(readerOf(c.env), {
     survey_id: null,
     user_system_id: null,
     since: null,
@@ -288,7 +299,7 @@ dashboard.get("/dashboard/responses", async (c) => {
 });
 
 dashboard.get("/dashboard/responses/:alert_id", async (c) => {
-  const alert = await getAlert(c.env.DB, c.req.param("alert_id"));
+  const alert = await getAlert(readerOf(c.env), c.req.param("alert_id"));
   if (!alert) return c.html(<Page title="Not found" nonce={nonceOf(c)}><p>No response with that alert_id.</p></Page>, 404);
   return c.html(
     <Page title={alert.survey_name ?? alert.survey_id} nonce={nonceOf(c)}>
@@ -319,7 +330,7 @@ dashboard.get("/dashboard/responses/:alert_id", async (c) => {
 });
 
 dashboard.get("/dashboard/quarantine", async (c) => {
-  const rows = await listRejected(c.env.DB, { limit: 50, after: null });
+  const rows = await listRejected(readerOf(c.env), { limit: 50, after: null });
   return c.html(
     <Page title="Quarantine" nonce={nonceOf(c)}>
       {c.req.query("result") && <p id="result">{c.req.query("result")}</p>}
@@ -345,7 +356,7 @@ dashboard.get("/dashboard/quarantine", async (c) => {
 });
 
 dashboard.get("/dashboard/deliveries", async (c) => {
-  const rows = await undeliveredDeliveries(c.env.DB, 100);
+  const rows = await undeliveredDeliveries(readerOf(c.env), 100);
   return c.html(
     <Page title="Undelivered" nonce={nonceOf(c)}>
       {c.req.query("result") && <p id="result">{c.req.query("result")}</p>}

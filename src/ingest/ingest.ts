@@ -5,7 +5,7 @@
 import type { AlertMessage, RejectReason } from "../alert";
 import { errorMessage, log } from "../log";
 import { sendAlerts } from "../queue";
-import { storeAlert } from "../store/alerts";
+import { markEnqueued, storeAlert } from "../store/alerts";
 import { withDeadline } from "../store/d1";
 import { quarantine, type Rejection } from "../store/rejected";
 import { bufferEnqueue } from "./enqueue-buffer";
@@ -118,20 +118,22 @@ async function reject(ctx: IngestContext, r: Omit<Rejection, "seen_at">): Promis
 
 /**
  * Sends alerts to the Queue after the reply, batched with those of requests that
- * arrived alongside. The consumer sets `enqueued_at` when the messages reach it,
- * for a whole batch in one statement, which keeps a second D1 write off every
- * request; a failed send leaves it NULL for the sweep.
+ * arrived alongside, then takes them out of the outbox in one statement, so that the
+ * sweep never resends what a lagging Queue already has. A failed send leaves them in
+ * the outbox for the sweep; a failed mark leaves it to the consumer, which marks too.
  */
 async function enqueue(ctx: IngestContext, alert_ids: string[]): Promise<void> {
+  const fields = { request_id: ctx.request_id, alert_id: alert_ids.length === 1 ? alert_ids[0] : undefined, alerts: alert_ids.join(",") };
   try {
     await sendAlerts(ctx.queue, alert_ids);
   } catch (error) {
-    log("error", "enqueue.failed", {
-      request_id: ctx.request_id,
-      alert_id: alert_ids.length === 1 ? alert_ids[0] : undefined,
-      alerts: alert_ids.join(","),
-      error: errorMessage(error),
-    });
+    log("error", "enqueue.failed", { ...fields, error: errorMessage(error) });
+    return;
+  }
+  try {
+    await markEnqueued(ctx.db, alert_ids, ctx.now().toISOString());
+  } catch (error) {
+    log("warn", "enqueue.mark_failed", { ...fields, error: errorMessage(error) });
   }
 }
 

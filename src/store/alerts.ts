@@ -1,5 +1,12 @@
-/** SQL of the `alerts` and `answers` tables. */
-import type { Alert } from "../alert";
+/**
+ * SQL of `alerts` (answers inline as JSON; `answers` is a view over it), the per-survey
+ * rollups written beside it, and the outbox.
+ *
+ * Cost per new alert (rows written, as D1 bills them): the alert and its four index
+ * entries (5), its survey's day (1); a repeat writes only its day's duplicate counter.
+ */
+import { type Alert, npsCounts } from "../alert";
+import type { D1Reader } from "./d1";
 
 export interface StoreAlertInput {
   alert: Alert;
@@ -20,18 +27,34 @@ export interface StoreAlertResult {
 
 const INSERT_ALERT = `INSERT INTO alerts (alert_id, alert_name, project_name, survey_id, survey_name,
   platform, user_system_id, user_parameters, trigger_event_name, trigger_event_parameters,
-  submitted_at, received_at, payload, payload_sha256)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+  submitted_at, received_at, payload, payload_sha256, answers_json)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
 ON CONFLICT (alert_id) DO NOTHING`;
 
-// One statement for every answer. It writes only when the stored alert carries
-// this very body, so a different body under a known alert_id adds nothing.
-const INSERT_ANSWERS = `INSERT INTO answers (alert_id, position, title, type, answer, value)
-SELECT ?1, j.key, json_extract(j.value, '$.title'), json_extract(j.value, '$.type'),
-       json_extract(j.value, '$.answer'), json_extract(j.value, '$.value')
-FROM json_each(?2) AS j
-WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1 AND payload_sha256 = ?3)
-ON CONFLICT (alert_id, position) DO NOTHING`;
+// Right after INSERT_ALERT in the same batch: changes() is 1 only when that insert wrote the
+// alert, so a repeat counts nothing. The day is the UTC day of submission.
+const COUNT_RESPONSE = `INSERT INTO survey_daily (survey_id, day, survey_name, responses, nps_responses, promoters,
+  passives, detractors, last_response_at, screens, titles)
+SELECT ?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE changes() = 1
+ON CONFLICT (survey_id, day) DO UPDATE SET
+  survey_name = CASE WHEN excluded.last_response_at >= COALESCE(last_response_at, '') THEN excluded.survey_name ELSE survey_name END,
+  titles = CASE WHEN excluded.last_response_at >= COALESCE(last_response_at, '') THEN excluded.titles ELSE titles END,
+  responses = responses + 1,
+  nps_responses = nps_responses + excluded.nps_responses,
+  promoters = promoters + excluded.promoters,
+  passives = passives + excluded.passives,
+  detractors = detractors + excluded.detractors,
+  last_response_at = MAX(COALESCE(last_response_at, ''), excluded.last_response_at),
+  screens = MAX(screens, excluded.screens)`;
+
+// Right after COUNT_RESPONSE: a new survey gets its row (once); a response for a day the cron
+// has already folded into the totals goes into them too. Otherwise nothing is written.
+const COUNT_SURVEY = `INSERT INTO surveys (survey_id, survey_name) SELECT ?1, ?3 WHERE changes() = 1
+ON CONFLICT (survey_id) DO UPDATE SET
+  responses = responses + 1,
+  nps_responses = nps_responses + ?4, promoters = promoters + ?5, passives = passives + ?6, detractors = detractors + ?7,
+  last_response_at = MAX(COALESCE(last_response_at, ''), ?8)
+WHERE surveys.folded_through >= ?2`;
 
 const SELECT_STORED = `SELECT payload_sha256, enqueued_at FROM alerts WHERE alert_id = ?1`;
 
@@ -40,17 +63,22 @@ const COUNT_DUPLICATE = `INSERT INTO ingest_daily (day, duplicates)
 SELECT substr(?2, 1, 10), 1 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1 AND received_at <> ?2)
 ON CONFLICT (day) DO UPDATE SET duplicates = duplicates + 1`;
 
+/** The answers as `alerts.answers_json` keeps them (position is the array index). */
+export function answersJson(alert: Alert): string {
+  return JSON.stringify(alert.answers.map(({ title, type, answer, value }) => ({ title, type, answer, value })));
+}
+
 /**
- * Stores an alert and its answers in one atomic batch (one round trip).
- * Whether the alert was new is read from that write itself, so two concurrent
- * deliveries of one alert see exactly one `inserted: true`.
+ * Stores an alert with its answers and counts it in its survey's day, in one atomic
+ * batch (one round trip). Whether the alert was new is read from that write itself, so
+ * two concurrent deliveries of one alert see exactly one `inserted: true`.
  */
 export async function storeAlert(db: D1Database, input: StoreAlertInput): Promise<StoreAlertResult> {
   const { alert, payload, payload_sha256, received_at } = input;
-  const answers = JSON.stringify(
-    alert.answers.map(({ title, type, answer, value }) => ({ title, type, answer, value })),
-  );
-  const [inserted, , stored] = await db.batch([
+  const day = alert.submitted_at.slice(0, 10);
+  const nps = npsCounts(alert.answers);
+  const titles = JSON.stringify(alert.answers.map((a) => a.title));
+  const [inserted, , , stored] = await db.batch([
     db
       .prepare(INSERT_ALERT)
       .bind(
@@ -68,8 +96,12 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
         received_at,
         payload,
         payload_sha256,
+        answersJson(alert),
       ),
-    db.prepare(INSERT_ANSWERS).bind(alert.alert_id, answers, payload_sha256),
+    db
+      .prepare(COUNT_RESPONSE)
+      .bind(alert.survey_id, day, alert.survey_name, nps.responses, nps.promoters, nps.passives, nps.detractors, alert.submitted_at, alert.answers.length, titles),
+    db.prepare(COUNT_SURVEY).bind(alert.survey_id, day, alert.survey_name, nps.responses, nps.promoters, nps.passives, nps.detractors, alert.submitted_at),
     db.prepare(SELECT_STORED).bind(alert.alert_id),
     db.prepare(COUNT_DUPLICATE).bind(alert.alert_id, received_at),
   ]);
@@ -102,8 +134,8 @@ export async function ping(db: D1Database): Promise<void> {
 
 /**
  * Claims up to `limit` alerts that the Queue never accepted (received before
- * `received_before`), holding them until `claimed_until` so that an
- * overlapping sweep skips them. One statement: two sweeps never claim one alert.
+ * `received_before`), holding them until `claimed_until` so that an overlapping sweep
+ * skips them. One statement on the outbox index: two sweeps never claim one alert.
  */
 export async function claimOutbox(
   db: D1Database,
@@ -113,7 +145,7 @@ export async function claimOutbox(
     .prepare(
       `UPDATE alerts SET outbox_claimed_until = ?3
        WHERE alert_id IN (
-         SELECT alert_id FROM alerts
+         SELECT alert_id FROM alerts INDEXED BY alerts_outbox
          WHERE enqueued_at IS NULL AND received_at < ?1
            AND (outbox_claimed_until IS NULL OR outbox_claimed_until < ?2)
          ORDER BY received_at LIMIT ?4)
@@ -137,6 +169,6 @@ export async function returnToOutbox(db: D1Database, alert_ids: string[]): Promi
 }
 
 /** Whether an alert is stored. */
-export async function alertExists(db: D1Database, alert_id: string): Promise<boolean> {
+export async function alertExists(db: D1Reader, alert_id: string): Promise<boolean> {
   return (await db.prepare("SELECT 1 AS x FROM alerts WHERE alert_id = ?1").bind(alert_id).first()) !== null;
 }

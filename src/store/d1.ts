@@ -4,6 +4,9 @@
  * webhook answers with 503 so that the sender retries.
  */
 
+/** What a read needs of D1: the database itself, or a read-replica session of it. */
+export type D1Reader = Pick<D1Database, "prepare" | "batch">;
+
 /** Default time the request path may spend on D1, well inside 1Flow's 10 s. */
 export const STORAGE_DEADLINE_IN_MS = 8_000;
 

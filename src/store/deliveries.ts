@@ -1,82 +1,97 @@
-/** SQL of the fan-out: reading alerts for delivery, and the `deliveries` ledger. */
+/**
+ * SQL of the fan-out: claiming alerts for delivery, the `deliveries` ledger and the
+ * per-destination hourly counters.
+ *
+ * Cost per alert delivered to one destination (rows written): the claim on the alert (1),
+ * the ledger row, which a delivered row writes without index entry (1), and the
+ * destination's hour (1, shared by the whole batch).
+ */
+import type { Alert, Answer } from "../alert";
+import type { D1Reader } from "./d1";
 
-/** What the consumer needs of a stored alert to deliver it. */
-export interface StoredAlert {
-  alert_id: string;
-  survey_id: string;
-  survey_name: string | null;
-  user_system_id: string | null;
-  platform: string | null;
-  submitted_at: string;
+/** What the consumer needs of a stored alert to deliver it: the normalised alert and the body as received. */
+export interface StoredAlert extends Alert {
+  received_at: string;
   payload: string;
-  answers: StoredAnswer[];
 }
 
-export interface StoredAnswer {
-  position: number;
-  title: string | null;
-  type: string;
-  answer: string | null;
-  value: number | null;
-}
+export type StoredAnswer = Answer;
 
 export type DeliveryStatus = "pending" | "delivered" | "failed" | "dead";
-
-/** The alerts of a batch with their answers, in one round trip. */
-export async function loadAlerts(db: D1Database, alert_ids: string[]): Promise<Map<string, StoredAlert>> {
-  const ids = JSON.stringify([...new Set(alert_ids)]);
-  const [alerts, answers] = await db.batch([
-    db
-      .prepare(
-        `SELECT alert_id, survey_id, survey_name, user_system_id, platform, submitted_at, payload
-         FROM alerts WHERE alert_id IN (SELECT value FROM json_each(?1))`,
-      )
-      .bind(ids),
-    db
-      .prepare(
-        `SELECT alert_id, position, title, type, answer, value FROM answers
-         WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, position`,
-      )
-      .bind(ids),
-  ]);
-  const byId = new Map<string, StoredAlert>();
-  for (const row of (alerts?.results ?? []) as Omit<StoredAlert, "answers">[]) {
-    byId.set(row.alert_id, { ...row, answers: [] });
-  }
-  for (const row of (answers?.results ?? []) as (StoredAnswer & { alert_id: string })[]) {
-    const { alert_id, ...answer } = row;
-    byId.get(alert_id)?.answers.push(answer);
-  }
-  return byId;
-}
 
 export interface DeliveryKey {
   alert_id: string;
   destination: string;
 }
 
+const STORED_COLUMNS = `alert_id, alert_name, project_name, survey_id, survey_name, platform, user_system_id,
+  user_parameters, trigger_event_name, trigger_event_parameters, submitted_at, received_at, payload, answers_json`;
+
+type StoredRow = Omit<StoredAlert, "answers"> & { answers_json: string };
+
+/** `alerts.answers_json` as answers, each with its position. */
+export function parseAnswers(answers_json: string): Answer[] {
+  const list = JSON.parse(answers_json) as Omit<Answer, "position">[];
+  return list.map((a, position) => ({ position, title: a.title, type: a.type, answer: a.answer, value: a.value }));
+}
+
+function storedAlert(row: StoredRow): StoredAlert {
+  const { answers_json, ...rest } = row;
+  return { ...rest, answers: parseAnswers(answers_json) };
+}
+
+export interface Claim {
+  /** The alerts this consumer now holds, until `claimed_until`. */
+  claimed: Map<string, StoredAlert>;
+  /** Every ledger row of the batch's alerts, by alert and destination. */
+  statuses: Map<string, Map<string, DeliveryStatus>>;
+}
+
 /**
- * Claims deliveries for this consumer until `claimed_until`, in one round trip.
- * A delivery is claimable when it has no row yet, or is `pending` and not held
- * by another consumer; `delivered`, `failed` and `dead` are never claimed.
- * Returns, for each key in order, whether this call claimed it.
+ * Claims the batch's alerts for this consumer until `claimed_until` and reads them with
+ * their ledger rows, in one round trip. An alert held by another consumer, or missing, is
+ * not in `claimed`. The claim also marks the alert enqueued (the producer's mark may
+ * have failed).
  */
-export async function claimDeliveries(
-  db: D1Database,
-  keys: DeliveryKey[],
-  now: string,
-  claimed_until: string,
-): Promise<boolean[]> {
-  if (keys.length === 0) return [];
-  const claim = db.prepare(
-    `INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, claimed_until)
-     VALUES (?1, ?2, 'pending', 0, ?3, ?4)
-     ON CONFLICT (alert_id, destination) DO UPDATE SET claimed_until = excluded.claimed_until
-     WHERE deliveries.status = 'pending' AND (deliveries.claimed_until IS NULL OR deliveries.claimed_until < ?3)
-     RETURNING alert_id`,
-  );
-  const results = await db.batch(keys.map((k) => claim.bind(k.alert_id, k.destination, now, claimed_until)));
-  return results.map((r) => r.results.length === 1);
+export async function claimAlerts(db: D1Database, alert_ids: string[], now: string, claimed_until: string): Promise<Claim> {
+  const ids = JSON.stringify([...new Set(alert_ids)]);
+  const [alerts, ledger] = await db.batch([
+    db
+      .prepare(
+        `UPDATE alerts SET fanout_claimed_until = ?2, enqueued_at = COALESCE(enqueued_at, ?1), outbox_claimed_until = NULL
+         WHERE alert_id IN (SELECT value FROM json_each(?3)) AND (fanout_claimed_until IS NULL OR fanout_claimed_until <= ?1)
+         RETURNING ${STORED_COLUMNS}`,
+      )
+      .bind(now, claimed_until, ids),
+    db.prepare(`SELECT alert_id, destination, status FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1))`).bind(ids),
+  ]);
+  const claimed = new Map<string, StoredAlert>();
+  for (const row of (alerts?.results ?? []) as StoredRow[]) claimed.set(row.alert_id, storedAlert(row));
+  const statuses = new Map<string, Map<string, DeliveryStatus>>();
+  for (const row of (ledger?.results ?? []) as (DeliveryKey & { status: DeliveryStatus })[]) {
+    const byDestination = statuses.get(row.alert_id) ?? new Map<string, DeliveryStatus>();
+    byDestination.set(row.destination, row.status);
+    statuses.set(row.alert_id, byDestination);
+  }
+  return { claimed, statuses };
+}
+
+/** These alerts, each with when its claim ends (null: not claimed); alerts not stored are absent. */
+export async function claimsOf(db: D1Database, alert_ids: string[]): Promise<Map<string, { alert: StoredAlert; until: string | null }>> {
+  const { results } = await db
+    .prepare(`SELECT ${STORED_COLUMNS}, fanout_claimed_until FROM alerts WHERE alert_id IN (SELECT value FROM json_each(?1))`)
+    .bind(JSON.stringify(alert_ids))
+    .all<StoredRow & { fanout_claimed_until: string | null }>();
+  return new Map(results.map(({ fanout_claimed_until, ...row }) => [row.alert_id, { alert: storedAlert(row), until: fanout_claimed_until }]));
+}
+
+/** The alerts of a batch, without claiming them (the dead-letter consumer's read). */
+export async function loadAlerts(db: D1Reader, alert_ids: string[]): Promise<Map<string, StoredAlert>> {
+  const { results } = await db
+    .prepare(`SELECT ${STORED_COLUMNS} FROM alerts WHERE alert_id IN (SELECT value FROM json_each(?1))`)
+    .bind(JSON.stringify([...new Set(alert_ids)]))
+    .all<StoredRow>();
+  return new Map(results.map((row) => [row.alert_id, storedAlert(row)]));
 }
 
 export interface AttemptRecord extends DeliveryKey {
@@ -84,18 +99,55 @@ export interface AttemptRecord extends DeliveryKey {
   last_status: number | null;
   last_error: string | null;
   at: string;
+  /** False when nothing was sent (a paused destination): the attempt count stays. */
+  attempted?: boolean;
 }
 
-/** Records attempts and releases their claims, in one round trip. */
-export async function recordAttempts(db: D1Database, records: AttemptRecord[]): Promise<void> {
-  if (records.length === 0) return;
+export interface HourlyRecord {
+  destination: string;
+  /** YYYY-MM-DDTHH, UTC. */
+  hour: string;
+  delivered: number;
+  failed: number;
+  last_delivered_at: string | null;
+}
+
+/**
+ * Records a batch's outcomes in one round trip: the ledger rows (a row that is already
+ * delivered, failed or dead stays as it is), the destinations' hourly counters, and the
+ * release of the claims of alerts whose message will come back.
+ */
+export async function recordOutcomes(
+  db: D1Database,
+  input: { attempts: AttemptRecord[]; hourly: HourlyRecord[]; release: string[] },
+): Promise<void> {
   const record = db.prepare(
-    `UPDATE deliveries SET status = ?3, attempts = attempts + 1, last_status = ?4, last_error = ?5,
-       updated_at = ?6, delivered_at = CASE WHEN ?3 = 'delivered' THEN ?6 ELSE delivered_at END,
-       claimed_until = NULL
-     WHERE alert_id = ?1 AND destination = ?2`,
+    `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at)
+     VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END)
+     ON CONFLICT (alert_id, destination) DO UPDATE SET status = excluded.status, attempts = deliveries.attempts + ?7,
+       last_status = excluded.last_status, last_error = excluded.last_error,
+       updated_at = excluded.updated_at, delivered_at = excluded.delivered_at
+     WHERE deliveries.status = 'pending'`,
   );
-  await db.batch(records.map((r) => record.bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at)));
+  const count = db.prepare(
+    `INSERT INTO destination_hourly (destination, hour, delivered, failed, last_delivered_at) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (destination, hour) DO UPDATE SET delivered = delivered + excluded.delivered, failed = failed + excluded.failed,
+       last_delivered_at = COALESCE(excluded.last_delivered_at, last_delivered_at)`,
+  );
+  const statements = [
+    ...input.attempts.map((r) =>
+      record.bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at, r.attempted === false ? 0 : 1),
+    ),
+    ...input.hourly.map((h) => count.bind(h.destination, h.hour, h.delivered, h.failed, h.last_delivered_at)),
+  ];
+  if (input.release.length > 0) {
+    statements.push(
+      db
+        .prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id IN (SELECT value FROM json_each(?1))")
+        .bind(JSON.stringify(input.release)),
+    );
+  }
+  if (statements.length > 0) await db.batch(statements);
 }
 
 /** Marks deliveries whose retries ran out as `dead`, creating rows that are missing. */
@@ -105,10 +157,17 @@ export async function markDead(db: D1Database, keys: DeliveryKey[], at: string, 
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_error, updated_at)
      VALUES (?1, ?2, 'dead', 0, ?4, ?3)
      ON CONFLICT (alert_id, destination) DO UPDATE SET status = 'dead', updated_at = ?3,
-       last_error = COALESCE(deliveries.last_error, ?4), claimed_until = NULL
+       last_error = COALESCE(deliveries.last_error, ?4)
      WHERE deliveries.status = 'pending'`,
   );
   await db.batch(keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason)));
+}
+
+/** Ends the consumers' claims on these alerts, so that a replay's message is taken at once. */
+function releaseClaims(db: D1Database, alert_ids: string[]): D1PreparedStatement {
+  return db
+    .prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id IN (SELECT value FROM json_each(?1))")
+    .bind(JSON.stringify(alert_ids));
 }
 
 /**
@@ -119,21 +178,23 @@ export async function resetAlertDeliveries(
   db: D1Database,
   input: { alert_id: string; destination: string | null; force: boolean; at: string },
 ): Promise<string[]> {
-  const { results } = await db
-    .prepare(
-      `UPDATE deliveries SET status = 'pending', claimed_until = NULL, updated_at = ?4
-       WHERE alert_id = ?1 AND (?2 IS NULL OR destination = ?2)
-         AND (status IN ('failed', 'dead') OR (?3 = 1 AND status = 'delivered'))
-       RETURNING destination`,
-    )
-    .bind(input.alert_id, input.destination, input.force ? 1 : 0, input.at)
-    .all<{ destination: string }>();
-  return results.map((r) => r.destination);
+  const [reset] = await db.batch([
+    db
+      .prepare(
+        `UPDATE deliveries SET status = 'pending', updated_at = ?4
+         WHERE alert_id = ?1 AND (?2 IS NULL OR destination = ?2)
+           AND (status IN ('failed', 'dead') OR (?3 = 1 AND status = 'delivered'))
+         RETURNING destination`,
+      )
+      .bind(input.alert_id, input.destination, input.force ? 1 : 0, input.at),
+    releaseClaims(db, [input.alert_id]),
+  ]);
+  return ((reset?.results ?? []) as { destination: string }[]).map((r) => r.destination);
 }
 
 /**
  * Resets up to `limit` `failed` or `dead` deliveries matching the filter to
- * `pending`. Returns the keys reset.
+ * `pending`, oldest first, on the open-deliveries index. Returns the keys reset.
  */
 export async function resetDeliveries(
   db: D1Database,
@@ -148,16 +209,17 @@ export async function resetDeliveries(
 ): Promise<DeliveryKey[]> {
   const { results } = await db
     .prepare(
-      `UPDATE deliveries SET status = 'pending', claimed_until = NULL, updated_at = ?6
-       WHERE rowid IN (
-         SELECT rowid FROM deliveries
-         WHERE status = ?1 AND (?2 IS NULL OR destination = ?2)
-           AND (?3 IS NULL OR updated_at >= ?3) AND (?4 IS NULL OR updated_at < ?4)
+      `UPDATE deliveries SET status = 'pending', updated_at = ?6
+       WHERE (alert_id, destination) IN (
+         SELECT alert_id, destination FROM deliveries INDEXED BY deliveries_open
+         WHERE status = ?1 AND status <> 'delivered' AND (?2 IS NULL OR destination = ?2)
+           AND updated_at >= COALESCE(?3, '') AND (?4 IS NULL OR updated_at < ?4)
          ORDER BY updated_at LIMIT ?5)
        RETURNING alert_id, destination`,
     )
     .bind(input.status, input.destination, input.since, input.until, input.limit, input.at)
     .all<DeliveryKey>();
+  if (results.length > 0) await releaseClaims(db, [...new Set(results.map((k) => k.alert_id))]).run();
   return results;
 }
 
@@ -165,9 +227,8 @@ export async function resetDeliveries(
 export async function stalePendingAlerts(db: D1Database, before: string, limit: number): Promise<string[]> {
   const { results } = await db
     .prepare(
-      `SELECT DISTINCT alert_id FROM deliveries
-       WHERE status = 'pending' AND updated_at < ?1 AND (claimed_until IS NULL OR claimed_until < ?1)
-       LIMIT ?2`,
+      `SELECT DISTINCT alert_id FROM deliveries INDEXED BY deliveries_open
+       WHERE status = 'pending' AND status <> 'delivered' AND updated_at < ?1 LIMIT ?2`,
     )
     .bind(before, limit)
     .all<{ alert_id: string }>();

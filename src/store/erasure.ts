@@ -1,4 +1,13 @@
-/** SQL of erasure: a user's data on request, and everything past the retention period. */
+/**
+ * SQL of erasure: a user's data on request, and everything past the retention period.
+ * Work goes in chunks of ERASE_CHUNK alerts, each one batch whose parameters are one JSON
+ * array (no parameter list that could pass D1's limits); the survey rollups lose what the
+ * erased alerts added to them in the same batch.
+ */
+import type { D1Reader } from "./d1";
+
+/** Alerts erased per batch. */
+export const ERASE_CHUNK = 100;
 
 export interface ErasureCounts {
   alerts: number;
@@ -7,60 +16,140 @@ export interface ErasureCounts {
   rejected_payloads: number;
 }
 
-/** Deletes the given alerts, their answers and deliveries, and quarantined bodies that mention them, in one batch. */
-async function eraseAlerts(db: D1Database, alert_ids: string[]): Promise<ErasureCounts> {
-  if (alert_ids.length === 0) return { alerts: 0, answers: 0, deliveries: 0, rejected_payloads: 0 };
+export function noErasure(): ErasureCounts {
+  return { alerts: 0, answers: 0, deliveries: 0, rejected_payloads: 0 };
+}
+
+export function addErasure(total: ErasureCounts, more: ErasureCounts): ErasureCounts {
+  return {
+    alerts: total.alerts + more.alerts,
+    answers: total.answers + more.answers,
+    deliveries: total.deliveries + more.deliveries,
+    rejected_payloads: total.rejected_payloads + more.rejected_payloads,
+  };
+}
+
+const IN_IDS = "alert_id IN (SELECT value FROM json_each(?1))";
+
+// What the alerts ?1 added to their surveys' days: responses and NPS answers by category.
+const ADDED = `SELECT survey_id, day, COUNT(*) AS responses, SUM(nps) AS nps_responses, SUM(promoters) AS promoters,
+       SUM(passives) AS passives, SUM(detractors) AS detractors
+FROM (SELECT a.survey_id AS survey_id, substr(a.submitted_at, 1, 10) AS day,
+        (SELECT COUNT(*) FROM json_each(a.answers_json) j WHERE j.value ->> 'type' = 'nps' AND j.value ->> 'value' IS NOT NULL) AS nps,
+        (SELECT COUNT(*) FROM json_each(a.answers_json) j WHERE j.value ->> 'type' = 'nps' AND j.value ->> 'value' >= 9) AS promoters,
+        (SELECT COUNT(*) FROM json_each(a.answers_json) j WHERE j.value ->> 'type' = 'nps' AND j.value ->> 'value' BETWEEN 7 AND 8) AS passives,
+        (SELECT COUNT(*) FROM json_each(a.answers_json) j WHERE j.value ->> 'type' = 'nps' AND j.value ->> 'value' <= 6) AS detractors
+      FROM alerts AS a WHERE a.${IN_IDS})
+GROUP BY survey_id, day`;
+
+/** Deletes the given alerts (at most ERASE_CHUNK) with their deliveries and quarantined conflicts, in one batch. */
+async function eraseChunk(db: D1Database, alert_ids: string[]): Promise<ErasureCounts> {
+  if (alert_ids.length === 0) return noErasure();
   const ids = JSON.stringify(alert_ids);
-  const inIds = "alert_id IN (SELECT value FROM json_each(?1))";
-  const [deliveries, answers, rejected, alerts] = await db.batch([
-    db.prepare(`DELETE FROM deliveries WHERE ${inIds}`).bind(ids),
-    db.prepare(`DELETE FROM answers WHERE ${inIds}`).bind(ids),
+  const [, , deliveries, rejected, alerts] = await db.batch([
     db
       .prepare(
-        `DELETE FROM rejected_payloads WHERE ${inIds}
-           OR (typeof(body) = 'text' AND EXISTS (SELECT 1 FROM json_each(?1) AS j WHERE instr(body, j.value) > 0))`,
+        `UPDATE survey_daily SET responses = survey_daily.responses - g.responses, nps_responses = survey_daily.nps_responses - g.nps_responses,
+           promoters = survey_daily.promoters - g.promoters, passives = survey_daily.passives - g.passives,
+           detractors = survey_daily.detractors - g.detractors
+         FROM (${ADDED}) AS g WHERE survey_daily.survey_id = g.survey_id AND survey_daily.day = g.day`,
       )
       .bind(ids),
-    db.prepare(`DELETE FROM alerts WHERE ${inIds}`).bind(ids),
+    db
+      .prepare(
+        `UPDATE surveys SET responses = surveys.responses - t.responses, nps_responses = surveys.nps_responses - t.nps_responses,
+           promoters = surveys.promoters - t.promoters, passives = surveys.passives - t.passives, detractors = surveys.detractors - t.detractors
+         FROM (SELECT g.survey_id AS survey_id, SUM(g.responses) AS responses, SUM(g.nps_responses) AS nps_responses,
+                 SUM(g.promoters) AS promoters, SUM(g.passives) AS passives, SUM(g.detractors) AS detractors
+               FROM (${ADDED}) AS g JOIN surveys AS s ON s.survey_id = g.survey_id AND g.day <= s.folded_through
+               GROUP BY g.survey_id) AS t
+         WHERE surveys.survey_id = t.survey_id`,
+      )
+      .bind(ids),
+    db.prepare(`DELETE FROM deliveries WHERE ${IN_IDS}`).bind(ids),
+    db.prepare(`DELETE FROM rejected_payloads WHERE ${IN_IDS}`).bind(ids),
+    db.prepare(`DELETE FROM alerts WHERE ${IN_IDS} RETURNING json_array_length(answers_json) AS answers`).bind(ids),
   ]);
+  const erased = (alerts?.results ?? []) as { answers: number }[];
   return {
-    alerts: alerts?.meta.changes ?? 0,
-    answers: answers?.meta.changes ?? 0,
+    alerts: erased.length,
+    answers: erased.reduce((n, r) => n + r.answers, 0),
     deliveries: deliveries?.meta.changes ?? 0,
     rejected_payloads: rejected?.meta.changes ?? 0,
   };
 }
 
-/** Erases everything stored about one user. */
-export async function eraseUser(db: D1Database, user_system_id: string): Promise<ErasureCounts> {
-  const { results } = await db
-    .prepare("SELECT alert_id FROM alerts WHERE user_system_id = ?1")
-    .bind(user_system_id)
-    .all<{ alert_id: string }>();
-  return eraseAlerts(
-    db,
-    results.map((r) => r.alert_id),
-  );
+/**
+ * Erases up to `max_chunks` chunks of one user's alerts, and their quarantined bodies that
+ * never became alerts. `more` is true when alerts of theirs are left (call again).
+ */
+export async function eraseUser(
+  db: D1Database,
+  user_system_id: string,
+  max_chunks: number,
+): Promise<{ erased: ErasureCounts; more: boolean }> {
+  let erased = noErasure();
+  for (let chunk = 0; chunk < max_chunks; chunk++) {
+    // alerts_by_user
+    const { results } = await db
+      .prepare("SELECT alert_id FROM alerts WHERE user_system_id = ?1 LIMIT ?2")
+      .bind(user_system_id, ERASE_CHUNK)
+      .all<{ alert_id: string }>();
+    erased = addErasure(erased, await eraseChunk(db, results.map((r) => r.alert_id)));
+    if (results.length < ERASE_CHUNK) {
+      // rejected_by_user: the body's own user, for bodies that never became alerts.
+      const rejected = await db
+        .prepare("DELETE FROM rejected_payloads WHERE json_valid(body) AND json_extract(body, '$.user.user_system_id') = ?1")
+        .bind(user_system_id)
+        .run();
+      return { erased: { ...erased, rejected_payloads: erased.rejected_payloads + (rejected.meta.changes ?? 0) }, more: false };
+    }
+  }
+  return { erased, more: true };
+}
+
+export interface RetentionCandidate {
+  alert_id: string;
+  submitted_at: string;
+  /** Its fan-out is unfinished: not on the Queue yet, held by a consumer, or a delivery pending. */
+  unfinished: boolean;
 }
 
 /**
- * Erases up to `limit` alerts received before `before` (with their answers,
- * deliveries and quarantined mentions) and quarantined bodies last seen before it.
+ * Up to `limit` alerts submitted before `before`, oldest first, after the keyset `after`,
+ * each with whether its fan-out is unfinished (alerts_by_time, then the ledger by key).
  */
-export async function eraseOlderThan(db: D1Database, before: string, limit: number): Promise<ErasureCounts> {
+export async function alertsSubmittedBefore(
+  db: D1Reader,
+  input: { before: string; now: string; after: { submitted_at: string; alert_id: string } | null; limit: number },
+): Promise<RetentionCandidate[]> {
   const { results } = await db
-    .prepare("SELECT alert_id FROM alerts WHERE received_at < ?1 ORDER BY received_at LIMIT ?2")
-    .bind(before, limit)
-    .all<{ alert_id: string }>();
-  const counts = await eraseAlerts(
-    db,
-    results.map((r) => r.alert_id),
-  );
-  const old = await db
     .prepare(
-      "DELETE FROM rejected_payloads WHERE id IN (SELECT id FROM rejected_payloads WHERE last_seen_at < ?1 LIMIT ?2)",
+      `SELECT a.alert_id AS alert_id, a.submitted_at AS submitted_at,
+              (a.enqueued_at IS NULL OR a.fanout_claimed_until > ?4
+               OR EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id AND d.status = 'pending')) AS unfinished
+       FROM alerts AS a WHERE a.submitted_at < ?1 AND (a.submitted_at, a.alert_id) > (?2, ?3)
+       ORDER BY a.submitted_at, a.alert_id LIMIT ?5`,
     )
+    .bind(input.before, input.after?.submitted_at ?? "", input.after?.alert_id ?? "", input.now, input.limit)
+    .all<{ alert_id: string; submitted_at: string; unfinished: number }>();
+  return results.map((r) => ({ ...r, unfinished: r.unfinished === 1 }));
+}
+
+/** Erases these alerts (in chunks), with their deliveries and quarantined conflicts. */
+export async function eraseAlerts(db: D1Database, alert_ids: string[]): Promise<ErasureCounts> {
+  let erased = noErasure();
+  for (let i = 0; i < alert_ids.length; i += ERASE_CHUNK) {
+    erased = addErasure(erased, await eraseChunk(db, alert_ids.slice(i, i + ERASE_CHUNK)));
+  }
+  return erased;
+}
+
+/** Deletes up to `limit` quarantined bodies last seen before `before` (rejected_by_time). */
+export async function eraseRejectedBefore(db: D1Database, before: string, limit: number): Promise<number> {
+  const result = await db
+    .prepare("DELETE FROM rejected_payloads WHERE id IN (SELECT id FROM rejected_payloads WHERE last_seen_at < ?1 LIMIT ?2)")
     .bind(before, limit)
     .run();
-  return { ...counts, rejected_payloads: counts.rejected_payloads + (old.meta.changes ?? 0) };
+  return result.meta.changes ?? 0;
 }

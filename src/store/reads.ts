@@ -1,6 +1,12 @@
-/** SQL of the read API: alerts with their answers and per-destination delivery status. */
-import type { Alert, Answer } from "../alert";
-import type { DeliveryStatus } from "./deliveries";
+/**
+ * SQL of the read API and the dashboard. Every read walks an index that matches its
+ * ORDER BY, or a rollup kept on write, so what it reads is bounded by its page size, the
+ * number of surveys or destinations, or days: never by the number of stored responses.
+ * test/cost.test.ts holds each to its rows read, and EXPLAIN QUERY PLAN to its index.
+ */
+import type { Alert } from "../alert";
+import type { D1Reader } from "./d1";
+import { type DeliveryStatus, parseAnswers } from "./deliveries";
 
 /** An alert as the API shows it: parameters parsed, with answers and deliveries. */
 export type AlertSummary = Omit<Alert, "user_parameters" | "trigger_event_parameters"> & {
@@ -21,87 +27,88 @@ export interface DeliveryView {
   delivered_at: string | null;
 }
 
-type AlertRow = Omit<Alert, "answers"> & { received_at: string; enqueued_at: string | null };
+type AlertRow = Omit<Alert, "answers"> & { received_at: string; enqueued_at: string | null; answers_json: string };
 
 const ALERT_COLUMNS = `alert_id, alert_name, project_name, survey_id, survey_name, platform, user_system_id,
-  user_parameters, trigger_event_name, trigger_event_parameters, submitted_at, received_at, enqueued_at`;
+  user_parameters, trigger_event_name, trigger_event_parameters, submitted_at, received_at, enqueued_at, answers_json`;
 
-/** Adds answers and deliveries to alert rows, in one round trip. */
-async function withDetails(db: D1Database, rows: AlertRow[]): Promise<AlertSummary[]> {
+/** Parses the rows' answers and adds their deliveries (one lookup on the ledger's key). */
+async function withDetails(db: D1Reader, rows: AlertRow[]): Promise<AlertSummary[]> {
   if (rows.length === 0) return [];
-  const ids = JSON.stringify(rows.map((r) => r.alert_id));
-  const [answers, deliveries] = await db.batch([
-    db
-      .prepare(
-        `SELECT alert_id, position, title, type, answer, value FROM answers
-         WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, position`,
-      )
-      .bind(ids),
-    db
-      .prepare(
-        `SELECT alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at
-         FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, destination`,
-      )
-      .bind(ids),
-  ]);
-  const byId = new Map<string, AlertSummary>();
-  const summaries = rows.map((row) => {
-    const summary: AlertSummary = {
-      ...row,
-      user_parameters: row.user_parameters === null ? null : (JSON.parse(row.user_parameters) as unknown),
-      trigger_event_parameters:
-        row.trigger_event_parameters === null ? null : (JSON.parse(row.trigger_event_parameters) as unknown),
-      answers: [],
-      deliveries: [],
-    };
-    byId.set(row.alert_id, summary);
-    return summary;
-  });
-  for (const { alert_id, ...answer } of (answers?.results ?? []) as (Answer & { alert_id: string })[]) {
-    byId.get(alert_id)?.answers.push(answer);
-  }
-  for (const { alert_id, ...delivery } of (deliveries?.results ?? []) as (DeliveryView & { alert_id: string })[]) {
-    byId.get(alert_id)?.deliveries.push(delivery);
-  }
-  return summaries;
+  const { results } = await db
+    .prepare(
+      `SELECT alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at
+       FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, destination`,
+    )
+    .bind(JSON.stringify(rows.map((r) => r.alert_id)))
+    .all<DeliveryView & { alert_id: string }>();
+  const byId = new Map<string, DeliveryView[]>();
+  for (const { alert_id, ...delivery } of results) byId.set(alert_id, [...(byId.get(alert_id) ?? []), delivery]);
+  return rows.map(({ answers_json, ...row }) => ({
+    ...row,
+    user_parameters: row.user_parameters === null ? null : (JSON.parse(row.user_parameters) as unknown),
+    trigger_event_parameters: row.trigger_event_parameters === null ? null : (JSON.parse(row.trigger_event_parameters) as unknown),
+    answers: parseAnswers(answers_json),
+    deliveries: byId.get(row.alert_id) ?? [],
+  }));
 }
 
-/** A page of alerts, newest submitted first, after the keyset `after`. */
-export async function listAlerts(
-  db: D1Database,
+export type Keyset = { submitted_at: string; alert_id: string };
+
+/**
+ * A page of alerts, newest submitted first, after the keyset `after`. The statement is
+ * built for its filter so that SQLite walks the one index that matches it: by user
+ * (alerts_by_user), by survey (alerts_by_survey_time), or by time (alerts_by_time).
+ */
+export function alertsPageStatement(
+  db: D1Reader,
   input: {
     survey_id: string | null;
     user_system_id: string | null;
     since: string | null;
     until: string | null;
-    after: { submitted_at: string; alert_id: string } | null;
+    after: Keyset | null;
     limit: number;
   },
-): Promise<{ alerts: AlertSummary[]; more: boolean }> {
-  const { results } = await db
+): D1PreparedStatement {
+  const where: string[] = [];
+  const binds: unknown[] = [];
+  const param = (value: unknown) => `?${binds.push(value)}`;
+  let index = "alerts_by_time";
+  if (input.user_system_id !== null) {
+    index = "alerts_by_user";
+    where.push(`user_system_id = ${param(input.user_system_id)}`);
+    // Unary +: filter by survey without letting it pick the survey index instead.
+    if (input.survey_id !== null) where.push(`+survey_id = ${param(input.survey_id)}`);
+  } else if (input.survey_id !== null) {
+    index = "alerts_by_survey_time";
+    where.push(`survey_id = ${param(input.survey_id)}`);
+  }
+  if (input.since !== null) where.push(`submitted_at >= ${param(input.since)}`);
+  if (input.until !== null) where.push(`submitted_at < ${param(input.until)}`);
+  if (input.after !== null) where.push(`(submitted_at, alert_id) < (${param(input.after.submitted_at)}, ${param(input.after.alert_id)})`);
+  const limit = param(input.limit);
+  return db
     .prepare(
-      `SELECT ${ALERT_COLUMNS} FROM alerts
-       WHERE (?1 IS NULL OR survey_id = ?1) AND (?2 IS NULL OR user_system_id = ?2)
-         AND (?3 IS NULL OR submitted_at >= ?3) AND (?4 IS NULL OR submitted_at < ?4)
-         AND (?5 IS NULL OR (submitted_at, alert_id) < (?5, ?6))
-       ORDER BY submitted_at DESC, alert_id DESC LIMIT ?7`,
+      `SELECT ${ALERT_COLUMNS} FROM alerts INDEXED BY ${index}
+       ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+       ORDER BY submitted_at DESC, alert_id DESC LIMIT ${limit}`,
     )
-    .bind(
-      input.survey_id,
-      input.user_system_id,
-      input.since,
-      input.until,
-      input.after?.submitted_at ?? null,
-      input.after?.alert_id ?? null,
-      input.limit + 1,
-    )
-    .all<AlertRow>();
+    .bind(...binds);
+}
+
+/** A page of alerts, newest submitted first, after the keyset `after`. */
+export async function listAlerts(
+  db: D1Reader,
+  input: Parameters<typeof alertsPageStatement>[1],
+): Promise<{ alerts: AlertSummary[]; more: boolean }> {
+  const { results } = await alertsPageStatement(db, { ...input, limit: input.limit + 1 }).all<AlertRow>();
   const page = results.slice(0, input.limit);
   return { alerts: await withDetails(db, page), more: results.length > page.length };
 }
 
 /** One alert with its answers, deliveries and the raw payload. */
-export async function getAlert(db: D1Database, alert_id: string): Promise<(AlertSummary & { payload: string }) | null> {
+export async function getAlert(db: D1Reader, alert_id: string): Promise<(AlertSummary & { payload: string }) | null> {
   const row = await db
     .prepare(`SELECT ${ALERT_COLUMNS}, payload FROM alerts WHERE alert_id = ?1`)
     .bind(alert_id)
@@ -120,14 +127,13 @@ export interface SurveySummary {
   nps: number | null;
 }
 
-/** Each survey with its name, responses, last response time and NPS (from the survey_nps view). */
-export async function listSurveys(db: D1Database): Promise<SurveySummary[]> {
+/** Each survey with its name, responses, last response time and NPS, from the rollups (survey_totals). */
+export async function listSurveys(db: D1Reader): Promise<SurveySummary[]> {
   const { results } = await db
     .prepare(
-      `SELECT a.survey_id AS survey_id, MAX(a.survey_name) AS survey_name, COUNT(*) AS responses,
-              MAX(a.submitted_at) AS last_response_at, n.nps AS nps
-       FROM alerts a LEFT JOIN survey_nps n ON n.survey_id = a.survey_id
-       GROUP BY a.survey_id ORDER BY last_response_at DESC`,
+      `SELECT survey_id, survey_name, responses, last_response_at,
+              CASE WHEN nps_responses > 0 THEN CAST(ROUND(100.0 * (promoters - detractors) / nps_responses) AS INTEGER) END AS nps
+       FROM survey_totals WHERE responses > 0 ORDER BY last_response_at DESC`,
     )
     .all<SurveySummary>();
   return results;
@@ -142,40 +148,53 @@ export interface NpsBucket {
   nps: number;
 }
 
-/** The NPS of one survey per day, or per week starting on Monday. */
+/** The NPS of one survey per UTC day, or per week starting on Monday, from its days (survey_daily's key). */
 export async function npsSeries(
-  db: D1Database,
+  db: D1Reader,
   input: { survey_id: string; bucket: "day" | "week"; since: string | null; until: string | null },
 ): Promise<NpsBucket[]> {
   const { results } = await db
     .prepare(
-      `SELECT CASE ?2 WHEN 'week' THEN date(a.submitted_at, 'weekday 0', '-6 days') ELSE date(a.submitted_at) END AS bucket,
-              COUNT(*) AS responses,
-              SUM(CASE WHEN n.value >= 9 THEN 1 ELSE 0 END) AS promoters,
-              SUM(CASE WHEN n.value BETWEEN 7 AND 8 THEN 1 ELSE 0 END) AS passives,
-              SUM(CASE WHEN n.value <= 6 THEN 1 ELSE 0 END) AS detractors
-       FROM answers n JOIN alerts a ON a.alert_id = n.alert_id
-       WHERE a.survey_id = ?1 AND n.type = 'nps' AND n.value IS NOT NULL
-         AND (?3 IS NULL OR a.submitted_at >= ?3) AND (?4 IS NULL OR a.submitted_at < ?4)
+      `SELECT CASE ?2 WHEN 'week' THEN date(day, 'weekday 0', '-6 days') ELSE day END AS bucket,
+              SUM(nps_responses) AS responses, SUM(promoters) AS promoters, SUM(passives) AS passives, SUM(detractors) AS detractors
+       FROM survey_daily
+       WHERE survey_id = ?1 AND day >= COALESCE(substr(?3, 1, 10), '') AND (?4 IS NULL OR day < ?4) AND nps_responses > 0
        GROUP BY bucket ORDER BY bucket`,
     )
-    .bind(input.survey_id, input.bucket, input.since, input.until)
+    .bind(input.survey_id, input.bucket, input.since, input.until === null ? null : ceilDay(input.until))
     .all<Omit<NpsBucket, "nps">>();
   return results.map((b) => ({ ...b, nps: Math.round((100 * (b.promoters - b.detractors)) / b.responses) }));
 }
 
-/** The question titles of the export's columns, in screen order, each once. */
-export async function exportColumns(db: D1Database, survey_id: string | null): Promise<string[]> {
+/** The first UTC day that starts at or after `iso`: an `until` inside a day keeps that day. */
+function ceilDay(iso: string): string {
+  const ms = Date.parse(iso);
+  return new Date(Math.ceil(ms / 86_400_000) * 86_400_000).toISOString().slice(0, 10);
+}
+
+/**
+ * The export's question columns, by screen position: as many as the longest response in
+ * range has, each named by the title the latest response gave that position. Read from
+ * the survey's days (survey_daily), not from the responses.
+ */
+export async function exportColumns(db: D1Reader, input: { survey_id: string | null; since: string | null; until: string | null }): Promise<string[]> {
   const { results } = await db
     .prepare(
-      `SELECT COALESCE(n.title, 'Question ' || (n.position + 1)) AS title, MIN(n.position) AS position
-       FROM answers n JOIN alerts a ON a.alert_id = n.alert_id
-       WHERE ?1 IS NULL OR a.survey_id = ?1
-       GROUP BY 1 ORDER BY position, title`,
+      `SELECT screens, titles FROM survey_daily
+       WHERE (?1 IS NULL OR survey_id = ?1) AND day >= COALESCE(substr(?2, 1, 10), '') AND (?3 IS NULL OR day <= substr(?3, 1, 10))
+       ORDER BY day DESC, last_response_at DESC`,
     )
-    .bind(survey_id)
-    .all<{ title: string }>();
-  return results.map((r) => r.title);
+    .bind(input.survey_id, input.since, input.until)
+    .all<{ screens: number; titles: string | null }>();
+  const count = Math.max(0, ...results.map((r) => r.screens));
+  const names: (string | null)[] = Array.from({ length: count }, () => null);
+  for (const row of results) {
+    const titles = row.titles === null ? [] : (JSON.parse(row.titles) as (string | null)[]);
+    titles.forEach((title, position) => {
+      if (position < count && names[position] === null && title !== null && title !== "") names[position] = title;
+    });
+  }
+  return names.map((name, position) => name ?? `Question ${position + 1}`);
 }
 
 export interface ExportRow {
@@ -183,81 +202,110 @@ export interface ExportRow {
   submitted_at: string;
   user_system_id: string | null;
   platform: string | null;
-  /** Answer text by column title. */
-  answers: Map<string, string | null>;
+  /** Answer text by screen position. */
+  answers: (string | null)[];
 }
 
-/** A page of the export, oldest first, after the keyset `after`. */
-export async function exportPage(
-  db: D1Database,
-  input: {
-    survey_id: string | null;
-    since: string | null;
-    until: string | null;
-    after: { submitted_at: string; alert_id: string } | null;
-    limit: number;
-  },
-): Promise<ExportRow[]> {
-  const { results } = await db
-    .prepare(
-      `SELECT alert_id, submitted_at, user_system_id, platform FROM alerts
-       WHERE (?1 IS NULL OR survey_id = ?1) AND (?2 IS NULL OR submitted_at >= ?2) AND (?3 IS NULL OR submitted_at < ?3)
-         AND (?4 IS NULL OR (submitted_at, alert_id) > (?4, ?5))
-       ORDER BY submitted_at, alert_id LIMIT ?6`,
-    )
-    .bind(input.survey_id, input.since, input.until, input.after?.submitted_at ?? null, input.after?.alert_id ?? null, input.limit)
-    .all<Omit<ExportRow, "answers">>();
-  if (results.length === 0) return [];
-  const { results: answers } = await db
-    .prepare(
-      `SELECT alert_id, COALESCE(title, 'Question ' || (position + 1)) AS title, answer FROM answers
-       WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, position`,
-    )
-    .bind(JSON.stringify(results.map((r) => r.alert_id)))
-    .all<{ alert_id: string; title: string; answer: string | null }>();
-  const rows = new Map(results.map((r) => [r.alert_id, { ...r, answers: new Map<string, string | null>() }]));
-  for (const a of answers) {
-    const row = rows.get(a.alert_id);
-    if (row && !row.answers.has(a.title)) row.answers.set(a.title, a.answer);
-  }
-  return [...rows.values()];
+export interface ExportFilter {
+  survey_id: string | null;
+  since: string | null;
+  until: string | null;
 }
 
-export interface Totals {
-  received: number;
-  duplicates: number;
-  rejected: number;
-  deliveries: { destination: string; status: DeliveryStatus; n: number }[];
-}
-
-/** Counts since a time, for the dashboard: alerts received, quarantine attempts, deliveries by status. */
-export async function totalsSince(db: D1Database, since: string): Promise<Totals> {
-  const [received, duplicates, rejected, deliveries] = await db.batch([
-    db.prepare("SELECT COUNT(*) AS n FROM alerts WHERE received_at >= ?1").bind(since),
-    db.prepare("SELECT COALESCE(SUM(duplicates), 0) AS n FROM ingest_daily WHERE day >= substr(?1, 1, 10)").bind(since),
-    db.prepare("SELECT COALESCE(SUM(attempts), 0) AS n FROM rejected_payloads WHERE last_seen_at >= ?1").bind(since),
-    db
-      .prepare(
-        `SELECT destination, status, COUNT(*) AS n FROM deliveries WHERE updated_at >= ?1
-         GROUP BY destination, status ORDER BY destination, status`,
-      )
-      .bind(since),
-  ]);
+function exportWhere(input: ExportFilter & { after: Keyset | null }): { sql: string; binds: unknown[]; index: string } {
   return {
-    received: (received?.results[0] as { n: number } | undefined)?.n ?? 0,
-    duplicates: (duplicates?.results[0] as { n: number } | undefined)?.n ?? 0,
-    rejected: (rejected?.results[0] as { n: number } | undefined)?.n ?? 0,
-    deliveries: (deliveries?.results ?? []) as Totals["deliveries"],
+    index: input.survey_id === null ? "alerts_by_time" : "alerts_by_survey_time",
+    sql: `${input.survey_id === null ? "?1 IS NULL" : "survey_id = ?1"} AND submitted_at >= COALESCE(?2, '')
+          AND (?3 IS NULL OR submitted_at < ?3) AND (submitted_at, alert_id) > (COALESCE(?4, ''), COALESCE(?5, ''))`,
+    binds: [input.survey_id, input.since, input.until, input.after?.submitted_at ?? null, input.after?.alert_id ?? null],
   };
 }
 
-/** Deliveries not (yet) delivered: failed, dead and pending ones, newest first. */
-export async function undeliveredDeliveries(db: D1Database, limit: number): Promise<(DeliveryView & { alert_id: string })[]> {
+/** A page of the export, oldest first, after the keyset `after`: one row read per response. */
+export async function exportPage(db: D1Reader, input: ExportFilter & { after: Keyset | null; limit: number }): Promise<ExportRow[]> {
+  const where = exportWhere(input);
   const { results } = await db
     .prepare(
-      `SELECT alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at
-       FROM deliveries WHERE status <> 'delivered' ORDER BY updated_at DESC LIMIT ?1`,
+      `SELECT alert_id, submitted_at, user_system_id, platform, answers_json FROM alerts INDEXED BY ${where.index}
+       WHERE ${where.sql} ORDER BY submitted_at, alert_id LIMIT ?6`,
     )
+    .bind(...where.binds, input.limit)
+    .all<Omit<ExportRow, "answers"> & { answers_json: string }>();
+  return results.map(({ answers_json, ...row }) => ({ ...row, answers: parseAnswers(answers_json).map((a) => a.answer) }));
+}
+
+/**
+ * The key of the `offset`-th row after `after` (0-based), or null when there are fewer:
+ * where an export part ends. Walks the index only (one row read per row skipped).
+ */
+export async function exportBoundary(db: D1Reader, input: ExportFilter & { after: Keyset | null; offset: number }): Promise<Keyset | null> {
+  const where = exportWhere(input);
+  return db
+    .prepare(
+      `SELECT submitted_at, alert_id FROM alerts INDEXED BY ${where.index}
+       WHERE ${where.sql} ORDER BY submitted_at, alert_id LIMIT 1 OFFSET ?6`,
+    )
+    .bind(...where.binds, input.offset)
+    .first<Keyset>();
+}
+
+export interface Totals {
+  /** New responses submitted in the period (survey_daily). */
+  responses: number;
+  duplicates: number;
+  rejected: number;
+}
+
+/** Responses, repeats and refusals since a UTC day, from the day rollups: surveys × days rows. */
+export async function totalsSince(db: D1Reader, since_day: string): Promise<Totals> {
+  const [responses, daily] = await db.batch([
+    db
+      .prepare(
+        `SELECT COALESCE(SUM(responses), 0) AS n FROM survey_daily
+         WHERE survey_id IN (SELECT survey_id FROM surveys) AND day >= ?1`,
+      )
+      .bind(since_day),
+    db.prepare("SELECT COALESCE(SUM(duplicates), 0) AS duplicates, COALESCE(SUM(rejected), 0) AS rejected FROM ingest_daily WHERE day >= ?1").bind(since_day),
+  ]);
+  const counts = (daily?.results[0] ?? {}) as { duplicates?: number; rejected?: number };
+  return {
+    responses: (responses?.results[0] as { n: number } | undefined)?.n ?? 0,
+    duplicates: counts.duplicates ?? 0,
+    rejected: counts.rejected ?? 0,
+  };
+}
+
+export interface DestinationCounts {
+  destination: string;
+  pending: number;
+  delivered_24h: number;
+  failed_24h: number;
+  last_delivered_at: string | null;
+}
+
+/** Per destination: pending deliveries, and delivered and failed over the last 24 hours (counters kept on write). */
+export async function destinationCounts(db: D1Reader, since_hour: string): Promise<DestinationCounts[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT destination, SUM(pending) AS pending, SUM(delivered) AS delivered_24h, SUM(failed) AS failed_24h,
+              MAX(last_delivered_at) AS last_delivered_at
+       FROM (SELECT destination, pending, 0 AS delivered, 0 AS failed, NULL AS last_delivered_at FROM destination_health
+             UNION ALL
+             SELECT destination, 0, delivered, failed, last_delivered_at FROM destination_hourly WHERE hour >= ?1)
+       GROUP BY destination ORDER BY destination`,
+    )
+    .bind(since_hour)
+    .all<DestinationCounts>();
+  return results;
+}
+
+/** Deliveries not (yet) delivered: failed, dead and pending ones, newest first (deliveries_open, per status). */
+export async function undeliveredDeliveries(db: D1Reader, limit: number): Promise<(DeliveryView & { alert_id: string })[]> {
+  const columns = "alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at";
+  const per = (status: DeliveryStatus, n: number) =>
+    `SELECT * FROM (SELECT ${columns} FROM deliveries INDEXED BY deliveries_open WHERE status = '${status}' AND status <> 'delivered' ORDER BY updated_at DESC LIMIT ?${n})`;
+  const { results } = await db
+    .prepare(`${per("failed", 1)} UNION ALL ${per("dead", 1)} UNION ALL ${per("pending", 1)} ORDER BY updated_at DESC LIMIT ?1`)
     .bind(limit)
     .all<DeliveryView & { alert_id: string }>();
   return results;

@@ -1,5 +1,6 @@
-/** SQL of the quarantine, `rejected_payloads`. */
+/** SQL of the quarantine, `rejected_payloads`, and its count per day of receipt. */
 import type { RejectReason } from "../alert";
+import type { D1Reader } from "./d1";
 
 export interface Rejection {
   /** SHA-256 hex of the body: the same body is one row, however often it comes. */
@@ -13,16 +14,23 @@ export interface Rejection {
   seen_at: string;
 }
 
-/** Keeps a body we could not accept; a repeat only counts another attempt. */
+/** Keeps a body we could not accept (a repeat only counts another attempt), and counts it in its day. */
 export async function quarantine(db: D1Database, r: Rejection): Promise<void> {
-  await db
-    .prepare(
-      `INSERT INTO rejected_payloads (id, reason, detail, body, alert_id, size, first_seen_at, last_seen_at, attempts)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)
-       ON CONFLICT (id) DO UPDATE SET attempts = attempts + 1, last_seen_at = excluded.last_seen_at`,
-    )
-    .bind(r.id, r.reason, JSON.stringify(r.detail ?? null), r.body, r.alert_id, r.size, r.seen_at)
-    .run();
+  await db.batch([
+    db
+      .prepare(
+        `INSERT INTO rejected_payloads (id, reason, detail, body, alert_id, size, first_seen_at, last_seen_at, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)
+         ON CONFLICT (id) DO UPDATE SET attempts = attempts + 1, last_seen_at = excluded.last_seen_at`,
+      )
+      .bind(r.id, r.reason, JSON.stringify(r.detail ?? null), r.body, r.alert_id, r.size, r.seen_at),
+    db
+      .prepare(
+        `INSERT INTO ingest_daily (day, rejected) VALUES (substr(?1, 1, 10), 1)
+         ON CONFLICT (day) DO UPDATE SET rejected = rejected + 1`,
+      )
+      .bind(r.seen_at),
+  ]);
 }
 
 export interface RejectedRow {
@@ -37,15 +45,15 @@ export interface RejectedRow {
   attempts: number;
 }
 
-/** A page of the quarantine, newest first; `after` is the last row of the previous page. */
+/** A page of the quarantine, newest first (rejected_by_time); `after` is the last row of the previous page. */
 export async function listRejected(
-  db: D1Database,
+  db: D1Reader,
   input: { limit: number; after: { last_seen_at: string; id: string } | null },
 ): Promise<RejectedRow[]> {
   const { results } = await db
     .prepare(
-      `SELECT * FROM rejected_payloads
-       WHERE ?1 IS NULL OR (last_seen_at, id) < (?1, ?2)
+      `SELECT * FROM rejected_payloads INDEXED BY rejected_by_time
+       WHERE (last_seen_at, id) < (COALESCE(?1, '~'), COALESCE(?2, '~'))
        ORDER BY last_seen_at DESC, id DESC LIMIT ?3`,
     )
     .bind(input.after?.last_seen_at ?? null, input.after?.id ?? null, input.limit)
@@ -53,7 +61,7 @@ export async function listRejected(
   return results;
 }
 
-export async function getRejected(db: D1Database, id: string): Promise<RejectedRow | null> {
+export async function getRejected(db: D1Reader, id: string): Promise<RejectedRow | null> {
   return db.prepare("SELECT * FROM rejected_payloads WHERE id = ?1").bind(id).first<RejectedRow>();
 }
 
