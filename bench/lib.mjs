@@ -1,5 +1,5 @@
 // Shared by the benchmark and the soak: bundling, starting workers in Miniflare, payloads.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
@@ -19,16 +19,39 @@ export function bundle(outdir, args = [], script = "index.js") {
   return join(outdir, script);
 }
 
-/** The statements of schema.sql, split on the semicolons that end them. */
+/** The statements of schema.sql, split on the semicolons that end them (a trigger ends at its END;). */
 export function schemaStatements() {
-  const sql = readFileSync(join(ROOT, "schema.sql"), "utf8")
-    .split("\n")
-    .filter((line) => !line.trim().startsWith("--"))
-    .join("\n");
-  return sql
-    .split(/;\s*$/m)
-    .map((s) => s.trim())
-    .filter(Boolean);
+  const statements = [];
+  let current = "";
+  for (const line of readFileSync(join(ROOT, "schema.sql"), "utf8").split("\n")) {
+    if (line.trim().startsWith("--") || line.trim() === "") continue;
+    current += `${line}\n`;
+    const inTrigger = /^\s*CREATE TRIGGER/i.test(current) && !/\bEND;\s*$/i.test(current);
+    if (/;\s*$/.test(line) && !inTrigger) {
+      statements.push(current.trim().replace(/;$/, ""));
+      current = "";
+    }
+  }
+  return statements;
+}
+
+/**
+ * Starts a destination (bench/destination-server.mjs) in its own process: Miniflare's
+ * proxy to D1 blocks this process's event loop while it waits, and a destination served
+ * from here would then stall the Worker that calls it.
+ */
+export function spawnDestination(args = []) {
+  const child = spawn(process.execPath, [join(ROOT, "bench/destination-server.mjs"), "--port", "0", "--quiet", ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    child.stdout.once("data", (chunk) => {
+      const port = Number(/:(\d+)/.exec(String(chunk))?.[1]);
+      const stats = async () => (await fetch(`http://127.0.0.1:${port}/stats`)).json();
+      resolve({ child, port, stats });
+    });
+    child.once("exit", (code) => reject(new Error(`destination exited with ${code}`)));
+  });
 }
 
 /** Starts one Worker in Miniflare (the real workerd) with a fresh local D1 and Queue. */

@@ -8,8 +8,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { spawn } from "node:child_process";
-import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
+import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, spawnDestination, startWorker } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -73,24 +72,6 @@ for (let i = jobs.length - 1; i > 0; i--) {
 
 log("bundling with wrangler deploy --dry-run ...");
 const scriptPath = bundle(join(ROOT, "bench/.build/soak"));
-/**
- * Starts a destination in its own process: Miniflare's proxy to D1 blocks this
- * process's event loop while it waits, and a destination served from here would
- * then stall the Worker that calls it.
- */
-function spawnDestination(args) {
-  const child = spawn(process.execPath, [join(ROOT, "bench/destination-server.mjs"), "--port", "0", "--quiet", ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    child.stdout.once("data", (chunk) => {
-      const port = Number(/:(\d+)/.exec(String(chunk))?.[1]);
-      const stats = async () => (await fetch(`http://127.0.0.1:${port}/stats`)).json();
-      resolve({ child, port, stats });
-    });
-    child.once("exit", (code) => reject(new Error(`destination exited with ${code}`)));
-  });
-}
 const healthy = await spawnDestination(["--secret", DESTINATION_SECRET]);
 const flaky = await spawnDestination([
   "--secret", DESTINATION_SECRET,

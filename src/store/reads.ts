@@ -60,8 +60,7 @@ export type Keyset = { submitted_at: string; alert_id: string };
  * built for its filter so that SQLite walks the one index that matches it: by user
  * (alerts_by_user), by survey (alerts_by_survey_time), or by time (alerts_by_time).
  */
-export function alertsPageStatement(
-  db: D1Reader,
+export function alertsPageQuery(
   input: {
     survey_id: string | null;
     user_system_id: string | null;
@@ -70,7 +69,7 @@ export function alertsPageStatement(
     after: Keyset | null;
     limit: number;
   },
-): D1PreparedStatement {
+): { sql: string; params: unknown[] } {
   const where: string[] = [];
   const binds: unknown[] = [];
   const param = (value: unknown) => `?${binds.push(value)}`;
@@ -88,21 +87,21 @@ export function alertsPageStatement(
   if (input.until !== null) where.push(`submitted_at < ${param(input.until)}`);
   if (input.after !== null) where.push(`(submitted_at, alert_id) < (${param(input.after.submitted_at)}, ${param(input.after.alert_id)})`);
   const limit = param(input.limit);
-  return db
-    .prepare(
-      `SELECT ${ALERT_COLUMNS} FROM alerts INDEXED BY ${index}
-       ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
-       ORDER BY submitted_at DESC, alert_id DESC LIMIT ${limit}`,
-    )
-    .bind(...binds);
+  return {
+    sql: `SELECT ${ALERT_COLUMNS} FROM alerts INDEXED BY ${index}
+          ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+          ORDER BY submitted_at DESC, alert_id DESC LIMIT ${limit}`,
+    params: binds,
+  };
 }
 
 /** A page of alerts, newest submitted first, after the keyset `after`. */
 export async function listAlerts(
   db: D1Reader,
-  input: Parameters<typeof alertsPageStatement>[1],
+  input: Parameters<typeof alertsPageQuery>[0],
 ): Promise<{ alerts: AlertSummary[]; more: boolean }> {
-  const { results } = await alertsPageStatement(db, { ...input, limit: input.limit + 1 }).all<AlertRow>();
+  const { sql, params } = alertsPageQuery({ ...input, limit: input.limit + 1 });
+  const { results } = await db.prepare(sql).bind(...params).all<AlertRow>();
   const page = results.slice(0, input.limit);
   return { alerts: await withDetails(db, page), more: results.length > page.length };
 }

@@ -1,0 +1,237 @@
+// npm run bench:cost [-- --sizes 1000,50000 --out bench/results/cost.json]
+//
+// What every operation costs in D1, as the platform bills it: the Worker runs in
+// Miniflare (workerd, local D1 and Queue) with a meter around its DB binding
+// (bench/cost-worker.ts) that sums D1 calls, statements, meta.rows_read and
+// meta.rows_written. For each size it seeds responses through the webhook (three
+// surveys, about 1,000 users, submitted over 60 days, three screens each), lets the
+// consumer deliver them to one local destination, then measures each operation on its
+// own and checks it against its budget. Prints a table; writes the figures as JSON.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, spawnDestination, startWorker } from "./lib.mjs";
+
+const { values } = parseArgs({
+  options: {
+    sizes: { type: "string", default: "1000,50000" },
+    concurrency: { type: "string", default: "20" },
+    out: { type: "string", default: join(ROOT, "bench/results/cost.json") },
+  },
+});
+const SIZES = values.sizes.split(",").map(Number);
+const CONCURRENCY = Number(values.concurrency);
+const ADMIN = "bench-admin";
+const SURVEYS = ["30cc805f1f0c541d4dcfccef", "survey-b", "survey-c"];
+const USERS = 1_000;
+const DAY_MS = 86_400_000;
+const log = (line) => process.stderr.write(`${line}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Budgets from the cost issue: rows read and written, per operation (per exported row for the export). */
+const READ_PAGE = { read: 2_000 };
+const BUDGETS = {
+  "new alert, webhook + consumer": { written: 10, read: 60 },
+  duplicate: { written: 2, read: 20 },
+  "cron tick, idle": { read: 1_000 },
+  "cron tick, RETENTION_DAYS set, nothing to delete": { read: 1_000 },
+  "export, per exported row": { read: 6 },
+};
+const MAX_CALLS_PER_INVOCATION = 45;
+
+function body(i, now, overrides = {}) {
+  const screens = [
+    { ...EXAMPLE.survey_info.screens[0], answer: String(i % 11) },
+    { ...EXAMPLE.survey_info.screens[1], answer: `reason ${i}` },
+    { title: "Which platform do you use most?", type: "mcq", answer: ["ios", "android", "web"][i % 3] },
+  ];
+  return JSON.stringify({
+    ...EXAMPLE,
+    alert_id: `cost-${i}`,
+    survey_id: SURVEYS[i % SURVEYS.length],
+    timestamp: new Date(now - (i % 60) * DAY_MS - (i % 86_400) * 1000).toISOString(),
+    user: { user_system_id: `user-${i % USERS}`, parameters: { plan: i % 2 ? "pro" : "free" } },
+    survey_info: { ...EXAMPLE.survey_info, screens },
+    ...overrides,
+  });
+}
+
+async function measureSize(size, scriptPath) {
+  const destination = await spawnDestination();
+  const worker = await startWorker({
+    scriptPath,
+    bindings: {
+      WEBHOOK_SECRET: SECRET,
+      ADMIN_TOKEN: ADMIN,
+      RETRY_BASE_SECONDS: "1",
+      DESTINATIONS: JSON.stringify([{ name: "local", url: `http://127.0.0.1:${destination.port}/hook` }]),
+    },
+    consumers: {
+      // Larger batches than wrangler.toml's 10 only to seed faster; the measured alert travels alone.
+      "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: "oneflow-alerts-dlq" },
+      "oneflow-alerts-dlq": { maxBatchSize: 10, maxBatchTimeout: 1 },
+    },
+    setupSql: schemaStatements(),
+  });
+  const base = worker.url;
+  const hook = `${base}/webhooks/1flow/${SECRET}`;
+  const post = (text) => fetch(hook, { method: "POST", headers: { "content-type": "application/json" }, body: text });
+  const now = Date.now();
+
+  log(`[${size}] seeding ${size} responses through the webhook ...`);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < size) {
+        const i = next++;
+        const res = await post(body(i, now));
+        if (res.status !== 200) throw new Error(`seed ${i}: ${res.status}`);
+        await res.arrayBuffer();
+        if (i > 0 && i % 10_000 === 0) log(`  ${i} sent`);
+      }
+    }),
+  );
+  log(`[${size}] waiting for the consumer to deliver them ...`);
+  for (;;) {
+    const delivered = Object.keys((await destination.stats()).by_id).length;
+    if (delivered >= size) break;
+    await sleep(1_000);
+  }
+
+  const meter = async (method = "GET") => (await fetch(`${base}/__meter`, { method })).json();
+  /** Waits until D1 has been quiet for a while (the Queue and the consumer are done). */
+  const settle = async () => {
+    let last = -1;
+    for (;;) {
+      const { calls } = await meter();
+      if (calls === last) return;
+      last = calls;
+      await sleep(1_500);
+    }
+  };
+  await settle();
+  const results = [];
+  const measure = async (name, run, per = null) => {
+    await meter("DELETE");
+    const extra = await run();
+    await settle();
+    const cost = await meter();
+    const divisor = per === null ? 1 : extra;
+    const row = {
+      operation: name,
+      calls: cost.calls,
+      statements: cost.statements,
+      rows_read: Math.round((cost.rows_read / divisor) * 10) / 10,
+      rows_written: Math.round((cost.rows_written / divisor) * 10) / 10,
+      max_calls_per_invocation: cost.max_calls_per_invocation,
+    };
+    const budget = BUDGETS[name] ?? (name.startsWith("GET ") ? READ_PAGE : {});
+    row.within_budget =
+      (budget.read === undefined || row.rows_read <= budget.read) &&
+      (budget.written === undefined || row.rows_written <= budget.written) &&
+      row.max_calls_per_invocation <= MAX_CALLS_PER_INVOCATION;
+    results.push(row);
+  };
+  const waitDelivered = async (id, times = 1) => {
+    for (;;) {
+      if (((await destination.stats()).by_id[id] ?? 0) >= times) return;
+      await sleep(200);
+    }
+  };
+
+  const fresh = body(size + 1, now, { alert_id: `cost-new-${size}`, timestamp: new Date().toISOString() });
+  await measure("new alert, webhook + consumer", async () => {
+    await (await post(fresh)).arrayBuffer();
+    await waitDelivered(`cost-new-${size}`);
+  });
+  await measure("duplicate", async () => void (await (await post(fresh)).arrayBuffer()));
+  await measure("conflict", async () => void (await (await post(fresh.replace('"windows"', '"ios"'))).arrayBuffer()));
+  await measure("invalid", async () => void (await (await post(`{"alert_id":"broken-${size}"`)).arrayBuffer()));
+  await measure("cron tick, idle", async () => void (await fetch(`${base}/__cron`, { method: "POST" })).arrayBuffer());
+  await measure("cron tick, RETENTION_DAYS set, nothing to delete", async () =>
+    void (await fetch(`${base}/__cron?retention_days=365`, { method: "POST" })).arrayBuffer(),
+  );
+
+  const auth = { authorization: `Bearer ${ADMIN}` };
+  const login = await fetch(`${base}/dashboard/login`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ token: ADMIN }).toString(),
+  });
+  const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0];
+  const get = (path, headers) => async () => {
+    const res = await fetch(`${base}${path}`, { headers });
+    if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
+    return res.text();
+  };
+  const firstPage = await (await fetch(`${base}/api/alerts`, { headers: auth })).json();
+  const id = firstPage.alerts[0].alert_id;
+  for (const [path, headers] of [
+    ["/dashboard", { cookie }],
+    ["/dashboard/responses", { cookie }],
+    [`/dashboard/responses/${id}`, { cookie }],
+    [`/dashboard/surveys/${SURVEYS[0]}`, { cookie }],
+    ["/dashboard/quarantine", { cookie }],
+    ["/dashboard/deliveries", { cookie }],
+    ["/api/alerts", auth],
+    [`/api/alerts?cursor=${firstPage.next_cursor}`, auth],
+    [`/api/alerts?survey_id=${SURVEYS[1]}`, auth],
+    ["/api/alerts?user_system_id=user-7", auth],
+    [`/api/alerts/${id}`, auth],
+    ["/api/surveys", auth],
+    [`/api/surveys/${SURVEYS[0]}/nps?bucket=week`, auth],
+    ["/api/rejected", auth],
+  ]) {
+    await measure(`GET ${path.replace(/cursor=[^&]+/, "cursor=…").replace(id, ":alert_id")}`, get(path, headers));
+  }
+  await measure(
+    "export, per exported row",
+    async () => {
+      let rows = 0;
+      let path = `/api/export.csv?survey_id=${SURVEYS[0]}`;
+      while (path) {
+        const res = await fetch(`${base}${path}`, { headers: auth });
+        rows += (await res.text()).split("\r\n").length - 2;
+        path = /<([^>]+)>; rel="next"/.exec(res.headers.get("link") ?? "")?.[1] ?? null;
+      }
+      return rows;
+    },
+    "row",
+  );
+  await measure("one user's erasure", async () => void (await fetch(`${base}/api/users/user-7`, { method: "DELETE", headers: auth })).arrayBuffer());
+  await measure("one replay (forced), API + consumer", async () => {
+    await (await fetch(`${base}/api/alerts/${id}/replay`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: '{"force":true}' })).arrayBuffer();
+    await waitDelivered(id, 2);
+  });
+
+  await worker.mf.dispose();
+  destination.child.kill();
+  return results;
+}
+
+log("bundling the metered Worker with wrangler deploy --dry-run ...");
+const scriptPath = bundle(join(ROOT, "bench/.build/cost"), ["bench/cost-worker.ts"], "cost-worker.js");
+const report = { date: new Date().toISOString(), budgets: { ...BUDGETS, "every GET": READ_PAGE, max_calls_per_invocation: MAX_CALLS_PER_INVOCATION }, sizes: {} };
+for (const size of SIZES) report.sizes[size] = await measureSize(size, scriptPath);
+
+const header = ["operation", ...SIZES.flatMap((s) => [`read @${s}`, `written @${s}`]), "calls (max/inv.)", "budget"];
+const lines = [header.join(" | "), header.map(() => "---").join(" | ")];
+const names = report.sizes[SIZES[0]].map((r) => r.operation);
+for (const name of names) {
+  const rows = SIZES.map((s) => report.sizes[s].find((r) => r.operation === name));
+  const ok = rows.every((r) => r?.within_budget);
+  lines.push(
+    [
+      name,
+      ...rows.flatMap((r) => [r?.rows_read ?? "–", r?.rows_written ?? "–"]),
+      `${rows.at(-1)?.calls ?? "–"} (${rows.at(-1)?.max_calls_per_invocation ?? "–"})`,
+      ok ? "ok" : "OVER",
+    ].join(" | "),
+  );
+}
+console.log(lines.map((l) => `| ${l} |`).join("\n"));
+writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
+log(`wrote ${values.out}`);
+const over = names.filter((name) => SIZES.some((s) => !report.sizes[s].find((r) => r.operation === name)?.within_budget));
+if (over.length > 0) log(`over budget: ${over.join("; ")}`);

@@ -1,0 +1,203 @@
+/**
+ * What each operation costs in D1 rows, as the platform bills them (meta.rows_read and
+ * meta.rows_written, every index entry counted), at a size where a scan would show:
+ * 3,000 stored responses. Each budget is stated next to the operation it holds, and no
+ * invocation may make more than 45 D1 calls (the free plan stops at 50).
+ */
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Env } from "../src/env";
+import worker from "../src/index";
+import { alertsPageQuery } from "../src/store/reads";
+import { message, runQueue, stubDestinations } from "./fanout-fixtures";
+import { ADMIN_TOKEN, examplePayload, freshId, post } from "./fixtures";
+import { type D1Cost, meterD1, zeroCost } from "./meter";
+
+const STORED = 3_000;
+const SURVEYS = ["cost-s1", "cost-s2", "cost-s3"];
+const USERS = 300;
+const DAY_MS = 86_400_000;
+const MAX_CALLS = 45;
+const ONE_DESTINATION = JSON.stringify([{ name: "crm", url: "https://crm.test/hook", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }]);
+
+/** Runs `operation` against a metered DB and returns what it cost. */
+async function measure(operation: (environment: Env) => Promise<unknown>, extra: Partial<Env> = {}): Promise<D1Cost> {
+  const cost = zeroCost();
+  await operation({ ...env, ADMIN_TOKEN, ...extra, DB: meterD1(env.DB, cost) });
+  expect(cost.calls, "D1 calls in one invocation").toBeLessThanOrEqual(MAX_CALLS);
+  return cost;
+}
+
+async function fetchWorker(environment: Env, path: string, init: RequestInit = {}): Promise<Response> {
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(new Request(`https://worker.test${path}`, { redirect: "manual", ...init }), environment, ctx);
+  // The whole body is read inside the measurement: a streamed export does its reads as it goes.
+  const body = await res.arrayBuffer();
+  await waitOnExecutionContext(ctx);
+  return new Response(body, res);
+}
+
+const api = (path: string, init: RequestInit = {}) => (environment: Env) =>
+  fetchWorker(environment, path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...init.headers } });
+
+let cookie = "";
+const page = (path: string) => (environment: Env) => fetchWorker(environment, path, { headers: { cookie } });
+
+function payload(i: number, now: number) {
+  const p = examplePayload({
+    alert_id: `cost-${i}-${freshId()}`,
+    survey_id: SURVEYS[i % SURVEYS.length],
+    user: { user_system_id: `cost-user-${i % USERS}`, parameters: { plan: "pro" } },
+    timestamp: new Date(now - (i % 60) * DAY_MS - i * 1000).toISOString(),
+  });
+  p.survey_info.screens.push({ title: "Anything else?", type: "text", answer: "no" } as (typeof p.survey_info.screens)[number]);
+  return p;
+}
+
+let firstAlert = "";
+let user = "";
+
+beforeAll(async () => {
+  const now = Date.now();
+  for (let i = 0; i < STORED; i += 50) {
+    await Promise.all(Array.from({ length: 50 }, (_, j) => post(payload(i + j, now))));
+  }
+  // A delivered row per response, and some refused ones, as a destination's ledger would hold.
+  await env.DB.prepare(
+    `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, updated_at, delivered_at)
+     SELECT alert_id, 'crm', CASE WHEN rowid_hint % 50 = 0 THEN 'dead' ELSE 'delivered' END, 1, 200, received_at, received_at
+     FROM (SELECT alert_id, received_at, ROW_NUMBER() OVER () AS rowid_hint FROM alerts WHERE alert_id LIKE 'cost-%')`,
+  ).run();
+  for (let i = 0; i < 30; i++) await post(`{"broken": ${i}`);
+  const login = await fetchWorker({ ...env, ADMIN_TOKEN }, "/dashboard/login", {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+  });
+  cookie = (login.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+  const stored = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE alert_id LIKE 'cost-%'").first<{ n: number }>();
+  expect(stored?.n).toBe(STORED);
+  const first = await env.DB.prepare("SELECT alert_id FROM alerts WHERE alert_id LIKE 'cost-%' ORDER BY submitted_at DESC LIMIT 1").first<{ alert_id: string }>();
+  firstAlert = first?.alert_id ?? "";
+  user = "cost-user-7";
+}, 120_000);
+
+describe("ingest and fan-out", () => {
+  it("a new alert, webhook + consumer, one destination, three screens: ≤ 10 rows written, ≤ 60 read", async () => {
+    stubDestinations();
+    const p = payload(STORED + 1, Date.now());
+    const cost = zeroCost();
+    const environment = { ...env, DESTINATIONS: ONE_DESTINATION, DB: meterD1(env.DB, cost) };
+    const res = await fetchWorker(environment, "/webhooks/1flow/test-secret", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(p),
+    });
+    expect(res.status).toBe(200);
+    const result = await runQueue("oneflow-alerts", [message(p.alert_id)], environment);
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(cost.rows_written).toBeLessThanOrEqual(10);
+    expect(cost.rows_read).toBeLessThanOrEqual(60);
+  });
+
+  it("a duplicate delivery: ≤ 2 rows written, ≤ 20 read", async () => {
+    const p = payload(STORED + 2, Date.now());
+    await post(p);
+    const cost = await measure((e) =>
+      fetchWorker(e, "/webhooks/1flow/test-secret", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(p) }),
+    );
+    expect(cost.rows_written).toBeLessThanOrEqual(2);
+    expect(cost.rows_read).toBeLessThanOrEqual(20);
+  });
+
+  it("an invalid body, quarantined: ≤ 6 rows written, ≤ 20 read", async () => {
+    const cost = await measure((e) =>
+      fetchWorker(e, "/webhooks/1flow/test-secret", { method: "POST", headers: { "content-type": "application/json" }, body: `{"alert_id":"x${freshId()}"}` }),
+    );
+    expect(cost.rows_written).toBeLessThanOrEqual(6);
+    expect(cost.rows_read).toBeLessThanOrEqual(20);
+  });
+});
+
+describe("every page and /api read: ≤ 2,000 rows read with 3,000 stored", () => {
+  const reads: [string, (e: Env) => Promise<Response>][] = [
+    ["GET /api/alerts (first page)", api("/api/alerts")],
+    ["GET /api/alerts?survey_id", api(`/api/alerts?survey_id=${SURVEYS[1]}`)],
+    ["GET /api/alerts?user_system_id", api("/api/alerts?user_system_id=cost-user-7")],
+    ["GET /api/alerts?since&until", api(`/api/alerts?since=${new Date(Date.now() - 10 * DAY_MS).toISOString()}&until=${new Date(Date.now() - 5 * DAY_MS).toISOString()}`)],
+    ["GET /api/surveys", api("/api/surveys")],
+    ["GET /api/surveys/:id/nps?bucket=week", api(`/api/surveys/${SURVEYS[0]}/nps?bucket=week`)],
+    ["GET /api/rejected", api("/api/rejected")],
+    ["GET /dashboard", page("/dashboard")],
+    ["GET /dashboard/responses", page("/dashboard/responses")],
+    ["GET /dashboard/surveys/:id", page(`/dashboard/surveys/${SURVEYS[2]}`)],
+    ["GET /dashboard/quarantine", page("/dashboard/quarantine")],
+    ["GET /dashboard/deliveries", page("/dashboard/deliveries")],
+  ];
+  it.each(reads)("%s", async (_, read) => {
+    const cost = await measure(async (e) => expect((await read(e)).status).toBe(200));
+    expect(cost.rows_read).toBeLessThanOrEqual(2_000);
+  });
+
+  it("GET /api/alerts, a later page through the cursor", async () => {
+    const first = await (await api("/api/alerts?limit=100")({ ...env, ADMIN_TOKEN })).json<{ next_cursor: string }>();
+    for (const path of [`/api/alerts?limit=100&cursor=${first.next_cursor}`, `/api/alerts?survey_id=${SURVEYS[0]}&limit=100&cursor=${first.next_cursor}`]) {
+      const cost = await measure(async (e) => expect((await api(path)(e)).status).toBe(200));
+      expect(cost.rows_read).toBeLessThanOrEqual(2_000);
+    }
+  });
+
+  it("GET /api/alerts/:id and a response's page", async () => {
+    for (const read of [api(`/api/alerts/${firstAlert}`), page(`/dashboard/responses/${firstAlert}`)]) {
+      const cost = await measure(async (e) => expect((await read(e)).status).toBe(200));
+      expect(cost.rows_read).toBeLessThanOrEqual(50);
+    }
+  });
+});
+
+describe("the cron", () => {
+  it("a tick with nothing to do, retention included: ≤ 1,000 rows read", async () => {
+    const tick = (e: Env) => worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), e);
+    await tick({ ...env, RETENTION_DAYS: "365" }); // the day's folding happens on the first tick
+    const cost = await measure(tick, { RETENTION_DAYS: "365" });
+    expect(cost.rows_read).toBeLessThanOrEqual(1_000);
+    expect(cost.rows_written).toBe(0);
+  });
+});
+
+describe("export, erasure", () => {
+  it("export of one survey: ≤ 6 rows read per exported row", async () => {
+    let rows = 0;
+    const cost = await measure(async (e) => {
+      const res = await api(`/api/export.csv?survey_id=${SURVEYS[0]}`)(e);
+      rows = (await res.text()).split("\r\n").length - 2;
+    });
+    expect(rows).toBe(STORED / SURVEYS.length);
+    expect(cost.rows_read / rows).toBeLessThanOrEqual(6);
+  });
+
+  it("one user's erasure reads what that user has, not every response", async () => {
+    const cost = await measure((e) => api(`/api/users/${user}`, { method: "DELETE" })(e));
+    expect(cost.rows_read).toBeLessThanOrEqual(500);
+  });
+});
+
+describe("query plans: each listing walks the index that matches its ORDER BY", () => {
+  const plan = async ({ sql, params }: { sql: string; params: unknown[] }) => {
+    const { results } = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`).bind(...params).all<{ detail: string }>();
+    return results.map((r) => r.detail).join(" | ");
+  };
+  const base = { survey_id: null, user_system_id: null, since: null, until: null, after: null, limit: 50 };
+  it.each([
+    ["newest first", base, "alerts_by_time"],
+    ["by survey", { ...base, survey_id: "s" }, "alerts_by_survey_time"],
+    ["by user", { ...base, user_system_id: "u" }, "alerts_by_user"],
+    ["by user and survey", { ...base, user_system_id: "u", survey_id: "s" }, "alerts_by_user"],
+    ["after a cursor", { ...base, after: { submitted_at: "2026", alert_id: "a" } }, "alerts_by_time"],
+  ])("%s", async (_, input, index) => {
+    const detail = await plan(alertsPageQuery(input));
+    expect(detail).toContain(`USING INDEX ${index}`);
+    expect(detail).not.toContain("TEMP B-TREE");
+  });
+});
