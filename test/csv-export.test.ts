@@ -45,6 +45,10 @@ describe("csvCell", () => {
     ["+1", "'+1"],
     ["-cmd", "'-cmd"],
     ["@import", "'@import"],
+    ["＝SUM(A1)", "'＝SUM(A1)"],
+    ["＋1", "'＋1"],
+    ["－1", "'－1"],
+    ["＠x", "'＠x"],
     ['=HYPERLINK("http://x","y")', `"'=HYPERLINK(""http://x"",""y"")"`],
     [null, ""],
   ])("%j -> %s", (value, cell) => {

@@ -1,6 +1,7 @@
 /** CSV cells: RFC 4180 quoting, and no cell that a spreadsheet would run as a formula. Pure. */
 
-const FORMULA_START = /^[=+\-@\t\r]/;
+/** What a spreadsheet reads as the start of a formula, the full-width forms (＝＋－＠) included. */
+const FORMULA_START = /^[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20]/;
 
 /**
  * One CSV cell. A value a spreadsheet would read as a formula gets a leading `'`

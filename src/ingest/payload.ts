@@ -148,10 +148,13 @@ function answerText(answer: string | number | boolean | string[] | null | undefi
   return String(answer);
 }
 
-/** The numeric score of a scored screen, or null when absent or out of range. */
+/** Decimal digits with an optional fractional part: no sign, exponent, hex or words. */
+const DECIMAL = /^\d+(\.\d+)?$/;
+
+/** The numeric score of a scored screen, or null when absent, not a decimal number, or out of range. */
 export function scoreOf(type: string, answer: string | null): number | null {
   const range = SCORE_RANGES.get(type);
-  if (!range || answer === null || answer.trim() === "") return null;
+  if (!range || answer === null || !DECIMAL.test(answer.trim())) return null;
   const score = Number(answer.trim());
   if (!Number.isFinite(score) || score < range.min || score > range.max) return null;
   if (range.integer && !Number.isInteger(score)) return null;
