@@ -76,6 +76,21 @@ CREATE TABLE IF NOT EXISTS survey_daily (
   PRIMARY KEY (survey_id, day)
 ) WITHOUT ROWID;
 
+-- Responses erased on request: a later 1Flow retry of one is not stored again (kept 7 days).
+CREATE TABLE IF NOT EXISTS erased_alerts (
+  alert_id  TEXT PRIMARY KEY,
+  erased_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Dashboard sessions, server-side: expiry, revocation, and the token they signed in with.
+CREATE TABLE IF NOT EXISTS sessions (
+  id_sha256    TEXT PRIMARY KEY,                -- SHA-256 of the random id the cookie holds
+  token_sha256 TEXT NOT NULL,                   -- SHA-256 of the ADMIN_TOKEN it signed in with
+  created_at   TEXT NOT NULL,
+  expires_at   TEXT NOT NULL,
+  revoked_at   TEXT
+) WITHOUT ROWID;
+
 -- Each survey's totals of the days folded so far (the cron folds finished days), so a list of
 -- surveys reads one row per survey plus its unfolded days.
 CREATE TABLE IF NOT EXISTS surveys (

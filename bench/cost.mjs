@@ -92,9 +92,10 @@ async function measureSize(size, scriptPath) {
     }),
   );
   log(`[${size}] waiting for the consumer to deliver them ...`);
-  for (;;) {
+  for (let waited = 0; ; waited++) {
     const delivered = Object.keys((await destination.stats()).by_id).length;
     if (delivered >= size) break;
+    if (waited % 10 === 9) log(`  ${delivered} of ${size} delivered`);
     await sleep(1_000);
   }
 

@@ -37,6 +37,20 @@ export interface AlertMessage {
   alert_id: string;
 }
 
+/** A body D1 could not take on the request path, kept on the Queue until the consumer stores it (the spool). */
+export interface SpoolMessage {
+  v: 1;
+  kind: "spool";
+  /** The body exactly as received. */
+  body: string;
+  received_at: string;
+  /** SHA-256 hex of the body. */
+  sha256: string;
+}
+
+/** What travels on `oneflow-alerts` (and, after its retries, on the dead-letter queue). */
+export type QueueMessage = AlertMessage | SpoolMessage;
+
 /** The error strings of the HTTP contract, fixed for clients and quarantine. */
 export type ErrorCode =
   | "unauthorized"
@@ -50,6 +64,7 @@ export type ErrorCode =
   | "not_found"
   | "internal_error"
   | "bad_destinations"
+  | "bad_config"
   | "invalid_request"
   | "queue_unavailable"
   | "alert_id_conflict";
@@ -65,8 +80,15 @@ export type RejectReason =
 /** Whether a Queue message body is an `AlertMessage` this version understands. */
 export function isAlertMessage(body: unknown): body is AlertMessage {
   if (typeof body !== "object" || body === null) return false;
-  const { v, alert_id } = body as Record<string, unknown>;
-  return v === 1 && typeof alert_id === "string" && alert_id.length > 0;
+  const { v, alert_id, kind } = body as Record<string, unknown>;
+  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0;
+}
+
+/** Whether a Queue message body is a `SpoolMessage` this version understands. */
+export function isSpoolMessage(body: unknown): body is SpoolMessage {
+  if (typeof body !== "object" || body === null) return false;
+  const { v, kind, body: text, received_at, sha256 } = body as Record<string, unknown>;
+  return v === 1 && kind === "spool" && typeof text === "string" && typeof received_at === "string" && typeof sha256 === "string";
 }
 
 export type NpsCategory = "promoter" | "passive" | "detractor";

@@ -1,9 +1,9 @@
-import type { AlertMessage } from "./alert";
+import type { QueueMessage } from "./alert";
 
 /** The Worker's bindings and variables, as `wrangler.toml` and secrets declare them. */
 export interface Env {
   DB: D1Database;
-  ALERTS_QUEUE: Queue<AlertMessage>;
+  ALERTS_QUEUE: Queue<QueueMessage>;
   /** The path token 1Flow is given. Unset: the webhook fails closed (503). */
   WEBHOOK_SECRET?: string;
   /** Also accepted while a new secret rolls out. */
@@ -22,6 +22,8 @@ export interface Env {
   RETENTION_DAYS?: string;
   /** Time the request path may spend on D1 in ms (default 8000). */
   STORAGE_DEADLINE_MS?: string;
+  /** Rate Limiting binding: sign-in attempts per client (10 a minute). Optional. */
+  LOGIN_LIMITER?: RateLimit;
   /** Rows in one part of the CSV export (default and most 20000); more continue at Link rel="next". */
   EXPORT_PART_ROWS?: string;
 }

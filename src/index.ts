@@ -21,11 +21,12 @@ export default {
     const destinations = destinationsFrom(env.DESTINATIONS);
     const now = () => new Date();
     if (batch.queue.endsWith(DEAD_LETTER_SUFFIX)) {
-      await consumeDeadLetters(batch, { db: env.DB, destinations, now });
+      await consumeDeadLetters(batch, { db: env.DB, queue: env.ALERTS_QUEUE, destinations, now, random: Math.random });
       return;
     }
     await consumeAlerts(batch, {
       db: env.DB,
+      queue: env.ALERTS_QUEUE,
       destinations,
       retry_base_seconds: retryBaseSeconds(env.RETRY_BASE_SECONDS),
       delivery_timeout_ms: deliveryTimeoutMs(env.DELIVERY_TIMEOUT_MS),

@@ -4,7 +4,7 @@
  * Queue here; so is an alert whose pending delivery lost its message. Work per
  * run is bounded, and two overlapping sweeps never send the same alert.
  */
-import type { AlertMessage } from "./alert";
+import type { QueueMessage } from "./alert";
 import { errorMessage, log } from "./log";
 import { SEND_BATCH_SIZE, sendAlerts } from "./queue";
 import { claimOutbox, markEnqueued } from "./store/alerts";
@@ -21,7 +21,7 @@ export const STALE_PENDING_IN_SECONDS = 2 * 3_600;
 
 export interface SweepContext {
   db: D1Database;
-  queue: Queue<AlertMessage>;
+  queue: Queue<QueueMessage>;
   now: Date;
 }
 

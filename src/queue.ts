@@ -1,5 +1,5 @@
 /** Sending alerts to `oneflow-alerts`: the one place that builds the message. */
-import type { AlertMessage } from "./alert";
+import type { QueueMessage } from "./alert";
 
 /** Queues take at most 100 messages a `sendBatch`. */
 export const SEND_BATCH_SIZE = 100;
@@ -10,7 +10,7 @@ export const SEND_BATCH_SIZE = 100;
  * @example
  * await sendAlerts(env.ALERTS_QUEUE, ["6425124d1b026625c189cac0"]);
  */
-export async function sendAlerts(queue: Queue<AlertMessage>, alert_ids: readonly string[]): Promise<void> {
+export async function sendAlerts(queue: Queue<QueueMessage>, alert_ids: readonly string[]): Promise<void> {
   for (let i = 0; i < alert_ids.length; i += SEND_BATCH_SIZE) {
     const chunk = alert_ids.slice(i, i + SEND_BATCH_SIZE);
     await queue.sendBatch(chunk.map((alert_id) => ({ body: { v: 1, alert_id }, contentType: "json" as const })));

@@ -10,7 +10,7 @@ describe("variables", () => {
   it.each([
     ["MAX_BODY_BYTES", maxBodyBytes, 65_536, "1024", 1_024],
     ["RETRY_BASE_SECONDS", retryBaseSeconds, 30, "5", 5],
-    ["STORAGE_DEADLINE_MS", storageDeadlineMs, 8_000, "2500", 2_500],
+    ["STORAGE_DEADLINE_MS", storageDeadlineMs, 5_000, "2500", 2_500],
     ["DELIVERY_TIMEOUT_MS", deliveryTimeoutMs, 10_000, "3000", 3_000],
   ] as const)("%s defaults to %i when unset, empty or not a positive number", (_, parse, fallback, raw, value) => {
     for (const bad of [undefined, "", "abc", "-1", "0"]) expect(parse(bad)).toBe(fallback);

@@ -4,9 +4,11 @@ import { describe, expect, it } from "vitest";
 import type { Env } from "../src/env";
 import { ADMIN_TOKEN, callWorker, examplePayload, post, quarantinedValidBody, rejectedRow } from "./fixtures";
 
-/** Dashboard requests carry no bearer token: only the session cookie signs them in. */
+/** Dashboard requests carry no bearer token (only the session cookie signs them in) and come from the Worker's own origin, as a browser's form posts do. */
 function request(path: string, init: RequestInit = {}, environment?: Env): Promise<Response> {
-  return callWorker(path, { token: null, ...init }, environment);
+  const headers = new Headers(init.headers);
+  if (!headers.has("origin")) headers.set("origin", "https://worker.test");
+  return callWorker(path, { token: null, ...init, headers }, environment);
 }
 
 async function signIn(token = ADMIN_TOKEN): Promise<Response> {

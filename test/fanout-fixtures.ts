@@ -2,7 +2,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult, type QueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { vi } from "vitest";
-import type { AlertMessage } from "../src/alert";
+import { type AlertMessage, isAlertMessage, type QueueMessage } from "../src/alert";
 import type { Env } from "../src/env";
 import worker from "../src/index";
 import { examplePayload, post } from "./fixtures";
@@ -81,7 +81,7 @@ export function watchRetryDelays(batch: MessageBatch): Record<string, number | u
 /** Runs the Worker's real `queue()` handler on a batch and collects its acks and retries. */
 export async function runQueue(
   queue: string,
-  messages: ReturnType<typeof message>[],
+  messages: { id: string; timestamp: Date; attempts: number; body: unknown }[],
   environment: Env = FANOUT_ENV,
 ): Promise<QueueOutcome> {
   const batch = createMessageBatch(queue, messages);
@@ -119,10 +119,11 @@ export function statusByDestination(rows: DeliveryRow[]): Record<string, string>
 /** Watches `ALERTS_QUEUE.sendBatch` (calling through) and lists what each call sent. */
 export function watchSendBatch() {
   const batches: MessageSendRequest<AlertMessage>[][] = [];
+  const isAlert = (m: MessageSendRequest<QueueMessage>): m is MessageSendRequest<AlertMessage> => isAlertMessage(m.body);
   const original = env.ALERTS_QUEUE.sendBatch.bind(env.ALERTS_QUEUE);
   const spy = vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages, options) => {
     const list = Array.from(messages);
-    batches.push(list);
+    batches.push(list.filter(isAlert));
     return original(list, options);
   });
   return { spy, batches, ids: () => batches.flatMap((b) => b.map((m) => m.body.alert_id)) };

@@ -165,7 +165,7 @@ describe("enqueue after the reply", () => {
     // Sent by this request's waitUntil, or by an earlier request's still-open window.
     await vi.waitFor(() => {
       const messages = send.mock.calls.flatMap((c) => Array.from(c[0]));
-      expect(messages.filter((m) => m.body.alert_id === payload.alert_id)).toEqual([
+      expect(messages.filter((m) => "alert_id" in m.body && m.body.alert_id === payload.alert_id)).toEqual([
         { body: { v: 1, alert_id: payload.alert_id }, contentType: "json" },
       ]);
     });

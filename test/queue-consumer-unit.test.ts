@@ -71,6 +71,7 @@ describe("queue consumer", () => {
     const ctx = createExecutionContext();
     await consumeAlerts(batch, {
       db: env.DB,
+      queue: env.ALERTS_QUEUE,
       destinations: parseDestinations(FANOUT_ENV.DESTINATIONS),
       retry_base_seconds: 30,
       delivery_timeout_ms: 10_000,

@@ -5,7 +5,8 @@
  * A message is acknowledged only when every delivery of its alert has an outcome in the
  * ledger; one whose alert another consumer holds comes back when that claim ends.
  */
-import { isAlertMessage } from "../alert";
+import { isAlertMessage, isSpoolMessage, type QueueMessage, type SpoolMessage } from "../alert";
+import { ingest } from "../ingest/ingest";
 import { errorMessage, log } from "../log";
 import { markEnqueued } from "../store/alerts";
 import {
@@ -27,6 +28,7 @@ export const CLAIM_MARGIN_IN_SECONDS = 50;
 
 export interface ConsumerContext {
   db: D1Database;
+  queue: Queue<QueueMessage>;
   destinations: DestinationsConfig;
   retry_base_seconds: number;
   delivery_timeout_ms: number;
@@ -54,7 +56,13 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
   const messages: { message: Message<unknown>; alert_id: string }[] = [];
   for (const message of batch.messages) {
     if (isAlertMessage(message.body)) messages.push({ message, alert_id: message.body.alert_id });
-    else {
+    else if (isSpoolMessage(message.body)) {
+      // Stored first, through the same routine as the webhook; then fanned out with the batch.
+      const alert_id = await storeSpooled(message.body, ctx);
+      if (alert_id === undefined) backoff(message);
+      else if (alert_id === null) message.ack();
+      else messages.push({ message, alert_id });
+    } else {
       log("error", "fanout.bad_message", { message_id: message.id, body: JSON.stringify(message.body)?.slice(0, 200) });
       message.ack();
     }
@@ -137,6 +145,33 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
   } catch (error) {
     log("error", "fanout.batch_failed", { error: errorMessage(error), messages: messages.length });
     for (const { message } of messages) backoff(message);
+  }
+}
+
+/** How long storing one spooled body may take in the consumer. */
+const SPOOL_STORE_DEADLINE_IN_MS = 10_000;
+
+/**
+ * Stores a spooled body. Returns its alert_id to fan out, null when there is nothing to
+ * deliver (quarantined, or erased on request), or undefined when D1 still fails (retry).
+ */
+async function storeSpooled(message: SpoolMessage, ctx: ConsumerContext): Promise<string | null | undefined> {
+  try {
+    const result = await ingest(new TextEncoder().encode(message.body).buffer as ArrayBuffer, {
+      db: ctx.db,
+      queue: ctx.queue,
+      waitUntil: () => {},
+      now: ctx.now,
+      deadline_at: Date.now() + SPOOL_STORE_DEADLINE_IN_MS,
+      request_id: `spool-${message.sha256.slice(0, 12)}`,
+      received_at: message.received_at,
+      enqueue: false,
+    });
+    log("info", "spool.stored", { alert_id: result.alert_id, outcome: result.outcome });
+    return result.outcome === "stored" || result.outcome === "duplicate" || result.outcome === "conflict" ? result.alert_id : null;
+  } catch (error) {
+    log("warn", "spool.store_failed", { sha256: message.sha256, error: errorMessage(error) });
+    return undefined;
   }
 }
 

@@ -1,28 +1,52 @@
 /**
- * Consumer of `oneflow-alerts-dlq`: messages whose retries ran out. Their
- * undelivered deliveries become `dead` (replayable from `/api/replay`); nothing
- * leaves without a row that says so.
+ * Consumer of `oneflow-alerts-dlq`: messages whose retries ran out. An alert message's
+ * undelivered deliveries become `dead` (replayable from `/api/replay`); a spooled body
+ * goes back to `oneflow-alerts`, since D1 was down longer than its retries (it is never
+ * dropped unstored). Nothing is acknowledged before its outcome is written: when D1 or
+ * the Queue fails, the message comes back with backoff (the queue's max_retries is
+ * high: it outlasts a D1 outage of days, past the Queue's own message retention).
  */
-import { isAlertMessage } from "../alert";
+import { isAlertMessage, isSpoolMessage, type QueueMessage } from "../alert";
 import { errorMessage, log } from "../log";
 import { returnToOutbox } from "../store/alerts";
 import { type DeliveryKey, loadAlerts, markDead } from "../store/deliveries";
+import { retryDelaySeconds } from "./backoff";
 import { type DestinationsConfig, wants } from "./destinations";
+
+/** Backoff base of a dead letter that could not be recorded, in seconds (capped at an hour). */
+export const DEAD_LETTER_RETRY_BASE_IN_SECONDS = 60;
 
 export interface DeadLetterContext {
   db: D1Database;
+  queue: Queue<QueueMessage>;
   destinations: DestinationsConfig;
   now: () => Date;
+  random: () => number;
 }
 
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: DeadLetterContext): Promise<void> {
-  const messages = batch.messages.filter((m) => {
-    if (isAlertMessage(m.body)) return true;
-    log("error", "deadletter.bad_message", { message_id: m.id });
-    m.ack();
-    return false;
-  });
-  const alert_ids = messages.map((m) => (m.body as { alert_id: string }).alert_id);
+  const backoff = (m: Message<unknown>) =>
+    m.retry({ delaySeconds: retryDelaySeconds({ attempts: m.attempts, base_seconds: DEAD_LETTER_RETRY_BASE_IN_SECONDS, random: ctx.random() }) });
+
+  const alerts: Message<unknown>[] = [];
+  for (const m of batch.messages) {
+    if (isAlertMessage(m.body)) alerts.push(m);
+    else if (isSpoolMessage(m.body)) {
+      try {
+        await ctx.queue.send(m.body, { contentType: "json" });
+        log("warn", "deadletter.spool_requeued", { sha256: m.body.sha256 });
+        m.ack();
+      } catch (error) {
+        log("error", "deadletter.spool_requeue_failed", { error: errorMessage(error) });
+        backoff(m);
+      }
+    } else {
+      log("error", "deadletter.bad_message", { message_id: m.id });
+      m.ack();
+    }
+  }
+  if (alerts.length === 0) return;
+  const alert_ids = alerts.map((m) => (m.body as { alert_id: string }).alert_id);
   try {
     if (!ctx.destinations.ok) {
       // Nobody could say where they go: back to the outbox until the configuration is fixed.
@@ -30,17 +54,17 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
       log("error", "deadletter.returned_to_outbox", { error: ctx.destinations.error, alerts: alert_ids.length });
     } else {
       const { destinations } = ctx.destinations;
-      const alerts = await loadAlerts(ctx.db, alert_ids);
+      const stored = await loadAlerts(ctx.db, alert_ids);
       const keys: DeliveryKey[] = [];
-      for (const alert of alerts.values()) {
+      for (const alert of stored.values()) {
         for (const d of destinations) if (wants(d, alert)) keys.push({ alert_id: alert.alert_id, destination: d.name });
       }
       await markDead(ctx.db, keys, ctx.now().toISOString(), "retries exhausted");
       for (const key of keys) log("error", "deadletter.dead", { ...key });
     }
-    for (const m of messages) m.ack();
+    for (const m of alerts) m.ack();
   } catch (error) {
     log("error", "deadletter.failed", { error: errorMessage(error), alerts: alert_ids.length });
-    for (const m of messages) m.retry();
+    for (const m of alerts) backoff(m);
   }
 }

@@ -4,14 +4,14 @@
  */
 import { type Context, Hono } from "hono";
 import * as v from "valibot";
-import { ingest } from "../ingest/ingest";
+import { type ReprocessResult, reprocessRejected } from "../operations";
 import { errorMessage, log } from "../log";
 import { exportBoundary, exportColumns, exportPage, getAlert, type Keyset, listAlerts, listSurveys, npsSeries } from "../store/reads";
 import { stream } from "hono/streaming";
 import { csvLine } from "./csv";
 import { eraseUser } from "../store/erasure";
 import { readerOf } from "./reader";
-import { deleteRejected, getRejected, listRejected, type RejectedRow } from "../store/rejected";
+import { listRejected, type RejectedRow } from "../store/rejected";
 import type { AppEnv } from "./app-env";
 import { readQuery } from "./input";
 import { errorResponse } from "./responses";
@@ -155,38 +155,41 @@ apiData.get("/api/rejected", async (c) => {
   return c.json({ ok: true, rejected: page.map(rejectedView), next_cursor });
 });
 
-/**
- * Runs a quarantined body through today's validation. Accepted: stored and
- * enqueued like a fresh webhook, and taken out of the quarantine. Refused:
- * 422 with the issues, and it stays.
- */
+/** Runs a quarantined body through today's validation (see reprocessRejected). */
 apiData.post("/api/rejected/:id/reprocess", async (c) => {
-  const row = await getRejected(c.env.DB, c.req.param("id"));
-  if (!row) return errorResponse(c, 404, "not_found");
-  if (row.body === null) {
-    return errorResponse(c, 422, "invalid_payload", {
-      issues: [{ path: "", message: "the body was too large to keep; 1Flow's retry will bring it again" }],
-    });
-  }
-  const body = typeof row.body === "string" ? new TextEncoder().encode(row.body).buffer : row.body;
-  const result = await ingest(body as ArrayBuffer, { ...ingestContext(c), quarantine: false });
-  log("info", "quarantine.reprocess", { request_id: c.get("requestId"), id: row.id, outcome: result.outcome, alert_id: result.alert_id });
-  switch (result.outcome) {
-    case "invalid_json":
-      return errorResponse(c, 422, "invalid_json");
-    case "invalid_payload":
-      return errorResponse(c, 422, "invalid_payload", { issues: result.issues });
-    case "conflict":
-      return errorResponse(c, 409, "alert_id_conflict");
-    default:
-      await deleteRejected(c.env.DB, row.id);
-      return c.json({ ok: true, alert_id: result.alert_id, duplicate: result.duplicate });
+  const result = await reprocessRejected(ingestContext(c), c.req.param("id"));
+  if (result.ok) return c.json(result);
+  switch (result.error) {
+    case "not_found":
+      return errorResponse(c, 404, "not_found");
+    case "too_large":
+      return errorResponse(c, 422, "invalid_payload", {
+        issues: [{ path: "", message: "the body was too large to keep; 1Flow's retry will bring it again" }],
+      });
+    case "refused":
+      return refusal(c, result.outcome);
   }
 });
 
+/** A reprocessed body that is still refused: 422 with the reason, or 409 for a conflicting body. */
+function refusal(c: Context<AppEnv>, outcome: Extract<ReprocessResult, { error: "refused" }>["outcome"]): Response {
+  switch (outcome.outcome) {
+    case "invalid_json":
+      return errorResponse(c, 422, "invalid_json");
+    case "invalid_payload":
+      return errorResponse(c, 422, "invalid_payload", { issues: outcome.issues });
+    case "conflict":
+      return errorResponse(c, 409, "alert_id_conflict");
+    case "erased":
+      return errorResponse(c, 409, "alert_id_conflict", { issues: [{ path: "alert_id", message: "this response was erased on request" }] });
+    case "spooled":
+      return errorResponse(c, 503, "storage_unavailable");
+  }
+}
+
 apiData.delete("/api/users/:user_system_id", async (c) => {
   const user_system_id = c.req.param("user_system_id");
-  const { erased, more } = await eraseUser(c.env.DB, user_system_id, ERASE_CHUNKS_PER_REQUEST);
+  const { erased, more } = await eraseUser(c.env.DB, user_system_id, ERASE_CHUNKS_PER_REQUEST, new Date().toISOString());
   log("info", "privacy.erased_user", { request_id: c.get("requestId"), ...erased, more });
   return c.json({ ok: true, erased, more });
 });

@@ -9,6 +9,7 @@ import { HTTPException } from "hono/http-exception";
 import { routePath } from "hono/route";
 import { methodNotAllowed } from "hono/method-not-allowed";
 import { requestId } from "hono/request-id";
+import { bodyLimit } from "hono/body-limit";
 import { errorMessage, log } from "../log";
 import { ping } from "../store/alerts";
 import { StorageUnavailableError, storageDeadlineMs, withDeadline } from "../store/d1";
@@ -18,12 +19,21 @@ import { webhook } from "./webhook";
 import { api, requireAdmin } from "./api";
 import { apiData } from "./api-data";
 import { openapi } from "./openapi";
-import { dashboard } from "./dashboard";
+import { dashboard } from "./dashboard/index";
+import { configProblems } from "../config";
 import { destinationsFrom } from "../fanout/destinations";
+
+/** Request bodies `/api` takes at most. */
+export const API_BODY_LIMIT_IN_BYTES = 16 * 1024;
 
 export const app = new Hono<AppEnv>({ strict: false });
 
-app.use(requestId());
+// Always the Worker's own id: a client's x-request-id is never taken (it would let a caller forge log lines' ids).
+app.use(requestId({ headerName: "" }));
+app.use(async function requestIdHeader(c, next) {
+  c.header("x-request-id", c.get("requestId"));
+  await next();
+});
 
 app.use(async function requestLog(c, next) {
   const started = performance.now();
@@ -53,6 +63,11 @@ app.get("/healthz", async (c) => {
     log("error", "fanout.bad_destinations", { request_id: c.get("requestId"), error: destinations.error });
     return errorResponse(c, 503, "bad_destinations");
   }
+  const problems = configProblems(c.env);
+  if (problems.length > 0) {
+    log("error", "config.bad", { request_id: c.get("requestId"), problems: problems.join("; ") });
+    return errorResponse(c, 503, "bad_config", { problems });
+  }
   try {
     await withDeadline(() => ping(c.env.DB), storageDeadlineMs(c.env.STORAGE_DEADLINE_MS));
     return c.json({ ok: true });
@@ -64,6 +79,10 @@ app.get("/healthz", async (c) => {
 
 app.route("/", webhook);
 app.use("/api/*", requireAdmin);
+app.use(
+  "/api/*",
+  bodyLimit({ maxSize: API_BODY_LIMIT_IN_BYTES, onError: (c) => errorResponse(c, 413, "payload_too_large") }),
+);
 app.route("/", api);
 app.route("/", apiData);
 app.route("/", openapi);

@@ -1,6 +1,7 @@
 /** `POST /webhooks/1flow/:token`: authenticate, limit, and hand the body to ingest. */
 import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { MAX_BODY_BYTES_LIMIT } from "../config";
 import { type IngestContext, ingest, rejectUnread } from "../ingest/ingest";
 import { storageDeadlineMs } from "../store/d1";
 import type { AppEnv } from "./app-env";
@@ -60,6 +61,8 @@ webhook.post("/webhooks/1flow/:token?", authenticate, limitBody, async (c) => {
       return errorResponse(c, 400, "invalid_json");
     case "invalid_payload":
       return errorResponse(c, 422, "invalid_payload", { issues: result.issues });
+    case "spooled":
+      return c.json({ ok: true, alert_id: result.alert_id, spooled: true });
     default:
       return c.json({ ok: true, alert_id: result.alert_id, duplicate: result.duplicate });
   }
@@ -72,8 +75,9 @@ export function ingestContext(c: Parameters<MiddlewareHandler<AppEnv>>[0]): Inge
     queue: c.env.ALERTS_QUEUE,
     waitUntil: (promise) => c.executionCtx.waitUntil(promise),
     now: () => new Date(),
-    deadline_ms: storageDeadlineMs(c.env.STORAGE_DEADLINE_MS),
+    deadline_at: Date.now() + storageDeadlineMs(c.env.STORAGE_DEADLINE_MS),
     request_id: c.get("requestId"),
+    spool: true,
   };
 }
 
@@ -83,7 +87,8 @@ export function isJsonMediaType(header: string | undefined): boolean {
   return type === "application/json" || (type.startsWith("application/") && type.endsWith("+json"));
 }
 
+/** MAX_BODY_BYTES, or the default when unset or refused (not a positive integer, or over 1 MiB: see config.ts). */
 export function maxBodyBytes(raw: string | undefined): number {
   const parsed = Number(raw);
-  return Number.isInteger(parsed) && parsed > 0 ? parsed : DEFAULT_MAX_BODY_BYTES;
+  return Number.isInteger(parsed) && parsed > 0 && parsed <= MAX_BODY_BYTES_LIMIT ? parsed : DEFAULT_MAX_BODY_BYTES;
 }

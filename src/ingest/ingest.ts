@@ -1,46 +1,68 @@
 /**
- * The ingest flow: validate -> store -> enqueue. The webhook calls it for every
- * authenticated body; nothing it is given is dropped without a row that says so.
+ * The ingest flow: validate -> store -> enqueue. The webhook, the quarantine's
+ * reprocessing and the spool's consumer all call it; nothing it is given is dropped
+ * without a row (or a Queue message) that says so.
  */
-import type { AlertMessage, RejectReason } from "../alert";
+import type { QueueMessage, RejectReason, SpoolMessage } from "../alert";
+import { sha256Hex } from "../hash";
 import { errorMessage, log } from "../log";
 import { sendAlerts } from "../queue";
 import { markEnqueued, storeAlert } from "../store/alerts";
-import { withDeadline } from "../store/d1";
+import { isConstraintError, isTooBigError, StorageUnavailableError, withDeadline } from "../store/d1";
 import { quarantine, type Rejection } from "../store/rejected";
 import { bufferEnqueue } from "./enqueue-buffer";
-import { type PayloadIssue, parsePayload } from "./payload";
+import { jsonDepthExceeds, type PayloadIssue, parsePayload } from "./payload";
+
+/** JSON nested deeper than this is refused (422): no retry could make it acceptable. */
+export const MAX_JSON_DEPTH = 32;
+/** D1 refuses a row over 2,000,000 bytes; an alert whose row would pass this is refused (422) instead. */
+export const MAX_ROW_BYTES = 1_900_000;
+/** A Queue message holds at most 128 KB; a body larger than this cannot be spooled. */
+export const MAX_SPOOL_BODY_BYTES = 120_000;
+/** Time the spool's Queue send may take before the request gives up with a 503. */
+export const SPOOL_SEND_TIMEOUT_IN_MS = 2_000;
 
 export interface IngestContext {
   db: D1Database;
-  queue: Queue<AlertMessage>;
+  queue: Queue<QueueMessage>;
   /** Runs work after the reply (the Worker's `ctx.waitUntil`). */
   waitUntil: (promise: Promise<unknown>) => void;
   now: () => Date;
-  deadline_ms: number;
+  /** When D1 work on this request must be done (epoch ms): one deadline for the whole request. */
+  deadline_at: number;
   request_id: string;
   /** False when reprocessing a body from the quarantine: a refusal leaves it where it is. */
   quarantine?: boolean;
+  /** True on the request path: a valid alert D1 cannot take goes to the Queue instead (the spool). */
+  spool?: boolean;
+  /** The time the body first arrived, when it comes from the spool. */
+  received_at?: string;
+  /** False when the caller fans the alert out itself (the spool's consumer): no Queue message. */
+  enqueue?: boolean;
 }
 
 export type IngestOutcome =
   | { outcome: "stored"; alert_id: string; duplicate: false }
-  | { outcome: "duplicate" | "conflict"; alert_id: string; duplicate: true }
+  | { outcome: "duplicate"; alert_id: string; duplicate: true }
+  | { outcome: "conflict"; alert_id: string; duplicate: true }
+  | { outcome: "erased"; alert_id: string; duplicate: true }
+  | { outcome: "spooled"; alert_id: string }
   | { outcome: "invalid_json"; alert_id: null }
   | { outcome: "invalid_payload"; alert_id: string | null; issues: PayloadIssue[] };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
-/** SHA-256 of the bytes, as lowercase hex. */
-export async function sha256Hex(bytes: ArrayBuffer | Uint8Array | string): Promise<string> {
-  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+export { sha256Hex };
+
+/** Milliseconds left before the request's deadline. */
+function remaining(ctx: IngestContext): number {
+  return Math.max(0, ctx.deadline_at - Date.now());
 }
 
 /**
- * Validates one body, stores it in D1 exactly once (or quarantines it), and
- * enqueues it after the reply. Throws `StorageUnavailableError` when D1 fails.
+ * Validates one body, stores it in D1 exactly once (or quarantines it), and enqueues it
+ * after the reply. When D1 fails for a valid alert on the request path, the body goes to
+ * the Queue (the spool) instead. Throws `StorageUnavailableError` when neither takes it.
  */
 export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<IngestOutcome> {
   const sha = await sha256Hex(body);
@@ -53,26 +75,37 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
     return { outcome: "invalid_json", alert_id: null };
   }
 
-  const parsed = parsePayload(json.value);
-  if (!parsed.ok) {
+  const refuse = async (issues: PayloadIssue[]): Promise<IngestOutcome> => {
     const alert_id = readableAlertId(json.value);
-    await reject(ctx, { id: sha, reason: "invalid_payload", detail: { issues: parsed.issues }, body: text, alert_id, size });
-    return { outcome: "invalid_payload", alert_id, issues: parsed.issues };
-  }
+    await reject(ctx, { id: sha, reason: "invalid_payload", detail: { issues }, body: text, alert_id, size });
+    return { outcome: "invalid_payload", alert_id, issues };
+  };
+  if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) return refuse([{ path: "", message: `JSON nested deeper than ${MAX_JSON_DEPTH} levels` }]);
+  const parsed = parsePayload(json.value);
+  if (!parsed.ok) return refuse(parsed.issues);
 
   const { alert, unknown_types } = parsed;
   if (unknown_types.length > 0) {
-    log("warn", "payload.unknown_screen_type", {
-      request_id: ctx.request_id,
-      alert_id: alert.alert_id,
-      types: unknown_types.join(","),
-    });
+    log("warn", "payload.unknown_screen_type", { request_id: ctx.request_id, alert_id: alert.alert_id, types: unknown_types.join(",") });
   }
-  const received_at = ctx.now().toISOString();
-  const stored = await withDeadline(
-    () => storeAlert(ctx.db, { alert, payload: text, payload_sha256: sha, received_at }),
-    ctx.deadline_ms,
-  );
+  const received_at = ctx.received_at ?? ctx.now().toISOString();
+  const row = { alert, payload: text, payload_sha256: sha, received_at };
+  const tooBig = [{ path: "", message: `too large to store in one D1 row (${MAX_ROW_BYTES} bytes)` }];
+  if (rowBytes(row) > MAX_ROW_BYTES) return refuse(tooBig);
+
+  let stored: Awaited<ReturnType<typeof storeAlert>>;
+  try {
+    stored = await withDeadline(() => storeAlert(ctx.db, row), remaining(ctx));
+  } catch (error) {
+    if (isTooBigError(error)) return refuse(tooBig);
+    if (!ctx.spool || isConstraintError(error) || size > MAX_SPOOL_BODY_BYTES) throw error;
+    await spool(ctx, { v: 1, kind: "spool", body: text, received_at, sha256: sha }, alert.alert_id, error);
+    return { outcome: "spooled", alert_id: alert.alert_id };
+  }
+  if (stored.erased) {
+    log("info", "ingest.erased", { request_id: ctx.request_id, alert_id: alert.alert_id });
+    return { outcome: "erased", alert_id: alert.alert_id, duplicate: true };
+  }
   if (!stored.same_body) {
     // The first version stays; this one is kept aside, and the sender is done with it.
     await reject(ctx, {
@@ -84,12 +117,13 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
       size,
     });
   }
-  if (stored.needs_enqueue) {
+  if (stored.needs_enqueue && ctx.enqueue !== false) {
     const sending = bufferEnqueue(alert.alert_id, (alert_ids) => enqueue(ctx, alert_ids));
     if (sending) ctx.waitUntil(sending);
   }
   if (stored.inserted) return { outcome: "stored", alert_id: alert.alert_id, duplicate: false };
-  return { outcome: stored.same_body ? "duplicate" : "conflict", alert_id: alert.alert_id, duplicate: true };
+  if (stored.same_body) return { outcome: "duplicate", alert_id: alert.alert_id, duplicate: true };
+  return { outcome: "conflict", alert_id: alert.alert_id, duplicate: true };
 }
 
 /** Quarantines a body that never reached validation (wrong media type, too large). */
@@ -107,13 +141,29 @@ export async function rejectUnread(
 
 async function reject(ctx: IngestContext, r: Omit<Rejection, "seen_at">): Promise<void> {
   if (ctx.quarantine === false) return;
-  await withDeadline(() => quarantine(ctx.db, { ...r, seen_at: ctx.now().toISOString() }), ctx.deadline_ms);
-  log("warn", "payload.quarantined", {
-    request_id: ctx.request_id,
-    alert_id: r.alert_id,
-    reason: r.reason,
-    size: r.size,
+  await withDeadline(() => quarantine(ctx.db, { ...r, seen_at: ctx.now().toISOString() }), remaining(ctx));
+  log("warn", "payload.quarantined", { request_id: ctx.request_id, alert_id: r.alert_id, reason: r.reason, size: r.size });
+}
+
+/**
+ * D1 could not take a valid alert: the body goes to the Queue as it came, and the
+ * consumer stores it once D1 answers. When the Queue refuses too, the request fails
+ * with the D1 error and the sender retries.
+ */
+async function spool(ctx: IngestContext, message: SpoolMessage, alert_id: string, cause: unknown): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the Queue did not accept within ${SPOOL_SEND_TIMEOUT_IN_MS} ms`)), SPOOL_SEND_TIMEOUT_IN_MS);
   });
+  try {
+    await Promise.race([ctx.queue.send(message, { contentType: "json" }), timeout]);
+  } catch (error) {
+    log("error", "ingest.spool_failed", { request_id: ctx.request_id, alert_id, error: errorMessage(error) });
+    throw cause instanceof StorageUnavailableError ? cause : new StorageUnavailableError("D1 failed", cause);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+  log("warn", "ingest.spooled", { request_id: ctx.request_id, alert_id, error: errorMessage(cause) });
 }
 
 /**
@@ -135,6 +185,15 @@ async function enqueue(ctx: IngestContext, alert_ids: string[]): Promise<void> {
   } catch (error) {
     log("warn", "enqueue.mark_failed", { ...fields, error: errorMessage(error) });
   }
+}
+
+/** About how many bytes the alert's row takes in D1 (its text columns, as UTF-8). */
+function rowBytes(row: Parameters<typeof storeAlert>[1]): number {
+  const { alert } = row;
+  const texts = [row.payload, JSON.stringify(alert.answers), alert.user_parameters, alert.trigger_event_parameters];
+  let bytes = 512 + alert.alert_id.length + alert.alert_name.length + alert.survey_id.length;
+  for (const t of texts) if (t !== null) bytes += t.length * 3 > MAX_ROW_BYTES ? new TextEncoder().encode(t).byteLength : t.length;
+  return bytes;
 }
 
 function parseJson(text: string): { ok: true; value: unknown } | { ok: false; message: string } {

@@ -160,3 +160,23 @@ export function scoreOf(type: string, answer: string | null): number | null {
   if (range.integer && !Number.isInteger(score)) return null;
   return score;
 }
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `max` levels. One pass over
+ * the text, outside strings; the text is valid JSON already.
+ */
+export function jsonDepthExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c) i++; // backslash: skip the escaped character
+      else if (ch === 0x22) inString = false;
+    } else if (ch === 0x22) inString = true;
+    else if (ch === 0x5b || ch === 0x7b) {
+      if (++depth > max) return true;
+    } else if (ch === 0x5d || ch === 0x7d) depth--;
+  }
+  return false;
+}

@@ -19,16 +19,20 @@ export interface StoreAlertInput {
 export interface StoreAlertResult {
   /** True when this call created the row; false when the alert_id was known. */
   inserted: boolean;
+  /** True when the alert was erased on request: nothing is stored. */
+  erased: boolean;
   /** True when the stored body is the same as this one. */
   same_body: boolean;
   /** True when the Queue has not yet accepted a message for the stored alert. */
   needs_enqueue: boolean;
 }
 
+// A response erased on request (erased_alerts) is not stored again when 1Flow retries it.
 const INSERT_ALERT = `INSERT INTO alerts (alert_id, alert_name, project_name, survey_id, survey_name,
   platform, user_system_id, user_parameters, trigger_event_name, trigger_event_parameters,
   submitted_at, received_at, payload, payload_sha256, answers_json)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+WHERE NOT EXISTS (SELECT 1 FROM erased_alerts WHERE alert_id = ?1)
 ON CONFLICT (alert_id) DO NOTHING`;
 
 // Right after INSERT_ALERT in the same batch: changes() is 1 only when that insert wrote the
@@ -105,11 +109,13 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
     db.prepare(SELECT_STORED).bind(alert.alert_id),
     db.prepare(COUNT_DUPLICATE).bind(alert.alert_id, received_at),
   ]);
-  const row = stored?.results[0] as { payload_sha256: string; enqueued_at: string | null } | undefined;
-  if (!inserted || !row) throw new Error("D1 batch returned fewer results than statements");
+  if (!inserted || !stored) throw new Error("D1 batch returned fewer results than statements");
+  const row = stored.results[0] as { payload_sha256: string; enqueued_at: string | null } | undefined;
+  if (!row) return { inserted: false, erased: true, same_body: true, needs_enqueue: false };
   const same_body = row.payload_sha256 === payload_sha256;
   return {
     inserted: inserted.meta.changes === 1,
+    erased: false,
     same_body,
     needs_enqueue: same_body && row.enqueued_at === null,
   };
@@ -127,9 +133,9 @@ export async function markEnqueued(db: D1Database, alert_ids: string[], enqueued
     .run();
 }
 
-/** Answers when D1 does: the health check. */
+/** Answers when D1 does and holds the schema: the health check (reads no row). */
 export async function ping(db: D1Database): Promise<void> {
-  await db.prepare("SELECT 1").first();
+  await db.prepare("SELECT 1 FROM alerts WHERE alert_id = ''").all();
 }
 
 /**

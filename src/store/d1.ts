@@ -7,8 +7,8 @@
 /** What a read needs of D1: the database itself, or a read-replica session of it. */
 export type D1Reader = Pick<D1Database, "prepare" | "batch">;
 
-/** Default time the request path may spend on D1, well inside 1Flow's 10 s. */
-export const STORAGE_DEADLINE_IN_MS = 8_000;
+/** Default time the request path may spend on D1 before the spool: with the spool's 2 s, inside 1Flow's 10 s. */
+export const STORAGE_DEADLINE_IN_MS = 5_000;
 
 /** D1 error messages that Cloudflare documents as safe to retry. */
 const TRANSIENT_D1_MESSAGES = [
@@ -27,6 +27,24 @@ export class StorageUnavailableError extends Error {
   }
 }
 
+function messagesOf(error: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = error; e !== undefined && e !== null && parts.length < 5; e = e instanceof Error ? e.cause : undefined) {
+    parts.push(e instanceof Error ? e.message : String(e));
+  }
+  return parts.join(": ");
+}
+
+/** A constraint D1 enforced (SQLITE_CONSTRAINT): the same write would fail again. */
+export function isConstraintError(error: unknown): boolean {
+  return /SQLITE_CONSTRAINT|constraint failed/i.test(messagesOf(error));
+}
+
+/** A value or row larger than D1 takes (SQLITE_TOOBIG): the same write would fail again. */
+export function isTooBigError(error: unknown): boolean {
+  return /SQLITE_TOOBIG|too big|too large/i.test(messagesOf(error));
+}
+
 export function isTransientD1Error(error: unknown): boolean {
   const message = String(error instanceof Error ? error.message : error);
   return TRANSIENT_D1_MESSAGES.some((m) => message.includes(m));
@@ -37,7 +55,7 @@ export function isTransientD1Error(error: unknown): boolean {
  * fails with a transient D1 error. The work must be idempotent.
  *
  * @example
- * const rows = await withDeadline(() => db.batch(statements), 8_000);
+ * const rows = await withDeadline(() => db.batch(statements), 5_000);
  */
 export async function withDeadline<T>(work: () => Promise<T>, deadlineMs: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -42,10 +42,24 @@ FROM (SELECT a.survey_id AS survey_id, substr(a.submitted_at, 1, 10) AS day,
       FROM alerts AS a WHERE a.${IN_IDS})
 GROUP BY survey_id, day`;
 
-/** Deletes the given alerts (at most ERASE_CHUNK) with their deliveries and quarantined conflicts, in one batch. */
-async function eraseChunk(db: D1Database, alert_ids: string[]): Promise<ErasureCounts> {
+/** Days a tombstone of an erased response is kept: longer than 1Flow's three days of retries. */
+export const TOMBSTONE_DAYS = 7;
+
+/**
+ * Deletes the given alerts (at most ERASE_CHUNK) with their deliveries and quarantined
+ * conflicts, in one batch; with `tombstone_at`, leaves a tombstone per alert so that a
+ * later retry does not store it again.
+ */
+async function eraseChunk(db: D1Database, alert_ids: string[], tombstone_at: string | null = null): Promise<ErasureCounts> {
   if (alert_ids.length === 0) return noErasure();
   const ids = JSON.stringify(alert_ids);
+  const tombstones = tombstone_at === null
+    ? []
+    : [
+        db
+          .prepare(`INSERT INTO erased_alerts (alert_id, erased_at) SELECT value, ?2 FROM json_each(?1) WHERE true ON CONFLICT (alert_id) DO NOTHING`)
+          .bind(ids, tombstone_at),
+      ];
   const [, , deliveries, rejected, alerts] = await db.batch([
     db
       .prepare(
@@ -69,6 +83,7 @@ async function eraseChunk(db: D1Database, alert_ids: string[]): Promise<ErasureC
     db.prepare(`DELETE FROM deliveries WHERE ${IN_IDS}`).bind(ids),
     db.prepare(`DELETE FROM rejected_payloads WHERE ${IN_IDS}`).bind(ids),
     db.prepare(`DELETE FROM alerts WHERE ${IN_IDS} RETURNING json_array_length(answers_json) AS answers`).bind(ids),
+    ...tombstones,
   ]);
   const erased = (alerts?.results ?? []) as { answers: number }[];
   return {
@@ -87,6 +102,7 @@ export async function eraseUser(
   db: D1Database,
   user_system_id: string,
   max_chunks: number,
+  now: string,
 ): Promise<{ erased: ErasureCounts; more: boolean }> {
   let erased = noErasure();
   for (let chunk = 0; chunk < max_chunks; chunk++) {
@@ -95,7 +111,7 @@ export async function eraseUser(
       .prepare("SELECT alert_id FROM alerts WHERE user_system_id = ?1 LIMIT ?2")
       .bind(user_system_id, ERASE_CHUNK)
       .all<{ alert_id: string }>();
-    erased = addErasure(erased, await eraseChunk(db, results.map((r) => r.alert_id)));
+    erased = addErasure(erased, await eraseChunk(db, results.map((r) => r.alert_id), now));
     if (results.length < ERASE_CHUNK) {
       // rejected_by_user: the body's own user, for bodies that never became alerts.
       const rejected = await db
@@ -152,4 +168,9 @@ export async function eraseRejectedBefore(db: D1Database, before: string, limit:
     .bind(before, limit)
     .run();
   return result.meta.changes ?? 0;
+}
+
+/** Forgets tombstones older than `before` (the cron). */
+export async function pruneTombstones(db: D1Database, before: string): Promise<void> {
+  await db.prepare("DELETE FROM erased_alerts WHERE erased_at < ?1").bind(before).run();
 }

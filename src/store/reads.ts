@@ -211,24 +211,41 @@ export interface ExportFilter {
   until: string | null;
 }
 
+/**
+ * The export's WHERE, built for its filter so that SQLite seeks the index straight to the
+ * keyset (a row-value range), whatever page it is on: alerts_by_survey_time for one
+ * survey, alerts_by_time otherwise.
+ */
 function exportWhere(input: ExportFilter & { after: Keyset | null }): { sql: string; binds: unknown[]; index: string } {
+  const where: string[] = [];
+  const binds: unknown[] = [];
+  const param = (value: unknown) => `?${binds.push(value)}`;
+  if (input.survey_id !== null) where.push(`survey_id = ${param(input.survey_id)}`);
+  if (input.after !== null) where.push(`(submitted_at, alert_id) > (${param(input.after.submitted_at)}, ${param(input.after.alert_id)})`);
+  if (input.since !== null) where.push(`submitted_at >= ${param(input.since)}`);
+  if (input.until !== null) where.push(`submitted_at < ${param(input.until)}`);
   return {
     index: input.survey_id === null ? "alerts_by_time" : "alerts_by_survey_time",
-    sql: `${input.survey_id === null ? "?1 IS NULL" : "survey_id = ?1"} AND submitted_at >= COALESCE(?2, '')
-          AND (?3 IS NULL OR submitted_at < ?3) AND (submitted_at, alert_id) > (COALESCE(?4, ''), COALESCE(?5, ''))`,
-    binds: [input.survey_id, input.since, input.until, input.after?.submitted_at ?? null, input.after?.alert_id ?? null],
+    sql: where.length > 0 ? where.join(" AND ") : "true",
+    binds,
   };
 }
 
 /** A page of the export, oldest first, after the keyset `after`: one row read per response. */
-export async function exportPage(db: D1Reader, input: ExportFilter & { after: Keyset | null; limit: number }): Promise<ExportRow[]> {
+export function exportPageQuery(input: ExportFilter & { after: Keyset | null; limit: number }): { sql: string; params: unknown[] } {
   const where = exportWhere(input);
+  return {
+    sql: `SELECT alert_id, submitted_at, user_system_id, platform, answers_json FROM alerts INDEXED BY ${where.index}
+          WHERE ${where.sql} ORDER BY submitted_at, alert_id LIMIT ?${where.binds.length + 1}`,
+    params: [...where.binds, input.limit],
+  };
+}
+
+export async function exportPage(db: D1Reader, input: ExportFilter & { after: Keyset | null; limit: number }): Promise<ExportRow[]> {
+  const { sql, params } = exportPageQuery(input);
   const { results } = await db
-    .prepare(
-      `SELECT alert_id, submitted_at, user_system_id, platform, answers_json FROM alerts INDEXED BY ${where.index}
-       WHERE ${where.sql} ORDER BY submitted_at, alert_id LIMIT ?6`,
-    )
-    .bind(...where.binds, input.limit)
+    .prepare(sql)
+    .bind(...params)
     .all<Omit<ExportRow, "answers"> & { answers_json: string }>();
   return results.map(({ answers_json, ...row }) => ({ ...row, answers: parseAnswers(answers_json).map((a) => a.answer) }));
 }
@@ -242,7 +259,7 @@ export async function exportBoundary(db: D1Reader, input: ExportFilter & { after
   return db
     .prepare(
       `SELECT submitted_at, alert_id FROM alerts INDEXED BY ${where.index}
-       WHERE ${where.sql} ORDER BY submitted_at, alert_id LIMIT 1 OFFSET ?6`,
+       WHERE ${where.sql} ORDER BY submitted_at, alert_id LIMIT 1 OFFSET ?${where.binds.length + 1}`,
     )
     .bind(...where.binds, input.offset)
     .first<Keyset>();

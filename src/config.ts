@@ -1,0 +1,24 @@
+/**
+ * The variables a deployment can get wrong, checked together: GET /healthz answers 503
+ * `bad_config` while one is off (and says which in the log), and the Worker does not act
+ * on a refused value (retention stays off; the body limit stays at its default).
+ */
+import type { Env } from "./env";
+
+/** The largest MAX_BODY_BYTES accepted: past it, a row could outgrow what D1 and the spool take. */
+export const MAX_BODY_BYTES_LIMIT = 1_048_576;
+
+const positiveInteger = (raw: string) => /^\s*[1-9]\d*\s*$/.test(raw);
+const set = (raw: string | undefined): raw is string => raw !== undefined && raw.trim() !== "";
+
+/** What is wrong with the configuration, one sentence per variable; empty when nothing is. */
+export function configProblems(env: Pick<Env, "RETENTION_DAYS" | "MAX_BODY_BYTES">): string[] {
+  const problems: string[] = [];
+  if (set(env.RETENTION_DAYS) && !positiveInteger(env.RETENTION_DAYS)) {
+    problems.push("RETENTION_DAYS must be a positive whole number of days; retention is off until it is");
+  }
+  if (set(env.MAX_BODY_BYTES) && (!positiveInteger(env.MAX_BODY_BYTES) || Number(env.MAX_BODY_BYTES) > MAX_BODY_BYTES_LIMIT)) {
+    problems.push(`MAX_BODY_BYTES must be a whole number of bytes up to ${MAX_BODY_BYTES_LIMIT}; the default 65536 applies until it is`);
+  }
+  return problems;
+}

@@ -1,0 +1,37 @@
+/**
+ * `/dashboard`: the operator's pages, server-rendered with hono/jsx, no script at all.
+ * A strict Content-Security-Policy allows only each page's own style; state-changing
+ * POSTs from another origin are refused (Hono's csrf); every page but sign-in needs a
+ * live server-side session (session.tsx). Actions call the same operations as `/api`.
+ */
+import { Hono } from "hono";
+import { csrf } from "hono/csrf";
+import { NONCE, secureHeaders } from "hono/secure-headers";
+import type { AppEnv } from "../app-env";
+import { deliveries } from "./pages/deliveries";
+import { overview } from "./pages/overview";
+import { quarantine } from "./pages/quarantine";
+import { responses } from "./pages/responses";
+import { survey } from "./pages/survey";
+import { requireSession, session } from "./session";
+
+export const dashboard = new Hono<AppEnv>({ strict: false });
+
+dashboard.use(
+  "/dashboard/*",
+  secureHeaders({
+    contentSecurityPolicy: {
+      defaultSrc: ["'none'"],
+      styleSrc: [NONCE],
+      imgSrc: ["'self'", "data:"],
+      formAction: ["'self'"],
+      frameAncestors: ["'none'"],
+      baseUri: ["'none'"],
+    },
+  }),
+);
+dashboard.use("/dashboard/*", csrf());
+dashboard.use("/dashboard", requireSession);
+dashboard.use("/dashboard/*", requireSession);
+
+for (const pages of [session, overview, survey, responses, quarantine, deliveries]) dashboard.route("/", pages);

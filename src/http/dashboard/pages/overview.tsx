@@ -1,0 +1,88 @@
+/** The overview: today's and the month's totals, the destinations' day, and the surveys, all from rollups. */
+import { Hono } from "hono";
+import type { FC } from "hono/jsx";
+import type { AppEnv } from "../../app-env";
+import { readerOf } from "../../reader";
+import { nonceOf, Page } from "../layout";
+import { destinationCounts, type DestinationCounts, listSurveys, totalsSince } from "../../../store/reads";
+
+export const overview = new Hono<AppEnv>({ strict: false });
+
+const Totals: FC<{ label: string; totals: Awaited<ReturnType<typeof totalsSince>> }> = ({ label, totals }) => (
+  <section>
+    <h2>{label}</h2>
+    <div class="cards">
+      <div class="card">
+        <b>{totals.responses}</b>responses
+      </div>
+      <div class="card">
+        <b>{totals.duplicates}</b>duplicates
+      </div>
+      <div class="card">
+        <b>{totals.rejected}</b>rejected
+      </div>
+    </div>
+  </section>
+);
+
+const Deliveries: FC<{ counts: DestinationCounts[] }> = ({ counts }) => (
+  <section>
+    <h2>Deliveries, last 24 hours</h2>
+    <div class="cards">
+      {counts.map((d) => (
+        <div class="card">
+          <b>{d.delivered_24h}</b>
+          {d.destination}: delivered · {d.failed_24h} failed · {d.pending} pending
+        </div>
+      ))}
+    </div>
+  </section>
+);
+
+overview.get("/dashboard", async (c) => {
+  const db = readerOf(c.env);
+  const now = Date.now();
+  const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+  const [today, month, surveys, destinations] = await Promise.all([
+    totalsSince(db, day(now)),
+    totalsSince(db, day(now - 29 * 86_400_000)),
+    listSurveys(db),
+    destinationCounts(db, new Date(now - 23 * 3_600_000).toISOString().slice(0, 13)),
+  ]);
+  const origin = new URL(c.req.url).origin;
+  return c.html(
+    <Page title="Overview" nonce={nonceOf(c)}>
+      {surveys.length === 0 ? (
+        <section id="empty">
+          <p>No survey response has arrived yet. To receive them, in 1Flow open Settings → Project Settings →
+            Project webhook alerts, enter</p>
+          <pre>{origin}/webhooks/1flow/&lt;WEBHOOK_SECRET&gt;</pre>
+          <p>tick the checkbox that enables alerts, and Save.</p>
+        </section>
+      ) : null}
+      <Totals label="Today (UTC)" totals={today} />
+      <Totals label="Last 30 days" totals={month} />
+      <Deliveries counts={destinations} />
+      <h2>Surveys</h2>
+      <table>
+        <tr>
+          <th>Survey</th>
+          <th>Responses</th>
+          <th>Last response</th>
+          <th>NPS</th>
+        </tr>
+        {surveys.map((s) => (
+          <tr>
+            <td>
+              <a href={`/dashboard/surveys/${encodeURIComponent(s.survey_id)}`}>{s.survey_name ?? s.survey_id}</a>
+            </td>
+            <td>{s.responses}</td>
+            <td>{s.last_response_at}</td>
+            <td>{s.nps ?? "–"}</td>
+          </tr>
+        ))}
+      </table>
+    </Page>,
+  );
+});
+

@@ -1,0 +1,104 @@
+/**
+ * What the operator's two faces (`/api` and `/dashboard`) both do, once, below HTTP:
+ * replaying deliveries and reprocessing a quarantined body. Each returns a result the
+ * face turns into its own answer (JSON or a page).
+ */
+import type { QueueMessage } from "./alert";
+import type { DestinationsConfig } from "./fanout/destinations";
+import { type IngestContext, type IngestOutcome, ingest } from "./ingest/ingest";
+import { errorMessage, log } from "./log";
+import { sendAlerts } from "./queue";
+import { alertExists } from "./store/alerts";
+import { resetAlertDeliveries, resetDeliveries } from "./store/deliveries";
+import { deleteRejected, getRejected } from "./store/rejected";
+
+/** Deliveries one bulk replay resets at most; call again while `more` is true. */
+export const REPLAY_LIMIT = 1_000;
+
+export interface ReplayDeps {
+  db: D1Database;
+  queue: Queue<QueueMessage>;
+  destinations: DestinationsConfig;
+  now: () => Date;
+  request_id: string;
+}
+
+export type ReplayFailure = "not_found" | "unknown_destination" | "queue_unavailable";
+
+function isConfigured(destinations: DestinationsConfig, name: string): boolean {
+  return destinations.ok && destinations.destinations.some((d) => d.name === name);
+}
+
+/** Sends replayed alerts to the Queue; pending deliveries left by a failure are swept later. */
+async function enqueue(queue: Queue<QueueMessage>, alert_ids: string[]): Promise<boolean> {
+  try {
+    await sendAlerts(queue, alert_ids);
+    return true;
+  } catch (error) {
+    log("error", "replay.enqueue_failed", { error: errorMessage(error), alerts: alert_ids.length });
+    return false;
+  }
+}
+
+/**
+ * Resets an alert's `failed` and `dead` deliveries (and `delivered` ones when forced) to
+ * `pending`, and enqueues the alert.
+ */
+export async function replayAlert(
+  deps: ReplayDeps,
+  input: { alert_id: string; destination?: string; force: boolean },
+): Promise<{ ok: true; destinations: string[] } | { ok: false; error: ReplayFailure }> {
+  const { alert_id, destination, force } = input;
+  if (destination !== undefined && !isConfigured(deps.destinations, destination)) return { ok: false, error: "unknown_destination" };
+  if (!(await alertExists(deps.db, alert_id))) return { ok: false, error: "not_found" };
+  const reset = await resetAlertDeliveries(deps.db, { alert_id, destination: destination ?? null, force, at: deps.now().toISOString() });
+  const sent = await enqueue(deps.queue, [alert_id]);
+  log("info", "replay.alert", { request_id: deps.request_id, alert_id, deliveries: reset.length, force });
+  return sent ? { ok: true, destinations: reset } : { ok: false, error: "queue_unavailable" };
+}
+
+/** Resets up to REPLAY_LIMIT `failed` or `dead` deliveries matching the filter, and enqueues their alerts. */
+export async function replayDeliveries(
+  deps: ReplayDeps,
+  input: { status: "dead" | "failed"; destination?: string; since?: string; until?: string },
+): Promise<{ ok: true; deliveries: number; alerts: number; more: boolean } | { ok: false; error: ReplayFailure }> {
+  const { status, destination, since, until } = input;
+  if (destination !== undefined && !isConfigured(deps.destinations, destination)) return { ok: false, error: "unknown_destination" };
+  const reset = await resetDeliveries(deps.db, {
+    status,
+    destination: destination ?? null,
+    since: since ? new Date(since).toISOString() : null,
+    until: until ? new Date(until).toISOString() : null,
+    limit: REPLAY_LIMIT,
+    at: deps.now().toISOString(),
+  });
+  const alert_ids = [...new Set(reset.map((k) => k.alert_id))];
+  const sent = await enqueue(deps.queue, alert_ids);
+  log("info", "replay.bulk", { request_id: deps.request_id, status, deliveries: reset.length, alerts: alert_ids.length });
+  if (!sent) return { ok: false, error: "queue_unavailable" };
+  return { ok: true, deliveries: reset.length, alerts: alert_ids.length, more: reset.length === REPLAY_LIMIT };
+}
+
+export type ReprocessResult =
+  | { ok: true; alert_id: string; duplicate: boolean }
+  | { ok: false; error: "not_found" }
+  | { ok: false; error: "too_large" }
+  | { ok: false; error: "refused"; outcome: Exclude<IngestOutcome, { outcome: "stored" | "duplicate" }> };
+
+/**
+ * Runs a quarantined body through today's validation. Accepted: stored and enqueued
+ * like a fresh webhook, and taken out of the quarantine. Refused: it stays.
+ */
+export async function reprocessRejected(ctx: IngestContext, id: string): Promise<ReprocessResult> {
+  const row = await getRejected(ctx.db, id);
+  if (!row) return { ok: false, error: "not_found" };
+  if (row.body === null) return { ok: false, error: "too_large" };
+  const body = typeof row.body === "string" ? new TextEncoder().encode(row.body).buffer : row.body;
+  const result = await ingest(body as ArrayBuffer, { ...ctx, quarantine: false });
+  log("info", "quarantine.reprocess", { request_id: ctx.request_id, id: row.id, outcome: result.outcome, alert_id: result.alert_id });
+  if (result.outcome === "stored" || result.outcome === "duplicate") {
+    await deleteRejected(ctx.db, row.id);
+    return { ok: true, alert_id: result.alert_id, duplicate: result.duplicate };
+  }
+  return { ok: false, error: "refused", outcome: result };
+}
