@@ -15,6 +15,8 @@ export default defineConfig(async () => {
     ADMIN_TOKEN: "",
     TEST_MIGRATIONS: migrations,
     TEST_SCHEMA_SQL: schema[0]?.queries ?? [],
+    // The property tests' seed: FC_SEED=<seed> npm test replays a run they printed.
+    FC_SEED: process.env.FC_SEED ?? "",
   };
   const shared = {
     setupFiles: ["./test/apply-schema.ts"],

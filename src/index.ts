@@ -9,7 +9,9 @@ import { app } from "./http/app";
 import { errorMessage, log } from "./log";
 import { sweepOutbox } from "./outbox";
 import { applyRetention, retentionDays } from "./retention";
+import { pruneTombstones, TOMBSTONE_DAYS } from "./store/erasure";
 import { foldSurveys, HOURLY_KEPT_IN_HOURS, pruneHourly } from "./store/rollups";
+import { pruneSessions } from "./store/sessions";
 
 /** The dead-letter queue's name ends so; the alerts queue's does not. */
 const DEAD_LETTER_SUFFIX = "-dlq";
@@ -41,9 +43,12 @@ export default {
     // Upkeep of the rollups: one failing step does not stop the others.
     const yesterday = new Date(now.getTime() - 86_400_000).toISOString().slice(0, 10);
     const hoursAgo = new Date(now.getTime() - HOURLY_KEPT_IN_HOURS * 3_600_000).toISOString().slice(0, 13);
+    const tombstonesBefore = new Date(now.getTime() - TOMBSTONE_DAYS * 86_400_000).toISOString();
     for (const [step, run] of [
       ["fold_surveys", () => foldSurveys(env.DB, yesterday)],
       ["prune_hourly", () => pruneHourly(env.DB, hoursAgo)],
+      ["prune_sessions", () => pruneSessions(env.DB, now.toISOString())],
+      ["prune_tombstones", () => pruneTombstones(env.DB, tombstonesBefore)],
     ] as const) {
       await run().catch((error: unknown) => log("error", `upkeep.${step}_failed`, { error: errorMessage(error) }));
     }

@@ -1,10 +1,10 @@
 /** The operator's API: alerts, the quarantine and its reprocessing, erasure and retention. */
 import { createScheduledController } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
 import { sha256Hex } from "../src/ingest/ingest";
-import { alertRow, answerRows, callWorker, examplePayload, post, quarantinedValidBody, rejectedRow } from "./fixtures";
+import { ADMIN_TOKEN, alertRow, answerRows, callWorker, examplePayload, post, quarantinedValidBody, rejectedRow } from "./fixtures";
 
 const api = callWorker;
 
@@ -158,6 +158,69 @@ describe("erasure and retention", () => {
     expect(left).toEqual({ n: 0 });
     expect(await alertRow(other.alert_id)).not.toBeNull();
     expect(await answerRows(other.alert_id)).toHaveLength(2);
+  });
+
+  it("erasure also removes the user's quarantined bodies that never became alerts, found without reading every body", async () => {
+    const user = `q-${crypto.randomUUID()}`;
+    const refused = JSON.stringify({ ...examplePayload({ user: { user_system_id: user } }), timestamp: "not a time" });
+    const other = JSON.stringify({ ...examplePayload(), timestamp: "not a time" });
+    await post(refused);
+    await post(other);
+    const res = await api(`/api/users/${user}`, { method: "DELETE" });
+    expect(await res.json()).toMatchObject({ erased: { alerts: 0, rejected_payloads: 1 }, more: false });
+    expect(await rejectedRow(await sha256Hex(refused))).toBeNull();
+    expect(await rejectedRow(await sha256Hex(other))).not.toBeNull();
+    const plan = await env.DB.prepare(
+      "EXPLAIN QUERY PLAN DELETE FROM rejected_payloads WHERE json_valid(body) AND json_extract(body, '$.user.user_system_id') = ?1",
+    )
+      .bind(user)
+      .all<{ detail: string }>();
+    expect(plan.results.map((r) => r.detail).join(" ")).toContain("USING INDEX rejected_by_user");
+  });
+
+  it("erasure works in chunks: 150 alerts of one user in one request, each chunk one batch", async () => {
+    const user = `many-${crypto.randomUUID()}`;
+    await Promise.all(Array.from({ length: 150 }, () => post(examplePayload({ user: { user_system_id: user } }))));
+    const batch = vi.spyOn(env.DB, "batch");
+    const res = await callWorker(`/api/users/${user}`, { method: "DELETE" }, { ...env, ADMIN_TOKEN, DB: env.DB });
+    expect(await res.json()).toMatchObject({ erased: { alerts: 150, answers: 300 }, more: false });
+    // Two chunks of at most 100: two batches, each bound to one JSON array, never a list of 150 parameters.
+    expect(batch).toHaveBeenCalledTimes(2);
+    vi.restoreAllMocks();
+    const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE user_system_id = ?").bind(user).first();
+    expect(left).toEqual({ n: 0 });
+  });
+
+  it("a tombstone stops 1Flow's later retry from storing an erased response again", async () => {
+    const user = `tomb-${crypto.randomUUID()}`;
+    const mine = examplePayload({ user: { user_system_id: user } });
+    await post(mine);
+    await api(`/api/users/${user}`, { method: "DELETE" });
+    const retry = await post(mine);
+    expect(retry.status).toBe(200);
+    expect(await retry.json()).toEqual({ ok: true, alert_id: mine.alert_id, duplicate: true });
+    expect(await alertRow(mine.alert_id)).toBeNull();
+    expect(await rejectedRow(await sha256Hex(JSON.stringify(mine)))).toBeNull();
+    // A new response of that user is stored: the tombstone is per response, not per user.
+    const later = examplePayload({ user: { user_system_id: user } });
+    expect(await (await post(later)).json()).toMatchObject({ duplicate: false });
+  });
+
+  it("retention never deletes a response whose fan-out is unfinished", async () => {
+    const old = { timestamp: "2020-01-01T00:00:00.000Z" };
+    const done = examplePayload(old);
+    const notSent = examplePayload(old);
+    const pending = examplePayload(old);
+    for (const p of [done, notSent, pending]) await post(p);
+    await env.DB.prepare("UPDATE alerts SET enqueued_at = '2020-01-01T00:00:00.000Z' WHERE alert_id IN (?, ?)").bind(done.alert_id, pending.alert_id).run();
+    await env.DB.prepare("UPDATE alerts SET enqueued_at = NULL WHERE alert_id = ?").bind(notSent.alert_id).run();
+    await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at) VALUES (?, 'crm', 'pending', 2, 'x')")
+      .bind(pending.alert_id)
+      .run();
+    await worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), { ...env, RETENTION_DAYS: "30" });
+    expect(await alertRow(done.alert_id)).toBeNull();
+    expect(await alertRow(notSent.alert_id)).not.toBeNull();
+    expect(await alertRow(pending.alert_id)).not.toBeNull();
   });
 
   it("RETENTION_DAYS makes the cron erase what was submitted earlier, and nothing newer", async () => {

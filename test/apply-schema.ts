@@ -1,5 +1,26 @@
 import { applyD1Migrations } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { afterAll, expect } from "vitest";
 
 // Runs before each test file; applying is idempotent.
 await applyD1Migrations(env.DB, env.TEST_MIGRATIONS);
+
+/**
+ * Every log line of every test file, checked at its end for the secrets the tests use:
+ * the webhook tokens, the admin token and the destinations' signing key must never reach a
+ * log. Lines still go to the console; a test that mocks the console sees its own.
+ */
+const SECRETS = ["test-secret", "old-secret", "admin-token-for-tests", "a-rotated-admin-token", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"];
+const lines: string[] = [];
+for (const method of ["log", "info", "warn", "error", "debug"] as const) {
+  const original = console[method].bind(console);
+  console[method] = (...args: unknown[]) => {
+    lines.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" "));
+    original(...args);
+  };
+}
+
+afterAll(() => {
+  const leaks = lines.filter((line) => SECRETS.some((secret) => line.includes(secret)));
+  expect(leaks, "log lines that hold a secret").toEqual([]);
+});

@@ -7,6 +7,8 @@ declare global {
       TEST_MIGRATIONS: D1Migration[];
       /** The statements of schema.sql. */
       TEST_SCHEMA_SQL: string[];
+      /** The property tests' seed, from the shell; empty for a new one. */
+      FC_SEED: string;
       /** Empty databases for the schema and upgrade tests. */
       SCHEMA_DB: D1Database;
       UPGRADE_DB: D1Database;

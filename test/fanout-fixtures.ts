@@ -20,6 +20,8 @@ export const FANOUT_ENV: Env = { ...env, DESTINATIONS: JSON.stringify(DESTINATIO
 
 export interface Received {
   host: string;
+  /** The request's redirect mode: "manual" means the Worker never follows one. */
+  redirect: string;
   headers: Record<string, string>;
   body: string;
 }
@@ -37,7 +39,7 @@ export function stubDestinations(answers: Record<string, Answer> = {}): Received
     const request = new Request(input, init);
     const host = new URL(request.url).hostname;
     if (!host.endsWith(".test")) return original(input, init);
-    const record = { host, headers: Object.fromEntries(request.headers), body: await request.clone().text() };
+    const record = { host, redirect: request.redirect, headers: Object.fromEntries(request.headers), body: await request.clone().text() };
     received.push(record);
     const answer = answers[host];
     return answer ? answer(request, record) : new Response("ok");

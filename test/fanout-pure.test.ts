@@ -51,6 +51,8 @@ describe("parseDestinations", () => {
     ["not JSON", "[{", "not valid JSON"],
     ["not an array", '{"name":"a"}', "invalid"],
     ["an ftp url", '[{"name":"a","url":"ftp://x"}]', "0.url"],
+    ["plain http to a public host", '[{"name":"a","url":"http://crm.example.com/hook"}]', "0.url: must be https://"],
+    ["plain http to a private, not loopback, address", '[{"name":"a","url":"http://10.0.0.5/hook"}]', "0.url"],
     ["a bad secret", '[{"name":"a","url":"https://x","secret":"plain"}]', "0.secret"],
     ["an unknown format", '[{"name":"a","url":"https://x","format":"xml"}]', "0.format"],
     ["duplicate names", '[{"name":"a","url":"https://x"},{"name":"a","url":"https://y"}]', "unique"],
@@ -61,6 +63,13 @@ describe("parseDestinations", () => {
     expect(config.ok).toBe(false);
     if (!config.ok) expect(config.error).toContain(fragment);
   });
+
+  it.each(["https://crm.example.com/hook", "http://127.0.0.1:9000/hook", "http://127.8.9.10/x", "http://localhost:9000/hook", "http://[::1]:9000/hook"])(
+    "accepts %s",
+    (url) => {
+      expect(parseDestinations(JSON.stringify([{ name: "a", url }])).ok).toBe(true);
+    },
+  );
 
   it("the survey_ids filter", () => {
     const config = parseDestinations('[{"name":"a","url":"https://x","survey_ids":["s1"]},{"name":"b","url":"https://y"}]');
@@ -113,6 +122,20 @@ describe("slackMessage", () => {
     expect(blocks).toContain("*How likely?*\\n*6* (detractor)");
     expect(blocks).toContain("*Question 2*\\n_no answer_");
     expect(blocks).toContain("*Platform*\\nios");
+  });
+
+  it("cuts every field to Slack's limits, so a long user id is no permanent 400", () => {
+    const long = { ...alert, user_system_id: "u".repeat(5_000), survey_name: "s".repeat(500), platform: "p".repeat(3_000) };
+    const message = slackMessage(long);
+    expect(message.text.length).toBeLessThanOrEqual(3_000);
+    for (const block of message.blocks) {
+      if (block.type === "header") expect(block.text.text.length).toBeLessThanOrEqual(150);
+      if (block.type === "section") {
+        for (const field of block.fields ?? []) expect(field.text.length).toBeLessThanOrEqual(2_000);
+        if (block.text) expect(block.text.text.length).toBeLessThanOrEqual(3_000);
+      }
+      if (block.type === "context") for (const e of block.elements) expect(e.text.length).toBeLessThanOrEqual(2_000);
+    }
   });
 
   it("stays within Slack's 50 blocks", () => {

@@ -55,9 +55,14 @@ export function webhookRequest(
   });
 }
 
-/** Posts through the Worker's real entry point (`exports.default.fetch`). */
+/**
+ * Posts through the Worker's real entry point (`exports.default.fetch`). With
+ * `contentType: null` the body goes as raw bytes, so that no content-type is added for it
+ * (a string body would silently get text/plain).
+ */
 export function post(body: unknown, init: Parameters<typeof webhookRequest>[1] = {}): Promise<Response> {
-  const raw = typeof body === "string" || body instanceof Uint8Array || body === null ? body : JSON.stringify(body);
+  let raw = typeof body === "string" || body instanceof Uint8Array || body === null ? body : JSON.stringify(body);
+  if (init.contentType === null && typeof raw === "string") raw = new TextEncoder().encode(raw);
   return exports.default.fetch(webhookRequest(raw as BodyInit | null, init));
 }
 

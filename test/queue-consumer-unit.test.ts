@@ -172,6 +172,52 @@ describe("queue consumer", () => {
     for (const signal of signals) expect(signal).toBeInstanceOf(AbortSignal);
   });
 
+  it("a redirect is never followed: the 3xx is recorded with its status and retried like a 5xx", async () => {
+    const received = stubDestinations({
+      "crm.test": () => new Response(null, { status: 302, headers: { location: "https://elsewhere.test/hook" } }),
+    });
+    const { alert_id } = await storedAlert();
+    const m = message(alert_id);
+    const result = await runQueue(QUEUE, [m]);
+    expect(result.retryMessages.map((r) => r.msgId)).toEqual([m.id]);
+    expect(received.map((r) => r.host).sort()).toEqual(["crm.test", "warehouse.test"]);
+    expect(received.map((r) => r.redirect)).toEqual(["manual", "manual"]);
+    const crm = (await deliveries(alert_id)).find((d) => d.destination === "crm");
+    expect(crm).toMatchObject({ status: "pending", last_status: 302, last_error: "HTTP 302" });
+  });
+
+  it("at most six requests are open at once, and each timeout starts when its request is sent", async () => {
+    let open = 0;
+    let most = 0;
+    const sent: string[] = [];
+    const original = globalThis.fetch;
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      const request = new Request(input);
+      if (!new URL(request.url).hostname.endsWith(".test")) return original(input, init);
+      sent.push(request.headers.get("webhook-id") ?? "");
+      open += 1;
+      most = Math.max(most, open);
+      // Never answers: only the timeout ends it.
+      const signal = init?.signal;
+      return new Promise<Response>((_, reject) =>
+        signal?.addEventListener("abort", () => {
+          open -= 1;
+          reject(signal.reason);
+        }),
+      );
+    });
+    const alerts = await Promise.all(Array.from({ length: 7 }, () => storedAlert()));
+    const started = Date.now();
+    await runQueue(QUEUE, alerts.map((a) => message(a.alert_id)), { ...FANOUT_ENV, DELIVERY_TIMEOUT_MS: "300" });
+    // 14 deliveries, six at a time, each given its own 300 ms once sent: three waves.
+    expect(most).toBe(6);
+    expect(sent).toHaveLength(14);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(850);
+    for (const a of alerts) {
+      for (const d of await deliveries(a.alert_id)) expect(d).toMatchObject({ status: "pending", last_error: "no answer within 0.3 s" });
+    }
+  });
+
   it("a destination that never answers is cut off at DELIVERY_TIMEOUT_MS; the others are delivered", async () => {
     const original = globalThis.fetch;
     vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {

@@ -90,6 +90,22 @@ describe("POST /webhooks/1flow/:token", () => {
     expect(await alertRow(payload.alert_id)).not.toBeNull();
   });
 
+  it("with WEBHOOK_SECRET_PREVIOUS unset, the old token gets 401", async () => {
+    const payload = examplePayload();
+    const ctx = createExecutionContext();
+    const res = await worker.fetch(webhookRequest(JSON.stringify(payload), { token: "old-secret" }), { ...env, WEBHOOK_SECRET_PREVIOUS: undefined }, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(401);
+    expect(await alertRow(payload.alert_id)).toBeNull();
+  });
+
+  it("no content-type at all (raw bytes, nothing added): 415, quarantined", async () => {
+    const request = webhookRequest(new TextEncoder().encode(JSON.stringify(examplePayload())), { contentType: null });
+    expect(request.headers.get("content-type")).toBeNull();
+    const res = await exports.default.fetch(request);
+    expect(res.status).toBe(415);
+  });
+
   it("WEBHOOK_SECRET not configured: 503 not_configured, even with an empty token; nothing stored", async () => {
     const before = await snapshot();
     for (const token of ["test-secret", ""]) {
@@ -218,10 +234,14 @@ describe("POST /webhooks/1flow/:token", () => {
   it("the same rejected body twice is one quarantine row with two attempts", async () => {
     const body = JSON.stringify({ alert_id: "x", nonsense: crypto.randomUUID() });
     await post(body);
+    const first = await rejectedRow(await sha256Hex(body));
+    await new Promise((r) => setTimeout(r, 5));
     await post(body);
     const rejected = await rejectedRow(await sha256Hex(body));
     expect(rejected?.attempts).toBe(2);
-    expect((rejected?.last_seen_at ?? "") >= (rejected?.first_seen_at ?? "~")).toBe(true);
+    expect(rejected?.first_seen_at).toBe(first?.first_seen_at);
+    // The repeat moves last_seen_at forward.
+    expect((rejected?.last_seen_at ?? "") > (first?.last_seen_at ?? "~")).toBe(true);
   });
 
   it.each(["GET", "PUT", "DELETE", "PATCH"])("%s on the webhook path: 405 with Allow: POST, nothing stored", async (method) => {

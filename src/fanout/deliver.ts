@@ -54,7 +54,8 @@ export async function deliver(
 ): Promise<DeliveryAttempt> {
   try {
     const request = await deliveryRequest(destination, alert, now);
-    const res = await fetch(request, { signal: AbortSignal.timeout(timeout_ms) });
+    // Redirects are never followed: a 3xx is recorded with its status and retried like a 5xx.
+    const res = await fetch(request, { signal: AbortSignal.timeout(timeout_ms), redirect: "manual" });
     await res.body?.cancel();
     if (res.ok) return { ok: true, permanent: false, status: res.status, error: null, retry_after_seconds: null };
     const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;

@@ -12,7 +12,7 @@ const destinationSchema = v.strictObject({
   url: v.pipe(
     v.string(),
     v.url("must be a URL"),
-    v.check((u) => /^https?:\/\//i.test(u), "must be an http(s) URL"),
+    v.check(isAllowedUrl, "must be https:// (plain http:// only to a loopback host: 127.0.0.0/8, [::1], localhost)"),
   ),
   secret: v.optional(
     v.pipe(v.string(), v.regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, "must be whsec_ followed by base64")),
@@ -37,6 +37,20 @@ const destinationsSchema = v.pipe(
 );
 
 export type Destination = v.InferOutput<typeof destinationSchema>;
+
+/** https://, or http:// to a loopback host (for local receivers): nothing else leaves unencrypted. */
+export function isAllowedUrl(raw: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return false;
+  }
+  if (url.protocol === "https:") return true;
+  if (url.protocol !== "http:") return false;
+  const host = url.hostname;
+  return host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
 
 export type DestinationsConfig = { ok: true; destinations: Destination[] } | { ok: false; error: string };
 

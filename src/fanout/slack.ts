@@ -2,9 +2,11 @@
 import { npsCategory } from "../alert";
 import type { StoredAlert } from "../store/deliveries";
 
-/** Slack's own limits: 50 blocks a message, 3000 characters a section. */
+/** Slack's own limits: 50 blocks a message, 3000 characters a section's text, 2000 a field or context element, 150 a header. */
 const MAX_BLOCKS = 50;
 const MAX_SECTION_CHARS = 3_000;
+const MAX_FIELD_CHARS = 2_000;
+const MAX_HEADER_CHARS = 150;
 
 interface SlackText {
   type: "mrkdwn" | "plain_text";
@@ -52,13 +54,13 @@ export function slackMessage(alert: StoredAlert): SlackMessage {
   const summary = nps?.value != null ? ` · NPS ${nps.value} (${npsCategory(nps.value)})` : "";
 
   const blocks: SlackBlock[] = [
-    { type: "header", text: { type: "plain_text", text: clip(`New response: ${survey}`, 150) } },
+    { type: "header", text: { type: "plain_text", text: clip(`New response: ${survey}`, MAX_HEADER_CHARS) } },
     {
       type: "section",
       fields: [
-        { type: "mrkdwn", text: `*User*\n${escape(user)}` },
-        { type: "mrkdwn", text: `*Platform*\n${escape(alert.platform ?? "unknown")}` },
-        { type: "mrkdwn", text: `*Submitted*\n${alert.submitted_at}` },
+        { type: "mrkdwn", text: clip(`*User*\n${escape(user)}`, MAX_FIELD_CHARS) },
+        { type: "mrkdwn", text: clip(`*Platform*\n${escape(alert.platform ?? "unknown")}`, MAX_FIELD_CHARS) },
+        { type: "mrkdwn", text: clip(`*Submitted*\n${alert.submitted_at}`, MAX_FIELD_CHARS) },
       ],
     },
   ];
@@ -67,7 +69,7 @@ export function slackMessage(alert: StoredAlert): SlackMessage {
     const title = escape(answer.title ?? `Question ${answer.position + 1}`);
     blocks.push({ type: "section", text: { type: "mrkdwn", text: clip(`*${title}*\n${answerLine(answer)}`, MAX_SECTION_CHARS) } });
   }
-  blocks.push({ type: "context", elements: [{ type: "mrkdwn", text: `alert_id ${escape(alert.alert_id)}` }] });
+  blocks.push({ type: "context", elements: [{ type: "mrkdwn", text: clip(`alert_id ${escape(alert.alert_id)}`, MAX_FIELD_CHARS) }] });
 
-  return { text: `New response to ${escape(survey)} from ${escape(user)}${summary}`, blocks };
+  return { text: clip(`New response to ${escape(survey)} from ${escape(user)}${summary}`, MAX_SECTION_CHARS), blocks };
 }
