@@ -54,6 +54,22 @@ export default defineConfig(async () => {
           test: { name: "queue-e2e", include: ["test/e2e/*.test.ts"], testTimeout: 60_000, ...shared },
         },
         {
+          // The real retries-exhausted path: the alerts queue gives up after 2 retries.
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: {
+                bindings: { ...bindings, ADMIN_TOKEN: "admin-token-for-tests", RETRY_BASE_SECONDS: "1", DESTINATIONS: E2E_DESTINATIONS },
+                queueConsumers: {
+                  "oneflow-alerts": { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 2, deadLetterQueue: "oneflow-alerts-dlq" },
+                  "oneflow-alerts-dlq": { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 100 },
+                },
+              },
+            }),
+          ],
+          test: { name: "queue-dlq", include: ["test/e2e-dlq/*.test.ts"], testTimeout: 90_000, ...shared },
+        },
+        {
           // Scripts and configuration, in Node: the deploy script, wrangler.toml.
           test: { name: "node", include: ["test/node/*.test.ts"], environment: "node", testTimeout: 60_000 },
         },

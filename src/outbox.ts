@@ -35,37 +35,48 @@ export async function sweepOutbox(ctx: SweepContext): Promise<SweepResult> {
   const result: SweepResult = { enqueued: 0, requeued_stale: 0, failed: 0 };
   const now = ctx.now.getTime();
   const iso = (ms: number) => new Date(ms).toISOString();
-
-  while (result.enqueued + result.failed < SWEEP_LIMIT) {
-    const alert_ids = await claimOutbox(ctx.db, {
-      received_before: iso(now - OUTBOX_GRACE_IN_SECONDS * 1000),
-      now: iso(now),
-      claimed_until: iso(now + OUTBOX_CLAIM_IN_SECONDS * 1000),
-      limit: SEND_BATCH_SIZE,
-    });
-    if (alert_ids.length === 0) break;
-    try {
-      await sendAlerts(ctx.queue, alert_ids);
-      await markEnqueued(ctx.db, alert_ids, iso(now));
+  // Each part on its own: a D1 or Queue failure in one leaves the other to run, and the next tick retries.
+  try {
+    while (result.enqueued + result.failed < SWEEP_LIMIT) {
+      const alert_ids = await claimOutbox(ctx.db, {
+        received_before: iso(now - OUTBOX_GRACE_IN_SECONDS * 1000),
+        now: iso(now),
+        claimed_until: iso(now + OUTBOX_CLAIM_IN_SECONDS * 1000),
+        limit: SEND_BATCH_SIZE,
+      });
+      if (alert_ids.length === 0) break;
+      try {
+        await sendAlerts(ctx.queue, alert_ids);
+      } catch (error) {
+        // The claim lapses and a later sweep tries again.
+        log("error", "outbox.send_failed", { error: errorMessage(error), alerts: alert_ids.length });
+        result.failed += alert_ids.length;
+        break;
+      }
       result.enqueued += alert_ids.length;
-    } catch (error) {
-      // The claim lapses and a later sweep tries again.
-      log("error", "outbox.send_failed", { error: errorMessage(error), alerts: alert_ids.length });
-      result.failed += alert_ids.length;
-      break;
+      // Sent: a failed mark leaves it to the consumer, which marks what it receives.
+      await markEnqueued(ctx.db, alert_ids, iso(now)).catch((error: unknown) =>
+        log("warn", "outbox.mark_failed", { error: errorMessage(error), alerts: alert_ids.length }),
+      );
     }
+  } catch (error) {
+    log("error", "outbox.claim_failed", { error: errorMessage(error) });
   }
 
-  const stale = await stalePendingAlerts(ctx.db, iso(now - STALE_PENDING_IN_SECONDS * 1000), SWEEP_LIMIT);
-  if (stale.length > 0) {
-    try {
-      await sendAlerts(ctx.queue, stale);
-      await touchPending(ctx.db, stale, iso(now));
-      result.requeued_stale = stale.length;
-    } catch (error) {
-      log("error", "outbox.send_failed", { error: errorMessage(error), alerts: stale.length });
-      result.failed += stale.length;
+  try {
+    const stale = await stalePendingAlerts(ctx.db, iso(now - STALE_PENDING_IN_SECONDS * 1000), SWEEP_LIMIT);
+    if (stale.length > 0) {
+      try {
+        await sendAlerts(ctx.queue, stale);
+        result.requeued_stale = stale.length;
+        await touchPending(ctx.db, stale, iso(now));
+      } catch (error) {
+        log("error", "outbox.send_failed", { error: errorMessage(error), alerts: stale.length });
+        if (result.requeued_stale === 0) result.failed += stale.length;
+      }
     }
+  } catch (error) {
+    log("error", "outbox.stale_failed", { error: errorMessage(error) });
   }
   log(result.failed > 0 ? "error" : "info", "outbox.swept", { ...result });
   return result;
