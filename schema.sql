@@ -53,11 +53,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
   PRIMARY KEY (alert_id, destination)
 ) WITHOUT ROWID;
 
--- Repeats of a stored alert_id (1Flow's retries) and refused bodies, per UTC day of receipt.
+-- Repeats of a stored alert_id (1Flow's retries), refused bodies, and responses stored from
+-- the spool (D1 was down when they arrived), per UTC day of receipt.
 CREATE TABLE IF NOT EXISTS ingest_daily (
   day        TEXT PRIMARY KEY,               -- YYYY-MM-DD, UTC
   duplicates INTEGER NOT NULL DEFAULT 0,
-  rejected   INTEGER NOT NULL DEFAULT 0
+  rejected   INTEGER NOT NULL DEFAULT 0,
+  spooled    INTEGER NOT NULL DEFAULT 0
 );
 
 -- Responses and NPS per survey per UTC day of submission, counted in the ingest batch.

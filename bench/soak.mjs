@@ -1,4 +1,9 @@
-// npm run soak [-- --alerts 10000 --concurrency 50]
+// npm run soak [-- --alerts 10000 --concurrency 50] [-- --d1-outage 20]
+//
+// --d1-outage S takes D1 away (its alerts table renamed, as an operator could with
+// `wrangler d1 execute`) for S seconds in the middle of the sending: valid alerts must
+// still be answered 200 (through the spool) and end stored and delivered exactly once;
+// invalid bodies answered 503 then are sent again afterwards, as 1Flow's retry would.
 //
 // Runs the bundled Worker in Miniflare with two local destinations (one healthy,
 // one that fails a third of its requests and sometimes hangs past the delivery
@@ -15,11 +20,13 @@ const { values } = parseArgs({
     alerts: { type: "string", default: "10000" },
     concurrency: { type: "string", default: "50" },
     "drain-timeout": { type: "string", default: "200" },
+    "d1-outage": { type: "string", default: "0" },
   },
 });
 const ALERTS = Number(values.alerts);
 const CONCURRENCY = Number(values.concurrency);
 const DRAIN_TIMEOUT_S = Number(values["drain-timeout"]);
+const OUTAGE_S = Number(values["d1-outage"]);
 const DUPLICATE_SHARE = 0.3;
 const INVALID_SHARE = 0.05;
 const OVERSIZE = Math.max(3, Math.round(ALERTS / 2000));
@@ -71,7 +78,8 @@ for (let i = jobs.length - 1; i > 0; i--) {
 }
 
 log("bundling with wrangler deploy --dry-run ...");
-const scriptPath = bundle(join(ROOT, "bench/.build/soak"));
+// With the outage switch (bench/soak-worker.ts) around the real Worker.
+const scriptPath = bundle(join(ROOT, "bench/.build/soak"), ["bench/soak-worker.ts"], "soak-worker.js");
 const healthy = await spawnDestination(["--secret", DESTINATION_SECRET]);
 const flaky = await spawnDestination([
   "--secret", DESTINATION_SECRET,
@@ -107,6 +115,12 @@ let slowest = 0;
 let next = 0;
 const started = performance.now();
 
+const validBodies = new Set(valid);
+/** Bodies answered 503 (D1 down, their quarantine needs it): 1Flow would send them again. */
+const retryLater = [];
+let spooled = 0;
+let validNot200 = 0;
+
 async function send(body) {
   const t = performance.now();
   const res = await fetch(url, {
@@ -115,7 +129,11 @@ async function send(body) {
     body,
     signal: AbortSignal.timeout(15_000),
   }).catch((error) => ({ status: `error: ${error.name}`, text: async () => "" }));
-  await res.text();
+  const text = await res.text();
+  if (validBodies.has(body)) {
+    if (res.status !== 200) validNot200++;
+    else if (text.includes('"spooled":true')) spooled++;
+  } else if (res.status === 503) retryLater.push(body);
   const ms = performance.now() - t;
   latencies.push(ms);
   slowest = Math.max(slowest, ms);
@@ -132,7 +150,23 @@ async function client() {
 
 const requestsTotal = jobs.reduce((n, j) => n + j.bodies.length, 0);
 log(`sending ${requestsTotal} requests (${ALERTS} alerts) at concurrency ${CONCURRENCY} ...`);
+/** The outage: from a few seconds into the sending, for OUTAGE_S seconds. */
+async function outage() {
+  if (OUTAGE_S <= 0) return;
+  await new Promise((r) => setTimeout(r, 3_000));
+  log(`D1 down for ${OUTAGE_S} s (alerts renamed) ...`);
+  const toggle = async (down) => (await fetch(`${worker.url}/__d1-outage?down=${down ? 1 : 0}`, { method: "POST" })).json();
+  await toggle(true);
+  await new Promise((r) => setTimeout(r, OUTAGE_S * 1000));
+  await toggle(false);
+  log("D1 back");
+}
+const down = outage();
 await Promise.all(Array.from({ length: CONCURRENCY }, client));
+await down;
+// 1Flow's retry of what was refused with a 503 while D1 was down.
+const retried = retryLater.splice(0);
+for (const body of retried) await send(body);
 const sendSeconds = (performance.now() - started) / 1000;
 latencies.sort((a, b) => a - b);
 log(`sent in ${sendSeconds.toFixed(1)} s; waiting for the Queue to drain ...`);
@@ -159,7 +193,12 @@ const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latenci
 
 check("every request answered within 10 s", slowest < 10_000, `max ${slowest.toFixed(0)} ms, p50 ${q(0.5).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms`);
 const fiveHundreds = [...statuses].filter(([s]) => typeof s !== "number" || s >= 500).reduce((n, [, c]) => n + c, 0);
-check("zero 5xx (and no transport errors)", fiveHundreds === 0, JSON.stringify(Object.fromEntries(statuses)));
+if (OUTAGE_S > 0) {
+  check("every valid alert answered 200, through the spool while D1 was down", validNot200 === 0, `${spooled} spooled, ${validNot200} valid requests not 200`);
+  check("5xx only for invalid bodies during the outage, and those stored when sent again", fiveHundreds === retried.length + retryLater.length && retryLater.length === 0, `${retried.length} answered 503 and sent again, ${retryLater.length} still refused; ${JSON.stringify(Object.fromEntries(statuses))}`);
+} else {
+  check("zero 5xx (and no transport errors)", fiveHundreds === 0, JSON.stringify(Object.fromEntries(statuses)));
+}
 
 const validIds = new Set(valid.map((b) => JSON.parse(b).alert_id));
 const { results: stored } = await db.prepare("SELECT alert_id FROM alerts").all();
@@ -197,7 +236,7 @@ for (const body of oversize) {
 }
 check("every oversize body is quarantined by size", tooLarge === oversize.length, `${tooLarge} of ${oversize.length}`);
 
-console.log(`soak: ${requestsTotal} requests for ${ALERTS} alerts at concurrency ${CONCURRENCY}, sent in ${sendSeconds.toFixed(1)} s (${(requestsTotal / sendSeconds).toFixed(0)} req/s)`);
+console.log(`soak: ${requestsTotal} requests for ${ALERTS} alerts at concurrency ${CONCURRENCY}, sent in ${sendSeconds.toFixed(1)} s (${(requestsTotal / sendSeconds).toFixed(0)} req/s)${OUTAGE_S > 0 ? `; D1 down for ${OUTAGE_S} s: ${spooled} requests answered 200 spooled` : ""}`);
 for (const c of checks) console.log(`${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.figure}`);
 
 await worker.mf.dispose();

@@ -79,6 +79,7 @@ describe("pages", () => {
     expect(full).not.toContain('id="empty"');
     expect(full).toMatch(/<b>1<\/b>responses/);
     expect(full).toMatch(/<b>2<\/b>duplicates/);
+    expect(full).toMatch(/<b>\d+<\/b>through the spool/);
     expect(full).toContain("Net Promoter Score (NPS)");
   });
 

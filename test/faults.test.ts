@@ -82,6 +82,9 @@ describe("D1 fails, the Queue takes the body (the spool)", () => {
     expect(held[0]).toMatchObject({ v: 1, kind: "spool", body, sha256: await sha256Hex(body) });
     expect(Date.parse(held[0]?.received_at ?? "")).toBeGreaterThan(Date.now() - 60_000);
 
+    const spooledToday = async () =>
+      (await env.DB.prepare("SELECT spooled FROM ingest_daily WHERE day = ?").bind(new Date().toISOString().slice(0, 10)).first<{ spooled: number }>())?.spooled ?? 0;
+    const spooledBefore = await spooledToday();
     const received = stubDestinations();
     const first = await runQueue("oneflow-alerts", [spoolMessage(held[0] as SpoolMessage)], FANOUT_ENV);
     expect(first.explicitAcks).toHaveLength(1);
@@ -93,6 +96,8 @@ describe("D1 fails, the Queue takes the body (the spool)", () => {
     expect(again.explicitAcks).toHaveLength(1);
     expect(received.filter((r) => r.headers["webhook-id"] === payload.alert_id)).toHaveLength(2);
     expect(await rejectedRow(await sha256Hex(body))).toBeNull();
+    // The dashboard's "through the spool" counts it once.
+    expect(await spooledToday()).toBe(spooledBefore + 1);
   });
 
   it("a renamed table (D1 failing for real): spooled; the consumer retries while it fails, and stores it once D1 is back", async () => {

@@ -16,6 +16,7 @@ import {
   type DeliveryKey,
   type HourlyRecord,
   recordOutcomes,
+  releaseClaims,
   type StoredAlert,
 } from "../store/deliveries";
 import { retryDelaySeconds } from "./backoff";
@@ -205,10 +206,12 @@ async function record(
     return { ...key, status, last_status: attempt.status, last_error: attempt.error, at };
   });
   try {
-    await recordOutcomes(ctx.db, { attempts: records, hourly: [...hourly.values()], release });
-    return true;
+    await recordOutcomes(ctx.db, { attempts: records, hourly: [...hourly.values()] });
   } catch (error) {
     log("error", "fanout.record_failed", { deliveries: records.length, error: errorMessage(error) });
     return false;
   }
+  // On its own, so that the ledger never depends on it: a failed release only holds the retry until the claim ends.
+  await releaseClaims(ctx.db, release).catch((error: unknown) => log("warn", "fanout.release_failed", { error: errorMessage(error) }));
+  return true;
 }

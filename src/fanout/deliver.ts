@@ -2,6 +2,8 @@
 import type { StoredAlert } from "../store/deliveries";
 import { parseRetryAfter } from "./backoff";
 import type { Destination } from "./destinations";
+import { identifyBody } from "./identify";
+import { normalisedAlert } from "./json-format";
 import { sign } from "./signing";
 import { slackMessage } from "./slack";
 
@@ -23,26 +25,37 @@ export interface DeliveryAttempt {
   retry_after_seconds: number | null;
 }
 
-/** The request a destination receives for an alert. */
+/** The body a destination of this format receives for an alert. */
+function bodyOf(destination: Destination, alert: StoredAlert): string {
+  switch (destination.format) {
+    case "raw":
+      return alert.payload;
+    case "json":
+      return JSON.stringify(normalisedAlert(alert));
+    case "slack":
+      return JSON.stringify(slackMessage(alert));
+    case "1flow-identify":
+      return JSON.stringify(identifyBody(alert));
+  }
+}
+
+/**
+ * The request a destination receives for an alert: its own headers first, then the
+ * Worker's (which a destination may not set). `raw` and `json` carry the Standard
+ * Webhooks headers, signed when the destination has a secret.
+ */
 export async function deliveryRequest(destination: Destination, alert: StoredAlert, now: Date): Promise<Request> {
-  if (destination.format === "slack") {
-    return new Request(destination.url, {
-      method: "POST",
-      headers: { "content-type": "application/json", "user-agent": USER_AGENT },
-      body: JSON.stringify(slackMessage(alert)),
-    });
+  const body = bodyOf(destination, alert);
+  const headers = new Headers(destination.headers);
+  headers.set("content-type", "application/json");
+  headers.set("user-agent", USER_AGENT);
+  if (destination.format === "raw" || destination.format === "json") {
+    const timestamp = Math.floor(now.getTime() / 1000);
+    headers.set("webhook-id", alert.alert_id);
+    headers.set("webhook-timestamp", String(timestamp));
+    if (destination.secret) headers.set("webhook-signature", await sign(destination.secret, alert.alert_id, timestamp, body));
   }
-  const timestamp = Math.floor(now.getTime() / 1000);
-  const headers: Record<string, string> = {
-    "content-type": "application/json",
-    "user-agent": USER_AGENT,
-    "webhook-id": alert.alert_id,
-    "webhook-timestamp": String(timestamp),
-  };
-  if (destination.secret) {
-    headers["webhook-signature"] = await sign(destination.secret, alert.alert_id, timestamp, alert.payload);
-  }
-  return new Request(destination.url, { method: "POST", headers, body: alert.payload });
+  return new Request(destination.url, { method: "POST", headers, body });
 }
 
 /** Sends one alert to one destination; never throws. */

@@ -7,6 +7,52 @@ import * as v from "valibot";
 import type { Alert } from "../alert";
 import { validate } from "../validation";
 
+/** Headers a destination may not set: the Worker's own, the host, and hop-by-hop ones. */
+const RESERVED_HEADERS = new Set([
+  "content-type",
+  "content-length",
+  "host",
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** An HTTP header name (RFC 9110 token) that the destination may set. */
+function isAllowedHeader(name: string): boolean {
+  const lower = name.toLowerCase();
+  return /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) && !RESERVED_HEADERS.has(lower) && !lower.startsWith("webhook-");
+}
+
+const names = v.array(v.pipe(v.string(), v.minLength(1)));
+
+const filterSchema = v.strictObject({
+  platforms: v.optional(names),
+  alert_names: v.optional(names),
+  event_names: v.optional(names),
+  score: v.optional(
+    v.pipe(
+      v.strictObject({ type: v.pipe(v.string(), v.minLength(1)), min: v.number(), max: v.number() }),
+      v.check((s) => s.min <= s.max, "min must not be above max"),
+    ),
+  ),
+});
+
+const headersSchema = v.pipe(
+  v.record(v.string(), v.pipe(v.string(), v.check((value) => !/[\r\n]/.test(value), "must be one line"))),
+  v.check(
+    (headers) => Object.keys(headers).every(isAllowedHeader),
+    "may not set content-type, content-length, host, webhook-* or hop-by-hop headers, and names must be tokens",
+  ),
+);
+
+export const FORMATS = ["raw", "json", "slack", "1flow-identify"] as const;
+
 const destinationSchema = v.strictObject({
   name: v.pipe(v.string(), v.regex(/^[\w.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")),
   url: v.pipe(
@@ -17,8 +63,10 @@ const destinationSchema = v.strictObject({
   secret: v.optional(
     v.pipe(v.string(), v.regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, "must be whsec_ followed by base64")),
   ),
-  format: v.optional(v.picklist(["raw", "slack"], "must be raw or slack"), "raw"),
-  survey_ids: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
+  format: v.optional(v.picklist(FORMATS, `must be one of ${FORMATS.join(", ")}`), "raw"),
+  survey_ids: v.optional(names),
+  filter: v.optional(filterSchema),
+  headers: v.optional(headersSchema),
 });
 
 /**
@@ -86,7 +134,24 @@ export function parseDestinations(raw: string | undefined): DestinationsConfig {
   return { ok: true, destinations: result.value };
 }
 
-/** Whether a destination wants this alert. */
-export function wants(destination: Destination, alert: Pick<Alert, "survey_id">): boolean {
-  return destination.survey_ids === undefined || destination.survey_ids.includes(alert.survey_id);
+/**
+ * Whether a destination wants this alert: every condition it gives holds (its surveys,
+ * platforms, alert names, trigger event names, and an answer of a type whose score is in
+ * range). The identify format needs the respondent's user id.
+ */
+export function wants(
+  destination: Destination,
+  alert: Pick<Alert, "survey_id" | "platform" | "alert_name" | "trigger_event_name" | "user_system_id" | "answers">,
+): boolean {
+  const { survey_ids, filter, format } = destination;
+  if (survey_ids !== undefined && !survey_ids.includes(alert.survey_id)) return false;
+  if (format === "1flow-identify" && !alert.user_system_id) return false;
+  if (filter === undefined) return true;
+  const among = (list: string[] | undefined, value: string | null) => list === undefined || (value !== null && list.includes(value));
+  if (!among(filter.platforms, alert.platform)) return false;
+  if (!among(filter.alert_names, alert.alert_name)) return false;
+  if (!among(filter.event_names, alert.trigger_event_name)) return false;
+  const { score } = filter;
+  if (score === undefined) return true;
+  return alert.answers.some((a) => a.type === score.type && a.value !== null && a.value >= score.min && a.value <= score.max);
 }

@@ -7,7 +7,7 @@ import type { QueueMessage, RejectReason, SpoolMessage } from "../alert";
 import { sha256Hex } from "../hash";
 import { errorMessage, log } from "../log";
 import { sendAlerts } from "../queue";
-import { markEnqueued, storeAlert } from "../store/alerts";
+import { countSpooled, markEnqueued, storeAlert } from "../store/alerts";
 import { isConstraintError, isTooBigError, StorageUnavailableError, withDeadline } from "../store/d1";
 import { quarantine, type Rejection } from "../store/rejected";
 import { bufferEnqueue } from "./enqueue-buffer";
@@ -120,6 +120,10 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
   if (stored.needs_enqueue && ctx.enqueue !== false) {
     const sending = bufferEnqueue(alert.alert_id, (alert_ids) => enqueue(ctx, alert_ids));
     if (sending) ctx.waitUntil(sending);
+  }
+  if (stored.inserted && ctx.received_at !== undefined) {
+    // From the spool: counted for the dashboard; a failure here only leaves the count short.
+    await countSpooled(ctx.db, received_at).catch((error: unknown) => log("warn", "spool.count_failed", { error: errorMessage(error) }));
   }
   if (stored.inserted) return { outcome: "stored", alert_id: alert.alert_id, duplicate: false };
   if (stored.same_body) return { outcome: "duplicate", alert_id: alert.alert_id, duplicate: true };

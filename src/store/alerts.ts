@@ -121,6 +121,14 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
   };
 }
 
+/** Counts a response stored from the spool, in the day it first arrived. */
+export async function countSpooled(db: D1Database, received_at: string): Promise<void> {
+  await db
+    .prepare("INSERT INTO ingest_daily (day, spooled) VALUES (substr(?1, 1, 10), 1) ON CONFLICT (day) DO UPDATE SET spooled = spooled + 1")
+    .bind(received_at)
+    .run();
+}
+
 /** Records that the Queue has the alerts' messages (the outbox mark), in one statement. */
 export async function markEnqueued(db: D1Database, alert_ids: string[], enqueued_at: string): Promise<void> {
   if (alert_ids.length === 0) return;

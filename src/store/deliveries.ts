@@ -114,13 +114,9 @@ export interface HourlyRecord {
 
 /**
  * Records a batch's outcomes in one round trip: the ledger rows (a row that is already
- * delivered, failed or dead stays as it is), the destinations' hourly counters, and the
- * release of the claims of alerts whose message will come back.
+ * delivered, failed or dead stays as it is) and the destinations' hourly counters.
  */
-export async function recordOutcomes(
-  db: D1Database,
-  input: { attempts: AttemptRecord[]; hourly: HourlyRecord[]; release: string[] },
-): Promise<void> {
+export async function recordOutcomes(db: D1Database, input: { attempts: AttemptRecord[]; hourly: HourlyRecord[] }): Promise<void> {
   const record = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at)
      VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END)
@@ -140,14 +136,16 @@ export async function recordOutcomes(
     ),
     ...input.hourly.map((h) => count.bind(h.destination, h.hour, h.delivered, h.failed, h.last_delivered_at)),
   ];
-  if (input.release.length > 0) {
-    statements.push(
-      db
-        .prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id IN (SELECT value FROM json_each(?1))")
-        .bind(JSON.stringify(input.release)),
-    );
-  }
   if (statements.length > 0) await db.batch(statements);
+}
+
+/** Ends this consumer's claims on alerts whose message will come back, so that the retry can take them. */
+export async function releaseClaims(db: D1Database, alert_ids: string[]): Promise<void> {
+  if (alert_ids.length === 0) return;
+  await db
+    .prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id IN (SELECT value FROM json_each(?1))")
+    .bind(JSON.stringify(alert_ids))
+    .run();
 }
 
 /** Marks deliveries whose retries ran out as `dead`, creating rows that are missing. */
@@ -164,7 +162,7 @@ export async function markDead(db: D1Database, keys: DeliveryKey[], at: string, 
 }
 
 /** Ends the consumers' claims on these alerts, so that a replay's message is taken at once. */
-function releaseClaims(db: D1Database, alert_ids: string[]): D1PreparedStatement {
+function releaseStatement(db: D1Database, alert_ids: string[]): D1PreparedStatement {
   return db
     .prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id IN (SELECT value FROM json_each(?1))")
     .bind(JSON.stringify(alert_ids));
@@ -187,7 +185,7 @@ export async function resetAlertDeliveries(
          RETURNING destination`,
       )
       .bind(input.alert_id, input.destination, input.force ? 1 : 0, input.at),
-    releaseClaims(db, [input.alert_id]),
+    releaseStatement(db, [input.alert_id]),
   ]);
   return ((reset?.results ?? []) as { destination: string }[]).map((r) => r.destination);
 }
@@ -219,7 +217,7 @@ export async function resetDeliveries(
     )
     .bind(input.status, input.destination, input.since, input.until, input.limit, input.at)
     .all<DeliveryKey>();
-  if (results.length > 0) await releaseClaims(db, [...new Set(results.map((k) => k.alert_id))]).run();
+  if (results.length > 0) await releaseClaims(db, [...new Set(results.map((k) => k.alert_id))]);
   return results;
 }
 

@@ -270,6 +270,8 @@ export interface Totals {
   responses: number;
   duplicates: number;
   rejected: number;
+  /** Responses stored from the spool: D1 was down when they arrived. */
+  spooled: number;
 }
 
 /** Responses, repeats and refusals since a UTC day, from the day rollups: surveys × days rows. */
@@ -281,13 +283,19 @@ export async function totalsSince(db: D1Reader, since_day: string): Promise<Tota
          WHERE survey_id IN (SELECT survey_id FROM surveys) AND day >= ?1`,
       )
       .bind(since_day),
-    db.prepare("SELECT COALESCE(SUM(duplicates), 0) AS duplicates, COALESCE(SUM(rejected), 0) AS rejected FROM ingest_daily WHERE day >= ?1").bind(since_day),
+    db
+      .prepare(
+        `SELECT COALESCE(SUM(duplicates), 0) AS duplicates, COALESCE(SUM(rejected), 0) AS rejected, COALESCE(SUM(spooled), 0) AS spooled
+         FROM ingest_daily WHERE day >= ?1`,
+      )
+      .bind(since_day),
   ]);
-  const counts = (daily?.results[0] ?? {}) as { duplicates?: number; rejected?: number };
+  const counts = (daily?.results[0] ?? {}) as { duplicates?: number; rejected?: number; spooled?: number };
   return {
     responses: (responses?.results[0] as { n: number } | undefined)?.n ?? 0,
     duplicates: counts.duplicates ?? 0,
     rejected: counts.rejected ?? 0,
+    spooled: counts.spooled ?? 0,
   };
 }
 

@@ -21,6 +21,9 @@ const Totals: FC<{ label: string; totals: Awaited<ReturnType<typeof totalsSince>
       <div class="card">
         <b>{totals.rejected}</b>rejected
       </div>
+      <div class="card">
+        <b>{totals.spooled}</b>through the spool
+      </div>
     </div>
   </section>
 );
