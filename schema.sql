@@ -114,13 +114,37 @@ CREATE TABLE IF NOT EXISTS destination_hourly (
   delivered         INTEGER NOT NULL DEFAULT 0,
   failed            INTEGER NOT NULL DEFAULT 0, -- failed attempts, retried or not
   last_delivered_at TEXT,
+  dead              INTEGER NOT NULL DEFAULT 0, -- deliveries whose retries ran out
   PRIMARY KEY (destination, hour)
 ) WITHOUT ROWID;
 
--- Per destination: pending deliveries, kept by the triggers below.
+-- Per destination: pending deliveries (kept by the triggers below) and its circuit breaker.
 CREATE TABLE IF NOT EXISTS destination_health (
-  destination TEXT PRIMARY KEY,
-  pending     INTEGER NOT NULL DEFAULT 0
+  destination          TEXT PRIMARY KEY,
+  pending              INTEGER NOT NULL DEFAULT 0,
+  state                TEXT NOT NULL DEFAULT 'active', -- active | paused
+  consecutive_failures INTEGER NOT NULL DEFAULT 0,
+  paused_until         TEXT,                           -- the next probe, while paused
+  probe_until          TEXT,                           -- a consumer sending the probe holds it until then
+  last_status          INTEGER,
+  last_error           TEXT,
+  resume_after         TEXT                            -- after a resume: JSON [updated_at, alert_id] the cron re-sends from
+) WITHOUT ROWID;
+
+-- Notifications waiting for the cron to send them to NOTIFY_URL.
+CREATE TABLE IF NOT EXISTS notifications (
+  id         INTEGER PRIMARY KEY,
+  event      TEXT NOT NULL,                 -- destination.paused | destination.resumed | delivery.dead
+  key        TEXT NOT NULL,                 -- what it is about (a destination's name)
+  data       TEXT NOT NULL,                 -- JSON
+  created_at TEXT NOT NULL,
+  attempts   INTEGER NOT NULL DEFAULT 0
+);
+
+-- What the cron last told the operator, for its deduplication (key: event and what it is about).
+CREATE TABLE IF NOT EXISTS notify_state (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
 ) WITHOUT ROWID;
 
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (submitted_at);
@@ -130,6 +154,7 @@ CREATE INDEX IF NOT EXISTS alerts_outbox ON alerts (received_at) WHERE enqueued_
 CREATE INDEX IF NOT EXISTS rejected_by_time ON rejected_payloads (last_seen_at, id);
 -- Only deliveries still open or refused are indexed: a delivered one costs no index entry.
 CREATE INDEX IF NOT EXISTS deliveries_open ON deliveries (status, updated_at) WHERE status <> 'delivered';
+CREATE INDEX IF NOT EXISTS deliveries_pending_by_destination ON deliveries (destination, updated_at) WHERE status = 'pending';
 -- The quarantine, found by alert_id and by user without reading every body, and paged by time.
 CREATE INDEX IF NOT EXISTS rejected_by_alert ON rejected_payloads (alert_id);
 CREATE INDEX IF NOT EXISTS rejected_by_user ON rejected_payloads (json_extract(body, '$.user.user_system_id')) WHERE json_valid(body);

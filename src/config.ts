@@ -12,8 +12,15 @@ const positiveInteger = (raw: string) => /^\s*[1-9]\d*\s*$/.test(raw);
 const set = (raw: string | undefined): raw is string => raw !== undefined && raw.trim() !== "";
 
 /** What is wrong with the configuration, one sentence per variable; empty when nothing is. */
-export function configProblems(env: Pick<Env, "RETENTION_DAYS" | "MAX_BODY_BYTES">): string[] {
+export function configProblems(
+  env: Pick<Env, "RETENTION_DAYS" | "MAX_BODY_BYTES" | "PAUSE_AFTER_FAILURES" | "PAUSE_SECONDS" | "SILENCE_HOURS" | "NOTIFY_URL">,
+): string[] {
   const problems: string[] = [];
+  for (const name of ["PAUSE_AFTER_FAILURES", "PAUSE_SECONDS", "SILENCE_HOURS"] as const) {
+    const raw = env[name];
+    if (set(raw) && !positiveInteger(raw)) problems.push(`${name} must be a positive whole number; its default applies until it is`);
+  }
+  if (set(env.NOTIFY_URL) && !/^https?:\/\/[^\s]+$/.test(env.NOTIFY_URL)) problems.push("NOTIFY_URL must be an http(s) URL; no notification is sent until it is");
   if (set(env.RETENTION_DAYS) && !positiveInteger(env.RETENTION_DAYS)) {
     problems.push("RETENTION_DAYS must be a positive whole number of days; retention is off until it is");
   }

@@ -22,6 +22,16 @@ export interface Env {
   RETENTION_DAYS?: string;
   /** Time the request path may spend on D1 in ms (default 8000). */
   STORAGE_DEADLINE_MS?: string;
+  /** Consecutive failed attempts that pause a destination (default 10). */
+  PAUSE_AFTER_FAILURES?: string;
+  /** Seconds a paused destination waits for its next probe (default 300). */
+  PAUSE_SECONDS?: string;
+  /** Where operator notifications go (a Slack incoming webhook works); unset: none. */
+  NOTIFY_URL?: string;
+  /** Hours without a webhook before `ingest.silent` is sent; unset: never. */
+  SILENCE_HOURS?: string;
+  /** Workers Analytics Engine dataset for delivery and webhook metrics; unbound: none written. */
+  METRICS?: AnalyticsEngineDataset;
   /** Rate Limiting binding: sign-in attempts per client (10 a minute). Optional. */
   LOGIN_LIMITER?: RateLimit;
   /** Rows in one part of the CSV export (default and most 20000); more continue at Link rel="next". */

@@ -11,6 +11,10 @@ import { sendAlerts } from "./queue";
 import { alertExists } from "./store/alerts";
 import { resetAlertDeliveries, resetDeliveries } from "./store/deliveries";
 import { deleteRejected, getRejected } from "./store/rejected";
+import type { D1Reader } from "./store/d1";
+import { healthOf, resumeNow } from "./store/health";
+import { destinationCounts } from "./store/reads";
+import { sweepDestinations } from "./outbox";
 
 /** Deliveries one bulk replay resets at most; call again while `more` is true. */
 export const REPLAY_LIMIT = 1_000;
@@ -101,4 +105,54 @@ export async function reprocessRejected(ctx: IngestContext, id: string): Promise
     return { ok: true, alert_id: result.alert_id, duplicate: result.duplicate };
   }
   return { ok: false, error: "refused", outcome: result };
+}
+
+export interface DestinationReport {
+  name: string;
+  state: "active" | "paused";
+  consecutive_failures: number;
+  paused_until: string | null;
+  last_status: number | null;
+  last_error: string | null;
+  last_delivered_at: string | null;
+  delivered_24h: number;
+  failed_24h: number;
+  pending: number;
+}
+
+/** Each configured destination's health: its breaker, and its last 24 hours from the counters (no scan). */
+export async function destinationsReport(db: D1Reader, destinations: DestinationsConfig, now: Date): Promise<DestinationReport[]> {
+  if (!destinations.ok) return [];
+  const [health, counts] = await Promise.all([healthOf(db), destinationCounts(db, new Date(now.getTime() - 23 * 3_600_000).toISOString().slice(0, 13))]);
+  return destinations.destinations.map(({ name }) => {
+    const h = health.get(name);
+    const c = counts.find((x) => x.destination === name);
+    return {
+      name,
+      state: h?.state ?? "active",
+      consecutive_failures: h?.consecutive_failures ?? 0,
+      paused_until: h?.state === "paused" ? h.paused_until : null,
+      last_status: h?.last_status ?? null,
+      last_error: h?.last_error ?? null,
+      last_delivered_at: c?.last_delivered_at ?? null,
+      delivered_24h: c?.delivered_24h ?? 0,
+      failed_24h: c?.failed_24h ?? 0,
+      pending: c?.pending ?? 0,
+    };
+  });
+}
+
+/**
+ * Resumes a paused destination now (the operator's Resume now), and sends its waiting
+ * deliveries: the first pages at once, the rest from the cron.
+ */
+export async function resumeDestination(
+  deps: ReplayDeps,
+  name: string,
+): Promise<{ ok: true; resumed: boolean } | { ok: false; error: "unknown_destination" }> {
+  if (!isConfigured(deps.destinations, name)) return { ok: false, error: "unknown_destination" };
+  const resumed = await resumeNow(deps.db, name, deps.now().toISOString());
+  log("info", "destination.resume_now", { request_id: deps.request_id, destination: name, resumed });
+  if (resumed) await sweepDestinations({ db: deps.db, queue: deps.queue, now: deps.now() });
+  return { ok: true, resumed };
 }

@@ -9,6 +9,7 @@ import { errorMessage, log } from "./log";
 import { SEND_BATCH_SIZE, sendAlerts } from "./queue";
 import { claimOutbox, markEnqueued } from "./store/alerts";
 import { stalePendingAlerts, touchPending } from "./store/deliveries";
+import { advanceResume, healthOf, pendingOf } from "./store/health";
 
 /** Alerts swept per run, at most. */
 export const SWEEP_LIMIT = 500;
@@ -79,5 +80,50 @@ export async function sweepOutbox(ctx: SweepContext): Promise<SweepResult> {
     log("error", "outbox.stale_failed", { error: errorMessage(error) });
   }
   log(result.failed > 0 ? "error" : "info", "outbox.swept", { ...result });
+  return result;
+}
+
+/** Pages of pending deliveries (100 each) a tick re-sends for resumed destinations, all destinations together. */
+export const RESUME_PAGES_PER_RUN = 10;
+const RESUME_PAGE = 100;
+
+/**
+ * The breakers' part of the sweep. A resumed destination's pending deliveries (they waited
+ * while it was paused, spending no retry) are sent again, a bounded number per tick, until
+ * none is left. A paused destination whose pause has run out gets one of its waiting
+ * alerts sent, which the consumer takes as the probe; a destination with none waiting is
+ * probed by the next alert that comes for it.
+ */
+export async function sweepDestinations(ctx: SweepContext): Promise<{ resent: number; probes: number }> {
+  const result = { resent: 0, probes: 0 };
+  const health = await healthOf(ctx.db);
+  let pages = 0;
+  for (const row of health.values()) {
+    if (row.state === "active" && row.resume_after !== null) {
+      let after = JSON.parse(row.resume_after) as [string, string];
+      let finished = false;
+      while (pages < RESUME_PAGES_PER_RUN) {
+        pages += 1;
+        const { keys, last } = await pendingOf(ctx.db, { destination: row.destination, after, limit: RESUME_PAGE });
+        if (keys.length > 0) await sendAlerts(ctx.queue, [...new Set(keys.map((k) => k.alert_id))]);
+        result.resent += keys.length;
+        if (last === null || keys.length < RESUME_PAGE) {
+          finished = true;
+          break;
+        }
+        after = last;
+      }
+      await advanceResume(ctx.db, row.destination, finished ? null : after);
+      log("info", "outbox.resumed_destination", { destination: row.destination, resent: result.resent, finished });
+    } else if (row.state === "paused" && row.paused_until !== null && Date.parse(row.paused_until) <= ctx.now.getTime()) {
+      if (row.probe_until !== null && Date.parse(row.probe_until) > ctx.now.getTime()) continue;
+      const { keys } = await pendingOf(ctx.db, { destination: row.destination, after: ["", ""], limit: 1 });
+      if (keys.length > 0) {
+        await sendAlerts(ctx.queue, [keys[0]?.alert_id ?? ""]);
+        result.probes += 1;
+      }
+    }
+  }
+  if (result.resent + result.probes > 0) log("info", "outbox.destinations", result);
   return result;
 }

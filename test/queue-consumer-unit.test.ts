@@ -75,6 +75,7 @@ describe("queue consumer", () => {
       destinations: parseDestinations(FANOUT_ENV.DESTINATIONS),
       retry_base_seconds: 30,
       delivery_timeout_ms: 10_000,
+      breaker: { pause_after_failures: 100_000, pause_seconds: 300 },
       now: () => new Date(),
       random: () => 0.5,
     });

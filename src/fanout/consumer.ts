@@ -19,7 +19,9 @@ import {
   releaseClaims,
   type StoredAlert,
 } from "../store/deliveries";
+import { type BatchHealth, type HealthRow, healthStatements, takeProbe } from "../store/health";
 import { retryDelaySeconds } from "./backoff";
+import type { BreakerSettings } from "./breaker";
 import { type DeliveryAttempt, deliver } from "./deliver";
 import { type Destination, type DestinationsConfig, wants } from "./destinations";
 import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
@@ -33,14 +35,20 @@ export interface ConsumerContext {
   destinations: DestinationsConfig;
   retry_base_seconds: number;
   delivery_timeout_ms: number;
+  /** The circuit breaker: consecutive failed attempts that pause a destination, and for how long. */
+  breaker: BreakerSettings;
   now: () => Date;
   random: () => number;
+  /** Workers Analytics Engine: one data point per delivery attempt, when bound. */
+  metrics?: AnalyticsEngineDataset;
 }
 
 interface Job {
   key: DeliveryKey;
   alert: StoredAlert;
   destination: Destination;
+  /** `held`: its destination is paused; nothing is sent and no retry is spent. */
+  mode: "send" | "probe" | "held";
 }
 
 export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerContext): Promise<void> {
@@ -91,27 +99,47 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
   try {
     const now = ctx.now();
     const claim_ms = ctx.delivery_timeout_ms + CLAIM_MARGIN_IN_SECONDS * 1000;
-    const { claimed, statuses } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), new Date(now.getTime() + claim_ms).toISOString());
+    const claimed_until = new Date(now.getTime() + claim_ms).toISOString();
+    const { claimed, statuses, health } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until);
     const unclaimed = alert_ids.filter((id) => !claimed.has(id));
     const held = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { alert: StoredAlert; until: string | null }>();
 
     const jobs: Job[] = [];
+    const probing = new Set<string>();
     for (const alert of claimed.values()) {
       const done = statuses.get(alert.alert_id);
       for (const destination of destinations) {
         const status = done?.get(destination.name);
         if (!wants(destination, alert) || isFinal(status)) continue;
-        jobs.push({ key: { alert_id: alert.alert_id, destination: destination.name }, alert, destination });
+        const key = { alert_id: alert.alert_id, destination: destination.name };
+        const breaker = breakerMode(health.get(destination.name), now);
+        // A paused destination whose pause has run out gets one probe; everything else for it waits.
+        let mode: Job["mode"] = breaker === "active" ? "send" : "held";
+        if (breaker === "probe" && !probing.has(destination.name) && (await takeProbe(ctx.db, destination.name, now.toISOString(), claimed_until))) {
+          probing.add(destination.name);
+          mode = "probe";
+        }
+        jobs.push({ key, alert, destination, mode });
       }
     }
 
     // At most six requests open at once (the Workers limit); each timeout starts when its request is sent.
-    const attempts = await mapWithConcurrency(jobs, OUTBOUND_CONNECTIONS, async (job) => ({
+    const sending = jobs.filter((j) => j.mode !== "held");
+    const attempts = await mapWithConcurrency(sending, OUTBOUND_CONNECTIONS, async (job) => ({
       key: job.key,
+      probe: job.mode === "probe",
       attempt: await deliver(job.destination, job.alert, ctx.now(), ctx.delivery_timeout_ms),
     }));
+    for (const { key, attempt } of attempts) {
+      ctx.metrics?.writeDataPoint({
+        indexes: [key.destination],
+        blobs: [key.destination, attempt.ok ? "delivered" : attempt.permanent ? "failed" : "retry", String(attempt.status ?? "")],
+        doubles: [attempt.status ?? 0, attempt.latency_ms],
+      });
+    }
+    const waiting = jobs.filter((j) => j.mode === "held" && statuses.get(j.key.alert_id)?.get(j.key.destination) === undefined).map((j) => j.key);
     const again = new Set(attempts.filter((a) => !a.attempt.ok && !a.attempt.permanent).map((a) => a.key.alert_id));
-    const recorded = await record(ctx, attempts, [...again]);
+    const recorded = await record(ctx, { attempts, waiting, health }, [...again]);
 
     const scheduled = new Set<string>();
     for (const { message, alert_id } of messages) {
@@ -180,12 +208,44 @@ function isFinal(status: string | undefined): boolean {
   return status !== undefined && status !== "pending";
 }
 
-/** Records the attempts; false when D1 did not take them, so their messages are retried. */
+/** What the breaker does with a destination now: send as usual, send one probe, or hold everything. */
+function breakerMode(row: HealthRow | undefined, now: Date): "active" | "probe" | "paused" {
+  if (row === undefined || row.state === "active") return "active";
+  const due = row.paused_until === null || Date.parse(row.paused_until) <= now.getTime();
+  const probeFree = row.probe_until === null || Date.parse(row.probe_until) <= now.getTime();
+  return due && probeFree ? "probe" : "paused";
+}
+
+/** The breakers' part of a batch: counts per destination, written only when they change something. */
+function batchHealth(attempts: { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt }[], health: Map<string, HealthRow>): BatchHealth[] {
+  const byDestination = new Map<string, BatchHealth>();
+  for (const { key, probe, attempt } of attempts) {
+    const h = byDestination.get(key.destination) ?? { destination: key.destination, delivered: 0, failed: 0, last_status: null, last_error: null, probe: false };
+    if (attempt.ok) h.delivered += 1;
+    else {
+      h.failed += 1;
+      h.last_status = attempt.status;
+      h.last_error = attempt.error;
+    }
+    h.probe ||= probe;
+    byDestination.set(key.destination, h);
+  }
+  return [...byDestination.values()].filter(
+    (h) => h.probe || h.failed > 0 || (health.get(h.destination)?.consecutive_failures ?? 0) > 0,
+  );
+}
+
+/**
+ * Records the batch in one D1 batch: the attempts, new deliveries held by a pause (pending,
+ * no attempt spent), the hourly counters and the breakers. False when D1 did not take it,
+ * so that the messages are retried.
+ */
 async function record(
   ctx: ConsumerContext,
-  attempts: { key: DeliveryKey; attempt: DeliveryAttempt }[],
+  batch: { attempts: { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt }[]; waiting: DeliveryKey[]; health: Map<string, HealthRow> },
   release: string[],
 ): Promise<boolean> {
+  const { attempts } = batch;
   const at = ctx.now().toISOString();
   const hourly = new Map<string, HourlyRecord>();
   const records: AttemptRecord[] = attempts.map(({ key, attempt }) => {
@@ -205,8 +265,17 @@ async function record(
     hourly.set(key.destination, counter);
     return { ...key, status, last_status: attempt.status, last_error: attempt.error, at };
   });
+  for (const key of batch.waiting) {
+    records.push({ ...key, status: "pending", last_status: null, last_error: "destination paused", at, attempted: false });
+  }
+  const paused_until = new Date(Date.parse(at) + ctx.breaker.pause_seconds * 1000).toISOString();
+  const breakers = healthStatements(ctx.db, batchHealth(attempts, batch.health), {
+    now: at,
+    paused_until,
+    pause_after: ctx.breaker.pause_after_failures,
+  });
   try {
-    await recordOutcomes(ctx.db, { attempts: records, hourly: [...hourly.values()] });
+    await recordOutcomes(ctx.db, { attempts: records, hourly: [...hourly.values()], also: breakers });
   } catch (error) {
     log("error", "fanout.record_failed", { deliveries: records.length, error: errorMessage(error) });
     return false;

@@ -10,6 +10,7 @@ import { isAlertMessage, isSpoolMessage, type QueueMessage } from "../alert";
 import { errorMessage, log } from "../log";
 import { returnToOutbox } from "../store/alerts";
 import { type DeliveryKey, loadAlerts, markDead } from "../store/deliveries";
+import { healthOf } from "../store/health";
 import { retryDelaySeconds } from "./backoff";
 import { type DestinationsConfig, wants } from "./destinations";
 
@@ -54,13 +55,16 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
       log("error", "deadletter.returned_to_outbox", { error: ctx.destinations.error, alerts: alert_ids.length });
     } else {
       const { destinations } = ctx.destinations;
-      const stored = await loadAlerts(ctx.db, alert_ids);
+      const [stored, health] = await Promise.all([loadAlerts(ctx.db, alert_ids), healthOf(ctx.db)]);
       const keys: DeliveryKey[] = [];
       for (const alert of stored.values()) {
-        for (const d of destinations) if (wants(d, alert)) keys.push({ alert_id: alert.alert_id, destination: d.name });
+        for (const d of destinations) {
+          // A paused destination's deliveries wait for its resume: a pause never makes one dead.
+          if (wants(d, alert) && health.get(d.name)?.state !== "paused") keys.push({ alert_id: alert.alert_id, destination: d.name });
+        }
       }
-      await markDead(ctx.db, keys, ctx.now().toISOString(), "retries exhausted");
-      for (const key of keys) log("error", "deadletter.dead", { ...key });
+      const dead = await markDead(ctx.db, keys, ctx.now().toISOString(), "retries exhausted");
+      for (const key of dead) log("error", "deadletter.dead", { ...key });
     }
     for (const m of alerts) m.ack();
   } catch (error) {

@@ -23,6 +23,8 @@ export interface DeliveryAttempt {
   status: number | null;
   error: string | null;
   retry_after_seconds: number | null;
+  /** From sending the request to its answer (or its failure). */
+  latency_ms: number;
 }
 
 /** The body a destination of this format receives for an alert. */
@@ -65,12 +67,14 @@ export async function deliver(
   now: Date,
   timeout_ms: number = DELIVERY_TIMEOUT_IN_MS,
 ): Promise<DeliveryAttempt> {
+  const started = performance.now();
+  const latency = () => Math.round(performance.now() - started);
   try {
     const request = await deliveryRequest(destination, alert, now);
     // Redirects are never followed: a 3xx is recorded with its status and retried like a 5xx.
     const res = await fetch(request, { signal: AbortSignal.timeout(timeout_ms), redirect: "manual" });
     await res.body?.cancel();
-    if (res.ok) return { ok: true, permanent: false, status: res.status, error: null, retry_after_seconds: null };
+    if (res.ok) return { ok: true, permanent: false, status: res.status, error: null, retry_after_seconds: null, latency_ms: latency() };
     const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
     return {
       ok: false,
@@ -78,6 +82,7 @@ export async function deliver(
       status: res.status,
       error: `HTTP ${res.status}`,
       retry_after_seconds: parseRetryAfter(res.headers.get("retry-after"), now),
+      latency_ms: latency(),
     };
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
@@ -87,6 +92,7 @@ export async function deliver(
       status: null,
       error: timedOut ? `no answer within ${timeout_ms / 1000} s` : String(error instanceof Error ? error.message : error),
       retry_after_seconds: null,
+      latency_ms: latency(),
     };
   }
 }

@@ -6,7 +6,8 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import * as v from "valibot";
 import { destinationsFrom } from "../fanout/destinations";
-import { type ReplayDeps, replayAlert, replayDeliveries } from "../operations";
+import { destinationsReport, type ReplayDeps, replayAlert, replayDeliveries, resumeDestination } from "../operations";
+import { readerOf } from "./reader";
 import type { AppEnv } from "./app-env";
 import { tokenMatches } from "./auth";
 import { readJson } from "./input";
@@ -72,6 +73,16 @@ api.post("/api/replay", async (c) => {
   const input = await readJson(c, bulkReplaySchema, { optional: false });
   if (!input.ok) return input.response;
   const result = await replayDeliveries(replayDeps(c), input.value);
+  if (!result.ok) return FAILURES[result.error](c);
+  return c.json(result);
+});
+
+api.get("/api/destinations", async (c) =>
+  c.json({ ok: true, destinations: await destinationsReport(readerOf(c.env), destinationsFrom(c.env.DESTINATIONS), new Date()) }),
+);
+
+api.post("/api/destinations/:name/resume", async (c) => {
+  const result = await resumeDestination(replayDeps(c), c.req.param("name"));
   if (!result.ok) return FAILURES[result.error](c);
   return c.json(result);
 });

@@ -38,15 +38,21 @@ app.use(async function requestIdHeader(c, next) {
 app.use(async function requestLog(c, next) {
   const started = performance.now();
   await next();
+  const route = routePath(c, -1);
+  const duration_ms = Math.round((performance.now() - started) * 10) / 10;
   log(c.res.status >= 500 ? "error" : "info", "http.request", {
     request_id: c.get("requestId"),
     method: c.req.method,
-    route: routePath(c, -1),
+    route,
     status: c.res.status,
     outcome: c.get("outcome"),
     alert_id: c.get("alert_id"),
-    duration_ms: Math.round((performance.now() - started) * 10) / 10,
+    duration_ms,
   });
+  // One data point per webhook outcome, when the Analytics Engine binding is there.
+  if (route.startsWith("/webhooks/")) {
+    c.env.METRICS?.writeDataPoint({ indexes: ["webhook"], blobs: ["webhook", c.get("outcome") ?? String(c.res.status)], doubles: [c.res.status, duration_ms] });
+  }
 });
 
 app.use(

@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import type * as v from "valibot";
 import { alertReplaySchema, bulkReplaySchema } from "./api";
 import { alertsQuerySchema, exportQuerySchema, npsQuerySchema, pageQuerySchema } from "./api-data";
+import { normalisedAlertSchema } from "../fanout/json-format";
 import type { AppEnv } from "./app-env";
 
 type ObjectSchema = v.ObjectSchema<v.ObjectEntries, undefined> | v.StrictObjectSchema<v.ObjectEntries, undefined>;
@@ -35,7 +36,15 @@ export const OPERATIONS: Operation[] = [
   { method: "post", path: "/api/replay", summary: "Reset failed or dead deliveries matching a filter and enqueue them", body: bulkReplaySchema },
   { method: "get", path: "/api/surveys", summary: "Each survey with responses, last response time and NPS" },
   { method: "get", path: "/api/surveys/{survey_id}/nps", summary: "The NPS of a survey per day or week", query: npsQuerySchema },
-  { method: "get", path: "/api/export.csv", summary: "Every response as CSV, one column per question", query: exportQuerySchema, produces: "text/csv" },
+  {
+    method: "get",
+    path: "/api/export.csv",
+    summary: "Every response as CSV, one column per screen position; a large export continues at Link rel=next",
+    query: exportQuerySchema,
+    produces: "text/csv",
+  },
+  { method: "get", path: "/api/destinations", summary: "Each destination's health: breaker state, last error, pending, delivered and failed over 24 h" },
+  { method: "post", path: "/api/destinations/{name}/resume", summary: "Resume a paused destination now and send what waited" },
   { method: "get", path: "/api/rejected", summary: "The quarantine, newest first", query: pageQuerySchema },
   { method: "post", path: "/api/rejected/{id}/reprocess", summary: "Validate a quarantined body again and store it if it passes" },
   { method: "delete", path: "/api/users/{user_system_id}", summary: "Erase everything stored about one user" },
@@ -84,11 +93,37 @@ export function openApiDocument(): Record<string, unknown> {
     }
     paths[op.path] = { ...paths[op.path], [op.method]: operation };
   }
+  const normalised = json(normalisedAlertSchema);
+  delete normalised.$schema;
   return {
     openapi: "3.1.0",
     info: { title: "oneflow-webhooks admin API", version: "1" },
-    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" } } },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" } },
+      schemas: { NormalisedAlert: normalised },
+    },
     paths,
+    // What a destination with "format": "json" receives (Standard Webhooks headers, signed with its secret).
+    webhooks: {
+      "alert.json": {
+        post: {
+          summary: "One survey response, normalised: the body of a json destination",
+          parameters: [
+            { name: "webhook-id", in: "header", required: true, schema: { type: "string" }, description: "The alert_id: deduplicate on it" },
+            { name: "webhook-timestamp", in: "header", required: true, schema: { type: "string" }, description: "Unix seconds" },
+            {
+              name: "webhook-signature",
+              in: "header",
+              required: false,
+              schema: { type: "string" },
+              description: 'With a secret: "v1,<base64 HMAC-SHA256 of <id>.<timestamp>.<body>>" (Standard Webhooks)',
+            },
+          ],
+          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/NormalisedAlert" } } } },
+          responses: { "2XX": { description: "Delivered" }, default: { description: "Retried with backoff (a 4xx other than 408 and 429 is not)" } },
+        },
+      },
+    },
   };
 }
 

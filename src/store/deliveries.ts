@@ -8,6 +8,7 @@
  */
 import type { Alert, Answer } from "../alert";
 import type { D1Reader } from "./d1";
+import { type HealthRow, healthStatement } from "./health";
 
 /** What the consumer needs of a stored alert to deliver it: the normalised alert and the body as received. */
 export interface StoredAlert extends Alert {
@@ -45,6 +46,8 @@ export interface Claim {
   claimed: Map<string, StoredAlert>;
   /** Every ledger row of the batch's alerts, by alert and destination. */
   statuses: Map<string, Map<string, DeliveryStatus>>;
+  /** Every destination's breaker. */
+  health: Map<string, HealthRow>;
 }
 
 /**
@@ -55,7 +58,7 @@ export interface Claim {
  */
 export async function claimAlerts(db: D1Database, alert_ids: string[], now: string, claimed_until: string): Promise<Claim> {
   const ids = JSON.stringify([...new Set(alert_ids)]);
-  const [alerts, ledger] = await db.batch([
+  const [alerts, ledger, breakers] = await db.batch([
     db
       .prepare(
         `UPDATE alerts SET fanout_claimed_until = ?2, enqueued_at = COALESCE(enqueued_at, ?1), outbox_claimed_until = NULL
@@ -64,6 +67,7 @@ export async function claimAlerts(db: D1Database, alert_ids: string[], now: stri
       )
       .bind(now, claimed_until, ids),
     db.prepare(`SELECT alert_id, destination, status FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1))`).bind(ids),
+    healthStatement(db),
   ]);
   const claimed = new Map<string, StoredAlert>();
   for (const row of (alerts?.results ?? []) as StoredRow[]) claimed.set(row.alert_id, storedAlert(row));
@@ -73,7 +77,8 @@ export async function claimAlerts(db: D1Database, alert_ids: string[], now: stri
     byDestination.set(row.destination, row.status);
     statuses.set(row.alert_id, byDestination);
   }
-  return { claimed, statuses };
+  const health = new Map(((breakers?.results ?? []) as HealthRow[]).map((r) => [r.destination, r]));
+  return { claimed, statuses, health };
 }
 
 /** These alerts, each with when its claim ends (null: not claimed); alerts not stored are absent. */
@@ -114,9 +119,13 @@ export interface HourlyRecord {
 
 /**
  * Records a batch's outcomes in one round trip: the ledger rows (a row that is already
- * delivered, failed or dead stays as it is) and the destinations' hourly counters.
+ * delivered, failed or dead stays as it is), the destinations' hourly counters, and
+ * `also` (the breakers' statements).
  */
-export async function recordOutcomes(db: D1Database, input: { attempts: AttemptRecord[]; hourly: HourlyRecord[] }): Promise<void> {
+export async function recordOutcomes(
+  db: D1Database,
+  input: { attempts: AttemptRecord[]; hourly: HourlyRecord[]; also?: D1PreparedStatement[] },
+): Promise<void> {
   const record = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at)
      VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END)
@@ -135,6 +144,7 @@ export async function recordOutcomes(db: D1Database, input: { attempts: AttemptR
       record.bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at, r.attempted === false ? 0 : 1),
     ),
     ...input.hourly.map((h) => count.bind(h.destination, h.hour, h.delivered, h.failed, h.last_delivered_at)),
+    ...(input.also ?? []),
   ];
   if (statements.length > 0) await db.batch(statements);
 }
@@ -148,17 +158,41 @@ export async function releaseClaims(db: D1Database, alert_ids: string[]): Promis
     .run();
 }
 
-/** Marks deliveries whose retries ran out as `dead`, creating rows that are missing. */
-export async function markDead(db: D1Database, keys: DeliveryKey[], at: string, reason: string): Promise<void> {
-  if (keys.length === 0) return;
+/**
+ * Marks deliveries whose retries ran out as `dead` (creating rows that are missing), in
+ * one batch with the destinations' dead counts and a `delivery.dead` notification per
+ * destination for the cron. Returns the deliveries that became dead.
+ */
+export async function markDead(db: D1Database, keys: DeliveryKey[], at: string, reason: string): Promise<DeliveryKey[]> {
+  if (keys.length === 0) return [];
   const dead = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_error, updated_at)
      VALUES (?1, ?2, 'dead', 0, ?4, ?3)
      ON CONFLICT (alert_id, destination) DO UPDATE SET status = 'dead', updated_at = ?3,
        last_error = COALESCE(deliveries.last_error, ?4)
-     WHERE deliveries.status = 'pending'`,
+     WHERE deliveries.status = 'pending'
+     RETURNING alert_id, destination`,
   );
-  await db.batch(keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason)));
+  const results = await db.batch(keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason)));
+  const died = results.flatMap((r) => r.results as DeliveryKey[]);
+  const perDestination = new Map<string, number>();
+  for (const k of died) perDestination.set(k.destination, (perDestination.get(k.destination) ?? 0) + 1);
+  if (perDestination.size > 0) {
+    await db.batch(
+      [...perDestination].flatMap(([destination, count]) => [
+        db
+          .prepare(
+            `INSERT INTO destination_hourly (destination, hour, dead) VALUES (?1, substr(?2, 1, 13), ?3)
+             ON CONFLICT (destination, hour) DO UPDATE SET dead = dead + excluded.dead`,
+          )
+          .bind(destination, at, count),
+        db
+          .prepare("INSERT INTO notifications (event, key, data, created_at) VALUES ('delivery.dead', ?1, ?2, ?3)")
+          .bind(destination, JSON.stringify({ destination, count }), at),
+      ]),
+    );
+  }
+  return died;
 }
 
 /** Ends the consumers' claims on these alerts, so that a replay's message is taken at once. */

@@ -9,6 +9,7 @@ import { csrf } from "hono/csrf";
 import { NONCE, secureHeaders } from "hono/secure-headers";
 import type { AppEnv } from "../app-env";
 import { deliveries } from "./pages/deliveries";
+import { destinations } from "./pages/destinations";
 import { overview } from "./pages/overview";
 import { quarantine } from "./pages/quarantine";
 import { responses } from "./pages/responses";
@@ -34,4 +35,4 @@ dashboard.use("/dashboard/*", csrf());
 dashboard.use("/dashboard", requireSession);
 dashboard.use("/dashboard/*", requireSession);
 
-for (const pages of [session, overview, survey, responses, quarantine, deliveries]) dashboard.route("/", pages);
+for (const pages of [session, overview, survey, responses, quarantine, deliveries, destinations]) dashboard.route("/", pages);

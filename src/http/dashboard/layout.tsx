@@ -32,6 +32,7 @@ export const Page: FC<{ title: string; nonce: string; signedIn?: boolean; childr
             <a href="/dashboard/responses">Responses</a>
             <a href="/dashboard/quarantine">Quarantine</a>
             <a href="/dashboard/deliveries">Undelivered</a>
+            <a href="/dashboard/destinations">Destinations</a>
             <form class="inline" method="post" action="/dashboard/logout">
               <button type="submit">Sign out</button>
             </form>
