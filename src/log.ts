@@ -11,7 +11,8 @@ export type LogLevel = "info" | "warn" | "error";
  * log("info", "webhook", { request_id, alert_id, outcome: "stored", duration_ms: 4 });
  */
 export function log(level: LogLevel, event: string, fields: LogFields = {}): void {
-  const line = JSON.stringify({ level, event, ...fields });
+  // A field named level or event never overrides the line's own.
+  const line = JSON.stringify({ level, event, ...fields, ...{ level, event } });
   if (level === "error") console.error(line);
   else if (level === "warn") console.warn(line);
   else console.log(line);

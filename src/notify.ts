@@ -50,9 +50,9 @@ async function post(url: string, notification: Notification): Promise<boolean> {
     });
     await res.body?.cancel();
     if (res.ok) return true;
-    log("warn", "notify.failed", { event: notification.event, http_status: res.status });
+    log("warn", "notify.failed", { notification: notification.event, http_status: res.status });
   } catch (error) {
-    log("warn", "notify.failed", { event: notification.event, error: errorMessage(error) });
+    log("warn", "notify.failed", { notification: notification.event, error: errorMessage(error) });
   }
   return false;
 }

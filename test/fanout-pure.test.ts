@@ -75,9 +75,10 @@ describe("parseDestinations", () => {
     const config = parseDestinations('[{"name":"a","url":"https://x","survey_ids":["s1"]},{"name":"b","url":"https://y"}]');
     if (!config.ok) throw new Error(config.error);
     const [a, b] = config.destinations;
-    expect(wants(a!, { survey_id: "s1" })).toBe(true);
-    expect(wants(a!, { survey_id: "s2" })).toBe(false);
-    expect(wants(b!, { survey_id: "s2" })).toBe(true);
+    const of = (survey_id: string) => ({ survey_id, platform: null, alert_name: "a", trigger_event_name: null, user_system_id: null, answers: [] });
+    expect(wants(a!, of("s1"))).toBe(true);
+    expect(wants(a!, of("s2"))).toBe(false);
+    expect(wants(b!, of("s2"))).toBe(true);
   });
 });
 

@@ -48,13 +48,22 @@ before(async () => {
   for (let i = 0; i < scores.length; i++) {
     await postAlert(`browser-${i}-${Date.now()}`, "30cc805f1f0c541d4dcfccef", scores[i], `${weeks[i % weeks.length]}T10:0${i % 10}:00Z`);
   }
-  await postAlert(deadAlert, "30cc805f1f0c541d4dcfccef", "4", "2026-11-20T10:00:00Z");
+  // Today's response: the overview's "Today" counts it.
+  await postAlert(deadAlert, "30cc805f1f0c541d4dcfccef", "4", new Date().toISOString());
   await fetch(`${worker.url}/webhooks/1flow/${SECRET}`, { method: "POST", headers: { "content-type": "text/plain" }, body: "not json" });
   await worker.db
     .prepare(
       "INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at) VALUES (?, 'crm', 'dead', 10, 503, 'HTTP 503', ?) ON CONFLICT DO UPDATE SET status = 'dead', attempts = 10, last_error = 'HTTP 503'",
     )
     .bind(deadAlert, new Date().toISOString())
+    .run();
+  // A destination the breaker paused: the Destinations page shows it, and Resume now resumes it.
+  await worker.db
+    .prepare(
+      `INSERT INTO destination_health (destination, state, consecutive_failures, paused_until, last_status, last_error)
+       VALUES ('crm', 'paused', 10, ?, 503, 'HTTP 503')`,
+    )
+    .bind(new Date(Date.now() + 3_600_000).toISOString())
     .run();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -82,9 +91,9 @@ test("sign in and see the totals", async () => {
   await page.fill('input[name="token"]', ADMIN);
   await page.click('button[type="submit"]');
   await page.waitForURL(`${worker.url}/dashboard`);
-  const cards = await page.locator(".card").allTextContents();
-  assert.ok(cards.some((t) => /13\s*received/.test(t)), `cards: ${cards.join(" | ")}`);
-  assert.ok(cards.some((t) => /1\s*rejected/.test(t)), `cards: ${cards.join(" | ")}`);
+  const today = await page.locator("section", { hasText: "Today (UTC)" }).locator(".card").allTextContents();
+  assert.ok(today.some((t) => /^1\s*responses/.test(t)), `today: ${today.join(" | ")}`);
+  assert.ok(today.some((t) => /^1\s*rejected/.test(t)), `today: ${today.join(" | ")}`);
   await shot("2-overview");
 });
 
@@ -116,6 +125,19 @@ test("replay a dead delivery and see it change", async () => {
   assert.match(await page.textContent("#result"), /Replayed/);
   assert.equal(await page.locator("tr.delivery", { hasText: deadAlert }).locator(".status").textContent(), "pending");
   await shot("6-deliveries-after");
+});
+
+test("a paused destination, and Resume now", async () => {
+  await page.click('header a[href="/dashboard/destinations"]');
+  const row = page.locator("#destination-crm");
+  assert.match(await row.locator(".state").textContent(), /^paused/);
+  assert.match(await row.textContent(), /HTTP 503/);
+  await shot("7-destinations-paused");
+  await row.locator('button:has-text("Resume now")').click();
+  await page.waitForSelector("#result");
+  assert.match(await page.textContent("#result"), /Resumed/);
+  assert.match(await page.locator("#destination-crm .state").textContent(), /^active/);
+  await shot("8-destinations-resumed");
 });
 
 test("sign out", async () => {
