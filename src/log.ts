@@ -11,8 +11,9 @@ export type LogLevel = "info" | "warn" | "error";
  * log("info", "webhook", { request_id, alert_id, outcome: "stored", duration_ms: 4 });
  */
 export function log(level: LogLevel, event: string, fields: LogFields = {}): void {
-  // A field named level or event never overrides the line's own.
-  const line = JSON.stringify({ level, event, ...fields, ...{ level, event } });
+  // A field named level or event never overrides the line's own (and they stay first).
+  const { level: _level, event: _event, ...rest } = fields;
+  const line = JSON.stringify({ level, event, ...rest });
   if (level === "error") console.error(line);
   else if (level === "warn") console.warn(line);
   else console.log(line);
