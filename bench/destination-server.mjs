@@ -5,7 +5,9 @@
 //   node bench/destination-server.mjs --port 9000 [--secret whsec_...]
 //        [--fail-first 2] [--fail-rate 0.33] [--hang-rate 0.05] [--hang-ms 12000]
 //
-// GET /stats answers {requests, by_id: {<webhook-id>: deliveries that got a 2xx}, bad_signatures}.
+// GET /stats answers {requests, by_id: {<webhook-id>: deliveries that got a 2xx}, bad_signatures, notifications}.
+// POST /control/down?seconds=S answers 503 to every delivery for S seconds (a destination down for a stretch).
+// POST /notify records an operator notification (NOTIFY_URL) in stats.notifications, not as a delivery.
 // --port 0 picks a free port; the first line printed names it.
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
@@ -24,7 +26,8 @@ export function startDestination({
   const verifier = secret ? new Webhook(secret) : null;
   const seen = new Map(); // webhook-id -> attempts
   const delivered = new Map(); // webhook-id -> 2xx answers
-  const stats = { requests: 0, bad_signatures: 0, failed_on_purpose: 0, hung_on_purpose: 0 };
+  const stats = { requests: 0, bad_signatures: 0, failed_on_purpose: 0, hung_on_purpose: 0, down_answers: 0, notifications: [] };
+  let downUntil = 0;
 
   const server = createServer((req, res) => {
     if (req.method === "GET" && req.url === "/stats") {
@@ -32,11 +35,28 @@ export function startDestination({
       res.end(JSON.stringify({ ...stats, by_id: Object.fromEntries(delivered) }));
       return;
     }
+    if (req.method === "POST" && req.url?.startsWith("/control/down")) {
+      const seconds = Number(new URL(req.url, "http://x").searchParams.get("seconds") ?? "0");
+      downUntil = Date.now() + seconds * 1000;
+      res.end("down");
+      return;
+    }
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
-      stats.requests += 1;
       const body = Buffer.concat(chunks).toString("utf8");
+      if (req.url === "/notify") {
+        stats.notifications.push(JSON.parse(body));
+        res.end("ok");
+        return;
+      }
+      stats.requests += 1;
+      if (Date.now() < downUntil) {
+        stats.down_answers += 1;
+        res.statusCode = 503;
+        res.end("down for a stretch");
+        return;
+      }
       const id = req.headers["webhook-id"] ?? "(none)";
       const attempt = (seen.get(id) ?? 0) + 1;
       seen.set(id, attempt);

@@ -4,6 +4,9 @@
 // `wrangler d1 execute`) for S seconds in the middle of the sending: valid alerts must
 // still be answered 200 (through the spool) and end stored and delivered exactly once;
 // invalid bodies answered 503 then are sent again afterwards, as 1Flow's retry would.
+// --destination-down S makes the healthy destination answer 503 for S seconds: its breaker
+// must pause it and resume it, and every alert still ends delivered exactly once, none dead.
+// The cron runs every 2 s during the run (Miniflare does not tick it).
 //
 // Runs the bundled Worker in Miniflare with two local destinations (one healthy,
 // one that fails a third of its requests and sometimes hangs past the delivery
@@ -21,12 +24,14 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "50" },
     "drain-timeout": { type: "string", default: "200" },
     "d1-outage": { type: "string", default: "0" },
+    "destination-down": { type: "string", default: "0" },
   },
 });
 const ALERTS = Number(values.alerts);
 const CONCURRENCY = Number(values.concurrency);
 const DRAIN_TIMEOUT_S = Number(values["drain-timeout"]);
 const OUTAGE_S = Number(values["d1-outage"]);
+const DOWN_S = Number(values["destination-down"]);
 const DUPLICATE_SHARE = 0.3;
 const INVALID_SHARE = 0.05;
 const OVERSIZE = Math.max(3, Math.round(ALERTS / 2000));
@@ -94,6 +99,10 @@ const worker = await startWorker({
     // Short backoff so that a run ends in minutes; the delays still double per attempt.
     RETRY_BASE_SECONDS: "0.1",
     DELIVERY_TIMEOUT_MS: String(DELIVERY_TIMEOUT_MS),
+    // A short pause, so that the breaker's whole cycle fits in the run.
+    PAUSE_AFTER_FAILURES: "10",
+    PAUSE_SECONDS: "2",
+    NOTIFY_URL: `http://127.0.0.1:${healthy.port}/notify`,
     DESTINATIONS: JSON.stringify([
       { name: "healthy", url: `http://127.0.0.1:${healthy.port}/hook`, secret: DESTINATION_SECRET },
       { name: "flaky", url: `http://127.0.0.1:${flaky.port}/hook`, secret: DESTINATION_SECRET },
@@ -162,8 +171,24 @@ async function outage() {
   log("D1 back");
 }
 const down = outage();
+/** The healthy destination down for a stretch, from a few seconds into the sending. */
+async function destinationDown() {
+  if (DOWN_S <= 0) return;
+  await new Promise((r) => setTimeout(r, 3_000));
+  log(`healthy destination down for ${DOWN_S} s ...`);
+  await fetch(`http://127.0.0.1:${healthy.port}/control/down?seconds=${DOWN_S}`, { method: "POST" });
+}
+const stretch = destinationDown();
+let ticking = true;
+const cron = (async () => {
+  while (ticking) {
+    await new Promise((r) => setTimeout(r, 2_000));
+    await fetch(`${worker.url}/__scheduled`, { method: "POST" }).catch(() => undefined);
+  }
+})();
 await Promise.all(Array.from({ length: CONCURRENCY }, client));
 await down;
+await stretch;
 // 1Flow's retry of what was refused with a 503 while D1 was down.
 const retried = retryLater.splice(0);
 for (const body of retried) await send(body);
@@ -185,6 +210,8 @@ while ((performance.now() - drainStarted) / 1000 < DRAIN_TIMEOUT_S) {
   await new Promise((r) => setTimeout(r, 1_000));
 }
 const drainSeconds = (performance.now() - drainStarted) / 1000;
+ticking = false;
+await cron;
 
 // The figures.
 const checks = [];
@@ -220,6 +247,15 @@ for (const [name, destination] of [["healthy", healthy], ["flaky", flaky]]) {
     `every alert delivered to ${name} exactly once (by webhook-id)`,
     never === 0 && twice === 0 && stats.bad_signatures === 0,
     `${byId.size} ids, ${never} never, ${twice} more than once, ${stats.requests} requests, ${stats.failed_on_purpose} failed and ${stats.hung_on_purpose} hung on purpose, ${stats.bad_signatures} bad signatures`,
+  );
+}
+if (DOWN_S > 0) {
+  const { notifications, down_answers } = await healthy.stats();
+  const events = notifications.filter((n) => n.data?.destination === "healthy").map((n) => n.event);
+  check(
+    "the healthy destination, down for a stretch, paused and resumed (notified)",
+    events.includes("destination.paused") && events.includes("destination.resumed"),
+    `${down_answers} answers 503 while down; notifications: ${events.join(", ") || "none"}`,
   );
 }
 const ledger = await count("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'delivered'");
