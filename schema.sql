@@ -78,6 +78,15 @@ CREATE TABLE IF NOT EXISTS survey_daily (
   PRIMARY KEY (survey_id, day)
 ) WITHOUT ROWID;
 
+-- The newest response delivered per user to each 1flow-identify destination: an older one is not sent after it.
+CREATE TABLE IF NOT EXISTS identify_latest (
+  destination    TEXT NOT NULL,
+  user_system_id TEXT NOT NULL,
+  submitted_at   TEXT NOT NULL,
+  alert_id       TEXT NOT NULL,
+  PRIMARY KEY (destination, user_system_id)
+) WITHOUT ROWID;
+
 -- Responses erased on request: a later 1Flow retry of one is not stored again (kept 7 days).
 CREATE TABLE IF NOT EXISTS erased_alerts (
   alert_id  TEXT PRIMARY KEY,

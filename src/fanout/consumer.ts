@@ -20,11 +20,15 @@ import {
   type StoredAlert,
 } from "../store/deliveries";
 import { type BatchHealth, type HealthRow, healthStatements, takeProbe } from "../store/health";
+import { isSuperseded, latestDelivered, pairKey, recordLatestStatement } from "../store/identify";
 import { retryDelaySeconds } from "./backoff";
 import type { BreakerSettings } from "./breaker";
 import { type DeliveryAttempt, deliver } from "./deliver";
 import { type Destination, type DestinationsConfig, wants } from "./destinations";
 import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
+
+/** The ledger's word for an identify delivery that a newer response of the same user made moot. */
+export const SUPERSEDED = "superseded by a newer response";
 
 /** How long a consumer holds an alert it is delivering, beyond the delivery timeout. */
 export const CLAIM_MARGIN_IN_SECONDS = 50;
@@ -47,8 +51,11 @@ interface Job {
   key: DeliveryKey;
   alert: StoredAlert;
   destination: Destination;
-  /** `held`: its destination is paused; nothing is sent and no retry is spent. */
-  mode: "send" | "probe" | "held";
+  /**
+   * `held`: its destination is paused; nothing is sent and no retry is spent.
+   * `superseded`: a newer response of the same user is already at this identify destination.
+   */
+  mode: "send" | "probe" | "held" | "superseded";
 }
 
 export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerContext): Promise<void> {
@@ -123,8 +130,10 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       }
     }
 
+    await markSuperseded(ctx.db, jobs);
+
     // At most six requests open at once (the Workers limit); each timeout starts when its request is sent.
-    const sending = jobs.filter((j) => j.mode !== "held");
+    const sending = jobs.filter((j) => j.mode === "send" || j.mode === "probe");
     const attempts = await mapWithConcurrency(sending, OUTBOUND_CONNECTIONS, async (job) => ({
       key: job.key,
       probe: job.mode === "probe",
@@ -138,8 +147,13 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       });
     }
     const waiting = jobs.filter((j) => j.mode === "held" && statuses.get(j.key.alert_id)?.get(j.key.destination) === undefined).map((j) => j.key);
+    const superseded = jobs.filter((j) => j.mode === "superseded").map((j) => j.key);
+    const identified = attempts
+      .filter((a) => a.attempt.ok)
+      .map((a) => jobs.find((j) => j.key === a.key))
+      .filter((j): j is Job => j !== undefined && j.destination.format === "1flow-identify");
     const again = new Set(attempts.filter((a) => !a.attempt.ok && !a.attempt.permanent).map((a) => a.key.alert_id));
-    const recorded = await record(ctx, { attempts, waiting, health }, [...again]);
+    const recorded = await record(ctx, { attempts, waiting, superseded, identified, health }, [...again]);
 
     const scheduled = new Set<string>();
     for (const { message, alert_id } of messages) {
@@ -208,6 +222,19 @@ function isFinal(status: string | undefined): boolean {
   return status !== undefined && status !== "pending";
 }
 
+/**
+ * For 1flow-identify destinations: a response older than the newest one already delivered
+ * for its user is not sent (one lookup on identify_latest's key for the whole batch).
+ */
+async function markSuperseded(db: D1Database, jobs: Job[]): Promise<void> {
+  const identify = jobs.filter((j) => j.destination.format === "1flow-identify" && j.mode === "send" && j.alert.user_system_id !== null);
+  if (identify.length === 0) return;
+  const latest = await latestDelivered(db, identify.map((j) => ({ destination: j.key.destination, user_system_id: j.alert.user_system_id ?? "" })));
+  for (const job of identify) {
+    if (isSuperseded(job.alert, latest.get(pairKey(job.key.destination, job.alert.user_system_id ?? "")))) job.mode = "superseded";
+  }
+}
+
 /** What the breaker does with a destination now: send as usual, send one probe, or hold everything. */
 function breakerMode(row: HealthRow | undefined, now: Date): "active" | "probe" | "paused" {
   if (row === undefined || row.state === "active") return "active";
@@ -242,7 +269,13 @@ function batchHealth(attempts: { key: DeliveryKey; probe: boolean; attempt: Deli
  */
 async function record(
   ctx: ConsumerContext,
-  batch: { attempts: { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt }[]; waiting: DeliveryKey[]; health: Map<string, HealthRow> },
+  batch: {
+    attempts: { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt }[];
+    waiting: DeliveryKey[];
+    superseded: DeliveryKey[];
+    identified: Job[];
+    health: Map<string, HealthRow>;
+  },
   release: string[],
 ): Promise<boolean> {
   const { attempts } = batch;
@@ -268,6 +301,19 @@ async function record(
   for (const key of batch.waiting) {
     records.push({ ...key, status: "pending", last_status: null, last_error: "destination paused", at, attempted: false });
   }
+  // Not sent, and no failure: 1Flow already has this user's newer answer.
+  for (const key of batch.superseded) {
+    log("info", "fanout.superseded", { alert_id: key.alert_id, destination: key.destination });
+    records.push({ ...key, status: "delivered", last_status: null, last_error: SUPERSEDED, at, attempted: false });
+  }
+  const latest = batch.identified.map((j) =>
+    recordLatestStatement(ctx.db, {
+      destination: j.key.destination,
+      user_system_id: j.alert.user_system_id ?? "",
+      submitted_at: j.alert.submitted_at,
+      alert_id: j.alert.alert_id,
+    }),
+  );
   const paused_until = new Date(Date.parse(at) + ctx.breaker.pause_seconds * 1000).toISOString();
   const breakers = healthStatements(ctx.db, batchHealth(attempts, batch.health), {
     now: at,
@@ -275,7 +321,7 @@ async function record(
     pause_after: ctx.breaker.pause_after_failures,
   });
   try {
-    await recordOutcomes(ctx.db, { attempts: records, hourly: [...hourly.values()], also: breakers });
+    await recordOutcomes(ctx.db, { attempts: records, hourly: [...hourly.values()], also: [...breakers, ...latest] });
   } catch (error) {
     log("error", "fanout.record_failed", { deliveries: records.length, error: errorMessage(error) });
     return false;

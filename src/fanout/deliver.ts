@@ -7,6 +7,9 @@ import { normalisedAlert } from "./json-format";
 import { sign } from "./signing";
 import { slackMessage } from "./slack";
 
+/** 1Flow's identify endpoint takes at most 32 KB a request. */
+export const IDENTIFY_MAX_BYTES = 32 * 1024;
+
 /** Default time a destination has to answer one delivery. */
 export const DELIVERY_TIMEOUT_IN_MS = 10_000;
 const USER_AGENT = "oneflow-webhooks";
@@ -71,6 +74,10 @@ export async function deliver(
   const latency = () => Math.round(performance.now() - started);
   try {
     const request = await deliveryRequest(destination, alert, now);
+    if (destination.format === "1flow-identify" && (await request.clone().arrayBuffer()).byteLength > IDENTIFY_MAX_BYTES) {
+      // 1Flow would refuse it every time: failed, not retried (the traits are bounded; only a huge user id gets here).
+      return { ok: false, permanent: true, status: null, error: "body over 1Flow's 32 KB limit", retry_after_seconds: null, latency_ms: latency() };
+    }
     // Redirects are never followed: a 3xx is recorded with its status and retried like a 5xx.
     const res = await fetch(request, { signal: AbortSignal.timeout(timeout_ms), redirect: "manual" });
     await res.body?.cancel();
