@@ -10,7 +10,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { SpoolMessage } from "../src/alert";
 import worker from "../src/index";
-import { deliveries, FANOUT_ENV, message, runQueue, storedAlert, stubDestinations } from "./fanout-fixtures";
+import { deliveries, FANOUT_ENV, message, runQueue, storedAlert, stubDestinations, watchSendBatch } from "./fanout-fixtures";
 import { alertRow, examplePayload } from "./fixtures";
 
 const QUEUE = "oneflow-alerts";
@@ -187,14 +187,9 @@ describe("sweep", () => {
     await tick(new Date(Date.now() + 120_000));
     expect((await alertRow(alert_id))?.enqueued_at).toBeNull();
     vi.restoreAllMocks();
-    const sent: string[] = [];
-    const original = env.ALERTS_QUEUE.sendBatch.bind(env.ALERTS_QUEUE);
-    vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages, options) => {
-      for (const m of messages) sent.push((m.body as { alert_id: string }).alert_id);
-      return original(messages, options);
-    });
+    const sends = watchSendBatch();
     await tick(new Date(Date.now() + 10 * 60_000));
-    expect(sent).toContain(alert_id);
+    expect(sends.ids()).toContain(alert_id);
     expect((await alertRow(alert_id))?.enqueued_at).not.toBeNull();
     stubDestinations();
     await runQueue(QUEUE, [message(alert_id)]);
@@ -209,19 +204,14 @@ describe("sweep", () => {
     vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockRejectedValueOnce(new Error("Queue send failed"));
     const { alert_id } = await storedAlert();
     vi.restoreAllMocks();
-    const sent: string[] = [];
-    const original = env.ALERTS_QUEUE.sendBatch.bind(env.ALERTS_QUEUE);
-    vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages, options) => {
-      for (const m of messages) sent.push((m.body as { alert_id: string }).alert_id);
-      return original(messages, options);
-    });
+    const sends = watchSendBatch();
     failStatementsMatching("SET outbox_claimed_until");
     await tick(new Date(Date.now() + 120_000));
-    expect(sent).toContain(stale.alert_id);
-    expect(sent).not.toContain(alert_id);
+    expect(sends.ids()).toContain(stale.alert_id);
+    expect(sends.ids()).not.toContain(alert_id);
     vi.mocked(env.DB.prepare).mockRestore();
     await tick(new Date(Date.now() + 10 * 60_000));
-    expect(sent).toContain(alert_id);
+    expect(sends.ids()).toContain(alert_id);
     stubDestinations();
     await runQueue(QUEUE, [message(alert_id), message(stale.alert_id)]);
     await expectSettled(alert_id);
