@@ -7,12 +7,23 @@ export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
   // schema.sql, split into statements the same way, for the test that compares the two.
   const schema = await readD1Migrations({ projectPath: ".", migrationsDir: ".", migrationsPattern: "schema.sql" });
-  // Set explicitly, so that a developer's .dev.vars never leaks into the tests.
+  // Every variable set explicitly, so that a developer's .dev.vars never leaks into the tests
+  // (the plugin reads it). The tuning vars keep wrangler.toml's values; the optional ones are off.
   const bindings = {
     WEBHOOK_SECRET: "test-secret",
     WEBHOOK_SECRET_PREVIOUS: "old-secret",
     DESTINATIONS: "",
     ADMIN_TOKEN: "",
+    MAX_BODY_BYTES: "65536",
+    RETRY_BASE_SECONDS: "30",
+    STORAGE_DEADLINE_MS: "5000",
+    DELIVERY_TIMEOUT_MS: "10000",
+    RETENTION_DAYS: "",
+    EXPORT_PART_ROWS: "",
+    PAUSE_AFTER_FAILURES: "",
+    PAUSE_SECONDS: "",
+    NOTIFY_URL: "",
+    SILENCE_HOURS: "",
     TEST_MIGRATIONS: migrations,
     TEST_SCHEMA_SQL: schema[0]?.queries ?? [],
     // The property tests' seed: FC_SEED=<seed> npm test replays a run they printed.

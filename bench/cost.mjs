@@ -157,12 +157,13 @@ async function measureSize(size, scriptPath) {
   const login = await fetch(`${base}/dashboard/login`, {
     method: "POST",
     redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded" },
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: base },
     body: new URLSearchParams({ token: ADMIN }).toString(),
   });
   const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0];
+  if (!cookie) throw new Error(`dashboard sign-in failed: ${login.status}`);
   const get = (path, headers) => async () => {
-    const res = await fetch(`${base}${path}`, { headers });
+    const res = await fetch(`${base}${path}`, { headers, redirect: "manual" });
     if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
     return res.text();
   };

@@ -68,6 +68,9 @@ describe("circuit breaker", () => {
     expect(sent()).toBe(3);
     expect(await deliveries(later.alert_id)).toMatchObject([{ status: "pending", attempts: 0, last_error: "destination paused" }]);
     for (const a of alerts) expect(await deliveries(a.alert_id)).toMatchObject([{ status: "pending", attempts: 1 }]);
+    // Nothing of theirs is in flight: their claims end, so that the probe's message is taken at once.
+    const claims = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE alert_id = ? AND fanout_claimed_until IS NOT NULL").bind(later.alert_id).first();
+    expect(claims).toEqual({ n: 0 });
 
     // The pause runs out: the sweep sends one waiting alert, the consumer takes it as the probe. It fails.
     const sweep = watchSendBatch();

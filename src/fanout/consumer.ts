@@ -152,7 +152,11 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       .filter((a) => a.attempt.ok)
       .map((a) => jobs.find((j) => j.key === a.key))
       .filter((j): j is Job => j !== undefined && j.destination.format === "1flow-identify");
-    const again = new Set(attempts.filter((a) => !a.attempt.ok && !a.attempt.permanent).map((a) => a.key.alert_id));
+    // Claims end now for alerts whose message comes back, and for those a pause holds (nothing of theirs is in flight).
+    const again = new Set([
+      ...attempts.filter((a) => !a.attempt.ok && !a.attempt.permanent).map((a) => a.key.alert_id),
+      ...jobs.filter((j) => j.mode === "held").map((j) => j.key.alert_id),
+    ]);
     const recorded = await record(ctx, { attempts, waiting, superseded, identified, health }, [...again]);
 
     const scheduled = new Set<string>();

@@ -64,3 +64,13 @@ describe("wrangler.toml", () => {
     expect(result.stdout).toContain("env.DB");
   });
 });
+
+describe("the tests' bindings", () => {
+  it("set every string variable of Env, so that a developer's .dev.vars never leaks into a test", () => {
+    const envSource = readFileSync(join(ROOT, "src/env.ts"), "utf8");
+    const vitestConfig = readFileSync(join(ROOT, "vitest.config.ts"), "utf8");
+    const variables = [...envSource.matchAll(/^\s+([A-Z][A-Z0-9_]+)\?: string;/gm)].map((m) => m[1]);
+    expect(variables.length).toBeGreaterThan(10);
+    expect(variables.filter((name) => !new RegExp(`\\b${name}:`).test(vitestConfig))).toEqual([]);
+  });
+});
