@@ -7,7 +7,7 @@ import type { QueueMessage, RejectReason, SpoolMessage } from "../alert";
 import { sha256Hex } from "../hash";
 import { errorMessage, log } from "../log";
 import { sendAlerts } from "../queue";
-import { countSpooled, markEnqueued, storeAlert } from "../store/alerts";
+import { answersJson, countSpooled, markEnqueued, storeAlert } from "../store/alerts";
 import { isConstraintError, isTooBigError, StorageUnavailableError, withDeadline } from "../store/d1";
 import { quarantine, type Rejection } from "../store/rejected";
 import { bufferEnqueue } from "./enqueue-buffer";
@@ -89,7 +89,7 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
     log("warn", "payload.unknown_screen_type", { request_id: ctx.request_id, alert_id: alert.alert_id, types: unknown_types.join(",") });
   }
   const received_at = ctx.received_at ?? ctx.now().toISOString();
-  const row = { alert, payload: text, payload_sha256: sha, received_at };
+  const row = { alert, answers_json: answersJson(alert), payload: text, payload_sha256: sha, received_at };
   const tooBig = [{ path: "", message: `too large to store in one D1 row (${MAX_ROW_BYTES} bytes)` }];
   if (rowBytes(row) > MAX_ROW_BYTES) return refuse(tooBig);
 
@@ -194,7 +194,7 @@ async function enqueue(ctx: IngestContext, alert_ids: string[]): Promise<void> {
 /** About how many bytes the alert's row takes in D1 (its text columns, as UTF-8). */
 function rowBytes(row: Parameters<typeof storeAlert>[1]): number {
   const { alert } = row;
-  const texts = [row.payload, JSON.stringify(alert.answers), alert.user_parameters, alert.trigger_event_parameters];
+  const texts = [row.payload, row.answers_json, alert.user_parameters, alert.trigger_event_parameters];
   let bytes = 512 + alert.alert_id.length + alert.alert_name.length + alert.survey_id.length;
   for (const t of texts) if (t !== null) bytes += t.length * 3 > MAX_ROW_BYTES ? new TextEncoder().encode(t).byteLength : t.length;
   return bytes;

@@ -10,6 +10,8 @@ import type { D1Reader } from "./d1";
 
 export interface StoreAlertInput {
   alert: Alert;
+  /** The answers as `alerts.answers_json` keeps them (see answersJson). */
+  answers_json: string;
   /** The body exactly as received. */
   payload: string;
   payload_sha256: string;
@@ -78,7 +80,7 @@ export function answersJson(alert: Alert): string {
  * two concurrent deliveries of one alert see exactly one `inserted: true`.
  */
 export async function storeAlert(db: D1Database, input: StoreAlertInput): Promise<StoreAlertResult> {
-  const { alert, payload, payload_sha256, received_at } = input;
+  const { alert, answers_json, payload, payload_sha256, received_at } = input;
   const day = alert.submitted_at.slice(0, 10);
   const nps = npsCounts(alert.answers);
   const titles = JSON.stringify(alert.answers.map((a) => a.title));
@@ -100,7 +102,7 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
         received_at,
         payload,
         payload_sha256,
-        answersJson(alert),
+        answers_json,
       ),
     db
       .prepare(COUNT_RESPONSE)
