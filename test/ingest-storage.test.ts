@@ -116,8 +116,8 @@ describe("idempotency", () => {
     expect(await answerRows(payload.alert_id)).toHaveLength(2);
   });
 
-  it("concurrent deliveries of one alert store it once; exactly one answers duplicate:false", async () => {
-    const payload = examplePayload();
+  it("concurrent deliveries of one alert store it once; exactly one answers duplicate:false; the survey counts it once", async () => {
+    const payload = examplePayload({ survey_id: `once-${crypto.randomUUID()}` });
     const body = JSON.stringify(payload);
     const responses = await Promise.all(Array.from({ length: 8 }, () => post(body)));
     const answers = (await Promise.all(responses.map((r) => r.json()))) as { duplicate: boolean }[];
@@ -126,6 +126,11 @@ describe("idempotency", () => {
     const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE alert_id = ?").bind(payload.alert_id).first();
     expect(rows).toEqual({ n: 1 });
     expect(await answerRows(payload.alert_id)).toHaveLength(2);
+    // The rollups count the response once, however many deliveries raced: 1 response, 1 NPS answer, a promoter.
+    const day = await env.DB.prepare("SELECT responses, nps_responses, promoters FROM survey_daily WHERE survey_id = ?").bind(payload.survey_id).first();
+    expect(day).toEqual({ responses: 1, nps_responses: 1, promoters: 1 });
+    const totals = await env.DB.prepare("SELECT responses FROM survey_totals WHERE survey_id = ?").bind(payload.survey_id).first();
+    expect(totals).toEqual({ responses: 1 });
   });
 
   it("concurrent different bodies under one alert_id: one stored, the rest quarantined", async () => {
