@@ -1,6 +1,6 @@
 /** The dashboard, through the Worker: sign-in, CSP, pages, and the replay and reprocess buttons. */
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { Env } from "../src/env";
 import { ADMIN_TOKEN, callWorker, examplePayload, post, quarantinedValidBody, rejectedRow } from "./fixtures";
 
@@ -62,6 +62,17 @@ describe("sign-in", () => {
     expect(csp).toMatch(/style-src 'nonce-[^']+'/);
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toContain("script-src");
+  });
+});
+
+describe("read replicas", () => {
+  it("pages read through a D1 session; right after an action, its first read goes to the primary", async () => {
+    const cookie = await session();
+    const sessions = vi.spyOn(env.DB, "withSession");
+    await request("/dashboard/deliveries", { headers: { cookie } });
+    await request("/dashboard/deliveries?result=Replayed", { headers: { cookie } });
+    expect(sessions.mock.calls.map((c) => c[0])).toEqual(["first-unconstrained", "first-primary"]);
+    vi.restoreAllMocks();
   });
 });
 

@@ -10,7 +10,7 @@ import { replayDeps } from "../../api";
 export const deliveries = new Hono<AppEnv>({ strict: false });
 
 deliveries.get("/dashboard/deliveries", async (c) => {
-  const rows = await undeliveredDeliveries(readerOf(c.env), 100);
+  const rows = await undeliveredDeliveries(readerOf(c.env, c.req.query("result") !== undefined), 100);
   return c.html(
     <Page title="Undelivered" nonce={nonceOf(c)}>
       {c.req.query("result") && <p id="result">{c.req.query("result")}</p>}

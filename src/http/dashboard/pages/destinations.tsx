@@ -11,7 +11,7 @@ export const destinations = new Hono<AppEnv>({ strict: false });
 
 destinations.get("/dashboard/destinations", async (c) => {
   const config = destinationsFrom(c.env.DESTINATIONS);
-  const rows = await destinationsReport(readerOf(c.env), config, new Date());
+  const rows = await destinationsReport(readerOf(c.env, c.req.query("result") !== undefined), config, new Date());
   return c.html(
     <Page title="Destinations" nonce={nonceOf(c)}>
       {c.req.query("result") && <p id="result">{c.req.query("result")}</p>}

@@ -10,7 +10,7 @@ import { ingestContext } from "../../webhook";
 export const quarantine = new Hono<AppEnv>({ strict: false });
 
 quarantine.get("/dashboard/quarantine", async (c) => {
-  const rows = await listRejected(readerOf(c.env), { limit: 50, after: null });
+  const rows = await listRejected(readerOf(c.env, c.req.query("result") !== undefined), { limit: 50, after: null });
   return c.html(
     <Page title="Quarantine" nonce={nonceOf(c)}>
       {c.req.query("result") && <p id="result">{c.req.query("result")}</p>}
