@@ -176,6 +176,8 @@ async function measureSize(size, scriptPath) {
     [`/dashboard/surveys/${SURVEYS[0]}`, { cookie }],
     ["/dashboard/quarantine", { cookie }],
     ["/dashboard/deliveries", { cookie }],
+    ["/dashboard/destinations", { cookie }],
+    ["/api/destinations", auth],
     ["/api/alerts", auth],
     [`/api/alerts?cursor=${firstPage.next_cursor}`, auth],
     [`/api/alerts?survey_id=${SURVEYS[1]}`, auth],

@@ -134,6 +134,8 @@ describe("every page and /api read: ≤ 2,000 rows read with 3,000 stored", () =
     ["GET /dashboard/surveys/:id", page(`/dashboard/surveys/${SURVEYS[2]}`)],
     ["GET /dashboard/quarantine", page("/dashboard/quarantine")],
     ["GET /dashboard/deliveries", page("/dashboard/deliveries")],
+    ["GET /dashboard/destinations", page("/dashboard/destinations")],
+    ["GET /api/destinations", api("/api/destinations")],
   ];
   it.each(reads)("%s", async (_, read) => {
     const cost = await measure(async (e) => expect((await read(e)).status).toBe(200));
