@@ -16,8 +16,6 @@ export interface StoredAlert extends Alert {
   payload: string;
 }
 
-export type StoredAnswer = Answer;
-
 export type DeliveryStatus = "pending" | "delivered" | "failed" | "dead";
 
 export interface DeliveryKey {
