@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS alerts (
   answers_json             TEXT NOT NULL DEFAULT '[]', -- JSON: [{title,type,answer,value}] in screen order
   enqueued_at              TEXT,             -- NULL until the Queue accepted the message (outbox)
   outbox_claimed_until     TEXT,             -- a sweep sending it holds it until then
-  fanout_claimed_until     TEXT              -- a consumer delivering it holds it until then
+  fanout_claimed_until     TEXT,             -- a consumer delivering it holds it until then
+  fanned_out_at            TEXT              -- every destination that wanted it has a ledger row (retention waits for it)
 ) WITHOUT ROWID;
 
 -- What an authenticated sender sent that we could not accept. Nothing is dropped.
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS rejected_payloads (
 CREATE TABLE IF NOT EXISTS deliveries (
   alert_id     TEXT NOT NULL,
   destination  TEXT NOT NULL,
-  status       TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'dead')),
+  status       TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'dead', 'cancelled')),
   attempts     INTEGER NOT NULL DEFAULT 0,
   last_status  INTEGER,
   last_error   TEXT,
@@ -79,11 +80,14 @@ CREATE TABLE IF NOT EXISTS survey_daily (
 ) WITHOUT ROWID;
 
 -- The newest response delivered per user to each 1flow-identify destination: an older one is not sent after it.
+-- The lease lets one consumer at a time send to a pair ('' in submitted_at: nothing delivered yet).
 CREATE TABLE IF NOT EXISTS identify_latest (
   destination    TEXT NOT NULL,
   user_system_id TEXT NOT NULL,
   submitted_at   TEXT NOT NULL,
   alert_id       TEXT NOT NULL,
+  lease_until    TEXT,
+  lease_owner    TEXT,
   PRIMARY KEY (destination, user_system_id)
 ) WITHOUT ROWID;
 
@@ -91,6 +95,13 @@ CREATE TABLE IF NOT EXISTS identify_latest (
 CREATE TABLE IF NOT EXISTS erased_alerts (
   alert_id  TEXT PRIMARY KEY,
   erased_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Users erased on request, by the SHA-256 of their id: a response of theirs submitted before the
+-- erasure (still on the Queue, or retried by 1Flow) is not stored (kept 7 days).
+CREATE TABLE IF NOT EXISTS erased_users (
+  user_sha256 TEXT PRIMARY KEY,
+  erased_at   TEXT NOT NULL
 ) WITHOUT ROWID;
 
 -- Dashboard sessions, server-side: expiry, revocation, and the token they signed in with.
@@ -167,6 +178,9 @@ CREATE INDEX IF NOT EXISTS deliveries_pending_by_destination ON deliveries (dest
 -- The quarantine, found by alert_id and by user without reading every body, and paged by time.
 CREATE INDEX IF NOT EXISTS rejected_by_alert ON rejected_payloads (alert_id);
 CREATE INDEX IF NOT EXISTS rejected_by_user ON rejected_payloads (json_extract(body, '$.user.user_system_id')) WHERE json_valid(body);
+-- Bodies that are not JSON, which erasure searches as text.
+CREATE INDEX IF NOT EXISTS rejected_unparsed ON rejected_payloads (last_seen_at) WHERE reason IN ('invalid_json', 'unsupported_media_type');
+CREATE INDEX IF NOT EXISTS identify_latest_by_user ON identify_latest (user_system_id);
 
 CREATE TRIGGER IF NOT EXISTS deliveries_pending_insert AFTER INSERT ON deliveries WHEN NEW.status = 'pending'
 BEGIN

@@ -41,8 +41,10 @@ export interface AlertMessage {
 export interface SpoolMessage {
   v: 1;
   kind: "spool";
-  /** The body exactly as received. */
-  body: string;
+  /** The body exactly as received; absent when `body_gzip` carries it (see src/spool.ts). */
+  body?: string;
+  /** The body gzipped, base64: when as text it would not fit in a Queue message. */
+  body_gzip?: string;
   received_at: string;
   /** SHA-256 hex of the body. */
   sha256: string;
@@ -87,8 +89,9 @@ export function isAlertMessage(body: unknown): body is AlertMessage {
 /** Whether a Queue message body is a `SpoolMessage` this version understands. */
 export function isSpoolMessage(body: unknown): body is SpoolMessage {
   if (typeof body !== "object" || body === null) return false;
-  const { v, kind, body: text, received_at, sha256 } = body as Record<string, unknown>;
-  return v === 1 && kind === "spool" && typeof text === "string" && typeof received_at === "string" && typeof sha256 === "string";
+  const { v, kind, body: text, body_gzip, received_at, sha256 } = body as Record<string, unknown>;
+  const carried = typeof text === "string" || (text === undefined && typeof body_gzip === "string");
+  return v === 1 && kind === "spool" && carried && typeof received_at === "string" && typeof sha256 === "string";
 }
 
 export type NpsCategory = "promoter" | "passive" | "detractor";

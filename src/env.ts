@@ -20,7 +20,7 @@ export interface Env {
   DELIVERY_TIMEOUT_MS?: string;
   /** Days to keep alerts and quarantined bodies; unset keeps them forever. */
   RETENTION_DAYS?: string;
-  /** Time the request path may spend on D1 in ms (default 8000). */
+  /** Time the request path may spend on D1 in ms (default 5000), then the spool. */
   STORAGE_DEADLINE_MS?: string;
   /** Consecutive failed attempts that pause a destination (default 10). */
   PAUSE_AFTER_FAILURES?: string;

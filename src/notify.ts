@@ -6,6 +6,7 @@
  * `quarantine.new` at most once per hour, `ingest.silent` once per silence. A failing
  * NOTIFY_URL is logged and tried again next tick (an hour at most); it blocks nothing.
  */
+import type { Budget } from "./budget";
 import { errorMessage, log } from "./log";
 import {
   deleteNotifications,
@@ -36,7 +37,15 @@ export interface NotifyContext {
   now: Date;
   /** The dashboard's address, for the links in the text. */
   origin?: string;
+  /** The subrequests this step may make (its share of the cron's); unlimited when absent. */
+  budget?: Budget;
 }
+
+/**
+ * Subrequests kept after the notifications the consumers left: their delete and attempt
+ * count (2), then the quarantine check and the silence check (4 each, a POST included).
+ */
+const NOTIFY_RESERVE = 10;
 
 /** Sends one notification; false when NOTIFY_URL did not take it (logged). */
 async function post(url: string, notification: Notification): Promise<boolean> {
@@ -78,7 +87,11 @@ export async function sendNotifications(ctx: NotifyContext): Promise<{ sent: num
   }
   const url = ctx.url;
   const now = ctx.now.toISOString();
+  // Whether the share leaves room for one more POST and the bookkeeping after it; what is
+  // not sent now waits for the next tick, with no attempt spent.
+  const canSend = (cost: number) => (ctx.budget?.left() ?? Number.POSITIVE_INFINITY) - cost >= NOTIFY_RESERVE;
   const send = async (notification: Notification) => {
+    ctx.budget?.take();
     const ok = await post(url, notification);
     if (ok) result.sent += 1;
     else result.failed += 1;
@@ -94,11 +107,14 @@ export async function sendNotifications(ctx: NotifyContext): Promise<{ sent: num
       dead.set(row.key, [...(dead.get(row.key) ?? []), row]);
       continue;
     }
+    if (!canSend(1)) continue;
     const data = JSON.parse(row.data) as Record<string, unknown>;
     const event = row.event as Notification["event"];
     ((await send({ text: textOf(row, data), event, data })) ? done : failed).push(row.id);
   }
   for (const [destination, list] of dead) {
+    // Its state, the POST and the new state.
+    if (!canSend(3)) break;
     const last = await notifyState(ctx.db, `delivery.dead:${destination}`);
     if (last !== null && ctx.now.getTime() - Date.parse(last) < HOUR_MS) continue;
     const count = list.reduce((n, r) => n + Number((JSON.parse(r.data) as { count?: number }).count ?? 0), 0);

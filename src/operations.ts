@@ -9,7 +9,7 @@ import { type IngestContext, type IngestOutcome, ingest } from "./ingest/ingest"
 import { errorMessage, log } from "./log";
 import { sendAlerts } from "./queue";
 import { alertExists } from "./store/alerts";
-import { resetAlertDeliveries, resetDeliveries } from "./store/deliveries";
+import { CANCEL_LIMIT, CANCELLED_BY_OPERATOR, cancelPending, resetAlertDeliveries, resetDeliveries } from "./store/deliveries";
 import { deleteRejected, getRejected } from "./store/rejected";
 import type { D1Reader } from "./store/d1";
 import { healthOf, resumeNow } from "./store/health";
@@ -155,4 +155,22 @@ export async function resumeDestination(
   log("info", "destination.resume_now", { request_id: deps.request_id, destination: name, resumed });
   if (resumed) await sweepDestinations({ db: deps.db, queue: deps.queue, now: deps.now() });
   return { ok: true, resumed };
+}
+
+/**
+ * Cancels a destination's pending deliveries (up to CANCEL_LIMIT a call; call again while
+ * `more` is true): final, not failures, never re-sent by a sweep, and retention moves past
+ * them. Any name is accepted, so that a removed destination's leftovers can be cancelled.
+ */
+export async function cancelDeliveries(
+  deps: Pick<ReplayDeps, "db" | "now" | "request_id">,
+  input: { destination: string; reason?: string },
+): Promise<{ ok: true; cancelled: number; more: boolean }> {
+  const cancelled = await cancelPending(deps.db, {
+    destination: input.destination,
+    reason: input.reason ?? CANCELLED_BY_OPERATOR,
+    at: deps.now().toISOString(),
+  });
+  log("info", "deliveries.cancelled", { request_id: deps.request_id, destination: input.destination, cancelled });
+  return { ok: true, cancelled, more: cancelled === CANCEL_LIMIT };
 }

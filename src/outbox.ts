@@ -5,13 +5,14 @@
  * run is bounded, and two overlapping sweeps never send the same alert.
  */
 import type { QueueMessage } from "./alert";
+import type { Budget } from "./budget";
 import { errorMessage, log } from "./log";
 import { SEND_BATCH_SIZE, sendAlerts } from "./queue";
 import { claimOutbox, markEnqueued } from "./store/alerts";
 import { stalePendingAlerts, touchPending } from "./store/deliveries";
 import { advanceResume, healthOf, pendingOf } from "./store/health";
 
-/** Alerts swept per run, at most. */
+/** Alerts the outbox part sends per run, at most (its budget share may stop it sooner). */
 export const SWEEP_LIMIT = 500;
 /** An alert younger than this is still in its request's hands. */
 export const OUTBOX_GRACE_IN_SECONDS = 60;
@@ -24,6 +25,17 @@ export interface SweepContext {
   db: D1Database;
   queue: Queue<QueueMessage>;
   now: Date;
+  /** The subrequests this sweep may make (its share of the cron's); unlimited when absent. */
+  budget?: Budget;
+}
+
+/** Subrequests one round of the outbox loop makes: claim, send, mark. */
+const OUTBOX_ROUND_SUBREQUESTS = 3;
+/** Subrequests the stale part needs: select, send (at most SEND_BATCH_SIZE alerts), touch. */
+const STALE_SUBREQUESTS = 3;
+
+function left(budget: Budget | undefined): number {
+  return budget?.left() ?? Number.POSITIVE_INFINITY;
 }
 
 export interface SweepResult {
@@ -38,7 +50,8 @@ export async function sweepOutbox(ctx: SweepContext): Promise<SweepResult> {
   const iso = (ms: number) => new Date(ms).toISOString();
   // Each part on its own: a D1 or Queue failure in one leaves the other to run, and the next tick retries.
   try {
-    while (result.enqueued + result.failed < SWEEP_LIMIT) {
+    // Rounds while the share leaves room for one more and for the stale part after it.
+    while (result.enqueued + result.failed < SWEEP_LIMIT && left(ctx.budget) >= OUTBOX_ROUND_SUBREQUESTS + STALE_SUBREQUESTS) {
       const alert_ids = await claimOutbox(ctx.db, {
         received_before: iso(now - OUTBOX_GRACE_IN_SECONDS * 1000),
         now: iso(now),
@@ -65,7 +78,8 @@ export async function sweepOutbox(ctx: SweepContext): Promise<SweepResult> {
   }
 
   try {
-    const stale = await stalePendingAlerts(ctx.db, iso(now - STALE_PENDING_IN_SECONDS * 1000), SWEEP_LIMIT);
+    // One Queue send's worth a tick: cancelled and finished rows are never picked.
+    const stale = await stalePendingAlerts(ctx.db, iso(now - STALE_PENDING_IN_SECONDS * 1000), SEND_BATCH_SIZE);
     if (stale.length > 0) {
       try {
         await sendAlerts(ctx.queue, stale);
@@ -99,10 +113,12 @@ export async function sweepDestinations(ctx: SweepContext): Promise<{ resent: nu
   const health = await healthOf(ctx.db);
   let pages = 0;
   for (const row of health.values()) {
+    // A page costs a read and a send, and its cursor one write; a probe a read and a send.
+    if (left(ctx.budget) < 3) break;
     if (row.state === "active" && row.resume_after !== null) {
       let after = JSON.parse(row.resume_after) as [string, string];
       let finished = false;
-      while (pages < RESUME_PAGES_PER_RUN) {
+      while (pages < RESUME_PAGES_PER_RUN && left(ctx.budget) >= 3) {
         pages += 1;
         const { keys, last } = await pendingOf(ctx.db, { destination: row.destination, after, limit: RESUME_PAGE });
         if (keys.length > 0) await sendAlerts(ctx.queue, [...new Set(keys.map((k) => k.alert_id))]);

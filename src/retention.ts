@@ -4,6 +4,7 @@
  * in bounded batches. An alert whose fan-out is unfinished is kept until it is finished.
  * Unset: everything is kept.
  */
+import type { Budget } from "./budget";
 import { log } from "./log";
 import { addErasure, alertsSubmittedBefore, type ErasureCounts, eraseAlerts, eraseRejectedBefore, noErasure } from "./store/erasure";
 
@@ -17,12 +18,16 @@ export function retentionDays(raw: string | undefined): number | null {
   return /^\s*[1-9]\d*\s*$/.test(raw) ? Number(raw) : null;
 }
 
-export async function applyRetention(db: D1Database, days: number, now: Date): Promise<ErasureCounts & { kept_unfinished: number }> {
+/**
+ * Applies the retention period, within `budget` when given: each batch costs a read and an
+ * erase, and the quarantine's part one more at the end.
+ */
+export async function applyRetention(db: D1Database, days: number, now: Date, budget?: Budget): Promise<ErasureCounts & { kept_unfinished: number }> {
   const before = new Date(now.getTime() - days * 86_400_000).toISOString();
   let total = noErasure();
   let kept_unfinished = 0;
   let after: { submitted_at: string; alert_id: string } | null = null;
-  for (let i = 0; i < RETENTION_BATCHES_PER_RUN; i++) {
+  for (let i = 0; i < RETENTION_BATCHES_PER_RUN && (budget?.left() ?? Number.POSITIVE_INFINITY) >= 3; i++) {
     const candidates = await alertsSubmittedBefore(db, { before, now: now.toISOString(), after, limit: RETENTION_BATCH });
     const finished = candidates.filter((c) => !c.unfinished).map((c) => c.alert_id);
     kept_unfinished += candidates.length - finished.length;

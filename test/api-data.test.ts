@@ -184,8 +184,9 @@ describe("erasure and retention", () => {
     const batch = vi.spyOn(env.DB, "batch");
     const res = await callWorker(`/api/users/${user}`, { method: "DELETE" }, { ...env, ADMIN_TOKEN, DB: env.DB });
     expect(await res.json()).toMatchObject({ erased: { alerts: 150, answers: 300 }, more: false });
-    // Two chunks of at most 100: two batches, each bound to one JSON array, never a list of 150 parameters.
-    expect(batch).toHaveBeenCalledTimes(2);
+    // Two chunks of at most 100: two batches, each bound to one JSON array, never a list of 150
+    // parameters; then one batch for the rows that name the user elsewhere.
+    expect(batch).toHaveBeenCalledTimes(3);
     vi.restoreAllMocks();
     const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE user_system_id = ?").bind(user).first();
     expect(left).toEqual({ n: 0 });
@@ -201,8 +202,9 @@ describe("erasure and retention", () => {
     expect(await retry.json()).toEqual({ ok: true, alert_id: mine.alert_id, duplicate: true });
     expect(await alertRow(mine.alert_id)).toBeNull();
     expect(await rejectedRow(await sha256Hex(JSON.stringify(mine)))).toBeNull();
-    // A new response of that user is stored: the tombstone is per response, not per user.
-    const later = examplePayload({ user: { user_system_id: user } });
+    // A response of that user submitted after the erasure is stored: the user's tombstone
+    // refuses only what they had submitted before it.
+    const later = examplePayload({ user: { user_system_id: user }, timestamp: new Date(Date.now() + 1_000).toISOString() });
     expect(await (await post(later)).json()).toMatchObject({ duplicate: false });
   });
 
@@ -212,7 +214,7 @@ describe("erasure and retention", () => {
     const notSent = examplePayload(old);
     const pending = examplePayload(old);
     for (const p of [done, notSent, pending]) await post(p);
-    await env.DB.prepare("UPDATE alerts SET enqueued_at = '2020-01-01T00:00:00.000Z' WHERE alert_id IN (?, ?)").bind(done.alert_id, pending.alert_id).run();
+    await env.DB.prepare("UPDATE alerts SET enqueued_at = '2020-01-01T00:00:00.000Z', fanned_out_at = '2020-01-01T00:00:00.000Z' WHERE alert_id IN (?, ?)").bind(done.alert_id, pending.alert_id).run();
     await env.DB.prepare("UPDATE alerts SET enqueued_at = NULL WHERE alert_id = ?").bind(notSent.alert_id).run();
     await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at) VALUES (?, 'crm', 'pending', 2, 'x')")
       .bind(pending.alert_id)
@@ -228,7 +230,7 @@ describe("erasure and retention", () => {
     const recent = examplePayload({ timestamp: new Date().toISOString() });
     await post(old);
     await post(recent);
-    await env.DB.prepare("UPDATE alerts SET enqueued_at = '2020-01-01T00:00:00.000Z' WHERE alert_id = ?").bind(old.alert_id).run();
+    await env.DB.prepare("UPDATE alerts SET enqueued_at = '2020-01-01T00:00:00.000Z', fanned_out_at = '2020-01-01T00:00:00.000Z' WHERE alert_id = ?").bind(old.alert_id).run();
     await worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), {
       ...env,
       RETENTION_DAYS: "30",

@@ -7,20 +7,23 @@
  */
 import { isAlertMessage, isSpoolMessage, type QueueMessage, type SpoolMessage } from "../alert";
 import { ingest } from "../ingest/ingest";
+import { spooledBody } from "../spool";
 import { errorMessage, log } from "../log";
-import { markEnqueued } from "../store/alerts";
 import {
   type AttemptRecord,
+  CANCELLED_REMOVED,
+  CANCELLED_UNWANTED,
   claimAlerts,
   claimsOf,
   type DeliveryKey,
+  finishClaimsStatement,
+  finishWithoutDestinations,
   type HourlyRecord,
   recordOutcomes,
-  releaseClaims,
   type StoredAlert,
 } from "../store/deliveries";
 import { type BatchHealth, type HealthRow, healthStatements, takeProbe } from "../store/health";
-import { isSuperseded, latestDelivered, pairKey, recordLatestStatement } from "../store/identify";
+import { isSuperseded, pairKey, settleLeaseStatement, takeLeases } from "../store/identify";
 import { retryDelaySeconds } from "./backoff";
 import type { BreakerSettings } from "./breaker";
 import { type DeliveryAttempt, deliver } from "./deliver";
@@ -30,8 +33,17 @@ import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
 /** The ledger's word for an identify delivery that a newer response of the same user made moot. */
 export const SUPERSEDED = "superseded by a newer response";
 
-/** How long a consumer holds an alert it is delivering, beyond the delivery timeout. */
+/** How long a consumer holds an alert beyond the time its deliveries can take. */
 export const CLAIM_MARGIN_IN_SECONDS = 50;
+
+/**
+ * How long a consumer holds the alerts of a batch: every job it may send, six at a time,
+ * each up to the delivery timeout, plus the margin (for D1 and the Queue), so that a claim
+ * never ends while one of its requests is in flight.
+ */
+export function claimMilliseconds(jobs: number, delivery_timeout_ms: number): number {
+  return Math.ceil(Math.max(1, jobs) / OUTBOUND_CONNECTIONS) * delivery_timeout_ms + CLAIM_MARGIN_IN_SECONDS * 1000;
+}
 
 export interface ConsumerContext {
   db: D1Database;
@@ -53,10 +65,15 @@ interface Job {
   destination: Destination;
   /**
    * `held`: its destination is paused; nothing is sent and no retry is spent.
-   * `superseded`: a newer response of the same user is already at this identify destination.
+   * `superseded`: a newer response of the same user is at (or going to) this identify destination.
+   * `busy`: another consumer is sending to this identify destination for the same user: later.
    */
-  mode: "send" | "probe" | "held" | "superseded";
+  mode: "send" | "probe" | "held" | "superseded" | "busy";
+  /** Its breaker allows one probe now (its pause has run out). */
+  may_probe?: boolean;
 }
+
+type Attempt = { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt };
 
 export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerContext): Promise<void> {
   const backoff = (message: Message<unknown>, retry_after_seconds: number | null = null) =>
@@ -95,46 +112,61 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
   const { destinations } = ctx.destinations;
   if (destinations.length === 0) {
     log("info", "fanout.no_destinations", { alerts: alert_ids.join(",") });
-    // The Queue has them: out of the outbox (the producer's mark may have failed).
-    await markEnqueued(ctx.db, alert_ids, ctx.now().toISOString()).catch((error: unknown) =>
-      log("warn", "fanout.mark_enqueued_failed", { error: errorMessage(error) }),
-    );
-    for (const { message } of messages) message.ack();
+    // Finished: out of the outbox, and what removed destinations left pending cancelled.
+    try {
+      await finishWithoutDestinations(ctx.db, alert_ids, ctx.now().toISOString());
+      for (const { message } of messages) message.ack();
+    } catch (error) {
+      log("error", "fanout.finish_failed", { error: errorMessage(error), messages: messages.length });
+      for (const { message } of messages) backoff(message);
+    }
     return;
   }
 
   try {
     const now = ctx.now();
-    const claim_ms = ctx.delivery_timeout_ms + CLAIM_MARGIN_IN_SECONDS * 1000;
-    const claimed_until = new Date(now.getTime() + claim_ms).toISOString();
+    const claimed_until = new Date(now.getTime() + claimMilliseconds(alert_ids.length * destinations.length, ctx.delivery_timeout_ms)).toISOString();
     const { claimed, statuses, health } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until);
     const unclaimed = alert_ids.filter((id) => !claimed.has(id));
     const held = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { alert: StoredAlert; until: string | null }>();
 
     const jobs: Job[] = [];
-    const probing = new Set<string>();
+    const cancelled: AttemptRecord[] = [];
     for (const alert of claimed.values()) {
       const done = statuses.get(alert.alert_id);
+      // Pending rows nobody wants any more: final, so that no sweep re-sends them forever.
+      for (const [name, status] of done ?? []) {
+        if (status !== "pending") continue;
+        const destination = destinations.find((d) => d.name === name);
+        if (destination !== undefined && wants(destination, alert)) continue;
+        const reason = destination === undefined ? CANCELLED_REMOVED : CANCELLED_UNWANTED;
+        cancelled.push({ alert_id: alert.alert_id, destination: name, status: "cancelled", last_status: null, last_error: reason, at: now.toISOString(), attempted: false });
+      }
       for (const destination of destinations) {
         const status = done?.get(destination.name);
         if (!wants(destination, alert) || isFinal(status)) continue;
         const key = { alert_id: alert.alert_id, destination: destination.name };
         const breaker = breakerMode(health.get(destination.name), now);
-        // A paused destination whose pause has run out gets one probe; everything else for it waits.
-        let mode: Job["mode"] = breaker === "active" ? "send" : "held";
-        if (breaker === "probe" && !probing.has(destination.name) && (await takeProbe(ctx.db, destination.name, now.toISOString(), claimed_until))) {
-          probing.add(destination.name);
-          mode = "probe";
-        }
-        jobs.push({ key, alert, destination, mode });
+        jobs.push({ key, alert, destination, mode: breaker === "active" ? "send" : "held", may_probe: breaker === "probe" });
       }
     }
 
-    await markSuperseded(ctx.db, jobs);
+    // Identify: one response per user in flight, never one older than what 1Flow has (probes too).
+    const owner = crypto.randomUUID();
+    const leased = await leaseIdentify(ctx.db, jobs, { owner, now: now.toISOString(), until: claimed_until });
+
+    // A paused destination whose pause has run out gets one probe; everything else for it waits.
+    const probeAsked = new Set<string>();
+    for (const job of jobs) {
+      if (job.mode !== "held" || !job.may_probe || probeAsked.has(job.key.destination)) continue;
+      // Once per destination per batch, whether or not this consumer gets it.
+      probeAsked.add(job.key.destination);
+      if (await takeProbe(ctx.db, job.key.destination, now.toISOString(), claimed_until)) job.mode = "probe";
+    }
 
     // At most six requests open at once (the Workers limit); each timeout starts when its request is sent.
     const sending = jobs.filter((j) => j.mode === "send" || j.mode === "probe");
-    const attempts = await mapWithConcurrency(sending, OUTBOUND_CONNECTIONS, async (job) => ({
+    const attempts: Attempt[] = await mapWithConcurrency(sending, OUTBOUND_CONNECTIONS, async (job) => ({
       key: job.key,
       probe: job.mode === "probe",
       attempt: await deliver(job.destination, job.alert, ctx.now(), ctx.delivery_timeout_ms),
@@ -148,16 +180,22 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
     }
     const waiting = jobs.filter((j) => j.mode === "held" && statuses.get(j.key.alert_id)?.get(j.key.destination) === undefined).map((j) => j.key);
     const superseded = jobs.filter((j) => j.mode === "superseded").map((j) => j.key);
-    const identified = attempts
-      .filter((a) => a.attempt.ok)
-      .map((a) => jobs.find((j) => j.key === a.key))
-      .filter((j): j is Job => j !== undefined && j.destination.format === "1flow-identify");
-    // Claims end now for alerts whose message comes back, and for those a pause holds (nothing of theirs is in flight).
-    const again = new Set([
-      ...attempts.filter((a) => !a.attempt.ok && !a.attempt.permanent).map((a) => a.key.alert_id),
-      ...jobs.filter((j) => j.mode === "held").map((j) => j.key.alert_id),
-    ]);
-    const recorded = await record(ctx, { attempts, waiting, superseded, identified, health }, [...again]);
+    const delivered = new Set(attempts.filter((a) => a.attempt.ok).map((a) => `${a.key.alert_id}\u0000${a.key.destination}`));
+    const settle = leased.map((job) => ({
+      destination: job.key.destination,
+      user_system_id: job.alert.user_system_id ?? "",
+      owner,
+      delivered: delivered.has(`${job.key.alert_id}\u0000${job.key.destination}`) ? { submitted_at: job.alert.submitted_at, alert_id: job.alert.alert_id } : null,
+    }));
+    // Every claimed alert whose wanted destinations all get a ledger row in this batch is finished.
+    const busy = new Set(jobs.filter((j) => j.mode === "busy").map((j) => j.key.alert_id));
+    const finish = {
+      claimed: [...claimed.keys()],
+      claimed_until,
+      fanned_out: [...claimed.keys()].filter((id) => !busy.has(id)),
+      at: ctx.now().toISOString(),
+    };
+    const recorded = await record(ctx, { attempts, waiting, superseded, cancelled, settle, finish, health });
 
     const scheduled = new Set<string>();
     for (const { message, alert_id } of messages) {
@@ -171,10 +209,8 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
           message.ack();
         } else {
           // Another consumer holds it (or held it, and died): come back when that claim ends, never ack.
-          const { until } = other;
-          const seconds = until === null ? 1 : Math.ceil((Date.parse(until) - ctx.now().getTime()) / 1000) + 1;
-          message.retry({ delaySeconds: Math.max(1, seconds) });
-          log("info", "fanout.claimed_elsewhere", { alert_id, until });
+          retryAfterClaim(message, other.until, ctx.now());
+          log("info", "fanout.claimed_elsewhere", { alert_id, until: other.until });
         }
         continue;
       }
@@ -184,8 +220,17 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
         continue;
       }
       scheduled.add(alert_id);
-      const mine = attempts.filter((a) => a.key.alert_id === alert_id);
-      const retryable = mine.filter((a) => !recorded || (!a.attempt.ok && !a.attempt.permanent));
+      // Acknowledged only when every destination that wants the alert has its row in the ledger.
+      if (!recorded) {
+        backoff(message);
+        continue;
+      }
+      if (busy.has(alert_id)) {
+        // Another consumer is sending this user's newer or older response: after its lease.
+        retryAfterClaim(message, claimed_until, ctx.now());
+        continue;
+      }
+      const retryable = attempts.filter((a) => a.key.alert_id === alert_id && !a.attempt.ok && !a.attempt.permanent);
       if (retryable.length === 0) message.ack();
       else backoff(message, Math.max(0, ...retryable.map((a) => a.attempt.retry_after_seconds ?? 0)));
     }
@@ -193,6 +238,12 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
     log("error", "fanout.batch_failed", { error: errorMessage(error), messages: messages.length });
     for (const { message } of messages) backoff(message);
   }
+}
+
+/** Retries a message when a claim (or lease) held until `until` has ended; spends no backoff step. */
+function retryAfterClaim(message: Message<unknown>, until: string | null, now: Date): void {
+  const seconds = until === null ? 1 : Math.ceil((Date.parse(until) - now.getTime()) / 1000) + 1;
+  message.retry({ delaySeconds: Math.max(1, seconds) });
 }
 
 /** How long storing one spooled body may take in the consumer. */
@@ -204,7 +255,7 @@ const SPOOL_STORE_DEADLINE_IN_MS = 10_000;
  */
 async function storeSpooled(message: SpoolMessage, ctx: ConsumerContext): Promise<string | null | undefined> {
   try {
-    const result = await ingest(new TextEncoder().encode(message.body).buffer as ArrayBuffer, {
+    const result = await ingest(new TextEncoder().encode(await spooledBody(message)).buffer as ArrayBuffer, {
       db: ctx.db,
       queue: ctx.queue,
       waitUntil: () => {},
@@ -227,16 +278,46 @@ function isFinal(status: string | undefined): boolean {
 }
 
 /**
- * For 1flow-identify destinations: a response older than the newest one already delivered
- * for its user is not sent (one lookup on identify_latest's key for the whole batch).
+ * For 1flow-identify destinations, per (destination, user): only the newest response of
+ * the batch is a candidate (the others are superseded), and it is sent only under the
+ * pair's lease, and only when it is newer than what was delivered. Held jobs (a pause) are
+ * left alone, but a held job that may probe is checked too, so that a probe never sends an
+ * older response. Returns the jobs whose lease this consumer took.
  */
-async function markSuperseded(db: D1Database, jobs: Job[]): Promise<void> {
-  const identify = jobs.filter((j) => j.destination.format === "1flow-identify" && j.mode === "send" && j.alert.user_system_id !== null);
-  if (identify.length === 0) return;
-  const latest = await latestDelivered(db, identify.map((j) => ({ destination: j.key.destination, user_system_id: j.alert.user_system_id ?? "" })));
-  for (const job of identify) {
-    if (isSuperseded(job.alert, latest.get(pairKey(job.key.destination, job.alert.user_system_id ?? "")))) job.mode = "superseded";
+async function leaseIdentify(db: D1Database, jobs: Job[], lease: { owner: string; now: string; until: string }): Promise<Job[]> {
+  const newest = new Map<string, Job>();
+  for (const job of jobs) {
+    if (job.destination.format !== "1flow-identify" || job.alert.user_system_id === null) continue;
+    if (job.mode !== "send" && !job.may_probe) continue;
+    const pair = pairKey(job.key.destination, job.alert.user_system_id);
+    const other = newest.get(pair);
+    if (other === undefined) newest.set(pair, job);
+    else if (isSuperseded(other.alert, job.alert)) {
+      other.mode = "superseded";
+      newest.set(pair, job);
+    } else job.mode = "superseded";
   }
+  const candidates = [...newest.values()];
+  const latest = await takeLeases(
+    db,
+    candidates.map((j) => ({ destination: j.key.destination, user_system_id: j.alert.user_system_id ?? "", alert_id: j.alert.alert_id })),
+    lease,
+  );
+  const leased: Job[] = [];
+  candidates.forEach((job, i) => {
+    const row = latest[i] ?? null;
+    if (row === null) {
+      job.mode = "busy";
+      job.may_probe = false;
+      return;
+    }
+    leased.push(job);
+    if (isSuperseded(job.alert, row)) {
+      job.mode = "superseded";
+      job.may_probe = false;
+    }
+  });
+  return leased;
 }
 
 /** What the breaker does with a destination now: send as usual, send one probe, or hold everything. */
@@ -268,19 +349,21 @@ function batchHealth(attempts: { key: DeliveryKey; probe: boolean; attempt: Deli
 
 /**
  * Records the batch in one D1 batch: the attempts, new deliveries held by a pause (pending,
- * no attempt spent), the hourly counters and the breakers. False when D1 did not take it,
- * so that the messages are retried.
+ * no attempt spent), superseded and cancelled ones, the identify leases, the hourly counters,
+ * the breakers, and the end of the claims (with which alerts are finished). False when D1
+ * did not take it, so that every message is retried: none is acknowledged without its rows.
  */
 async function record(
   ctx: ConsumerContext,
   batch: {
-    attempts: { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt }[];
+    attempts: Attempt[];
     waiting: DeliveryKey[];
     superseded: DeliveryKey[];
-    identified: Job[];
+    cancelled: AttemptRecord[];
+    settle: Parameters<typeof settleLeaseStatement>[1][];
+    finish: Parameters<typeof finishClaimsStatement>[1];
     health: Map<string, HealthRow>;
   },
-  release: string[],
 ): Promise<boolean> {
   const { attempts } = batch;
   const at = ctx.now().toISOString();
@@ -305,19 +388,15 @@ async function record(
   for (const key of batch.waiting) {
     records.push({ ...key, status: "pending", last_status: null, last_error: "destination paused", at, attempted: false });
   }
-  // Not sent, and no failure: 1Flow already has this user's newer answer.
+  // Not sent, and no failure: 1Flow already has (or is getting) this user's newer answer.
   for (const key of batch.superseded) {
     log("info", "fanout.superseded", { alert_id: key.alert_id, destination: key.destination });
     records.push({ ...key, status: "delivered", last_status: null, last_error: SUPERSEDED, at, attempted: false });
   }
-  const latest = batch.identified.map((j) =>
-    recordLatestStatement(ctx.db, {
-      destination: j.key.destination,
-      user_system_id: j.alert.user_system_id ?? "",
-      submitted_at: j.alert.submitted_at,
-      alert_id: j.alert.alert_id,
-    }),
-  );
+  for (const row of batch.cancelled) {
+    log("info", "fanout.cancelled", { alert_id: row.alert_id, destination: row.destination, reason: row.last_error });
+    records.push(row);
+  }
   const paused_until = new Date(Date.parse(at) + ctx.breaker.pause_seconds * 1000).toISOString();
   const breakers = healthStatements(ctx.db, batchHealth(attempts, batch.health), {
     now: at,
@@ -325,12 +404,14 @@ async function record(
     pause_after: ctx.breaker.pause_after_failures,
   });
   try {
-    await recordOutcomes(ctx.db, { attempts: records, hourly: [...hourly.values()], also: [...breakers, ...latest] });
+    await recordOutcomes(ctx.db, {
+      attempts: records,
+      hourly: [...hourly.values()],
+      also: [...breakers, ...batch.settle.map((s) => settleLeaseStatement(ctx.db, s)), finishClaimsStatement(ctx.db, batch.finish)],
+    });
   } catch (error) {
     log("error", "fanout.record_failed", { deliveries: records.length, error: errorMessage(error) });
     return false;
   }
-  // On its own, so that the ledger never depends on it: a failed release only holds the retry until the claim ends.
-  await releaseClaims(ctx.db, release).catch((error: unknown) => log("warn", "fanout.release_failed", { error: errorMessage(error) }));
   return true;
 }

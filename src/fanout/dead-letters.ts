@@ -9,13 +9,14 @@
 import { isAlertMessage, isSpoolMessage, type QueueMessage } from "../alert";
 import { errorMessage, log } from "../log";
 import { returnToOutbox } from "../store/alerts";
-import { type DeliveryKey, loadAlerts, markDead } from "../store/deliveries";
-import { healthOf } from "../store/health";
+import { claimAlerts, claimsOf, type DeliveryKey, markDead } from "../store/deliveries";
 import { retryDelaySeconds } from "./backoff";
 import { type DestinationsConfig, wants } from "./destinations";
 
 /** Backoff base of a dead letter that could not be recorded, in seconds (capped at an hour). */
 export const DEAD_LETTER_RETRY_BASE_IN_SECONDS = 60;
+/** How long the dead-letter consumer holds the alerts it records (two D1 round trips). */
+export const DEAD_LETTER_CLAIM_IN_SECONDS = 60;
 
 export interface DeadLetterContext {
   db: D1Database;
@@ -53,20 +54,43 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
       // Nobody could say where they go: back to the outbox until the configuration is fixed.
       await returnToOutbox(ctx.db, alert_ids);
       log("error", "deadletter.returned_to_outbox", { error: ctx.destinations.error, alerts: alert_ids.length });
-    } else {
-      const { destinations } = ctx.destinations;
-      const [stored, health] = await Promise.all([loadAlerts(ctx.db, alert_ids), healthOf(ctx.db)]);
-      const keys: DeliveryKey[] = [];
-      for (const alert of stored.values()) {
-        for (const d of destinations) {
-          // A paused destination's deliveries wait for its resume: a pause never makes one dead.
-          if (wants(d, alert) && health.get(d.name)?.state !== "paused") keys.push({ alert_id: alert.alert_id, destination: d.name });
-        }
-      }
-      const dead = await markDead(ctx.db, keys, ctx.now().toISOString(), "retries exhausted");
-      for (const key of dead) log("error", "deadletter.dead", { ...key });
+      for (const m of alerts) m.ack();
+      return;
     }
-    for (const m of alerts) m.ack();
+    const { destinations } = ctx.destinations;
+    // Claimed first, like a delivery: a consumer still sending one of these alerts keeps it,
+    // and its outcome is never overwritten by `dead`.
+    const now = ctx.now();
+    const claimed_until = new Date(now.getTime() + DEAD_LETTER_CLAIM_IN_SECONDS * 1000).toISOString();
+    const { claimed, statuses, health } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until);
+    const unclaimed = alert_ids.filter((id) => !claimed.has(id));
+    const elsewhere = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { until: string | null }>();
+    const keys: DeliveryKey[] = [];
+    for (const alert of claimed.values()) {
+      for (const d of destinations) {
+        const status = statuses.get(alert.alert_id)?.get(d.name);
+        // A paused destination's deliveries wait for its resume: a pause never makes one dead.
+        if (status !== undefined && status !== "pending") continue;
+        if (wants(d, alert) && health.get(d.name)?.state !== "paused") keys.push({ alert_id: alert.alert_id, destination: d.name });
+      }
+    }
+    const dead = await markDead(ctx.db, keys, now.toISOString(), "retries exhausted", {
+      claimed: [...claimed.keys()],
+      claimed_until,
+      fanned_out: [...claimed.keys()],
+      at: now.toISOString(),
+    });
+    for (const key of dead) log("error", "deadletter.dead", { ...key });
+    for (const m of alerts) {
+      const alert_id = (m.body as { alert_id: string }).alert_id;
+      const other = elsewhere.get(alert_id);
+      if (claimed.has(alert_id) || other === undefined) m.ack();
+      else {
+        // A consumer holds it: its outcome decides; look again when its claim ends.
+        const seconds = other.until === null ? 1 : Math.ceil((Date.parse(other.until) - ctx.now().getTime()) / 1000) + 1;
+        m.retry({ delaySeconds: Math.max(1, seconds) });
+      }
+    }
   } catch (error) {
     log("error", "deadletter.failed", { error: errorMessage(error), alerts: alert_ids.length });
     for (const m of alerts) backoff(m);

@@ -236,16 +236,16 @@ apiData.get("/api/export.csv", async (c) => {
   }
   return stream(c, async (out) => {
     await out.write(csvLine(["alert_id", "submitted_at", "user_system_id", "platform", ...columns]));
+    // The part is every row after `start` up to the boundary the Link names, read now: a row
+    // inserted or deleted meanwhile neither shifts the boundary (skipping a row) nor repeats one.
     let after = start;
-    for (let written = 0; written < part_rows; ) {
-      const rows = await exportPage(db, { ...filter, after, limit: Math.min(EXPORT_PAGE, part_rows - written) });
-      if (rows.length === 0) break;
+    for (;;) {
+      const rows = await exportPage(db, { ...filter, after, through: next, limit: EXPORT_PAGE });
       let chunk = "";
       for (const row of rows) {
         chunk += csvLine([row.alert_id, row.submitted_at, row.user_system_id, row.platform, ...columns.map((_, i) => row.answers[i])]);
       }
-      await out.write(chunk);
-      written += rows.length;
+      if (chunk !== "") await out.write(chunk);
       const tail = rows[rows.length - 1];
       if (!tail || rows.length < EXPORT_PAGE) break;
       after = { submitted_at: tail.submitted_at, alert_id: tail.alert_id };

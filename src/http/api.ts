@@ -6,7 +6,7 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import * as v from "valibot";
 import { destinationsFrom } from "../fanout/destinations";
-import { destinationsReport, type ReplayDeps, replayAlert, replayDeliveries, resumeDestination } from "../operations";
+import { cancelDeliveries, destinationsReport, type ReplayDeps, replayAlert, replayDeliveries, resumeDestination } from "../operations";
 import { readerOf } from "./reader";
 import type { AppEnv } from "./app-env";
 import { tokenMatches } from "./auth";
@@ -40,6 +40,10 @@ export const bulkReplaySchema = v.strictObject({
   destination: v.optional(v.string()),
   since: v.optional(isoTime),
   until: v.optional(isoTime),
+});
+
+export const cancelSchema = v.strictObject({
+  destination: v.pipe(v.string(), v.minLength(1, "must name a destination")),
 });
 
 const FAILURES = {
@@ -85,4 +89,11 @@ api.post("/api/destinations/:name/resume", async (c) => {
   const result = await resumeDestination(replayDeps(c), c.req.param("name"));
   if (!result.ok) return FAILURES[result.error](c);
   return c.json(result);
+});
+
+/** Cancels one destination's pending deliveries (a removed one's too); `more` while some are left. */
+api.post("/api/deliveries/cancel", async (c) => {
+  const input = await readJson(c, cancelSchema, { optional: false });
+  if (!input.ok) return input.response;
+  return c.json(await cancelDeliveries(replayDeps(c), { destination: input.value.destination }));
 });

@@ -5,7 +5,7 @@
 import { toJsonSchema } from "@valibot/to-json-schema";
 import { Hono } from "hono";
 import type * as v from "valibot";
-import { alertReplaySchema, bulkReplaySchema } from "./api";
+import { alertReplaySchema, bulkReplaySchema, cancelSchema } from "./api";
 import { alertsQuerySchema, exportQuerySchema, npsQuerySchema, pageQuerySchema } from "./api-data";
 import { normalisedAlertSchema } from "../fanout/json-format";
 import type { AppEnv } from "./app-env";
@@ -45,6 +45,7 @@ export const OPERATIONS: Operation[] = [
   },
   { method: "get", path: "/api/destinations", summary: "Each destination's health: breaker state, last error, pending, delivered and failed over 24 h" },
   { method: "post", path: "/api/destinations/{name}/resume", summary: "Resume a paused destination now and send what waited" },
+  { method: "post", path: "/api/deliveries/cancel", summary: "Cancel a destination's pending deliveries (final, never re-sent)", body: cancelSchema },
   { method: "get", path: "/api/rejected", summary: "The quarantine, newest first", query: pageQuerySchema },
   { method: "post", path: "/api/rejected/{id}/reprocess", summary: "Validate a quarantined body again and store it if it passes" },
   { method: "delete", path: "/api/users/{user_system_id}", summary: "Erase everything stored about one user" },

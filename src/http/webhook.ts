@@ -60,7 +60,7 @@ webhook.post("/webhooks/1flow/:token?", authenticate, limitBody, async (c) => {
     case "invalid_json":
       return errorResponse(c, 400, "invalid_json");
     case "invalid_payload":
-      return errorResponse(c, 422, "invalid_payload", { issues: result.issues });
+      return errorResponse(c, 422, "invalid_payload", { issues: result.issues, issues_total: result.issues_total });
     case "spooled":
       return c.json({ ok: true, alert_id: result.alert_id, spooled: true });
     default:

@@ -7,6 +7,7 @@ import type { QueueMessage, RejectReason, SpoolMessage } from "../alert";
 import { sha256Hex } from "../hash";
 import { errorMessage, log } from "../log";
 import { sendAlerts } from "../queue";
+import { spoolMessage } from "../spool";
 import { answersJson, countSpooled, markEnqueued, storeAlert } from "../store/alerts";
 import { isConstraintError, isTooBigError, StorageUnavailableError, withDeadline } from "../store/d1";
 import { quarantine, type Rejection } from "../store/rejected";
@@ -17,8 +18,8 @@ import { jsonDepthExceeds, type PayloadIssue, parsePayload } from "./payload";
 export const MAX_JSON_DEPTH = 32;
 /** D1 refuses a row over 2,000,000 bytes; an alert whose row would pass this is refused (422) instead. */
 export const MAX_ROW_BYTES = 1_900_000;
-/** A Queue message holds at most 128 KB; a body larger than this cannot be spooled. */
-export const MAX_SPOOL_BODY_BYTES = 120_000;
+/** Issues of a refused body kept in the quarantine and given in the 422, at most (`issues_total` counts them all). */
+export const MAX_ISSUES_KEPT = 50;
 /** Time the spool's Queue send may take before the request gives up with a 503. */
 export const SPOOL_SEND_TIMEOUT_IN_MS = 2_000;
 
@@ -48,7 +49,7 @@ export type IngestOutcome =
   | { outcome: "erased"; alert_id: string; duplicate: true }
   | { outcome: "spooled"; alert_id: string }
   | { outcome: "invalid_json"; alert_id: null }
-  | { outcome: "invalid_payload"; alert_id: string | null; issues: PayloadIssue[] };
+  | { outcome: "invalid_payload"; alert_id: string | null; issues: PayloadIssue[]; issues_total: number };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
@@ -75,10 +76,12 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
     return { outcome: "invalid_json", alert_id: null };
   }
 
-  const refuse = async (issues: PayloadIssue[]): Promise<IngestOutcome> => {
+  const refuse = async (all: PayloadIssue[]): Promise<IngestOutcome> => {
     const alert_id = readableAlertId(json.value);
-    await reject(ctx, { id: sha, reason: "invalid_payload", detail: { issues }, body: text, alert_id, size });
-    return { outcome: "invalid_payload", alert_id, issues };
+    // The first issues and a count: a body of 20,000 bad screens must not make a 2 MB row that D1 refuses.
+    const issues = all.slice(0, MAX_ISSUES_KEPT);
+    await reject(ctx, { id: sha, reason: "invalid_payload", detail: { issues, issues_total: all.length }, body: text, alert_id, size });
+    return { outcome: "invalid_payload", alert_id, issues, issues_total: all.length };
   };
   if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) return refuse([{ path: "", message: `JSON nested deeper than ${MAX_JSON_DEPTH} levels` }]);
   const parsed = parsePayload(json.value);
@@ -89,7 +92,8 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
     log("warn", "payload.unknown_screen_type", { request_id: ctx.request_id, alert_id: alert.alert_id, types: unknown_types.join(",") });
   }
   const received_at = ctx.received_at ?? ctx.now().toISOString();
-  const row = { alert, answers_json: answersJson(alert), payload: text, payload_sha256: sha, received_at };
+  const user_sha256 = alert.user_system_id === null ? null : await sha256Hex(alert.user_system_id);
+  const row = { alert, answers_json: answersJson(alert), payload: text, payload_sha256: sha, received_at, user_sha256 };
   const tooBig = [{ path: "", message: `too large to store in one D1 row (${MAX_ROW_BYTES} bytes)` }];
   if (rowBytes(row) > MAX_ROW_BYTES) return refuse(tooBig);
 
@@ -98,8 +102,8 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
     stored = await withDeadline(() => storeAlert(ctx.db, row), remaining(ctx));
   } catch (error) {
     if (isTooBigError(error)) return refuse(tooBig);
-    if (!ctx.spool || isConstraintError(error) || size > MAX_SPOOL_BODY_BYTES) throw error;
-    await spool(ctx, { v: 1, kind: "spool", body: text, received_at, sha256: sha }, alert.alert_id, error);
+    if (!ctx.spool || isConstraintError(error)) throw error;
+    await spool(ctx, () => spoolMessage(text, { received_at, sha256: sha }), alert.alert_id, error);
     return { outcome: "spooled", alert_id: alert.alert_id };
   }
   if (stored.erased) {
@@ -154,13 +158,14 @@ async function reject(ctx: IngestContext, r: Omit<Rejection, "seen_at">): Promis
  * consumer stores it once D1 answers. When the Queue refuses too, the request fails
  * with the D1 error and the sender retries.
  */
-async function spool(ctx: IngestContext, message: SpoolMessage, alert_id: string, cause: unknown): Promise<void> {
+async function spool(ctx: IngestContext, build: () => Promise<SpoolMessage>, alert_id: string, cause: unknown): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`the Queue did not accept within ${SPOOL_SEND_TIMEOUT_IN_MS} ms`)), SPOOL_SEND_TIMEOUT_IN_MS);
   });
   try {
-    await Promise.race([ctx.queue.send(message, { contentType: "json" }), timeout]);
+    // A body too large for a message even gzipped fails here: 503, and 1Flow retries it.
+    await Promise.race([build().then((message) => ctx.queue.send(message, { contentType: "json" })), timeout]);
   } catch (error) {
     log("error", "ingest.spool_failed", { request_id: ctx.request_id, alert_id, error: errorMessage(error) });
     throw cause instanceof StorageUnavailableError ? cause : new StorageUnavailableError("D1 failed", cause);

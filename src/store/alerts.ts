@@ -10,6 +10,8 @@ import type { D1Reader } from "./d1";
 
 export interface StoreAlertInput {
   alert: Alert;
+  /** SHA-256 hex of `alert.user_system_id` (null without one): finds an erased user's tombstone. */
+  user_sha256: string | null;
   /** The answers as `alerts.answers_json` keeps them (see answersJson). */
   answers_json: string;
   /** The body exactly as received. */
@@ -29,12 +31,15 @@ export interface StoreAlertResult {
   needs_enqueue: boolean;
 }
 
-// A response erased on request (erased_alerts) is not stored again when 1Flow retries it.
+// A response erased on request (erased_alerts) is not stored again when 1Flow retries it, nor
+// a response of an erased user submitted before their erasure (erased_users, by ?16 = the
+// SHA-256 of user_system_id; NULL without a user).
 const INSERT_ALERT = `INSERT INTO alerts (alert_id, alert_name, project_name, survey_id, survey_name,
   platform, user_system_id, user_parameters, trigger_event_name, trigger_event_parameters,
   submitted_at, received_at, payload, payload_sha256, answers_json)
 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
 WHERE NOT EXISTS (SELECT 1 FROM erased_alerts WHERE alert_id = ?1)
+  AND NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?16 AND erased_at >= ?11)
 ON CONFLICT (alert_id) DO NOTHING`;
 
 // Right after INSERT_ALERT in the same batch: changes() is 1 only when that insert wrote the
@@ -80,7 +85,7 @@ export function answersJson(alert: Alert): string {
  * two concurrent deliveries of one alert see exactly one `inserted: true`.
  */
 export async function storeAlert(db: D1Database, input: StoreAlertInput): Promise<StoreAlertResult> {
-  const { alert, answers_json, payload, payload_sha256, received_at } = input;
+  const { alert, answers_json, payload, payload_sha256, received_at, user_sha256 } = input;
   const day = alert.submitted_at.slice(0, 10);
   const nps = npsCounts(alert.answers);
   const titles = JSON.stringify(alert.answers.map((a) => a.title));
@@ -103,6 +108,7 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
         payload,
         payload_sha256,
         answers_json,
+        user_sha256,
       ),
     db
       .prepare(COUNT_RESPONSE)

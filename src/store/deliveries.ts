@@ -16,7 +16,12 @@ export interface StoredAlert extends Alert {
   payload: string;
 }
 
-export type DeliveryStatus = "pending" | "delivered" | "failed" | "dead";
+export type DeliveryStatus = "pending" | "delivered" | "failed" | "dead" | "cancelled";
+
+/** Why a pending delivery was cancelled: final, not a failure, never re-sent by a sweep. */
+export const CANCELLED_REMOVED = "destination removed";
+export const CANCELLED_UNWANTED = "no longer matches its filter";
+export const CANCELLED_BY_OPERATOR = "cancelled by the operator";
 
 export interface DeliveryKey {
   alert_id: string;
@@ -117,8 +122,8 @@ export interface HourlyRecord {
 
 /**
  * Records a batch's outcomes in one round trip: the ledger rows (a row that is already
- * delivered, failed or dead stays as it is), the destinations' hourly counters, and
- * `also` (the breakers' statements).
+ * delivered, failed, dead or cancelled stays as it is; an alert erased meanwhile gets none),
+ * the destinations' hourly counters, and `also` (the breakers' statements, the claims' end).
  */
 export async function recordOutcomes(
   db: D1Database,
@@ -126,7 +131,7 @@ export async function recordOutcomes(
 ): Promise<void> {
   const record = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at)
-     VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END)
+     SELECT ?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)
      ON CONFLICT (alert_id, destination) DO UPDATE SET status = excluded.status, attempts = deliveries.attempts + ?7,
        last_status = excluded.last_status, last_error = excluded.last_error,
        updated_at = excluded.updated_at, delivered_at = excluded.delivered_at
@@ -147,32 +152,91 @@ export async function recordOutcomes(
   if (statements.length > 0) await db.batch(statements);
 }
 
-/** Ends this consumer's claims on alerts whose message will come back, so that the retry can take them. */
-export async function releaseClaims(db: D1Database, alert_ids: string[]): Promise<void> {
-  if (alert_ids.length === 0) return;
-  await db
-    .prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id IN (SELECT value FROM json_each(?1))")
-    .bind(JSON.stringify(alert_ids))
+/**
+ * Ends a consumer's claims on the alerts it held (only its own: `claimed_until` is the value
+ * it set) and marks `fanned_out` ones finished: every destination that wants them has a
+ * ledger row. Goes in the batch that records their outcomes. One row written per alert.
+ */
+export function finishClaimsStatement(
+  db: D1Database,
+  input: { claimed: string[]; claimed_until: string; fanned_out: string[]; at: string },
+): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE alerts SET fanout_claimed_until = CASE WHEN fanout_claimed_until = ?2 THEN NULL ELSE fanout_claimed_until END,
+         fanned_out_at = CASE WHEN alert_id IN (SELECT value FROM json_each(?3)) THEN COALESCE(fanned_out_at, ?4) ELSE fanned_out_at END
+       WHERE alert_id IN (SELECT value FROM json_each(?1))`,
+    )
+    .bind(JSON.stringify(input.claimed), input.claimed_until, JSON.stringify(input.fanned_out), input.at);
+}
+
+/**
+ * With no destination configured: the alerts are finished, and their pending deliveries
+ * (left by destinations since removed) cancelled, in one round trip.
+ */
+export async function finishWithoutDestinations(db: D1Database, alert_ids: string[], at: string): Promise<void> {
+  const ids = JSON.stringify(alert_ids);
+  await db.batch([
+    db
+      .prepare(
+        `UPDATE alerts SET enqueued_at = COALESCE(enqueued_at, ?2), outbox_claimed_until = NULL, fanned_out_at = COALESCE(fanned_out_at, ?2)
+         WHERE alert_id IN (SELECT value FROM json_each(?1))`,
+      )
+      .bind(ids, at),
+    db
+      .prepare(
+        `UPDATE deliveries SET status = 'cancelled', last_error = ?3, updated_at = ?2
+         WHERE status = 'pending' AND alert_id IN (SELECT value FROM json_each(?1))`,
+      )
+      .bind(ids, at, CANCELLED_REMOVED),
+  ]);
+}
+
+/** Deliveries one cancel call ends at most; call again while `more` is true. */
+export const CANCEL_LIMIT = 1_000;
+
+/**
+ * Cancels up to CANCEL_LIMIT pending deliveries of one destination, oldest first
+ * (deliveries_pending_by_destination). Returns how many.
+ */
+export async function cancelPending(db: D1Database, input: { destination: string; reason: string; at: string }): Promise<number> {
+  const { meta } = await db
+    .prepare(
+      `UPDATE deliveries SET status = 'cancelled', last_error = ?2, updated_at = ?3
+       WHERE (alert_id, destination) IN (
+         SELECT alert_id, destination FROM deliveries INDEXED BY deliveries_pending_by_destination
+         WHERE destination = ?1 AND status = 'pending' ORDER BY updated_at LIMIT ?4)`,
+    )
+    .bind(input.destination, input.reason, input.at, CANCEL_LIMIT)
     .run();
+  return meta.changes ?? 0;
 }
 
 /**
  * Marks deliveries whose retries ran out as `dead` (creating rows that are missing), in
  * one batch with the destinations' dead counts and a `delivery.dead` notification per
- * destination for the cron. Returns the deliveries that became dead.
+ * destination for the cron. A pending row that no attempt was spent on (held by a pause)
+ * stays pending, and an alert erased meanwhile gets no row. Returns the deliveries that
+ * became dead.
  */
-export async function markDead(db: D1Database, keys: DeliveryKey[], at: string, reason: string): Promise<DeliveryKey[]> {
-  if (keys.length === 0) return [];
+export async function markDead(
+  db: D1Database,
+  keys: DeliveryKey[],
+  at: string,
+  reason: string,
+  finish: Parameters<typeof finishClaimsStatement>[1],
+): Promise<DeliveryKey[]> {
   const dead = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_error, updated_at)
-     VALUES (?1, ?2, 'dead', 0, ?4, ?3)
+     SELECT ?1, ?2, 'dead', 0, ?4, ?3 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)
      ON CONFLICT (alert_id, destination) DO UPDATE SET status = 'dead', updated_at = ?3,
        last_error = COALESCE(deliveries.last_error, ?4)
-     WHERE deliveries.status = 'pending'
+     WHERE deliveries.status = 'pending' AND deliveries.attempts > 0
      RETURNING alert_id, destination`,
   );
-  const results = await db.batch(keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason)));
-  const died = results.flatMap((r) => r.results as DeliveryKey[]);
+  // The claims end (and the alerts are finished) in the same batch as their rows.
+  const results = await db.batch([...keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason)), finishClaimsStatement(db, finish)]);
+  const died = results.slice(0, keys.length).flatMap((r) => r.results as DeliveryKey[]);
   const perDestination = new Map<string, number>();
   for (const k of died) perDestination.set(k.destination, (perDestination.get(k.destination) ?? 0) + 1);
   if (perDestination.size > 0) {
@@ -193,33 +257,26 @@ export async function markDead(db: D1Database, keys: DeliveryKey[], at: string, 
   return died;
 }
 
-/** Ends the consumers' claims on these alerts, so that a replay's message is taken at once. */
-function releaseStatement(db: D1Database, alert_ids: string[]): D1PreparedStatement {
-  return db
-    .prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id IN (SELECT value FROM json_each(?1))")
-    .bind(JSON.stringify(alert_ids));
-}
-
 /**
  * Resets one alert's deliveries to `pending` for a replay: `failed` and `dead`
- * ones, and `delivered` ones only when forced. Returns the destinations reset.
+ * ones, and `delivered` ones only when forced. Returns the destinations reset. A consumer's
+ * live claim on the alert stays: the replay's message waits for it to end, so that two
+ * consumers never send one alert at once.
  */
 export async function resetAlertDeliveries(
   db: D1Database,
   input: { alert_id: string; destination: string | null; force: boolean; at: string },
 ): Promise<string[]> {
-  const [reset] = await db.batch([
-    db
+  const { results } = await db
       .prepare(
         `UPDATE deliveries SET status = 'pending', updated_at = ?4
          WHERE alert_id = ?1 AND (?2 IS NULL OR destination = ?2)
            AND (status IN ('failed', 'dead') OR (?3 = 1 AND status = 'delivered'))
          RETURNING destination`,
       )
-      .bind(input.alert_id, input.destination, input.force ? 1 : 0, input.at),
-    releaseStatement(db, [input.alert_id]),
-  ]);
-  return ((reset?.results ?? []) as { destination: string }[]).map((r) => r.destination);
+      .bind(input.alert_id, input.destination, input.force ? 1 : 0, input.at)
+      .all<{ destination: string }>();
+  return results.map((r) => r.destination);
 }
 
 /**
@@ -249,7 +306,6 @@ export async function resetDeliveries(
     )
     .bind(input.status, input.destination, input.since, input.until, input.limit, input.at)
     .all<DeliveryKey>();
-  if (results.length > 0) await releaseClaims(db, [...new Set(results.map((k) => k.alert_id))]);
   return results;
 }
 

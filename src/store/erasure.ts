@@ -4,6 +4,7 @@
  * array (no parameter list that could pass D1's limits); the survey rollups lose what the
  * erased alerts added to them in the same batch.
  */
+import { sha256Hex } from "../hash";
 import type { D1Reader } from "./d1";
 
 /** Alerts erased per batch. */
@@ -95,8 +96,12 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstone_at: str
 }
 
 /**
- * Erases up to `max_chunks` chunks of one user's alerts, and their quarantined bodies that
- * never became alerts. `more` is true when alerts of theirs are left (call again).
+ * Erases up to `max_chunks` chunks of one user's alerts and, once none is left, every other
+ * row that names them: their identify ordering rows and their quarantined bodies (JSON bodies
+ * by their user field, bodies that are not JSON searched as text for the id as a JSON string).
+ * First it tombstones the user (the SHA-256 of the id, never the id): a response of theirs
+ * submitted before now that arrives later (from the spool, or a 1Flow retry) is not stored.
+ * `more` is true when alerts of theirs are left (call again).
  */
 export async function eraseUser(
   db: D1Database,
@@ -104,6 +109,13 @@ export async function eraseUser(
   max_chunks: number,
   now: string,
 ): Promise<{ erased: ErasureCounts; more: boolean }> {
+  await db
+    .prepare(
+      `INSERT INTO erased_users (user_sha256, erased_at) VALUES (?1, ?2)
+       ON CONFLICT (user_sha256) DO UPDATE SET erased_at = MAX(erased_at, excluded.erased_at)`,
+    )
+    .bind(await sha256Hex(user_system_id), now)
+    .run();
   let erased = noErasure();
   for (let chunk = 0; chunk < max_chunks; chunk++) {
     // alerts_by_user
@@ -113,12 +125,21 @@ export async function eraseUser(
       .all<{ alert_id: string }>();
     erased = addErasure(erased, await eraseChunk(db, results.map((r) => r.alert_id), now));
     if (results.length < ERASE_CHUNK) {
-      // rejected_by_user: the body's own user, for bodies that never became alerts.
-      const rejected = await db
-        .prepare("DELETE FROM rejected_payloads WHERE json_valid(body) AND json_extract(body, '$.user.user_system_id') = ?1")
-        .bind(user_system_id)
-        .run();
-      return { erased: { ...erased, rejected_payloads: erased.rejected_payloads + (rejected.meta.changes ?? 0) }, more: false };
+      const [, byUser, asText] = await db.batch([
+        // identify_latest_by_user
+        db.prepare("DELETE FROM identify_latest WHERE user_system_id = ?1").bind(user_system_id),
+        // rejected_by_user: the body's own user, for bodies that never became alerts.
+        db.prepare("DELETE FROM rejected_payloads WHERE json_valid(body) AND json_extract(body, '$.user.user_system_id') = ?1").bind(user_system_id),
+        // rejected_unparsed: bodies that are not JSON (or not UTF-8), searched as text.
+        db
+          .prepare(
+            `DELETE FROM rejected_payloads WHERE reason IN ('invalid_json', 'unsupported_media_type')
+               AND instr(CAST(body AS TEXT), ?1) > 0`,
+          )
+          .bind(JSON.stringify(user_system_id)),
+      ]);
+      const rejected = (byUser?.meta.changes ?? 0) + (asText?.meta.changes ?? 0);
+      return { erased: { ...erased, rejected_payloads: erased.rejected_payloads + rejected }, more: false };
     }
   }
   return { erased, more: true };
@@ -127,7 +148,7 @@ export async function eraseUser(
 export interface RetentionCandidate {
   alert_id: string;
   submitted_at: string;
-  /** Its fan-out is unfinished: not on the Queue yet, held by a consumer, or a delivery pending. */
+  /** Its fan-out is unfinished: not on the Queue yet, on it but not consumed, held by a consumer, or a delivery pending. */
   unfinished: boolean;
 }
 
@@ -142,7 +163,7 @@ export async function alertsSubmittedBefore(
   const { results } = await db
     .prepare(
       `SELECT a.alert_id AS alert_id, a.submitted_at AS submitted_at,
-              (a.enqueued_at IS NULL OR a.fanout_claimed_until > ?4
+              (a.enqueued_at IS NULL OR a.fanned_out_at IS NULL OR a.fanout_claimed_until > ?4
                OR EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id AND d.status = 'pending')) AS unfinished
        FROM alerts AS a WHERE a.submitted_at < ?1 AND (a.submitted_at, a.alert_id) > (?2, ?3)
        ORDER BY a.submitted_at, a.alert_id LIMIT ?5`,
@@ -170,7 +191,10 @@ export async function eraseRejectedBefore(db: D1Database, before: string, limit:
   return result.meta.changes ?? 0;
 }
 
-/** Forgets tombstones older than `before` (the cron). */
+/** Forgets tombstones (of responses and of users) older than `before` (the cron), in one round trip. */
 export async function pruneTombstones(db: D1Database, before: string): Promise<void> {
-  await db.prepare("DELETE FROM erased_alerts WHERE erased_at < ?1").bind(before).run();
+  await db.batch([
+    db.prepare("DELETE FROM erased_alerts WHERE erased_at < ?1").bind(before),
+    db.prepare("DELETE FROM erased_users WHERE erased_at < ?1").bind(before),
+  ]);
 }

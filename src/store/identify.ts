@@ -1,7 +1,9 @@
 /**
- * SQL of the 1flow-identify ordering: the newest response delivered per (destination,
- * user). A response older than it is not sent (its ledger row says superseded), so a
- * retry of an older response never overwrites a newer one in 1Flow.
+ * SQL of the 1flow-identify ordering: per (destination, user), the newest response
+ * delivered and a lease. One consumer at a time holds a pair's lease while it sends; it
+ * reads the newest delivered response as it takes the lease, so that it never sends one
+ * older than that, and two consumers never have requests for one user in flight at once.
+ * Every statement is keyed by the pair: no scan.
  */
 
 export interface Latest {
@@ -9,18 +11,9 @@ export interface Latest {
   alert_id: string;
 }
 
-/** The newest response delivered for each (destination, user) pair asked, by "destination\\0user". */
-export async function latestDelivered(db: D1Database, pairs: { destination: string; user_system_id: string }[]): Promise<Map<string, Latest>> {
-  if (pairs.length === 0) return new Map();
-  const { results } = await db
-    .prepare(
-      `SELECT l.destination AS destination, l.user_system_id AS user_system_id, l.submitted_at AS submitted_at, l.alert_id AS alert_id
-       FROM json_each(?1) AS p JOIN identify_latest AS l
-         ON l.destination = json_extract(p.value, '$[0]') AND l.user_system_id = json_extract(p.value, '$[1]')`,
-    )
-    .bind(JSON.stringify(pairs.map((p) => [p.destination, p.user_system_id])))
-    .all<Latest & { destination: string; user_system_id: string }>();
-  return new Map(results.map((r) => [pairKey(r.destination, r.user_system_id), { submitted_at: r.submitted_at, alert_id: r.alert_id }]));
+export interface Pair {
+  destination: string;
+  user_system_id: string;
 }
 
 export function pairKey(destination: string, user_system_id: string): string {
@@ -28,18 +21,56 @@ export function pairKey(destination: string, user_system_id: string): string {
 }
 
 /** Whether a response is older than the newest one delivered (by submission time, then alert_id). */
-export function isSuperseded(response: Latest, latest: Latest | undefined): boolean {
-  if (latest === undefined) return false;
+export function isSuperseded(response: Latest, latest: Latest | undefined | null): boolean {
+  if (latest === undefined || latest === null || latest.alert_id === "") return false;
   return response.submitted_at < latest.submitted_at || (response.submitted_at === latest.submitted_at && response.alert_id < latest.alert_id);
 }
 
-/** Records a delivered response as its user's newest for the destination, unless a newer one is. */
-export function recordLatestStatement(db: D1Database, input: { destination: string; user_system_id: string } & Latest): D1PreparedStatement {
+/**
+ * Takes the pair's lease for `owner` until `until`, unless another consumer holds a live
+ * one; only while the response `alert_id` is still stored (an erasure in between leaves no
+ * row). Returns the newest delivered response (alert_id '' when none) when it took the lease,
+ * no row when it did not.
+ */
+export function leaseStatement(
+  db: D1Database,
+  input: Pair & { alert_id: string; owner: string; now: string; until: string },
+): D1PreparedStatement {
   return db
     .prepare(
-      `INSERT INTO identify_latest (destination, user_system_id, submitted_at, alert_id) VALUES (?1, ?2, ?3, ?4)
-       ON CONFLICT (destination, user_system_id) DO UPDATE SET submitted_at = excluded.submitted_at, alert_id = excluded.alert_id
-       WHERE (excluded.submitted_at, excluded.alert_id) > (identify_latest.submitted_at, identify_latest.alert_id)`,
+      `INSERT INTO identify_latest (destination, user_system_id, submitted_at, alert_id, lease_until, lease_owner)
+       SELECT ?1, ?2, '', '', ?4, ?3 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?6)
+       ON CONFLICT (destination, user_system_id) DO UPDATE SET lease_until = ?4, lease_owner = ?3
+       WHERE identify_latest.lease_until IS NULL OR identify_latest.lease_until <= ?5
+       RETURNING submitted_at, alert_id`,
     )
-    .bind(input.destination, input.user_system_id, input.submitted_at, input.alert_id);
+    .bind(input.destination, input.user_system_id, input.owner, input.until, input.now, input.alert_id);
+}
+
+/**
+ * Ends `owner`'s lease on the pair and, with `delivered`, records that response as the
+ * newest when it is newer. A pair erased meanwhile stays erased (an UPDATE writes no new row).
+ */
+export function settleLeaseStatement(db: D1Database, input: Pair & { owner: string; delivered: Latest | null }): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE identify_latest SET
+         submitted_at = CASE WHEN ?4 IS NOT NULL AND (?4, ?5) > (submitted_at, alert_id) THEN ?4 ELSE submitted_at END,
+         alert_id = CASE WHEN ?4 IS NOT NULL AND (?4, ?5) > (submitted_at, alert_id) THEN ?5 ELSE alert_id END,
+         lease_until = CASE WHEN lease_owner = ?3 THEN NULL ELSE lease_until END,
+         lease_owner = CASE WHEN lease_owner = ?3 THEN NULL ELSE lease_owner END
+       WHERE destination = ?1 AND user_system_id = ?2`,
+    )
+    .bind(input.destination, input.user_system_id, input.owner, input.delivered?.submitted_at ?? null, input.delivered?.alert_id ?? null);
+}
+
+/** Takes the leases of these pairs in one round trip; each result is the pair's newest delivered response, or null when busy. */
+export async function takeLeases(
+  db: D1Database,
+  pairs: (Pair & { alert_id: string })[],
+  input: { owner: string; now: string; until: string },
+): Promise<(Latest | null)[]> {
+  if (pairs.length === 0) return [];
+  const results = await db.batch(pairs.map((p) => leaseStatement(db, { ...p, ...input })));
+  return results.map((r) => ((r.results[0] as Latest | undefined) ?? null));
 }

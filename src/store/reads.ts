@@ -216,12 +216,13 @@ export interface ExportFilter {
  * keyset (a row-value range), whatever page it is on: alerts_by_survey_time for one
  * survey, alerts_by_time otherwise.
  */
-function exportWhere(input: ExportFilter & { after: Keyset | null }): { sql: string; binds: unknown[]; index: string } {
+function exportWhere(input: ExportFilter & { after: Keyset | null; through?: Keyset | null }): { sql: string; binds: unknown[]; index: string } {
   const where: string[] = [];
   const binds: unknown[] = [];
   const param = (value: unknown) => `?${binds.push(value)}`;
   if (input.survey_id !== null) where.push(`survey_id = ${param(input.survey_id)}`);
   if (input.after !== null) where.push(`(submitted_at, alert_id) > (${param(input.after.submitted_at)}, ${param(input.after.alert_id)})`);
+  if (input.through) where.push(`(submitted_at, alert_id) <= (${param(input.through.submitted_at)}, ${param(input.through.alert_id)})`);
   if (input.since !== null) where.push(`submitted_at >= ${param(input.since)}`);
   if (input.until !== null) where.push(`submitted_at < ${param(input.until)}`);
   return {
@@ -231,8 +232,11 @@ function exportWhere(input: ExportFilter & { after: Keyset | null }): { sql: str
   };
 }
 
-/** A page of the export, oldest first, after the keyset `after`: one row read per response. */
-export function exportPageQuery(input: ExportFilter & { after: Keyset | null; limit: number }): { sql: string; params: unknown[] } {
+/**
+ * A page of the export, oldest first, after the keyset `after` and up to `through` (the
+ * part's last row) when given: one row read per response.
+ */
+export function exportPageQuery(input: ExportFilter & { after: Keyset | null; through?: Keyset | null; limit: number }): { sql: string; params: unknown[] } {
   const where = exportWhere(input);
   return {
     sql: `SELECT alert_id, submitted_at, user_system_id, platform, answers_json FROM alerts INDEXED BY ${where.index}
@@ -241,7 +245,7 @@ export function exportPageQuery(input: ExportFilter & { after: Keyset | null; li
   };
 }
 
-export async function exportPage(db: D1Reader, input: ExportFilter & { after: Keyset | null; limit: number }): Promise<ExportRow[]> {
+export async function exportPage(db: D1Reader, input: ExportFilter & { after: Keyset | null; through?: Keyset | null; limit: number }): Promise<ExportRow[]> {
   const { sql, params } = exportPageQuery(input);
   const { results } = await db
     .prepare(sql)

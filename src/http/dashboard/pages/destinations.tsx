@@ -1,7 +1,7 @@
 /** Each destination's health: breaker state, last error, what waits, its last 24 hours; Resume now for a paused one. */
 import { Hono } from "hono";
 import { destinationsFrom } from "../../../fanout/destinations";
-import { destinationsReport, resumeDestination } from "../../../operations";
+import { cancelDeliveries, destinationsReport, resumeDestination } from "../../../operations";
 import { replayDeps } from "../../api";
 import type { AppEnv } from "../../app-env";
 import { readerOf } from "../../reader";
@@ -45,6 +45,11 @@ destinations.get("/dashboard/destinations", async (c) => {
                   <button type="submit">Resume now</button>
                 </form>
               )}
+              {d.pending > 0 && (
+                <form method="post" action={`/dashboard/destinations/${encodeURIComponent(d.name)}/cancel`}>
+                  <button type="submit" class="cancel">Cancel pending</button>
+                </form>
+              )}
             </td>
           </tr>
         ))}
@@ -56,5 +61,11 @@ destinations.get("/dashboard/destinations", async (c) => {
 destinations.post("/dashboard/destinations/:name/resume", async (c) => {
   const result = await resumeDestination(replayDeps(c), c.req.param("name"));
   const text = !result.ok ? "No destination of that name." : result.resumed ? "Resumed: what waited is being sent." : "It was not paused.";
+  return c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
+});
+
+destinations.post("/dashboard/destinations/:name/cancel", async (c) => {
+  const result = await cancelDeliveries(replayDeps(c), { destination: c.req.param("name") });
+  const text = `Cancelled ${result.cancelled} pending ${result.cancelled === 1 ? "delivery" : "deliveries"}${result.more ? "; more are left, cancel again" : ""}.`;
   return c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
 });

@@ -1,0 +1,73 @@
+/**
+ * The cron tick: the outbox sweep, the destinations' resumes and probes, notifications,
+ * upkeep and retention, within one budget of subrequests.
+ */
+import type { QueueMessage } from "./alert";
+import { Budget, BudgetSpentError, meteredD1, meteredQueue } from "./budget";
+import { configProblems } from "./config";
+import type { Env } from "./env";
+import { errorMessage, log } from "./log";
+import { sendNotifications } from "./notify";
+import { sweepDestinations, sweepOutbox } from "./outbox";
+import { applyRetention, retentionDays } from "./retention";
+import { pruneTombstones, TOMBSTONE_DAYS } from "./store/erasure";
+import { foldSurveys, HOURLY_KEPT_IN_HOURS, pruneHourly } from "./store/rollups";
+import { pruneSessions } from "./store/sessions";
+
+/**
+ * Subrequests one cron tick makes at most (D1 calls, Queue sends and notification POSTs):
+ * inside the free plan's 50 per invocation, with room to spare.
+ */
+export const CRON_SUBREQUEST_BUDGET = 45;
+
+/** Each step's share of the tick's budget (they add up to CRON_SUBREQUEST_BUDGET). */
+export const CRON_SHARES = { outbox: 9, destinations: 6, notify: 14, upkeep: 5, retention: 11 } as const;
+
+export async function runCron(env: Env, now: Date): Promise<void> {
+  // One budget of subrequests for the whole tick, a share to each step: a step that has
+  // more to do stops at its share, and the next tick goes on.
+  const budget = new Budget(CRON_SUBREQUEST_BUDGET);
+  const silence = Number(env.SILENCE_HOURS);
+  const yesterday = new Date(now.getTime() - 86_400_000).toISOString().slice(0, 10);
+  const hoursAgo = new Date(now.getTime() - HOURLY_KEPT_IN_HOURS * 3_600_000).toISOString().slice(0, 13);
+  const tombstonesBefore = new Date(now.getTime() - TOMBSTONE_DAYS * 86_400_000).toISOString();
+  const days = retentionDays(env.RETENTION_DAYS);
+  const steps: [keyof typeof CRON_SHARES, (share: Budget, db: D1Database, queue: Queue<QueueMessage>) => Promise<unknown>][] = [
+    ["outbox", (share, db, queue) => sweepOutbox({ db, queue, now, budget: share })],
+    ["destinations", (share, db, queue) => sweepDestinations({ db, queue, now, budget: share })],
+    [
+      "notify",
+      (share, db) =>
+        sendNotifications({
+          db,
+          url: configProblems(env).some((p) => p.startsWith("NOTIFY_URL")) ? undefined : env.NOTIFY_URL,
+          silence_hours: Number.isInteger(silence) && silence > 0 ? silence : null,
+          now,
+          budget: share,
+        }),
+    ],
+    [
+      "upkeep",
+      async (_, db) => {
+        for (const [task, run] of [
+          ["fold_surveys", () => foldSurveys(db, yesterday)],
+          ["prune_hourly", () => pruneHourly(db, hoursAgo)],
+          ["prune_sessions", () => pruneSessions(db, now.toISOString())],
+          ["prune_tombstones", () => pruneTombstones(db, tombstonesBefore)],
+        ] as const) {
+          await run().catch((error: unknown) => log("error", `cron.${task}_failed`, { error: errorMessage(error) }));
+        }
+      },
+    ],
+    ["retention", (share, db) => (days === null ? Promise.resolve() : applyRetention(db, days, now, share))],
+  ];
+  // Each step on its own: one failing does not stop the others, and the next tick tries again.
+  for (const [step, run] of steps) {
+    const share = budget.share(CRON_SHARES[step]);
+    await run(share, meteredD1(env.DB, share), meteredQueue(env.ALERTS_QUEUE, share)).catch((error: unknown) =>
+      error instanceof BudgetSpentError
+        ? log("warn", "cron.budget_spent", { step, used: share.used })
+        : log("error", `cron.${step}_failed`, { error: errorMessage(error) }),
+    );
+  }
+}
