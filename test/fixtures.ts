@@ -72,6 +72,8 @@ export type AlertRow = Omit<Alert, "answers"> & {
   payload: string;
   payload_sha256: string;
   enqueued_at: string | null;
+  fanout_claimed_until: string | null;
+  fanned_out_at: string | null;
 };
 
 export type AnswerRow = Answer & { alert_id: string };

@@ -200,16 +200,18 @@ export const CANCEL_LIMIT = 1_000;
  * (deliveries_pending_by_destination). Returns how many.
  */
 export async function cancelPending(db: D1Database, input: { destination: string; reason: string; at: string }): Promise<number> {
-  const { meta } = await db
+  // Counted from RETURNING: meta.changes also counts the pending counter's trigger writes.
+  const { results } = await db
     .prepare(
       `UPDATE deliveries SET status = 'cancelled', last_error = ?2, updated_at = ?3
        WHERE (alert_id, destination) IN (
          SELECT alert_id, destination FROM deliveries INDEXED BY deliveries_pending_by_destination
-         WHERE destination = ?1 AND status = 'pending' ORDER BY updated_at LIMIT ?4)`,
+         WHERE destination = ?1 AND status = 'pending' ORDER BY updated_at LIMIT ?4)
+       RETURNING alert_id`,
     )
     .bind(input.destination, input.reason, input.at, CANCEL_LIMIT)
-    .run();
-  return meta.changes ?? 0;
+    .all();
+  return results.length;
 }
 
 /**

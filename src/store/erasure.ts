@@ -81,7 +81,8 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstone_at: str
          WHERE surveys.survey_id = t.survey_id`,
       )
       .bind(ids),
-    db.prepare(`DELETE FROM deliveries WHERE ${IN_IDS}`).bind(ids),
+    // Counted from RETURNING: meta.changes also counts the pending counter's trigger writes.
+    db.prepare(`DELETE FROM deliveries WHERE ${IN_IDS} RETURNING 1`).bind(ids),
     db.prepare(`DELETE FROM rejected_payloads WHERE ${IN_IDS}`).bind(ids),
     db.prepare(`DELETE FROM alerts WHERE ${IN_IDS} RETURNING json_array_length(answers_json) AS answers`).bind(ids),
     ...tombstones,
@@ -90,7 +91,7 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstone_at: str
   return {
     alerts: erased.length,
     answers: erased.reduce((n, r) => n + r.answers, 0),
-    deliveries: deliveries?.meta.changes ?? 0,
+    deliveries: deliveries?.results.length ?? 0,
     rejected_payloads: rejected?.meta.changes ?? 0,
   };
 }
