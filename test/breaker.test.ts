@@ -103,6 +103,35 @@ describe("circuit breaker", () => {
     expect(await sweepDestinations({ db: env.DB, queue: env.ALERTS_QUEUE, now: at(900) })).toEqual({ resent: 0, probes: 0 });
   });
 
+  it("one probe per period, however many consumers ask at once: two concurrent batches of three send one request", async () => {
+    const name = "brk-race";
+    let calls = 0;
+    stubDestinations({
+      [`${name}.test`]: async () => {
+        calls += 1;
+        // Slow enough that both consumers are past their read of the breaker before either ends.
+        await new Promise((r) => setTimeout(r, 50));
+        return new Response("down", { status: 503 });
+      },
+    });
+    const alerts = await Promise.all(Array.from({ length: 6 }, () => storedAlert()));
+    await env.DB.prepare("INSERT INTO destination_health (destination, state, consecutive_failures, paused_until) VALUES (?, 'paused', 3, ?)")
+      .bind(name, at(300).toISOString())
+      .run();
+    const [first, second] = await Promise.all([
+      consume(name, alerts.slice(0, 3).map((a) => message(a.alert_id)), at(301)),
+      consume(name, alerts.slice(3).map((a) => message(a.alert_id)), at(301)),
+    ]);
+    expect(calls).toBe(1);
+    // The probe's message comes back (it failed); the five others wait, pending, with no attempt spent.
+    expect(first.retryMessages.length + second.retryMessages.length).toBe(1);
+    expect(first.explicitAcks.length + second.explicitAcks.length).toBe(5);
+    const rows = (await Promise.all(alerts.map((a) => deliveries(a.alert_id)))).flat();
+    expect(rows.filter((r) => r.attempts === 1)).toHaveLength(1);
+    expect(rows.filter((r) => r.attempts === 0 && r.status === "pending")).toHaveLength(5);
+    expect(await health(name)).toMatchObject({ state: "paused", paused_until: at(601).toISOString(), probe_until: null });
+  });
+
   it("a message whose retries run out while its destination is paused leaves the delivery pending, never dead", async () => {
     const name = "brk-dlq";
     stubDestinations({ [`${name}.test`]: () => new Response("down", { status: 503 }) });

@@ -2,7 +2,7 @@
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Env } from "../src/env";
-import { ADMIN_TOKEN, alertRow, callWorker } from "./fixtures";
+import { ADMIN_TOKEN, alertRow, callWorker, storedRow } from "./fixtures";
 import {
   deliveries,
   FANOUT_ENV,
@@ -58,7 +58,7 @@ describe("dead-letter consumer", () => {
     const m = message(alert_id, 11);
     const result = await runQueue("oneflow-alerts-dlq", [m], { ...env, DESTINATIONS: "{oops" });
     expect(result.explicitAcks).toEqual([m.id]);
-    expect((await alertRow(alert_id))?.enqueued_at).toBeNull();
+    expect((await storedRow(alert_id)).enqueued_at).toBeNull();
   });
 
   it("D1 failing: the dead letters are retried, not acknowledged", async () => {
@@ -129,6 +129,11 @@ describe("replay", () => {
 
     const forced = await api(`/api/alerts/${alert_id}/replay`, { body: '{"destination":"crm","force":true}' });
     expect(await forced.json()).toMatchObject({ deliveries: 1, destinations: ["crm"] });
+    // The first consumer's claim still holds: the replay's message waits for it, then resends.
+    const early = await runQueue("oneflow-alerts", [message(alert_id)]);
+    expect(early.retryMessages).toHaveLength(1);
+    expect(received).toHaveLength(2);
+    await env.DB.prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id = ?").bind(alert_id).run();
     await runQueue("oneflow-alerts", [message(alert_id)]);
     expect(received.map((r) => r.host).sort()).toEqual(["crm.test", "crm.test", "warehouse.test"]);
     expect((await deliveries(alert_id)).find((d) => d.destination === "crm")).toMatchObject({ status: "delivered", attempts: 2 });
@@ -166,11 +171,15 @@ describe("replay", () => {
     const later = await api("/api/replay", { body: '{"status":"dead","since":"2021-01-01T00:00:00Z"}' });
     expect(later.status).toBe(200);
     expect(statusByDestination(await deliveries(alert_id)).crm).toBe("dead");
+    // A row past `until` stays as it is.
+    const past = await deadAtCrm();
+    await env.DB.prepare("UPDATE deliveries SET updated_at = '2020-01-03T00:00:00.000Z' WHERE alert_id = ?").bind(past.alert_id).run();
     const window = await api("/api/replay", {
       body: '{"status":"dead","since":"2019-12-31T00:00:00Z","until":"2020-01-02T00:00:00+00:00"}',
     });
     expect(await window.json()).toMatchObject({ ok: true });
     expect(statusByDestination(await deliveries(alert_id)).crm).toBe("pending");
+    expect(statusByDestination(await deliveries(past.alert_id)).crm).toBe("dead");
   });
 
   it.each([

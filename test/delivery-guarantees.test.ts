@@ -8,7 +8,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Env } from "../src/env";
-import { CLAIM_MARGIN_IN_SECONDS, claimMilliseconds, SUPERSEDED } from "../src/fanout/consumer";
+import { CLAIM_MARGIN_IN_SECONDS, claimMilliseconds, LEASED_ELSEWHERE, SUPERSEDED } from "../src/fanout/consumer";
 import { applyRetention } from "../src/retention";
 import { stalePendingAlerts } from "../src/store/deliveries";
 import { alertRow, callWorker, examplePayload, freshId } from "./fixtures";
@@ -215,7 +215,8 @@ describe("1flow-identify: the newest response wins, probes and concurrent consum
     expect(result.explicitAcks).toEqual([]);
     expect(result.retryMessages.map((r) => r.msgId)).toEqual([m.id]);
     expect(result.delays[m.id]).toBeGreaterThan(60);
-    expect(await deliveries(alert_id)).toEqual([]);
+    // Its row says why it waits (so that retention and the sweep know it is unfinished).
+    expect(await deliveries(alert_id)).toMatchObject([{ status: "pending", attempts: 0, last_error: LEASED_ELSEWHERE }]);
 
     // The other consumer finished: the retry sends it.
     await env.DB.prepare("UPDATE identify_latest SET lease_until = NULL, lease_owner = NULL WHERE destination = ?").bind(name).run();
@@ -319,7 +320,8 @@ describe("retention", () => {
 
     await runQueue(QUEUE, [message(alert_id)], ENV);
     expect(statusByDestination(await deliveries(alert_id))).toEqual({ [name]: "delivered" });
-    await applyRetention(env.DB, 30, new Date());
+    // Once the consumer's claim has run out, its ledger row says it is finished.
+    await applyRetention(env.DB, 30, new Date(Date.now() + 10 * 60_000));
     expect(await alertRow(alert_id)).toBeNull();
   });
 });

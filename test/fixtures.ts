@@ -1,6 +1,6 @@
 /** The documented example payload and helpers to post it. */
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
-import { env, exports } from "cloudflare:workers";
+import { env } from "cloudflare:workers";
 import example from "../examples/1flow-example.json";
 import type { Alert, Answer } from "../src/alert";
 import type { Env } from "../src/env";
@@ -48,6 +48,9 @@ export function webhookRequest(
   const headers = new Headers(init.headers);
   const contentType = init.contentType === undefined ? "application/json" : init.contentType;
   if (contentType !== null) headers.set("content-type", contentType);
+  // As a client sends it (the runtime adds it on a real request; a Request built here has none).
+  if (typeof body === "string" && !headers.has("content-length")) headers.set("content-length", String(new TextEncoder().encode(body).byteLength));
+  if (body instanceof Uint8Array && !headers.has("content-length")) headers.set("content-length", String(body.byteLength));
   return new Request(`https://worker.test/webhooks/1flow/${init.token ?? TOKEN}`, {
     method: init.method ?? "POST",
     headers,
@@ -56,14 +59,19 @@ export function webhookRequest(
 }
 
 /**
- * Posts through the Worker's real entry point (`exports.default.fetch`). With
+ * Posts through the Worker's fetch handler, with the tests' bindings. With
  * `contentType: null` the body goes as raw bytes, so that no content-type is added for it
  * (a string body would silently get text/plain).
  */
-export function post(body: unknown, init: Parameters<typeof webhookRequest>[1] = {}): Promise<Response> {
+export async function post(body: unknown, init: Parameters<typeof webhookRequest>[1] = {}): Promise<Response> {
   let raw = typeof body === "string" || body instanceof Uint8Array || body === null ? body : JSON.stringify(body);
   if (init.contentType === null && typeof raw === "string") raw = new TextEncoder().encode(raw);
-  return exports.default.fetch(webhookRequest(raw as BodyInit | null, init));
+  // Its work after the reply (the enqueue) is done when this returns: a test that restores its
+  // mocks next never leaves that work running against them, or against the next test's.
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(webhookRequest(raw as BodyInit | null, init), env, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
 }
 
 /** A row of `alerts`: the normalised alert without its answers, and what ingest adds. */
@@ -79,6 +87,13 @@ export type AlertRow = Omit<Alert, "answers"> & {
 export type AnswerRow = Answer & { alert_id: string };
 
 export type { RejectedRow } from "../src/store/rejected";
+
+/** The alert's row, which must exist: a check on one of its columns then cannot pass on a missing row. */
+export async function storedRow(alert_id: string): Promise<AlertRow> {
+  const row = await alertRow(alert_id);
+  if (row === null) throw new Error(`alert ${alert_id} is not stored`);
+  return row;
+}
 
 export async function alertRow(alert_id: string): Promise<AlertRow | null> {
   return env.DB.prepare("SELECT * FROM alerts WHERE alert_id = ?").bind(alert_id).first<AlertRow>();

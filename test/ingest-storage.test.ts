@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
 import { sha256Hex } from "../src/ingest/ingest";
-import { alertRow, answerRows, EXAMPLE, EXAMPLE_STORED, examplePayload, post, webhookRequest } from "./fixtures";
+import { alertRow, answerRows, EXAMPLE, EXAMPLE_STORED, examplePayload, post, webhookRequest, storedRow } from "./fixtures";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -200,7 +200,7 @@ describe("enqueue after the reply", () => {
     const ctx = createExecutionContext();
     const res = await worker.fetch(webhookRequest(JSON.stringify(payload)), env, ctx);
     expect(res.status).toBe(200);
-    expect((await alertRow(payload.alert_id))?.enqueued_at).toBeNull();
+    expect((await storedRow(payload.alert_id)).enqueued_at).toBeNull();
     release();
     await waitOnExecutionContext(ctx);
     expect(await enqueuedAt(payload.alert_id)).toBeTruthy();
@@ -217,7 +217,7 @@ describe("enqueue after the reply", () => {
     await Promise.all(contexts.map((c) => waitOnExecutionContext(c)));
     const sent = send.mock.calls.flatMap((c) => Array.from(c[0], (m) => (m.body as { alert_id: string }).alert_id));
     expect(sent.sort()).toEqual(payloads.map((p) => p.alert_id).sort());
-    expect(send.mock.calls.length).toBeLessThan(3);
+    expect(send).toHaveBeenCalledTimes(1);
     for (const p of payloads) expect(await enqueuedAt(p.alert_id)).toBeTruthy();
   });
 });

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
 import { OUTBOX_CLAIM_IN_SECONDS, SWEEP_LIMIT } from "../src/outbox";
 import { watchSendBatch } from "./fanout-fixtures";
-import { alertRow, examplePayload, webhookRequest } from "./fixtures";
+import { alertRow, examplePayload, webhookRequest, storedRow } from "./fixtures";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -21,7 +21,7 @@ async function unsent(age_seconds: number): Promise<string> {
   send.mockRestore();
   const received = new Date(Date.now() - age_seconds * 1000).toISOString();
   await env.DB.prepare("UPDATE alerts SET received_at = ? WHERE alert_id = ?").bind(received, payload.alert_id).run();
-  expect((await alertRow(payload.alert_id))?.enqueued_at).toBeNull();
+  expect((await storedRow(payload.alert_id)).enqueued_at).toBeNull();
   return payload.alert_id;
 }
 
@@ -37,7 +37,7 @@ describe("outbox sweep", () => {
     await sweep();
     expect(sent.ids()).toContain(alert_id);
     expect(sent.batches[0]?.[0]).toMatchObject({ body: { v: 1 }, contentType: "json" });
-    expect((await alertRow(alert_id))?.enqueued_at).not.toBeNull();
+    expect((await storedRow(alert_id)).enqueued_at).not.toBeNull();
     await sweep();
     expect(sent.ids().filter((id) => id === alert_id)).toHaveLength(1);
   });
@@ -47,7 +47,7 @@ describe("outbox sweep", () => {
     const sent = watchSendBatch();
     await sweep();
     expect(sent.ids()).not.toContain(alert_id);
-    expect((await alertRow(alert_id))?.enqueued_at).toBeNull();
+    expect((await storedRow(alert_id)).enqueued_at).toBeNull();
   });
 
   it("two overlapping sweeps enqueue an alert once", async () => {
@@ -80,7 +80,7 @@ describe("outbox sweep", () => {
     const alert_id = await unsent(120);
     vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockRejectedValueOnce(new Error("Queue send failed"));
     await sweep();
-    expect((await alertRow(alert_id))?.enqueued_at).toBeNull();
+    expect((await storedRow(alert_id)).enqueued_at).toBeNull();
     vi.restoreAllMocks();
 
     const sent = watchSendBatch();
@@ -88,7 +88,7 @@ describe("outbox sweep", () => {
     expect(sent.ids()).not.toContain(alert_id); // still held by the first sweep's claim
     await sweep(new Date(Date.now() + (OUTBOX_CLAIM_IN_SECONDS + 1) * 1000));
     expect(sent.ids()).toContain(alert_id);
-    expect((await alertRow(alert_id))?.enqueued_at).not.toBeNull();
+    expect((await storedRow(alert_id)).enqueued_at).not.toBeNull();
   });
 
   it("re-enqueues an alert whose pending delivery lost its message", async () => {

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { retryDelaySeconds } from "../src/fanout/backoff";
 import { consumeAlerts } from "../src/fanout/consumer";
 import { parseDestinations } from "../src/fanout/destinations";
-import { alertRow } from "./fixtures";
+import { alertRow, storedRow } from "./fixtures";
 import {
   deliveries,
   FANOUT_ENV,
@@ -419,7 +419,7 @@ describe("the outbox mark", () => {
     await env.DB.prepare("UPDATE alerts SET enqueued_at = NULL WHERE alert_id IN (?, ?)").bind(a.alert_id, b.alert_id).run();
     await runQueue(QUEUE, [message(a.alert_id)]);
     await runQueue(QUEUE, [message(b.alert_id)], { ...env, DESTINATIONS: "" });
-    expect((await alertRow(a.alert_id))?.enqueued_at).toMatch(/Z$/);
-    expect((await alertRow(b.alert_id))?.enqueued_at).toMatch(/Z$/);
+    expect((await storedRow(a.alert_id)).enqueued_at).toMatch(/Z$/);
+    expect((await storedRow(b.alert_id)).enqueued_at).toMatch(/Z$/);
   });
 });

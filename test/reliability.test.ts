@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { SpoolMessage } from "../src/alert";
 import worker from "../src/index";
 import { deliveries, FANOUT_ENV, message, runQueue, storedAlert, stubDestinations, watchSendBatch } from "./fanout-fixtures";
-import { alertRow, examplePayload } from "./fixtures";
+import { alertRow, examplePayload, storedRow } from "./fixtures";
 
 const QUEUE = "oneflow-alerts";
 const DLQ = "oneflow-alerts-dlq";
@@ -38,15 +38,48 @@ async function endClaim(alert_id: string) {
  */
 function failStatementsMatching(fragment: string) {
   const original = env.DB.prepare.bind(env.DB);
+  const fault = { hit: 0 };
   const failing = (statement: D1PreparedStatement): D1PreparedStatement =>
     new Proxy(statement, {
       get(target, prop) {
         if (prop === "bind") return (...values: unknown[]) => failing(target.bind(...values));
-        if (prop === "all" || prop === "run" || prop === "first") return () => Promise.reject(new Error("D1_ERROR: disk I/O error"));
+        if (prop === "all" || prop === "run" || prop === "first") {
+          return () => {
+            fault.hit += 1;
+            return Promise.reject(new Error("D1_ERROR: disk I/O error"));
+          };
+        }
         return Reflect.get(target, prop, target);
       },
     });
-  return vi.spyOn(env.DB, "prepare").mockImplementation((sql) => (sql.includes(fragment) ? failing(original(sql)) : original(sql)));
+  vi.spyOn(env.DB, "prepare").mockImplementation((sql) => (sql.includes(fragment) ? failing(original(sql)) : original(sql)));
+  return fault;
+}
+
+/**
+ * Makes a `DB.batch` reject when one of its statements' SQL holds `fragment` (the first
+ * `times` such batches); every other batch runs. Counts the faults hit.
+ */
+function failBatchesWith(fragment: string, times = 1) {
+  const original = env.DB.prepare.bind(env.DB);
+  const originalBatch = env.DB.batch.bind(env.DB);
+  const marked = new WeakSet<D1PreparedStatement>();
+  const fault = { hit: 0 };
+  const mark = (statement: D1PreparedStatement): D1PreparedStatement => {
+    const bind = statement.bind.bind(statement);
+    statement.bind = (...values: unknown[]) => mark(bind(...values));
+    marked.add(statement);
+    return statement;
+  };
+  vi.spyOn(env.DB, "prepare").mockImplementation((sql) => (sql.includes(fragment) ? mark(original(sql)) : original(sql)));
+  vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
+    if (fault.hit < times && statements.some((st) => marked.has(st))) {
+      fault.hit += 1;
+      throw new Error("D1_ERROR: disk I/O error");
+    }
+    return originalBatch(statements);
+  });
+  return fault;
 }
 
 /** Makes the next `n` calls of DB.batch reject; the rest go through. */
@@ -58,16 +91,24 @@ function failBatches(n: number, error = new Error("D1_ERROR: disk I/O error")) {
   return spy;
 }
 
+/** The backoff of a message's first failed attempt (base 30 s): 15 to 30 s. */
+function expectFirstBackoff(delay: number | undefined) {
+  expect(delay).toBeGreaterThanOrEqual(15);
+  expect(delay).toBeLessThanOrEqual(30);
+}
+
 const tick = (scheduledTime = new Date()) => worker.scheduled(createScheduledController({ scheduledTime, cron: "*/5 * * * *" }), FANOUT_ENV);
 
 describe("consumer", () => {
   it("claiming fails (D1): every message retried; the retry delivers", async () => {
     stubDestinations();
     const { alert_id } = await storedAlert();
-    failBatches(1);
+    const fault = failBatchesWith("SET fanout_claimed_until = ?2");
     const failed = await runQueue(QUEUE, [message(alert_id)]);
+    expect(fault.hit).toBe(1);
     expect(failed.retryMessages).toHaveLength(1);
     expect(failed.explicitAcks).toHaveLength(0);
+    expectFirstBackoff(Object.values(failed.delays)[0]);
     vi.restoreAllMocks();
     stubDestinations();
     expect((await runQueue(QUEUE, [message(alert_id, 2)])).explicitAcks).toHaveLength(1);
@@ -77,9 +118,11 @@ describe("consumer", () => {
   it("reading another consumer's claim fails (D1): retried, not acknowledged; delivered once the claim ends", async () => {
     const { alert_id } = await storedAlert();
     await env.DB.prepare("UPDATE alerts SET fanout_claimed_until = ? WHERE alert_id = ?").bind(new Date(Date.now() + 60_000).toISOString(), alert_id).run();
-    failStatementsMatching("fanout_claimed_until FROM alerts");
+    const fault = failStatementsMatching("fanout_claimed_until FROM alerts");
     const failed = await runQueue(QUEUE, [message(alert_id)]);
+    expect(fault.hit).toBe(1);
     expect(failed.retryMessages).toHaveLength(1);
+    expectFirstBackoff(Object.values(failed.delays)[0]);
     vi.restoreAllMocks();
     await endClaim(alert_id);
     stubDestinations();
@@ -102,15 +145,16 @@ describe("consumer", () => {
   it("the ledger write fails after a 2xx: the message is retried, never acknowledged; after the claim ends it is delivered (again: receivers dedupe on webhook-id)", async () => {
     const received = stubDestinations();
     const { alert_id } = await storedAlert();
-    // The consumer's batches: the claim, then the record. The record fails.
-    const original = env.DB.batch.bind(env.DB);
-    vi.spyOn(env.DB, "batch")
-      .mockImplementationOnce((s) => original(s))
-      .mockRejectedValueOnce(new Error("D1_ERROR: disk I/O error"))
-      .mockImplementation((s) => original(s));
+    // The record's batch (the ledger rows with the end of the claims) fails.
+    const fault = failBatchesWith("INSERT INTO deliveries");
     const failed = await runQueue(QUEUE, [message(alert_id)]);
+    expect(fault.hit).toBe(1);
     expect(failed.explicitAcks).toHaveLength(0);
     expect(failed.retryMessages).toHaveLength(1);
+    expectFirstBackoff(Object.values(failed.delays)[0]);
+    vi.restoreAllMocks();
+    const after = stubDestinations();
+    expect(received.filter((r) => r.host === "crm.test")).toHaveLength(1);
     expect(await deliveries(alert_id)).toEqual([]);
     // Its retry comes while the claim still holds: retried again after the claim, not acknowledged.
     const early = await runQueue(QUEUE, [message(alert_id, 2)]);
@@ -119,7 +163,45 @@ describe("consumer", () => {
     await endClaim(alert_id);
     await runQueue(QUEUE, [message(alert_id, 3)]);
     await expectSettled(alert_id);
-    expect(received.filter((r) => r.host === "crm.test")).toHaveLength(2);
+    expect(after.filter((r) => r.host === "crm.test")).toHaveLength(1);
+  });
+
+  it("taking a paused destination's probe fails (D1): the message is retried with backoff; the retry probes and delivers", async () => {
+    const name = "rel-probe";
+    const ENV = { ...FANOUT_ENV, DESTINATIONS: JSON.stringify([{ name, url: "https://rel-probe.test/hook" }]) };
+    const { alert_id } = await storedAlert();
+    await env.DB.prepare("INSERT INTO destination_health (destination, state, consecutive_failures, paused_until) VALUES (?, 'paused', 10, '2020-01-01T00:00:00.000Z')")
+      .bind(name)
+      .run();
+    const fault = failStatementsMatching("SET probe_until");
+    const received = stubDestinations();
+    const failed = await runQueue(QUEUE, [message(alert_id)], ENV);
+    expect(fault.hit).toBe(1);
+    expect(failed.explicitAcks).toHaveLength(0);
+    expectFirstBackoff(Object.values(failed.delays)[0]);
+    expect(received).toHaveLength(0);
+    vi.restoreAllMocks();
+    await endClaim(alert_id);
+    stubDestinations();
+    expect((await runQueue(QUEUE, [message(alert_id, 2)], ENV)).explicitAcks).toHaveLength(1);
+    await expectSettled(alert_id, { [name]: "delivered" });
+  });
+
+  it("taking identify leases fails (D1): nothing is sent, the message is retried with backoff; the retry delivers", async () => {
+    const name = "rel-identify";
+    const ENV = { ...FANOUT_ENV, DESTINATIONS: JSON.stringify([{ name, url: "https://rel-identify.test/v1/identify", format: "1flow-identify", headers: { api_key: "k" } }]) };
+    const { alert_id } = await storedAlert(examplePayload({ user: { user_system_id: "rel-user" } }));
+    const fault = failBatchesWith("INSERT INTO identify_latest");
+    const received = stubDestinations();
+    const failed = await runQueue(QUEUE, [message(alert_id)], ENV);
+    expect(fault.hit).toBe(1);
+    expect(received).toHaveLength(0);
+    expectFirstBackoff(Object.values(failed.delays)[0]);
+    vi.restoreAllMocks();
+    await endClaim(alert_id);
+    stubDestinations();
+    expect((await runQueue(QUEUE, [message(alert_id, 2)], ENV)).explicitAcks).toHaveLength(1);
+    await expectSettled(alert_id, { [name]: "delivered" });
   });
 
   it("a consumer that died mid-delivery: its claim holds the redelivered message back, then the delivery completes", async () => {
@@ -153,11 +235,16 @@ describe("dead-letter consumer", () => {
     await expectSettled(alert_id, { crm: "dead", warehouse: "dead" });
   });
 
-  it("marking dead fails (D1 batch): retried; the retry marks them", async () => {
+  it("marking dead fails (D1 batch): retried with the dead letters' backoff; the retry marks them", async () => {
     const { alert_id } = await storedAlert();
-    failBatches(1);
-    expect((await runQueue(DLQ, [message(alert_id, 11)])).retryMessages).toHaveLength(1);
+    const fault = failBatchesWith("'dead', 0");
+    const failed = await runQueue(DLQ, [message(alert_id, 11)]);
+    expect(fault.hit).toBe(1);
+    expect(failed.retryMessages).toHaveLength(1);
+    // The dead-letter queue's backoff (base 60 s) at its 11th attempt: capped at an hour, never under half.
+    expect(Object.values(failed.delays)[0]).toBeGreaterThanOrEqual(1_800);
     vi.restoreAllMocks();
+    await endClaim(alert_id);
     await runQueue(DLQ, [message(alert_id, 11)]);
     await expectSettled(alert_id, { crm: "dead", warehouse: "dead" });
   });
@@ -185,12 +272,12 @@ describe("sweep", () => {
     vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockRejectedValue(new Error("Queue send failed"));
     const { alert_id } = await storedAlert();
     await tick(new Date(Date.now() + 120_000));
-    expect((await alertRow(alert_id))?.enqueued_at).toBeNull();
+    expect((await storedRow(alert_id)).enqueued_at).toBeNull();
     vi.restoreAllMocks();
     const sends = watchSendBatch();
     await tick(new Date(Date.now() + 10 * 60_000));
     expect(sends.ids()).toContain(alert_id);
-    expect((await alertRow(alert_id))?.enqueued_at).not.toBeNull();
+    expect((await storedRow(alert_id)).enqueued_at).not.toBeNull();
     stubDestinations();
     await runQueue(QUEUE, [message(alert_id)]);
     await expectSettled(alert_id);
@@ -216,6 +303,48 @@ describe("sweep", () => {
     await runQueue(QUEUE, [message(alert_id), message(stale.alert_id)]);
     await expectSettled(alert_id);
     await expectSettled(stale.alert_id);
+  });
+
+  it("the outbox mark fails after the send (D1): the consumer marks it, and the next sweep does not send it again", async () => {
+    const { alert_id } = await storedAlert();
+    await env.DB.prepare("UPDATE alerts SET enqueued_at = NULL WHERE alert_id = ?").bind(alert_id).run();
+    const sends = watchSendBatch();
+    const fault = failStatementsMatching("SET enqueued_at = ?1, outbox_claimed_until = NULL");
+    await tick(new Date(Date.now() + 120_000));
+    expect(fault.hit).toBeGreaterThanOrEqual(1);
+    expect(sends.ids()).toContain(alert_id);
+    const row = await alertRow(alert_id);
+    expect(row).not.toBeNull();
+    expect(row?.enqueued_at).toBeNull();
+    vi.mocked(env.DB.prepare).mockRestore();
+    stubDestinations();
+    await runQueue(QUEUE, [message(alert_id)]);
+    const marked = await alertRow(alert_id);
+    expect(marked).not.toBeNull();
+    expect(marked?.enqueued_at).not.toBeNull();
+    const before = sends.ids().length;
+    await tick(new Date(Date.now() + 10 * 60_000));
+    expect(sends.ids().slice(before)).not.toContain(alert_id);
+    await expectSettled(alert_id);
+  });
+
+  it("touching the re-sent pending rows fails (D1): the alert was sent, and the next tick sends it again (at least once)", async () => {
+    const { alert_id } = await storedAlert();
+    await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at) VALUES (?, 'crm', 'pending', 1, '2020-01-01T00:00:00.000Z')")
+      .bind(alert_id)
+      .run();
+    const sends = watchSendBatch();
+    const fault = failStatementsMatching("UPDATE deliveries SET updated_at = ?1");
+    await tick();
+    expect(fault.hit).toBe(1);
+    expect(sends.ids()).toContain(alert_id);
+    vi.mocked(env.DB.prepare).mockRestore();
+    const before = sends.ids().length;
+    await tick();
+    expect(sends.ids().slice(before)).toContain(alert_id);
+    stubDestinations();
+    await runQueue(QUEUE, [message(alert_id)]);
+    await expectSettled(alert_id);
   });
 
   it("a pending delivery whose message was lost is sent again by the sweep and delivered", async () => {

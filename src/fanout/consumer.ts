@@ -30,6 +30,9 @@ import { type DeliveryAttempt, deliver } from "./deliver";
 import { type Destination, type DestinationsConfig, wants } from "./destinations";
 import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
 
+/** The ledger's word for an identify delivery that waits while another consumer sends to the same user. */
+export const LEASED_ELSEWHERE = "waiting for another consumer sending to this user";
+
 /** The ledger's word for an identify delivery that a newer response of the same user made moot. */
 export const SUPERSEDED = "superseded by a newer response";
 
@@ -187,15 +190,24 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
       owner,
       delivered: delivered.has(`${job.key.alert_id}\u0000${job.key.destination}`) ? { submitted_at: job.alert.submitted_at, alert_id: job.alert.alert_id } : null,
     }));
-    // Every claimed alert whose wanted destinations all get a ledger row in this batch is finished.
+    // A job waiting for another consumer's lease gets a pending row too: every destination that
+    // wants an alert has its row once this batch is recorded (retention and the sweep see it).
     const busy = new Set(jobs.filter((j) => j.mode === "busy").map((j) => j.key.alert_id));
+    const leased_elsewhere = jobs.filter((j) => j.mode === "busy" && statuses.get(j.key.alert_id)?.get(j.key.destination) === undefined).map((j) => j.key);
+    // Claims end now for alerts whose message comes back, and for those a pause or a lease holds
+    // (nothing of theirs is in flight); an alert no destination wants is marked finished.
+    const release = new Set([
+      ...attempts.filter((a) => !a.attempt.ok && !a.attempt.permanent).map((a) => a.key.alert_id),
+      ...jobs.filter((j) => j.mode === "held" || j.mode === "busy").map((j) => j.key.alert_id),
+    ]);
+    const withJobs = new Set([...jobs.map((j) => j.key.alert_id), ...cancelled.map((c) => c.alert_id)]);
     const finish = {
-      claimed: [...claimed.keys()],
+      release: [...release],
       claimed_until,
-      fanned_out: [...claimed.keys()].filter((id) => !busy.has(id)),
+      fanned_out: [...claimed.keys()].filter((id) => !withJobs.has(id) && (statuses.get(id)?.size ?? 0) === 0),
       at: ctx.now().toISOString(),
     };
-    const recorded = await record(ctx, { attempts, waiting, superseded, cancelled, settle, finish, health });
+    const recorded = await record(ctx, { attempts, waiting, leased_elsewhere, superseded, cancelled, settle, finish, health });
 
     const scheduled = new Set<string>();
     for (const { message, alert_id } of messages) {
@@ -358,6 +370,7 @@ async function record(
   batch: {
     attempts: Attempt[];
     waiting: DeliveryKey[];
+    leased_elsewhere: DeliveryKey[];
     superseded: DeliveryKey[];
     cancelled: AttemptRecord[];
     settle: Parameters<typeof settleLeaseStatement>[1][];
@@ -387,6 +400,9 @@ async function record(
   });
   for (const key of batch.waiting) {
     records.push({ ...key, status: "pending", last_status: null, last_error: "destination paused", at, attempted: false });
+  }
+  for (const key of batch.leased_elsewhere) {
+    records.push({ ...key, status: "pending", last_status: null, last_error: LEASED_ELSEWHERE, at, attempted: false });
   }
   // Not sent, and no failure: 1Flow already has (or is getting) this user's newer answer.
   for (const key of batch.superseded) {

@@ -75,7 +75,7 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
       }
     }
     const dead = await markDead(ctx.db, keys, now.toISOString(), "retries exhausted", {
-      claimed: [...claimed.keys()],
+      release: [...claimed.keys()],
       claimed_until,
       fanned_out: [...claimed.keys()],
       at: now.toISOString(),

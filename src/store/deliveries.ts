@@ -153,21 +153,24 @@ export async function recordOutcomes(
 }
 
 /**
- * Ends a consumer's claims on the alerts it held (only its own: `claimed_until` is the value
- * it set) and marks `fanned_out` ones finished: every destination that wants them has a
- * ledger row. Goes in the batch that records their outcomes. One row written per alert.
+ * Ends a consumer's claims on the alerts whose message comes back (`release`; only its own
+ * claim: `claimed_until` is the value it set), and marks `fanned_out` ones finished: alerts
+ * that no destination wanted (an alert with ledger rows is finished by them). Goes in the
+ * batch that records the outcomes. Writes nothing for any other alert.
  */
 export function finishClaimsStatement(
   db: D1Database,
-  input: { claimed: string[]; claimed_until: string; fanned_out: string[]; at: string },
+  input: { release: string[]; claimed_until: string; fanned_out: string[]; at: string },
 ): D1PreparedStatement {
   return db
     .prepare(
-      `UPDATE alerts SET fanout_claimed_until = CASE WHEN fanout_claimed_until = ?2 THEN NULL ELSE fanout_claimed_until END,
+      `UPDATE alerts SET
+         fanout_claimed_until = CASE WHEN alert_id IN (SELECT value FROM json_each(?1)) AND fanout_claimed_until = ?2 THEN NULL ELSE fanout_claimed_until END,
          fanned_out_at = CASE WHEN alert_id IN (SELECT value FROM json_each(?3)) THEN COALESCE(fanned_out_at, ?4) ELSE fanned_out_at END
-       WHERE alert_id IN (SELECT value FROM json_each(?1))`,
+       WHERE alert_id IN (SELECT value FROM json_each(?1))
+          OR (alert_id IN (SELECT value FROM json_each(?3)) AND fanned_out_at IS NULL)`,
     )
-    .bind(JSON.stringify(input.claimed), input.claimed_until, JSON.stringify(input.fanned_out), input.at);
+    .bind(JSON.stringify(input.release), input.claimed_until, JSON.stringify(input.fanned_out), input.at);
 }
 
 /**

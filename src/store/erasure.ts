@@ -149,7 +149,10 @@ export async function eraseUser(
 export interface RetentionCandidate {
   alert_id: string;
   submitted_at: string;
-  /** Its fan-out is unfinished: not on the Queue yet, on it but not consumed, held by a consumer, or a delivery pending. */
+  /**
+   * Its fan-out is unfinished: not on the Queue yet, on it but not consumed (no ledger row, and
+   * not marked as wanted by none), held by a consumer, or a delivery pending.
+   */
   unfinished: boolean;
 }
 
@@ -164,8 +167,9 @@ export async function alertsSubmittedBefore(
   const { results } = await db
     .prepare(
       `SELECT a.alert_id AS alert_id, a.submitted_at AS submitted_at,
-              (a.enqueued_at IS NULL OR a.fanned_out_at IS NULL OR a.fanout_claimed_until > ?4
-               OR EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id AND d.status = 'pending')) AS unfinished
+              (a.enqueued_at IS NULL OR a.fanout_claimed_until > ?4
+               OR EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id AND d.status = 'pending')
+               OR (a.fanned_out_at IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id))) AS unfinished
        FROM alerts AS a WHERE a.submitted_at < ?1 AND (a.submitted_at, a.alert_id) > (?2, ?3)
        ORDER BY a.submitted_at, a.alert_id LIMIT ?5`,
     )
