@@ -91,6 +91,11 @@ describe("erasure of a user", () => {
     expect(await alertRow((JSON.parse(spooled) as { alert_id: string }).alert_id)).toBeNull();
 
     expect(await cellsNaming(user)).toEqual([]);
+    // Nor a row about one of their responses (the response tombstones aside: they keep the
+    // response's id so that 1Flow's retries of it are not stored again).
+    for (const { alert_id } of [delivered, inFlight]) {
+      expect((await cellsNaming(alert_id)).filter((cell) => cell !== "erased_alerts.alert_id")).toEqual([]);
+    }
     // The tombstone keeps a hash of the id, never the id.
     const tombstone = await env.DB.prepare("SELECT user_sha256 FROM erased_users WHERE user_sha256 = ?").bind(await sha256Hex(user)).first();
     expect(tombstone).toEqual({ user_sha256: await sha256Hex(user) });

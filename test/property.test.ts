@@ -101,7 +101,7 @@ const nearlyValid = fc
     screens: fc.array(
       fc.record({
         title: fc.option(fc.string(), { nil: undefined }),
-        type: fc.oneof(fc.constantFrom("nps", "text", "mcq", "checkbox", "rating-5-star", "weird"), fc.string(), fc.integer()),
+        type: fc.oneof(fc.constantFrom("nps", "text", "mcq", "checkbox", "rating-5-star", "weird"), fc.string(), fc.integer(), fc.constant("")),
         answer: fc.oneof(fc.string(), fc.integer(), fc.array(fc.string()), fc.constant(null), fc.array(fc.integer()), fc.object()),
       }),
       { maxLength: 5 },

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+/**
+ * Breaks each guarantee once and checks that its test fails: for every entry below, the
+ * source is changed as the entry says (the guarantee removed), the named test is run, and the
+ * change is undone. A guarantee whose test still passes without it is reported, and the
+ * script exits 1. Results go to bench/results/break-check.md.
+ *
+ *   npm run test:break                 every entry
+ *   npm run test:break -- claim spool  the entries whose id holds one of these words
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+
+const BREAKS = [
+  // Issue 16's holes.
+  { id: "1-ack-needs-ledger", file: "src/fanout/consumer.ts", from: "      if (!recorded) {\n        backoff(message);\n        continue;\n      }\n", to: "", test: "test/delivery-guarantees.test.ts", name: "every destination paused and the ledger write failing" },
+  { id: "2-cancel-orphans", file: "src/fanout/consumer.ts", from: 'if (status !== "pending") continue;', to: "continue;", test: "test/delivery-guarantees.test.ts", name: "a removed destination and a narrowed filter" },
+  { id: "2-cancel-api", file: "src/store/deliveries.ts", from: "WHERE destination = ?1 AND status = 'pending' ORDER BY updated_at LIMIT ?4)", to: "WHERE destination = ?1 AND status = 'none' ORDER BY updated_at LIMIT ?4)", test: "test/delivery-guarantees.test.ts", name: "POST /api/deliveries/cancel cancels" },
+  { id: "3-probe-superseded", file: "src/fanout/consumer.ts", from: 'if (job.mode !== "send" && !job.may_probe) continue;', to: 'if (job.mode !== "send") continue;', test: "test/delivery-guarantees.test.ts", name: "a probe never sends" },
+  { id: "3-newest-in-batch", file: "src/fanout/consumer.ts", from: "const pair = pairKey(job.key.destination, job.alert.user_system_id);", to: "const pair = job.alert.alert_id;", test: "test/delivery-guarantees.test.ts", name: "two responses of one user in one batch" },
+  { id: "3-lease", file: "src/store/identify.ts", from: "WHERE identify_latest.lease_until IS NULL OR identify_latest.lease_until <= ?5", to: "WHERE true", test: "test/delivery-guarantees.test.ts", name: "another consumer sending to the same user" },
+  { id: "4-identify-rows", file: "src/store/erasure.ts", from: 'db.prepare("DELETE FROM identify_latest WHERE user_system_id = ?1")', to: 'db.prepare("DELETE FROM identify_latest WHERE user_system_id = ?1 AND 0")', test: "test/erasure-complete.test.ts", name: "leaves no row in any table" },
+  { id: "4-user-tombstone", file: "src/store/alerts.ts", from: "  AND NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?16 AND erased_at >= ?11)\n", to: "", test: "test/erasure-complete.test.ts", name: "leaves no row in any table" },
+  { id: "4-in-flight-ledger", file: "src/store/deliveries.ts", from: "CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)", to: "CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE true", test: "test/erasure-complete.test.ts", name: "leaves no row in any table" },
+  { id: "4-unparsed-quarantine", file: "src/store/erasure.ts", from: "AND instr(CAST(body AS TEXT), ?1) > 0", to: "AND instr(CAST(body AS TEXT), ?1) > 0 AND 0", test: "test/erasure-complete.test.ts", name: "leaves no row in any table" },
+  { id: "5-claim-sized", file: "src/fanout/consumer.ts", from: "Math.ceil(Math.max(1, jobs) / OUTBOUND_CONNECTIONS) * delivery_timeout_ms", to: "delivery_timeout_ms", test: "test/delivery-guarantees.test.ts", name: "the last request is in flight" },
+  { id: "5-replay-keeps-claim", file: "src/store/deliveries.ts", from: "  return results.map((r) => r.destination);", to: '  await db.prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id = ?1").bind(input.alert_id).run();\n  return results.map((r) => r.destination);', test: "test/delivery-guarantees.test.ts", name: "a replay never clears" },
+  { id: "6-dlq-claims", file: "src/fanout/dead-letters.ts", from: "await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until)", to: 'await claimAlerts(ctx.db, alert_ids, "9999", claimed_until)', test: "test/delivery-guarantees.test.ts", name: "leaves an alert that a consumer is still delivering" },
+  { id: "6-dlq-held", file: "src/store/deliveries.ts", from: "WHERE deliveries.status = 'pending' AND deliveries.attempts > 0", to: "WHERE deliveries.status = 'pending'", test: "test/delivery-guarantees.test.ts", name: "never makes dead a delivery that a pause held" },
+  { id: "7-retention-queued", file: "src/store/erasure.ts", from: "\n               OR (a.fanned_out_at IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id))", to: "", test: "test/delivery-guarantees.test.ts", name: "keeps an alert that is on the Queue" },
+  { id: "8-spool-size", file: "src/spool.ts", from: "if (serialisedBytes(plain) <= MAX_SPOOL_MESSAGE_BYTES) return plain;", to: "return plain;", test: "test/spool-limits.test.ts", name: "made of escaped quotes" },
+  { id: "9-issues-capped", file: "src/ingest/ingest.ts", from: "const issues = all.slice(0, MAX_ISSUES_KEPT);", to: "const issues = all;", test: "test/spool-limits.test.ts", name: "20,000 empty screens" },
+  { id: "10-export-boundary", file: "src/http/api-data.ts", from: "through: next,", to: "through: null,", test: "test/export-consistency.test.ts", name: "inserted inside the first part" },
+  { id: "11-cron-shares", file: "src/cron.ts", from: "const share = budget.share(CRON_SHARES[step]);", to: "const share = new Budget(1_000);", test: "test/cron-budget.test.ts", name: "every step at its worst case" },
+  { id: "11-probe-once", file: "src/fanout/consumer.ts", from: "      probeAsked.add(job.key.destination);\n", to: "", test: "test/cron-budget.test.ts", name: "asked for once per batch" },
+  // The tests issue 16 tightened.
+  { id: "t-one-deadline", file: "src/ingest/ingest.ts", from: "seen_at: ctx.now().toISOString() }), remaining(ctx));", to: "seen_at: ctx.now().toISOString() }), 400);", test: "test/faults.test.ts", name: "one deadline for the whole request" },
+  { id: "t-one-probe-two-consumers", file: "src/store/health.ts", from: " AND (probe_until IS NULL OR probe_until <= ?2)", to: "", test: "test/breaker.test.ts", name: "two concurrent batches" },
+  { id: "t-cost-survey-index", file: "src/store/reads.ts", from: 'index: input.survey_id === null ? "alerts_by_time" : "alerts_by_survey_time",', to: 'index: "alerts_by_time",', test: "test/cost.test.ts", name: "export of one survey" },
+  { id: "t-reliability-delay", file: "src/fanout/consumer.ts", from: '    log("error", "fanout.batch_failed", { error: errorMessage(error), messages: messages.length });\n    for (const { message } of messages) backoff(message);', to: '    log("error", "fanout.batch_failed", { error: errorMessage(error), messages: messages.length });\n    for (const { message } of messages) message.retry();', test: "test/reliability.test.ts", name: "claiming fails" },
+  { id: "t-until", file: "src/store/deliveries.ts", from: "AND (?4 IS NULL OR updated_at < ?4)", to: "AND (?4 IS NULL OR 1)", test: "test/dead-letters-and-replay.test.ts", name: "honours since and until" },
+  { id: "t-one-sendbatch", file: "src/ingest/enqueue-buffer.ts", from: "if (buffered.length >= ENQUEUE_BATCH_SIZE) return send(take());", to: "return send(take());", test: "test/ingest-storage.test.ts", name: "one sendBatch" },
+  { id: "t-property-oracle", file: "src/ingest/payload.ts", from: "  type: nonEmptyString,\n  answer: answerSchema,", to: "  type: v.string(),\n  answer: answerSchema,", test: "test/property.test.ts", name: "near the valid shape" },
+];
+
+const only = process.argv.slice(2);
+const chosen = BREAKS.filter((b) => only.length === 0 || only.some((w) => b.id.includes(w)));
+const rows = [];
+let survived = 0;
+for (const b of chosen) {
+  const original = readFileSync(b.file, "utf8");
+  if (!original.includes(b.from)) {
+    rows.push(`| ${b.id} | ${b.file} | — | the code to break is not there (update this entry) |`);
+    survived += 1;
+    continue;
+  }
+  writeFileSync(b.file, original.replace(b.from, b.to));
+  let result;
+  try {
+    result = spawnSync("npx", ["vitest", "run", "--project", "worker", b.test, "-t", b.name], {
+      encoding: "utf8",
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    });
+  } finally {
+    writeFileSync(b.file, original);
+  }
+  const ran = /Tests\s+.*?(\d+) (failed|passed)/.test(result.stdout);
+  const failed = result.status !== 0 && /\d+ failed/.test(result.stdout);
+  if (!failed) survived += 1;
+  const verdict = failed ? "fails (caught)" : ran ? "PASSES: not caught" : "did not run";
+  rows.push(`| ${b.id} | ${b.file} | ${b.test} › ${b.name} | ${verdict} |`);
+  console.log(`${b.id}: ${verdict}`);
+}
+const report = [
+  "# Break check",
+  "",
+  `Each guarantee removed once from the source, and its test run (\`npm run test:break\`, ${new Date().toISOString().slice(0, 10)}).`,
+  "",
+  "| break | file changed | test | with the guarantee removed |",
+  "|---|---|---|---|",
+  ...rows,
+  "",
+].join("\n");
+if (only.length === 0) writeFileSync("bench/results/break-check.md", report);
+console.log(`${chosen.length - survived} of ${chosen.length} breaks caught`);
+process.exit(survived === 0 ? 0 : 1);
