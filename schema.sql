@@ -104,6 +104,24 @@ CREATE TABLE IF NOT EXISTS erased_users (
   erased_at   TEXT NOT NULL
 ) WITHOUT ROWID;
 
+-- Destinations managed from the API and the dashboard (DESTINATIONS stays read-only beside them):
+-- `config` is the entry as JSON without its secret and header values, which are AES-GCM sealed
+-- under ENCRYPTION_KEY (`v1.<iv>.<ciphertext>`).
+CREATE TABLE IF NOT EXISTS destinations (
+  name       TEXT PRIMARY KEY,
+  config     TEXT NOT NULL,
+  secret     TEXT,
+  headers    TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Small values the Worker keeps: destinations_version (bumped on every change of destinations).
+CREATE TABLE IF NOT EXISTS settings (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
 -- Dashboard sessions, server-side: expiry, revocation, and the token they signed in with.
 CREATE TABLE IF NOT EXISTS sessions (
   id_sha256    TEXT PRIMARY KEY,                -- SHA-256 of the random id the cookie holds
@@ -198,6 +216,24 @@ END;
 CREATE TRIGGER IF NOT EXISTS deliveries_pending_delete AFTER DELETE ON deliveries WHEN OLD.status = 'pending'
 BEGIN
   UPDATE destination_health SET pending = pending - 1 WHERE destination = OLD.destination;
+END;
+
+CREATE TRIGGER IF NOT EXISTS destinations_version_insert AFTER INSERT ON destinations
+BEGIN
+  INSERT INTO settings (key, value) VALUES ('destinations_version', '1')
+  ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+END;
+
+CREATE TRIGGER IF NOT EXISTS destinations_version_update AFTER UPDATE ON destinations
+BEGIN
+  INSERT INTO settings (key, value) VALUES ('destinations_version', '1')
+  ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+END;
+
+CREATE TRIGGER IF NOT EXISTS destinations_version_delete AFTER DELETE ON destinations
+BEGIN
+  INSERT INTO settings (key, value) VALUES ('destinations_version', '1')
+  ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
 END;
 
 -- One row per screen of each response, as before: a view over alerts.answers_json.

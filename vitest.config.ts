@@ -24,6 +24,10 @@ export default defineConfig(async () => {
     PAUSE_SECONDS: "",
     NOTIFY_URL: "",
     SILENCE_HOURS: "",
+    SUBREQUEST_BUDGET: "",
+    // A fixed test key (32 bytes, base64); the previous one is unset.
+    ENCRYPTION_KEY: "q5Z0o0cJ3sWm8x2v7r9n1b4k6h8f0d2s4a6q8w0e2r4=",
+    ENCRYPTION_KEY_PREVIOUS: "",
     TEST_MIGRATIONS: migrations,
     TEST_SCHEMA_SQL: schema[0]?.queries ?? [],
     // The property tests' seed: FC_SEED=<seed> npm test replays a run they printed.

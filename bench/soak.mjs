@@ -171,10 +171,14 @@ async function outage() {
   log("D1 back");
 }
 const down = outage();
-/** The healthy destination down for a stretch, from a few seconds into the sending. */
+/**
+ * The healthy destination down for a stretch, from a few seconds into the sending, or after
+ * D1 is back when it goes down too (nothing is delivered while D1 is down, so a stretch
+ * inside the outage would see no request).
+ */
 async function destinationDown() {
   if (DOWN_S <= 0) return;
-  await new Promise((r) => setTimeout(r, 3_000));
+  await new Promise((r) => setTimeout(r, OUTAGE_S > 0 ? (OUTAGE_S + 6) * 1000 : 3_000));
   log(`healthy destination down for ${DOWN_S} s ...`);
   await fetch(`http://127.0.0.1:${healthy.port}/control/down?seconds=${DOWN_S}`, { method: "POST" });
 }

@@ -34,6 +34,12 @@ export interface Env {
   METRICS?: AnalyticsEngineDataset;
   /** Rate Limiting binding: sign-in attempts per client (10 a minute). Optional. */
   LOGIN_LIMITER?: RateLimit;
+  /** Subrequests one consumer invocation may make (D1 calls, Queue sends, deliveries), default 50 (the free plan). */
+  SUBREQUEST_BUDGET?: string;
+  /** AES-GCM key (32 bytes, base64 or hex) for the secrets and header values of destinations stored in D1. */
+  ENCRYPTION_KEY?: string;
+  /** The key before a rotation: still read, never written with. */
+  ENCRYPTION_KEY_PREVIOUS?: string;
   /** Rows in one part of the CSV export (default and most 20000); more continue at Link rel="next". */
   EXPORT_PART_ROWS?: string;
 }

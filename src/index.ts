@@ -3,10 +3,10 @@ import { runCron } from "./cron";
 import type { Env } from "./env";
 import { retryBaseSeconds } from "./fanout/backoff";
 import { breakerSettings } from "./fanout/breaker";
-import { consumeAlerts } from "./fanout/consumer";
+import { consumeAlerts, subrequestBudget } from "./fanout/consumer";
+import { destinationsOf } from "./fanout/configured";
 import { deliveryTimeoutMs } from "./fanout/deliver";
 import { consumeDeadLetters } from "./fanout/dead-letters";
-import { destinationsFrom } from "./fanout/destinations";
 import { app } from "./http/app";
 
 /** The dead-letter queue's name ends so; the alerts queue's does not. */
@@ -16,8 +16,8 @@ export default {
   fetch: app.fetch,
 
   async queue(batch, env) {
-    const destinations = destinationsFrom(env.DESTINATIONS);
     const now = () => new Date();
+    const { config: destinations, calls } = await destinationsOf(env);
     if (batch.queue.endsWith(DEAD_LETTER_SUFFIX)) {
       await consumeDeadLetters(batch, { db: env.DB, queue: env.ALERTS_QUEUE, destinations, now, random: Math.random });
       return;
@@ -32,6 +32,8 @@ export default {
       now,
       random: Math.random,
       metrics: env.METRICS,
+      // What reading the destinations spent counts against the invocation's budget too.
+      subrequest_budget: subrequestBudget(env.SUBREQUEST_BUDGET) - calls,
     });
   },
 

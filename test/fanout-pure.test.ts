@@ -2,7 +2,7 @@
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { MAX_RETRY_DELAY_IN_SECONDS, parseRetryAfter, retryDelaySeconds } from "../src/fanout/backoff";
-import { parseDestinations, wants } from "../src/fanout/destinations";
+import { parseDestinations, wantsStatically } from "../src/fanout/destinations";
 import { sign } from "../src/fanout/signing";
 import { npsCategory } from "../src/alert";
 import { slackMessage } from "../src/fanout/slack";
@@ -44,7 +44,7 @@ describe("parseDestinations", () => {
 
   it("defaults the format to raw", () => {
     const config = parseDestinations('[{"name":"a","url":"https://a.example/x"}]');
-    expect(config).toEqual({ ok: true, destinations: [{ name: "a", url: "https://a.example/x", format: "raw" }] });
+    expect(config).toEqual({ ok: true, destinations: [{ name: "a", url: "https://a.example/x", format: "raw", enabled: true, source: "config" }] });
   });
 
   it.each([
@@ -75,10 +75,10 @@ describe("parseDestinations", () => {
     const config = parseDestinations('[{"name":"a","url":"https://x","survey_ids":["s1"]},{"name":"b","url":"https://y"}]');
     if (!config.ok) throw new Error(config.error);
     const [a, b] = config.destinations;
-    const of = (survey_id: string) => ({ survey_id, platform: null, alert_name: "a", trigger_event_name: null, user_system_id: null, answers: [] });
-    expect(wants(a!, of("s1"))).toBe(true);
-    expect(wants(a!, of("s2"))).toBe(false);
-    expect(wants(b!, of("s2"))).toBe(true);
+    const of = (survey_id: string) => ({ survey_id, platform: null, project_name: null, alert_name: "a", trigger_event_name: null, user_system_id: null, answers: [] });
+    expect(wantsStatically(a!, of("s1"))).toBe(true);
+    expect(wantsStatically(a!, of("s2"))).toBe(false);
+    expect(wantsStatically(b!, of("s2"))).toBe(true);
   });
 });
 

@@ -6,7 +6,7 @@ import { Validator } from "@cfworker/json-schema";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import type { Answer } from "../src/alert";
-import { type Destination, parseDestinations, wants } from "../src/fanout/destinations";
+import { type Destination, parseDestinations, wantsStatically as wants } from "../src/fanout/destinations";
 import { deliveryRequest } from "../src/fanout/deliver";
 import { openApiDocument } from "../src/http/openapi";
 import type { StoredAlert } from "../src/store/deliveries";

@@ -6,6 +6,8 @@
  * ledger; one whose alert another consumer holds comes back when that claim ends.
  */
 import { isAlertMessage, isSpoolMessage, type QueueMessage, type SpoolMessage } from "../alert";
+import { Budget, meteredD1, meteredQueue } from "../budget";
+import { sendAlerts } from "../queue";
 import { ingest } from "../ingest/ingest";
 import { spooledBody } from "../spool";
 import { errorMessage, log } from "../log";
@@ -27,7 +29,7 @@ import { isSuperseded, pairKey, settleLeaseStatement, takeLeases } from "../stor
 import { retryDelaySeconds } from "./backoff";
 import type { BreakerSettings } from "./breaker";
 import { type DeliveryAttempt, deliver } from "./deliver";
-import { type Destination, type DestinationsConfig, wants } from "./destinations";
+import { type Destination, type DestinationsConfig, type Wanted, wants, wantsStatically } from "./destinations";
 import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
 
 /** The ledger's word for an identify delivery that waits while another consumer sends to the same user. */
@@ -60,7 +62,25 @@ export interface ConsumerContext {
   random: () => number;
   /** Workers Analytics Engine: one data point per delivery attempt, when bound. */
   metrics?: AnalyticsEngineDataset;
+  /** Subrequests one invocation may make (D1 calls, Queue sends, deliveries): SUBREQUEST_BUDGET. */
+  subrequest_budget?: number;
 }
+
+/** SUBREQUEST_BUDGET's default: the free plan's 50 subrequests per invocation. */
+export const DEFAULT_SUBREQUEST_BUDGET = 50;
+
+export function subrequestBudget(raw: string | undefined): number {
+  return raw !== undefined && /^\s*[1-9]\d*\s*$/.test(raw) ? Number(raw) : DEFAULT_SUBREQUEST_BUDGET;
+}
+
+/**
+ * Subrequests kept for what follows the deliveries: the record batch and the one
+ * `sendBatch` that carries deferred alerts over.
+ */
+const AFTER_DELIVERIES = 2;
+
+/** The ledger's word for a delivery left for a later invocation (the subrequest budget was spent). */
+export const CARRIED_OVER = "carried over to a later invocation (subrequest budget)";
 
 interface Job {
   key: DeliveryKey;
@@ -71,14 +91,17 @@ interface Job {
    * `superseded`: a newer response of the same user is at (or going to) this identify destination.
    * `busy`: another consumer is sending to this identify destination for the same user: later.
    */
-  mode: "send" | "probe" | "held" | "superseded" | "busy";
+  mode: "send" | "probe" | "held" | "superseded" | "busy" | "deferred";
   /** Its breaker allows one probe now (its pause has run out). */
   may_probe?: boolean;
 }
 
 type Attempt = { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt };
 
-export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerContext): Promise<void> {
+export async function consumeAlerts(batch: MessageBatch<unknown>, context: ConsumerContext): Promise<void> {
+  // Every D1 call and Queue send spends the invocation's budget, and so does every delivery.
+  const budget = new Budget(context.subrequest_budget ?? DEFAULT_SUBREQUEST_BUDGET);
+  const ctx: ConsumerContext = { ...context, db: meteredD1(context.db, budget), queue: meteredQueue(context.queue, budget) };
   const backoff = (message: Message<unknown>, retry_after_seconds: number | null = null) =>
     message.retry({
       delaySeconds: retryDelaySeconds({
@@ -92,7 +115,10 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
   const messages: { message: Message<unknown>; alert_id: string }[] = [];
   for (const message of batch.messages) {
     if (isAlertMessage(message.body)) messages.push({ message, alert_id: message.body.alert_id });
-    else if (isSpoolMessage(message.body)) {
+    else if (isSpoolMessage(message.body) && budget.left() < SPOOL_STORE_SUBREQUESTS + AFTER_DELIVERIES + 4) {
+      // No room left to store it in this invocation: it comes back soon.
+      message.retry({ delaySeconds: 1 });
+    } else if (isSpoolMessage(message.body)) {
       // Stored first, through the same routine as the webhook; then fanned out with the batch.
       const alert_id = await storeSpooled(message.body, ctx);
       if (alert_id === undefined) backoff(message);
@@ -128,28 +154,41 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
 
   try {
     const now = ctx.now();
-    const claimed_until = new Date(now.getTime() + claimMilliseconds(alert_ids.length * destinations.length, ctx.delivery_timeout_ms)).toISOString();
+    const most_jobs = Math.min(alert_ids.length * destinations.length, budget.limit);
+    const claimed_until = new Date(now.getTime() + claimMilliseconds(most_jobs, ctx.delivery_timeout_ms)).toISOString();
     const { claimed, statuses, health } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until);
     const unclaimed = alert_ids.filter((id) => !claimed.has(id));
     const held = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { alert: StoredAlert; until: string | null }>();
 
     const jobs: Job[] = [];
     const cancelled: AttemptRecord[] = [];
+    // A filter expression that fails (a runaway one, stopped at its bound) fails that delivery, with the reason.
+    const refused: AttemptRecord[] = [];
+    const at = now.toISOString();
     for (const alert of claimed.values()) {
       const done = statuses.get(alert.alert_id);
+      const wanted = new Map<string, Wanted>();
+      for (const destination of destinations) wanted.set(destination.name, await wants(destination, alert));
       // Pending rows nobody wants any more: final, so that no sweep re-sends them forever.
       for (const [name, status] of done ?? []) {
         if (status !== "pending") continue;
-        const destination = destinations.find((d) => d.name === name);
-        if (destination !== undefined && wants(destination, alert)) continue;
-        const reason = destination === undefined ? CANCELLED_REMOVED : CANCELLED_UNWANTED;
-        cancelled.push({ alert_id: alert.alert_id, destination: name, status: "cancelled", last_status: null, last_error: reason, at: now.toISOString(), attempted: false });
+        const w = wanted.get(name);
+        if (w?.wanted || w?.error !== undefined) continue;
+        const reason = w === undefined ? CANCELLED_REMOVED : CANCELLED_UNWANTED;
+        cancelled.push({ alert_id: alert.alert_id, destination: name, status: "cancelled", last_status: null, last_error: reason, at, attempted: false });
       }
       for (const destination of destinations) {
         const status = done?.get(destination.name);
-        if (!wants(destination, alert) || isFinal(status)) continue;
+        const w = wanted.get(destination.name);
+        if (isFinal(status) || w === undefined) continue;
         const key = { alert_id: alert.alert_id, destination: destination.name };
-        const breaker = breakerMode(health.get(destination.name), now);
+        if (w.error !== undefined) {
+          refused.push({ ...key, status: "failed", last_status: null, last_error: w.error, at });
+          continue;
+        }
+        if (!w.wanted) continue;
+        // Disabled by hand: held like a pause, with no probe; re-enabling sends what waited.
+        const breaker = destination.enabled === false ? "paused" : breakerMode(health.get(destination.name), now);
         jobs.push({ key, alert, destination, mode: breaker === "active" ? "send" : "held", may_probe: breaker === "probe" });
       }
     }
@@ -162,13 +201,24 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
     const probeAsked = new Set<string>();
     for (const job of jobs) {
       if (job.mode !== "held" || !job.may_probe || probeAsked.has(job.key.destination)) continue;
+      // A probe costs its ask and its request: only while the budget has room for both.
+      if (budget.left() < AFTER_DELIVERIES + 2) break;
       // Once per destination per batch, whether or not this consumer gets it.
       probeAsked.add(job.key.destination);
       if (await takeProbe(ctx.db, job.key.destination, now.toISOString(), claimed_until)) job.mode = "probe";
     }
 
+    // What the budget allows, taken fairly: each destination's first job before any second one,
+    // from a starting destination that rotates, so that no destination waits behind the others.
+    const sending = fairShare(
+      jobs.filter((j) => j.mode === "send" || j.mode === "probe"),
+      destinations.map((d) => d.name),
+      Math.max(0, budget.left() - AFTER_DELIVERIES),
+      ctx.random(),
+    );
+    for (const job of jobs) if ((job.mode === "send" || job.mode === "probe") && !sending.includes(job)) job.mode = "deferred";
+    budget.take(sending.length);
     // At most six requests open at once (the Workers limit); each timeout starts when its request is sent.
-    const sending = jobs.filter((j) => j.mode === "send" || j.mode === "probe");
     const attempts: Attempt[] = await mapWithConcurrency(sending, OUTBOUND_CONNECTIONS, async (job) => ({
       key: job.key,
       probe: job.mode === "probe",
@@ -194,20 +244,37 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
     // wants an alert has its row once this batch is recorded (retention and the sweep see it).
     const busy = new Set(jobs.filter((j) => j.mode === "busy").map((j) => j.key.alert_id));
     const leased_elsewhere = jobs.filter((j) => j.mode === "busy" && statuses.get(j.key.alert_id)?.get(j.key.destination) === undefined).map((j) => j.key);
+    // Jobs past the budget: a pending row (no attempt spent) and a fresh message for their alert.
+    const deferred = new Set(jobs.filter((j) => j.mode === "deferred").map((j) => j.key.alert_id));
+    const carried = jobs.filter((j) => j.mode === "deferred" && statuses.get(j.key.alert_id)?.get(j.key.destination) === undefined).map((j) => j.key);
     // Claims end now for alerts whose message comes back, and for those a pause or a lease holds
     // (nothing of theirs is in flight); an alert no destination wants is marked finished.
     const release = new Set([
       ...attempts.filter((a) => !a.attempt.ok && !a.attempt.permanent).map((a) => a.key.alert_id),
-      ...jobs.filter((j) => j.mode === "held" || j.mode === "busy").map((j) => j.key.alert_id),
+      ...jobs.filter((j) => j.mode === "held" || j.mode === "busy" || j.mode === "deferred").map((j) => j.key.alert_id),
     ]);
-    const withJobs = new Set([...jobs.map((j) => j.key.alert_id), ...cancelled.map((c) => c.alert_id)]);
+    const withJobs = new Set([...jobs.map((j) => j.key.alert_id), ...cancelled.map((c) => c.alert_id), ...refused.map((r) => r.alert_id)]);
     const finish = {
       release: [...release],
       claimed_until,
       fanned_out: [...claimed.keys()].filter((id) => !withJobs.has(id) && (statuses.get(id)?.size ?? 0) === 0),
       at: ctx.now().toISOString(),
     };
-    const recorded = await record(ctx, { attempts, waiting, leased_elsewhere, superseded, cancelled, settle, finish, health });
+    const recorded = await record(ctx, { attempts, waiting, leased_elsewhere, carried, superseded, cancelled: [...cancelled, ...refused], settle, finish, health });
+    // Alerts with jobs past the budget, whose message would otherwise be acknowledged, go back as new messages.
+    const carryOver = recorded
+      ? [...deferred].filter((id) => !busy.has(id) && !attempts.some((a) => a.key.alert_id === id && !a.attempt.ok && !a.attempt.permanent))
+      : [];
+    let carriedOver = false;
+    if (carryOver.length > 0) {
+      try {
+        await sendAlerts(ctx.queue, carryOver);
+        carriedOver = true;
+        log("info", "fanout.carried_over", { alerts: carryOver.length, jobs: carried.length });
+      } catch (error) {
+        log("warn", "fanout.carry_over_failed", { error: errorMessage(error), alerts: carryOver.length });
+      }
+    }
 
     const scheduled = new Set<string>();
     for (const { message, alert_id } of messages) {
@@ -216,7 +283,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
         if (other === undefined) {
           log("warn", "fanout.alert_missing", { alert_id });
           message.ack();
-        } else if (destinations.every((d) => !wants(d, other.alert) || isFinal(statuses.get(alert_id)?.get(d.name)))) {
+        } else if (destinations.every((d) => !wantsStatically(d, other.alert) || isFinal(statuses.get(alert_id)?.get(d.name)))) {
           // A repeat of a message whose alert every destination already has.
           message.ack();
         } else {
@@ -243,6 +310,11 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, ctx: ConsumerC
         continue;
       }
       const retryable = attempts.filter((a) => a.key.alert_id === alert_id && !a.attempt.ok && !a.attempt.permanent);
+      if (retryable.length === 0 && deferred.has(alert_id) && !carriedOver) {
+        // Its carry-over could not be sent: this message comes back instead.
+        message.retry({ delaySeconds: 1 });
+        continue;
+      }
       if (retryable.length === 0) message.ack();
       else backoff(message, Math.max(0, ...retryable.map((a) => a.attempt.retry_after_seconds ?? 0)));
     }
@@ -257,6 +329,27 @@ function retryAfterClaim(message: Message<unknown>, until: string | null, now: D
   const seconds = until === null ? 1 : Math.ceil((Date.parse(until) - now.getTime()) / 1000) + 1;
   message.retry({ delaySeconds: Math.max(1, seconds) });
 }
+
+/**
+ * Orders the jobs that may be sent so that each destination's first job comes before any
+ * destination's second, starting from a destination chosen by `random`, and returns the
+ * first `limit` of them.
+ */
+export function fairShare<T extends { key: DeliveryKey }>(jobs: T[], order: string[], limit: number, random: number): T[] {
+  const start = Math.floor(random * Math.max(1, order.length));
+  const rank = new Map(order.map((name, i) => [name, (i - start + order.length) % order.length]));
+  const seen = new Map<string, number>();
+  const ranked = jobs.map((job) => {
+    const round = seen.get(job.key.destination) ?? 0;
+    seen.set(job.key.destination, round + 1);
+    return { job, round, rank: rank.get(job.key.destination) ?? 0 };
+  });
+  ranked.sort((a, b) => a.round - b.round || a.rank - b.rank);
+  return ranked.slice(0, limit).map((r) => r.job);
+}
+
+/** Subrequests storing one spooled body may take (the store batch, and the spool's counter). */
+const SPOOL_STORE_SUBREQUESTS = 3;
 
 /** How long storing one spooled body may take in the consumer. */
 const SPOOL_STORE_DEADLINE_IN_MS = 10_000;
@@ -371,6 +464,7 @@ async function record(
     attempts: Attempt[];
     waiting: DeliveryKey[];
     leased_elsewhere: DeliveryKey[];
+    carried: DeliveryKey[];
     superseded: DeliveryKey[];
     cancelled: AttemptRecord[];
     settle: Parameters<typeof settleLeaseStatement>[1][];
@@ -403,6 +497,9 @@ async function record(
   }
   for (const key of batch.leased_elsewhere) {
     records.push({ ...key, status: "pending", last_status: null, last_error: LEASED_ELSEWHERE, at, attempted: false });
+  }
+  for (const key of batch.carried) {
+    records.push({ ...key, status: "pending", last_status: null, last_error: CARRIED_OVER, at, attempted: false });
   }
   // Not sent, and no failure: 1Flow already has (or is getting) this user's newer answer.
   for (const key of batch.superseded) {

@@ -71,7 +71,9 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
         const status = statuses.get(alert.alert_id)?.get(d.name);
         // A paused destination's deliveries wait for its resume: a pause never makes one dead.
         if (status !== undefined && status !== "pending") continue;
-        if (wants(d, alert) && health.get(d.name)?.state !== "paused") keys.push({ alert_id: alert.alert_id, destination: d.name });
+        if (health.get(d.name)?.state !== "paused" && d.enabled !== false && (await wants(d, alert)).wanted) {
+          keys.push({ alert_id: alert.alert_id, destination: d.name });
+        }
       }
     }
     const dead = await markDead(ctx.db, keys, now.toISOString(), "retries exhausted", {

@@ -3,6 +3,7 @@ import type { StoredAlert } from "../store/deliveries";
 import { parseRetryAfter } from "./backoff";
 import type { Destination } from "./destinations";
 import { identifyBody } from "./identify";
+import { evaluate } from "./jsonata";
 import { normalisedAlert } from "./json-format";
 import { sign } from "./signing";
 import { slackMessage } from "./slack";
@@ -30,37 +31,76 @@ export interface DeliveryAttempt {
   latency_ms: number;
 }
 
-/** The body a destination of this format receives for an alert. */
-function bodyOf(destination: Destination, alert: StoredAlert): string {
+type Built<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** The body a destination of this format receives for an alert; a transform that fails says why. */
+async function bodyOf(destination: Destination, alert: StoredAlert): Promise<Built<string>> {
   switch (destination.format) {
     case "raw":
-      return alert.payload;
+      return { ok: true, value: alert.payload };
     case "json":
-      return JSON.stringify(normalisedAlert(alert));
+      return { ok: true, value: JSON.stringify(normalisedAlert(alert)) };
     case "slack":
-      return JSON.stringify(slackMessage(alert));
+      return { ok: true, value: JSON.stringify(slackMessage(alert)) };
     case "1flow-identify":
-      return JSON.stringify(identifyBody(alert));
+      return { ok: true, value: JSON.stringify(identifyBody(alert)) };
+    case "jsonata": {
+      const result = await evaluate(destination.transform ?? "", normalisedAlert(alert));
+      if (!result.ok) return { ok: false, error: `transform: ${result.error}` };
+      if (result.value === undefined) return { ok: false, error: "transform: gave no value (nothing matched)" };
+      return { ok: true, value: JSON.stringify(result.value) };
+    }
   }
 }
 
 /**
- * The request a destination receives for an alert: its own headers first, then the
- * Worker's (which a destination may not set). `raw` and `json` carry the Standard
- * Webhooks headers, signed when the destination has a secret.
+ * Where a jsonata destination's request goes: `url`, with `path` (JSONata giving the path
+ * and query) appended. The result must keep `url`'s origin, or nothing is sent.
  */
-export async function deliveryRequest(destination: Destination, alert: StoredAlert, now: Date): Promise<Request> {
-  const body = bodyOf(destination, alert);
+async function urlOf(destination: Destination, alert: StoredAlert): Promise<Built<string>> {
+  if (destination.format !== "jsonata" || destination.path === undefined) return { ok: true, value: destination.url };
+  const result = await evaluate(destination.path, normalisedAlert(alert));
+  if (!result.ok) return { ok: false, error: `path: ${result.error}` };
+  if (typeof result.value !== "string") return { ok: false, error: "path: must give a string" };
+  let url: URL;
+  try {
+    url = new URL(destination.url + result.value);
+  } catch {
+    return { ok: false, error: "path: does not make a URL" };
+  }
+  if (url.origin !== new URL(destination.url).origin) return { ok: false, error: `path: leaves ${new URL(destination.url).origin}` };
+  return { ok: true, value: url.toString() };
+}
+
+/**
+ * The request a destination receives for an alert: its own headers first, then the
+ * Worker's (which a destination may not set). `raw`, `json` and `jsonata` carry the
+ * Standard Webhooks headers, signed when the destination has a secret. A transform or
+ * path that fails, or a URL that leaves the destination's origin, gives the reason instead:
+ * nothing is sent, and no retry could change it.
+ */
+export async function buildRequest(destination: Destination, alert: StoredAlert, now: Date): Promise<Built<Request>> {
+  const [body, url] = await Promise.all([bodyOf(destination, alert), urlOf(destination, alert)]);
+  if (!body.ok) return body;
+  if (!url.ok) return url;
   const headers = new Headers(destination.headers);
   headers.set("content-type", "application/json");
   headers.set("user-agent", USER_AGENT);
-  if (destination.format === "raw" || destination.format === "json") {
+  if (destination.format === "raw" || destination.format === "json" || destination.format === "jsonata") {
     const timestamp = Math.floor(now.getTime() / 1000);
     headers.set("webhook-id", alert.alert_id);
     headers.set("webhook-timestamp", String(timestamp));
-    if (destination.secret) headers.set("webhook-signature", await sign(destination.secret, alert.alert_id, timestamp, body));
+    if (destination.secret) headers.set("webhook-signature", await sign(destination.secret, alert.alert_id, timestamp, body.value));
   }
-  return new Request(destination.url, { method: "POST", headers, body });
+  const method = destination.format === "jsonata" ? (destination.method ?? "POST") : "POST";
+  return { ok: true, value: new Request(url.value, { method, headers, body: body.value }) };
+}
+
+/** The request a destination receives for an alert (see buildRequest); throws what buildRequest reports. */
+export async function deliveryRequest(destination: Destination, alert: StoredAlert, now: Date): Promise<Request> {
+  const built = await buildRequest(destination, alert, now);
+  if (!built.ok) throw new Error(built.error);
+  return built.value;
 }
 
 /** Sends one alert to one destination; never throws. */
@@ -73,7 +113,9 @@ export async function deliver(
   const started = performance.now();
   const latency = () => Math.round(performance.now() - started);
   try {
-    const request = await deliveryRequest(destination, alert, now);
+    const built = await buildRequest(destination, alert, now);
+    if (!built.ok) return { ok: false, permanent: true, status: null, error: built.error, retry_after_seconds: null, latency_ms: latency() };
+    const request = built.value;
     if (destination.format === "1flow-identify" && (await request.clone().arrayBuffer()).byteLength > IDENTIFY_MAX_BYTES) {
       // 1Flow would refuse it every time: failed, not retried (the traits are bounded; only a huge user id gets here).
       return { ok: false, permanent: true, status: null, error: "body over 1Flow's 32 KB limit", retry_after_seconds: null, latency_ms: latency() };

@@ -1,11 +1,14 @@
 /**
- * The `DESTINATIONS` configuration: a JSON array validated with valibot once
- * per isolate (per distinct value). A malformed value is an error to report,
- * never a crash and never a silent skip.
+ * Destinations: their schema (one for `DESTINATIONS` and for the ones the API stores in
+ * D1), `DESTINATIONS` parsed once per isolate (per distinct value), and whether one wants
+ * an alert. A malformed value is an error to report, never a crash and never a silent skip.
  */
 import * as v from "valibot";
 import type { Alert } from "../alert";
+import type { StoredAlert } from "../store/deliveries";
 import { validate } from "../validation";
+import { normalisedAlert } from "./json-format";
+import { evaluate, syntaxError } from "./jsonata";
 
 /** Headers a destination may not set: the Worker's own, the host, and hop-by-hop ones. */
 const RESERVED_HEADERS = new Set([
@@ -31,8 +34,22 @@ function isAllowedHeader(name: string): boolean {
 
 const names = v.array(v.pipe(v.string(), v.minLength(1)));
 
+/** A JSONata expression that compiles; a syntax error says at which position. */
+const expressionSchema = v.pipe(
+  v.string(),
+  v.minLength(1, "must not be empty"),
+  v.maxLength(10_000, "must be at most 10,000 characters"),
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const error = syntaxError(dataset.value);
+    if (error !== null) addIssue({ message: `is not valid JSONata: ${error}` });
+  }),
+);
+
 const filterSchema = v.strictObject({
   platforms: v.optional(names),
+  project_names: v.optional(names),
+  expression: v.optional(expressionSchema),
   alert_names: v.optional(names),
   event_names: v.optional(names),
   score: v.optional(
@@ -51,10 +68,12 @@ const headersSchema = v.pipe(
   ),
 );
 
-export const FORMATS = ["raw", "json", "slack", "1flow-identify"] as const;
+export const FORMATS = ["raw", "json", "slack", "1flow-identify", "jsonata"] as const;
+export const METHODS = ["POST", "PUT", "PATCH"] as const;
 
-const destinationSchema = v.strictObject({
-  name: v.pipe(v.string(), v.regex(/^[\w.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")),
+export const nameSchema = v.pipe(v.string(), v.regex(/^[\w.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"));
+
+const entryFields = {
   url: v.pipe(
     v.string(),
     v.url("must be a URL"),
@@ -67,24 +86,60 @@ const destinationSchema = v.strictObject({
   survey_ids: v.optional(names),
   filter: v.optional(filterSchema),
   headers: v.optional(headersSchema),
-});
+  /** jsonata: the body, a JSONata expression over the normalised alert (the json format's body). */
+  transform: v.optional(expressionSchema),
+  /** jsonata: the HTTP method, POST by default. */
+  method: v.optional(v.picklist(METHODS, `must be one of ${METHODS.join(", ")}`)),
+  /** jsonata: a JSONata expression giving the path and query appended to `url`. */
+  path: v.optional(expressionSchema),
+  /** False holds new deliveries pending, as a pause does. */
+  enabled: v.optional(v.boolean(), true),
+};
+
+/** Whether a destination's fields fit its format: what is only for `jsonata`, and what `jsonata` needs. */
+function formatProblem(d: { format: string; transform?: string | undefined; method?: string | undefined; path?: string | undefined }): string | null {
+  if (d.format === "jsonata") return d.transform === undefined ? "transform: is required with format jsonata" : null;
+  const extra = (["transform", "method", "path"] as const).find((field) => d[field] !== undefined);
+  return extra === undefined ? null : `${extra}: is only for format jsonata`;
+}
+
+const entryObject = v.strictObject(entryFields);
+
+/** One destination without its name: the body of `PUT /api/destinations/{name}`. */
+export const entrySchema = v.pipe(
+  entryObject,
+  v.rawCheck(({ dataset, addIssue }) => {
+    const problem = dataset.typed ? formatProblem(dataset.value) : null;
+    if (problem !== null) addIssue({ message: problem });
+  }),
+);
+
+export const destinationSchema = v.pipe(
+  v.strictObject({ name: nameSchema, ...entryFields }),
+  v.rawCheck(({ dataset, addIssue }) => {
+    const problem = dataset.typed ? formatProblem(dataset.value) : null;
+    if (problem !== null) addIssue({ message: problem });
+  }),
+);
 
 /**
- * At most this many destinations: a consumer invocation sends up to max_batch_size
- * (10) alerts to each, inside the free plan's 50 subrequests per invocation.
+ * At most this many destinations in all: the consumer keeps each invocation within
+ * SUBREQUEST_BUDGET and carries the rest over, so the count is not tied to that limit.
  */
-export const MAX_DESTINATIONS = 5;
+export const MAX_DESTINATIONS = 100;
 
 const destinationsSchema = v.pipe(
   v.array(destinationSchema),
-  v.maxLength(MAX_DESTINATIONS, `at most ${MAX_DESTINATIONS} destinations (the Workers subrequest limit)`),
+  v.maxLength(MAX_DESTINATIONS, `at most ${MAX_DESTINATIONS} destinations`),
   v.check(
     (list) => new Set(list.map((d) => d.name)).size === list.length,
     "destination names must be unique",
   ),
 );
 
-export type Destination = v.InferOutput<typeof destinationSchema>;
+export type DestinationEntry = v.InferOutput<typeof entrySchema>;
+/** A destination and where it is managed: `DESTINATIONS` (read-only) or the API (D1). */
+export type Destination = v.InferOutput<typeof destinationSchema> & { source?: "config" | "api" };
 
 /** https://, or http:// to a loopback host (for local receivers): nothing else leaves unencrypted. */
 export function isAllowedUrl(raw: string): boolean {
@@ -131,27 +186,43 @@ export function parseDestinations(raw: string | undefined): DestinationsConfig {
     const issues = result.issues.map((i) => `${i.path || "(root)"}: ${i.message}`);
     return { ok: false, error: `DESTINATIONS is invalid: ${issues.join("; ")}` };
   }
-  return { ok: true, destinations: result.value };
+  return { ok: true, destinations: result.value.map((d) => ({ ...d, source: "config" as const })) };
 }
 
+export type WantedAlert = Pick<Alert, "survey_id" | "platform" | "project_name" | "alert_name" | "trigger_event_name" | "user_system_id" | "answers">;
+
 /**
- * Whether a destination wants this alert: every condition it gives holds (its surveys,
- * platforms, alert names, trigger event names, and an answer of a type whose score is in
- * range). The identify format needs the respondent's user id.
+ * Whether a destination wants this alert by its static conditions: every one it gives
+ * holds (its surveys, platforms, projects, alert names, trigger event names, and an answer
+ * of a type whose score is in range). The identify format needs the respondent's user id.
  */
-export function wants(
-  destination: Destination,
-  alert: Pick<Alert, "survey_id" | "platform" | "alert_name" | "trigger_event_name" | "user_system_id" | "answers">,
-): boolean {
+export function wantsStatically(destination: Destination, alert: WantedAlert): boolean {
   const { survey_ids, filter, format } = destination;
   if (survey_ids !== undefined && !survey_ids.includes(alert.survey_id)) return false;
   if (format === "1flow-identify" && !alert.user_system_id) return false;
   if (filter === undefined) return true;
   const among = (list: string[] | undefined, value: string | null) => list === undefined || (value !== null && list.includes(value));
   if (!among(filter.platforms, alert.platform)) return false;
+  if (!among(filter.project_names, alert.project_name)) return false;
   if (!among(filter.alert_names, alert.alert_name)) return false;
   if (!among(filter.event_names, alert.trigger_event_name)) return false;
   const { score } = filter;
   if (score === undefined) return true;
   return alert.answers.some((a) => a.type === score.type && a.value !== null && a.value >= score.min && a.value <= score.max);
+}
+
+export type Wanted = { wanted: boolean; error?: undefined } | { wanted: false; error: string };
+
+/**
+ * Whether a destination wants this alert: its static conditions, then `filter.expression`
+ * (JSONata over the normalised alert), which must be `true`. An expression that fails (a
+ * runaway one stopped at its bound) says why: that delivery fails, with the reason.
+ */
+export async function wants(destination: Destination, alert: StoredAlert): Promise<Wanted> {
+  if (!wantsStatically(destination, alert)) return { wanted: false };
+  const expression = destination.filter?.expression;
+  if (expression === undefined) return { wanted: true };
+  const result = await evaluate(expression, normalisedAlert(alert));
+  if (!result.ok) return { wanted: false, error: `filter.expression: ${result.error}` };
+  return { wanted: result.value === true };
 }

@@ -5,7 +5,7 @@
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import * as v from "valibot";
-import { destinationsFrom } from "../fanout/destinations";
+import { destinationsOf } from "../fanout/configured";
 import { cancelDeliveries, destinationsReport, type ReplayDeps, replayAlert, replayDeliveries, resumeDestination } from "../operations";
 import { readerOf } from "./reader";
 import type { AppEnv } from "./app-env";
@@ -53,12 +53,12 @@ const FAILURES = {
     errorResponse(c, 400, "invalid_request", { issues: [{ path: "destination", message: "no destination of that name is configured" }] }),
 };
 
-/** What the replay operations need of a request. */
-export function replayDeps(c: Context<AppEnv>): ReplayDeps {
+/** What the replay operations need of a request: the bindings, and the destinations in force. */
+export async function replayDeps(c: Context<AppEnv>): Promise<ReplayDeps> {
   return {
     db: c.env.DB,
     queue: c.env.ALERTS_QUEUE,
-    destinations: destinationsFrom(c.env.DESTINATIONS),
+    destinations: (await destinationsOf(c.env)).config,
     now: () => new Date(),
     request_id: c.get("requestId"),
   };
@@ -68,7 +68,7 @@ api.post("/api/alerts/:alert_id/replay", async (c) => {
   const input = await readJson(c, alertReplaySchema, { optional: true });
   if (!input.ok) return input.response;
   const alert_id = c.req.param("alert_id");
-  const result = await replayAlert(replayDeps(c), { alert_id, ...input.value });
+  const result = await replayAlert(await replayDeps(c), { alert_id, ...input.value });
   if (!result.ok) return FAILURES[result.error](c);
   return c.json({ ok: true, alert_id, deliveries: result.destinations.length, destinations: result.destinations, enqueued: 1 });
 });
@@ -76,17 +76,17 @@ api.post("/api/alerts/:alert_id/replay", async (c) => {
 api.post("/api/replay", async (c) => {
   const input = await readJson(c, bulkReplaySchema, { optional: false });
   if (!input.ok) return input.response;
-  const result = await replayDeliveries(replayDeps(c), input.value);
+  const result = await replayDeliveries(await replayDeps(c), input.value);
   if (!result.ok) return FAILURES[result.error](c);
   return c.json(result);
 });
 
 api.get("/api/destinations", async (c) =>
-  c.json({ ok: true, destinations: await destinationsReport(readerOf(c.env), destinationsFrom(c.env.DESTINATIONS), new Date()) }),
+  c.json({ ok: true, destinations: await destinationsReport(readerOf(c.env), (await destinationsOf(c.env)).config, new Date()) }),
 );
 
 api.post("/api/destinations/:name/resume", async (c) => {
-  const result = await resumeDestination(replayDeps(c), c.req.param("name"));
+  const result = await resumeDestination(await replayDeps(c), c.req.param("name"));
   if (!result.ok) return FAILURES[result.error](c);
   return c.json(result);
 });
@@ -95,5 +95,5 @@ api.post("/api/destinations/:name/resume", async (c) => {
 api.post("/api/deliveries/cancel", async (c) => {
   const input = await readJson(c, cancelSchema, { optional: false });
   if (!input.ok) return input.response;
-  return c.json(await cancelDeliveries(replayDeps(c), { destination: input.value.destination }));
+  return c.json(await cancelDeliveries(await replayDeps(c), { destination: input.value.destination }));
 });

@@ -21,6 +21,7 @@ import { apiData } from "./api-data";
 import { openapi } from "./openapi";
 import { dashboard } from "./dashboard/index";
 import { configProblems } from "../config";
+import { destinationsOf } from "../fanout/configured";
 import { destinationsFrom } from "../fanout/destinations";
 
 /** Request bodies `/api` takes at most. */
@@ -76,11 +77,17 @@ app.get("/healthz", async (c) => {
   }
   try {
     await withDeadline(() => ping(c.env.DB), storageDeadlineMs(c.env.STORAGE_DEADLINE_MS));
-    return c.json({ ok: true });
   } catch (error) {
     log("error", "healthz.storage_unavailable", { request_id: c.get("requestId"), error: errorMessage(error) });
     return errorResponse(c, 503, "storage_unavailable");
   }
+  // The destinations stored in D1 too: one that cannot be opened (a rotated ENCRYPTION_KEY) stops the fan-out.
+  const { config } = await destinationsOf(c.env);
+  if (!config.ok) {
+    log("error", "fanout.bad_destinations", { request_id: c.get("requestId"), error: config.error });
+    return errorResponse(c, 503, "bad_destinations");
+  }
+  return c.json({ ok: true });
 });
 
 app.route("/", webhook);

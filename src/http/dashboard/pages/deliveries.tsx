@@ -44,7 +44,7 @@ deliveries.get("/dashboard/deliveries", async (c) => {
 deliveries.post("/dashboard/alerts/:alert_id/replay", async (c) => {
   const form = await c.req.parseBody();
   const destination = typeof form.destination === "string" ? form.destination : undefined;
-  const result = await replayAlert(replayDeps(c), { alert_id: c.req.param("alert_id"), destination, force: false });
+  const result = await replayAlert(await replayDeps(c), { alert_id: c.req.param("alert_id"), destination, force: false });
   const text = result.ok ? "Replayed: back to pending and enqueued." : `Replay failed: ${result.error}`;
   return c.redirect(`/dashboard/deliveries?result=${encodeURIComponent(text)}`, 303);
 });

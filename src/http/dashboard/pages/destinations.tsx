@@ -1,6 +1,6 @@
 /** Each destination's health: breaker state, last error, what waits, its last 24 hours; Resume now for a paused one. */
 import { Hono } from "hono";
-import { destinationsFrom } from "../../../fanout/destinations";
+import { destinationsOf } from "../../../fanout/configured";
 import { cancelDeliveries, destinationsReport, resumeDestination } from "../../../operations";
 import { replayDeps } from "../../api";
 import type { AppEnv } from "../../app-env";
@@ -10,7 +10,7 @@ import { nonceOf, Page } from "../layout";
 export const destinations = new Hono<AppEnv>({ strict: false });
 
 destinations.get("/dashboard/destinations", async (c) => {
-  const config = destinationsFrom(c.env.DESTINATIONS);
+  const { config } = await destinationsOf(c.env);
   const rows = await destinationsReport(readerOf(c.env, c.req.query("result") !== undefined), config, new Date());
   return c.html(
     <Page title="Destinations" nonce={nonceOf(c)}>
@@ -59,13 +59,13 @@ destinations.get("/dashboard/destinations", async (c) => {
 });
 
 destinations.post("/dashboard/destinations/:name/resume", async (c) => {
-  const result = await resumeDestination(replayDeps(c), c.req.param("name"));
+  const result = await resumeDestination(await replayDeps(c), c.req.param("name"));
   const text = !result.ok ? "No destination of that name." : result.resumed ? "Resumed: what waited is being sent." : "It was not paused.";
   return c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
 });
 
 destinations.post("/dashboard/destinations/:name/cancel", async (c) => {
-  const result = await cancelDeliveries(replayDeps(c), { destination: c.req.param("name") });
+  const result = await cancelDeliveries(await replayDeps(c), { destination: c.req.param("name") });
   const text = `Cancelled ${result.cancelled} pending ${result.cancelled === 1 ? "delivery" : "deliveries"}${result.more ? "; more are left, cancel again" : ""}.`;
   return c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
 });
