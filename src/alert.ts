@@ -69,6 +69,7 @@ export type ErrorCode =
   | "bad_config"
   | "invalid_request"
   | "queue_unavailable"
+  | "managed_by_config"
   | "alert_id_conflict";
 
 /** Why a body sits in `rejected_payloads`. */

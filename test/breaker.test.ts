@@ -174,11 +174,13 @@ describe("GET /api/destinations and Resume now", () => {
       .bind(name)
       .run();
     const res = await callWorker("/api/destinations", {}, environment);
-    expect(await res.json()).toEqual({
+    expect(await res.json()).toMatchObject({
       ok: true,
       destinations: [
         {
           name,
+          source: "config",
+          enabled: true,
           state: "paused",
           consecutive_failures: 12,
           paused_until: "2030-01-01T00:00:00.000Z",

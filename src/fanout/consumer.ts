@@ -7,6 +7,7 @@
  */
 import { isAlertMessage, isSpoolMessage, type QueueMessage, type SpoolMessage } from "../alert";
 import { Budget, meteredD1, meteredQueue } from "../budget";
+import { DEFAULT_SUBREQUEST_BUDGET } from "../limits";
 import { sendAlerts } from "../queue";
 import { ingest } from "../ingest/ingest";
 import { spooledBody } from "../spool";
@@ -66,8 +67,7 @@ export interface ConsumerContext {
   subrequest_budget?: number;
 }
 
-/** SUBREQUEST_BUDGET's default: the free plan's 50 subrequests per invocation. */
-export const DEFAULT_SUBREQUEST_BUDGET = 50;
+export { DEFAULT_SUBREQUEST_BUDGET };
 
 export function subrequestBudget(raw: string | undefined): number {
   return raw !== undefined && /^\s*[1-9]\d*\s*$/.test(raw) ? Number(raw) : DEFAULT_SUBREQUEST_BUDGET;

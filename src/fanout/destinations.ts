@@ -6,6 +6,7 @@
 import * as v from "valibot";
 import type { Alert } from "../alert";
 import type { StoredAlert } from "../store/deliveries";
+import { MAX_DESTINATIONS } from "../limits";
 import { validate } from "../validation";
 import { normalisedAlert } from "./json-format";
 import { evaluate, syntaxError } from "./jsonata";
@@ -123,10 +124,10 @@ export const destinationSchema = v.pipe(
 );
 
 /**
- * At most this many destinations in all: the consumer keeps each invocation within
+ * At most MAX_DESTINATIONS in all: the consumer keeps each invocation within
  * SUBREQUEST_BUDGET and carries the rest over, so the count is not tied to that limit.
  */
-export const MAX_DESTINATIONS = 100;
+export { MAX_DESTINATIONS };
 
 const destinationsSchema = v.pipe(
   v.array(destinationSchema),

@@ -6,6 +6,18 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import * as v from "valibot";
 import { destinationsOf } from "../fanout/configured";
+import { deliveryTimeoutMs } from "../fanout/deliver";
+import {
+  destinationView,
+  type ManageDeps,
+  type ManageFailure,
+  patchDestinationEntry,
+  previewDelivery,
+  putDestinationEntry,
+  removeDestination,
+  testDelivery,
+} from "../manage-destinations";
+import { secretKeys } from "../secrets";
 import { cancelDeliveries, destinationsReport, type ReplayDeps, replayAlert, replayDeliveries, resumeDestination } from "../operations";
 import { readerOf } from "./reader";
 import type { AppEnv } from "./app-env";
@@ -81,9 +93,97 @@ api.post("/api/replay", async (c) => {
   return c.json(result);
 });
 
-api.get("/api/destinations", async (c) =>
-  c.json({ ok: true, destinations: await destinationsReport(readerOf(c.env), (await destinationsOf(c.env)).config, new Date()) }),
-);
+/** Every destination with its configuration (secrets and header values masked) and its health. */
+api.get("/api/destinations", async (c) => {
+  const { config } = await destinationsOf(c.env);
+  const health = await destinationsReport(readerOf(c.env), config, new Date());
+  const destinations = config.ok ? config.destinations.map((d, i) => ({ ...destinationView(d), ...health[i] })) : [];
+  return c.json({ ok: true, destinations, ...(config.ok ? {} : { error: "bad_destinations", message: config.error }) });
+});
+
+/** What the management operations need of a request. */
+async function manageDeps(c: Context<AppEnv>): Promise<ManageDeps> {
+  return {
+    db: c.env.DB,
+    queue: c.env.ALERTS_QUEUE,
+    config: c.env.DESTINATIONS,
+    keys: await secretKeys(c.env),
+    now: () => new Date(),
+    request_id: c.get("requestId"),
+  };
+}
+
+/** The answer to a failed management operation. */
+function manageFailure(c: Context<AppEnv>, failure: ManageFailure | { ok: false; error: "bad_destinations" }): Response {
+  switch (failure.error) {
+    case "invalid_request":
+      return errorResponse(c, 400, "invalid_request", { issues: failure.issues });
+    case "managed_by_config":
+      return errorResponse(c, 409, "managed_by_config");
+    case "not_found":
+      return errorResponse(c, 404, "not_found");
+    case "not_configured":
+      return errorResponse(c, 503, "not_configured", { message: failure.message });
+    case "bad_destinations":
+      return errorResponse(c, 503, "bad_destinations");
+  }
+}
+
+async function jsonBody(c: Context<AppEnv>): Promise<{ ok: true; value: unknown } | { ok: false; response: Response }> {
+  try {
+    return { ok: true, value: JSON.parse(await c.req.text()) as unknown };
+  } catch {
+    return { ok: false, response: errorResponse(c, 400, "invalid_json") };
+  }
+}
+
+api.put("/api/destinations/:name", async (c) => {
+  const body = await jsonBody(c);
+  if (!body.ok) return body.response;
+  const result = await putDestinationEntry(await manageDeps(c), c.req.param("name"), body.value);
+  if (!result.ok) return manageFailure(c, result);
+  return c.json({ ok: true, destination: result.destination }, result.created ? 201 : 200);
+});
+
+api.patch("/api/destinations/:name", async (c) => {
+  const body = await jsonBody(c);
+  if (!body.ok) return body.response;
+  const result = await patchDestinationEntry(await manageDeps(c), c.req.param("name"), body.value);
+  if (!result.ok) return manageFailure(c, result);
+  return c.json(result);
+});
+
+api.delete("/api/destinations/:name", async (c) => {
+  const result = await removeDestination(await manageDeps(c), c.req.param("name"));
+  if (!result.ok) return manageFailure(c, result);
+  return c.json(result);
+});
+
+export const previewSchema = v.strictObject({ alert_id: v.pipe(v.string(), v.minLength(1)) });
+export const testSendSchema = v.strictObject({ alert_id: v.optional(v.pipe(v.string(), v.minLength(1))) });
+
+api.post("/api/destinations/:name/preview", async (c) => {
+  const input = await readJson(c, previewSchema, { optional: false });
+  if (!input.ok) return input.response;
+  const { config } = await destinationsOf(c.env);
+  const result = await previewDelivery(c.env.DB, config, { name: c.req.param("name"), alert_id: input.value.alert_id, now: new Date() });
+  if (!result.ok) return manageFailure(c, result);
+  return c.json(result);
+});
+
+api.post("/api/destinations/:name/test", async (c) => {
+  const input = await readJson(c, testSendSchema, { optional: true });
+  if (!input.ok) return input.response;
+  const { config } = await destinationsOf(c.env);
+  const result = await testDelivery(c.env.DB, config, {
+    name: c.req.param("name"),
+    alert_id: input.value.alert_id,
+    now: new Date(),
+    timeout_ms: deliveryTimeoutMs(c.env.DELIVERY_TIMEOUT_MS),
+  });
+  if (!result.ok) return manageFailure(c, result);
+  return c.json(result);
+});
 
 api.post("/api/destinations/:name/resume", async (c) => {
   const result = await resumeDestination(await replayDeps(c), c.req.param("name"));

@@ -5,7 +5,9 @@
 import { toJsonSchema } from "@valibot/to-json-schema";
 import { Hono } from "hono";
 import type * as v from "valibot";
-import { alertReplaySchema, bulkReplaySchema, cancelSchema } from "./api";
+import { entrySchema } from "../fanout/destinations";
+import { patchSchema } from "../manage-destinations";
+import { alertReplaySchema, bulkReplaySchema, cancelSchema, previewSchema, testSendSchema } from "./api";
 import { alertsQuerySchema, exportQuerySchema, npsQuerySchema, pageQuerySchema } from "./api-data";
 import { normalisedAlertSchema } from "../fanout/json-format";
 import type { AppEnv } from "./app-env";
@@ -13,7 +15,7 @@ import type { AppEnv } from "./app-env";
 type ObjectSchema = v.ObjectSchema<v.ObjectEntries, undefined> | v.StrictObjectSchema<v.ObjectEntries, undefined>;
 
 interface Operation {
-  method: "get" | "post" | "delete";
+  method: "get" | "post" | "put" | "patch" | "delete";
   path: string;
   summary: string;
   query?: ObjectSchema;
@@ -43,7 +45,22 @@ export const OPERATIONS: Operation[] = [
     query: exportQuerySchema,
     produces: "text/csv",
   },
-  { method: "get", path: "/api/destinations", summary: "Each destination's health: breaker state, last error, pending, delivered and failed over 24 h" },
+  {
+    method: "get",
+    path: "/api/destinations",
+    summary: "Every destination with its configuration (secrets and header values masked) and health: breaker state, last error, pending, delivered and failed over 24 h",
+  },
+  { method: "put", path: "/api/destinations/{name}", summary: "Create (201) or replace (200) a destination managed from the API", body: entrySchema },
+  { method: "patch", path: "/api/destinations/{name}", summary: "Change some fields of an API destination (enabled, filter, survey_ids, url, transform, path, method, format)", body: patchSchema },
+  { method: "delete", path: "/api/destinations/{name}", summary: "Remove an API destination and cancel its pending deliveries" },
+  { method: "post", path: "/api/destinations/{name}/preview", summary: "The exact request a destination would receive for a stored alert; nothing is sent", body: previewSchema },
+  {
+    method: "post",
+    path: "/api/destinations/{name}/test",
+    summary: "Send one request now (an alert, or 1Flow's example payload); no ledger row, breaker untouched",
+    body: testSendSchema,
+    body_optional: true,
+  },
   { method: "post", path: "/api/destinations/{name}/resume", summary: "Resume a paused destination now and send what waited" },
   { method: "post", path: "/api/deliveries/cancel", summary: "Cancel a destination's pending deliveries (final, never re-sent)", body: cancelSchema },
   { method: "get", path: "/api/rejected", summary: "The quarantine, newest first", query: pageQuerySchema },

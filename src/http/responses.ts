@@ -18,6 +18,7 @@ const MESSAGES: Record<ErrorCode, string> = {
   bad_config: "A variable is set to a value the Worker refuses; `problems` and the logs (event config.bad) say which.",
   invalid_request: "The request does not match what this endpoint takes.",
   queue_unavailable: "The Queue did not accept the message; retry later.",
+  managed_by_config: "This destination is set in DESTINATIONS: change it there, or give the API's one another name.",
   alert_id_conflict: "A different body is already stored under this alert_id.",
 };
 

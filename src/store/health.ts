@@ -180,3 +180,15 @@ export async function advanceResume(db: D1Database, destination: string, after: 
     .bind(destination, after === null ? null : JSON.stringify(after))
     .run();
 }
+
+/**
+ * After a destination is enabled again: its deliveries that waited are re-sent from the
+ * start (the cron pages through them). False when none waits.
+ */
+export async function resumeAfterEnable(db: D1Database, destination: string): Promise<boolean> {
+  const { results } = await db
+    .prepare(`UPDATE destination_health SET resume_after = '["",""]' WHERE destination = ?1 AND pending > 0 AND state = 'active' RETURNING destination`)
+    .bind(destination)
+    .all();
+  return results.length > 0;
+}

@@ -8,8 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { unstable_readConfig } from "wrangler";
-import { DEFAULT_SUBREQUEST_BUDGET } from "../../src/fanout/consumer";
-import { MAX_DESTINATIONS } from "../../src/fanout/destinations";
+import { DEFAULT_SUBREQUEST_BUDGET, MAX_DESTINATIONS } from "../../src/limits";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const config = unstable_readConfig({ config: join(ROOT, "wrangler.toml") });

@@ -1,0 +1,282 @@
+/**
+ * Destinations as data: what `/api/destinations/{name}` and the dashboard's Destinations page
+ * both do, once, below HTTP. Stored ones live in D1 with their secret and header values
+ * sealed; those of `DESTINATIONS` are read-only here (`managed_by_config`).
+ */
+import * as v from "valibot";
+import example from "../examples/1flow-example.json";
+import type { QueueMessage } from "./alert";
+import { forgetDestinations } from "./fanout/configured";
+import { buildRequest, DELIVERY_TIMEOUT_IN_MS } from "./fanout/deliver";
+import {
+  type Destination,
+  type DestinationEntry,
+  type DestinationsConfig,
+  destinationsFrom,
+  entrySchema,
+  FORMATS,
+  MAX_DESTINATIONS,
+  METHODS,
+  nameSchema,
+} from "./fanout/destinations";
+import { parsePayload } from "./ingest/payload";
+import { log } from "./log";
+import { sweepDestinations } from "./outbox";
+import { seal, type SecretKeys, SecretsUnavailableError } from "./secrets";
+import { CANCEL_LIMIT, CANCELLED_REMOVED, cancelPending, loadAlerts, type StoredAlert } from "./store/deliveries";
+import { deleteDestination, patchDestination, putDestination, storedDestination, storedDestinations } from "./store/destinations";
+import { resumeAfterEnable } from "./store/health";
+import { validate, type Issue } from "./validation";
+
+/** How a secret or header value is shown: never in full. */
+export const MASK = "••••";
+
+/** What the API and the dashboard show of a destination: no secret, no header value. */
+export interface DestinationView {
+  name: string;
+  source: "config" | "api";
+  enabled: boolean;
+  format: Destination["format"];
+  url: string;
+  survey_ids: string[] | null;
+  filter: Destination["filter"] | null;
+  transform: string | null;
+  method: string | null;
+  path: string | null;
+  has_secret: boolean;
+  headers: Record<string, string>;
+}
+
+export function destinationView(d: Destination): DestinationView {
+  return {
+    name: d.name,
+    source: d.source ?? "config",
+    enabled: d.enabled !== false,
+    format: d.format,
+    url: d.url,
+    survey_ids: d.survey_ids ?? null,
+    filter: d.filter ?? null,
+    transform: d.transform ?? null,
+    method: d.method ?? null,
+    path: d.path ?? null,
+    has_secret: d.secret !== undefined,
+    headers: Object.fromEntries(Object.keys(d.headers ?? {}).map((name) => [name, MASK])),
+  };
+}
+
+export interface ManageDeps {
+  db: D1Database;
+  queue: Queue<QueueMessage>;
+  /** The raw `DESTINATIONS` value: its names are read-only here. */
+  config: string | undefined;
+  keys: SecretKeys;
+  now: () => Date;
+  request_id: string;
+}
+
+export type ManageFailure =
+  | { ok: false; error: "invalid_request"; issues: Issue[] }
+  | { ok: false; error: "managed_by_config" }
+  | { ok: false; error: "not_found" }
+  | { ok: false; error: "not_configured"; message: string };
+
+function isConfigName(deps: Pick<ManageDeps, "config">, name: string): boolean {
+  const config = destinationsFrom(deps.config);
+  return config.ok && config.destinations.some((d) => d.name === name);
+}
+
+function badName(name: string): ManageFailure | null {
+  const result = validate(nameSchema, name);
+  return result.ok ? null : { ok: false, error: "invalid_request", issues: result.issues.map((i) => ({ ...i, path: "name" })) };
+}
+
+/** The stored row's configuration: the entry without its name, secret and header values. */
+function storedConfig(entry: DestinationEntry): string {
+  const { secret: _secret, headers: _headers, ...rest } = entry;
+  return JSON.stringify(rest);
+}
+
+/**
+ * Creates or replaces a stored destination (the whole entry). 201 vs 200 is `created`.
+ *
+ * @example
+ * await putDestinationEntry(deps, "discord", { url: "https://discord.com/api/webhooks/…", format: "jsonata", transform: "{ 'content': … }" });
+ */
+export async function putDestinationEntry(
+  deps: ManageDeps,
+  name: string,
+  body: unknown,
+): Promise<{ ok: true; created: boolean; destination: DestinationView } | ManageFailure> {
+  const bad = badName(name);
+  if (bad !== null) return bad;
+  if (isConfigName(deps, name)) return { ok: false, error: "managed_by_config" };
+  const result = validate(entrySchema, body);
+  if (!result.ok) return { ok: false, error: "invalid_request", issues: result.issues };
+  const entry = result.value;
+  const { rows } = await storedDestinations(deps.db);
+  const config = destinationsFrom(deps.config);
+  const total = rows.length + (config.ok ? config.destinations.length : 0);
+  if (!rows.some((r) => r.name === name) && total >= MAX_DESTINATIONS) {
+    return { ok: false, error: "invalid_request", issues: [{ path: "name", message: `at most ${MAX_DESTINATIONS} destinations` }] };
+  }
+  let secret: string | null = null;
+  let headers: string | null = null;
+  try {
+    if (entry.secret !== undefined) secret = await seal(deps.keys, entry.secret);
+    if (entry.headers !== undefined && Object.keys(entry.headers).length > 0) headers = await seal(deps.keys, JSON.stringify(entry.headers));
+  } catch (error) {
+    if (error instanceof SecretsUnavailableError) return { ok: false, error: "not_configured", message: `${error.message}: a secret or header value cannot be stored` };
+    throw error;
+  }
+  const created = await putDestination(deps.db, { name, config: storedConfig(entry), secret, headers, updated_at: deps.now().toISOString() });
+  forgetDestinations();
+  log("info", "destination.put", { request_id: deps.request_id, destination: name, created });
+  return { ok: true, created, destination: destinationView({ ...entry, name, source: "api" }) };
+}
+
+const nullable = <S extends v.GenericSchema>(schema: S) => v.optional(v.nullable(schema));
+
+/** The fields `PATCH` may change; null removes an optional one. */
+export const patchSchema = v.strictObject({
+  enabled: v.optional(v.boolean()),
+  filter: nullable(v.record(v.string(), v.unknown())),
+  survey_ids: nullable(v.array(v.string())),
+  url: v.optional(v.string()),
+  transform: nullable(v.string()),
+  path: nullable(v.string()),
+  method: nullable(v.picklist(METHODS)),
+  format: v.optional(v.picklist(FORMATS)),
+});
+
+/** Changes some fields of a stored destination; re-enabling it sends what waited. */
+export async function patchDestinationEntry(
+  deps: ManageDeps,
+  name: string,
+  body: unknown,
+): Promise<{ ok: true; destination: DestinationView } | ManageFailure> {
+  if (isConfigName(deps, name)) return { ok: false, error: "managed_by_config" };
+  const patch = validate(patchSchema, body);
+  if (!patch.ok) return { ok: false, error: "invalid_request", issues: patch.issues };
+  const row = await storedDestination(deps.db, name);
+  if (row === null) return { ok: false, error: "not_found" };
+  const current = JSON.parse(row.config) as Record<string, unknown>;
+  const merged: Record<string, unknown> = { ...current };
+  for (const [field, value] of Object.entries(patch.value)) {
+    if (value === null) delete merged[field];
+    else if (value !== undefined) merged[field] = value;
+  }
+  const result = validate(entrySchema, merged);
+  if (!result.ok) return { ok: false, error: "invalid_request", issues: result.issues };
+  await patchDestination(deps.db, { name, config: storedConfig(result.value), updated_at: deps.now().toISOString() });
+  forgetDestinations();
+  const reenabled = current.enabled === false && result.value.enabled !== false;
+  if (reenabled && (await resumeAfterEnable(deps.db, name))) await sweepDestinations({ db: deps.db, queue: deps.queue, now: deps.now() });
+  log("info", "destination.patch", { request_id: deps.request_id, destination: name, fields: Object.keys(patch.value).join(","), reenabled });
+  return {
+    ok: true,
+    destination: destinationView({ ...result.value, name, source: "api", secret: row.secret === null ? undefined : MASK, headers: undefined }),
+  };
+}
+
+/** Cancel calls one removal makes at most; a sweep cancels what is left (the destination is gone). */
+const REMOVE_CANCEL_CALLS = 5;
+
+/** Removes a stored destination and cancels its pending deliveries ("destination removed"). */
+export async function removeDestination(deps: ManageDeps, name: string): Promise<{ ok: true; cancelled: number } | ManageFailure> {
+  if (isConfigName(deps, name)) return { ok: false, error: "managed_by_config" };
+  if (!(await deleteDestination(deps.db, name))) return { ok: false, error: "not_found" };
+  forgetDestinations();
+  let cancelled = 0;
+  for (let i = 0; i < REMOVE_CANCEL_CALLS; i++) {
+    const n = await cancelPending(deps.db, { destination: name, reason: CANCELLED_REMOVED, at: deps.now().toISOString() });
+    cancelled += n;
+    if (n < CANCEL_LIMIT) break;
+  }
+  log("info", "destination.delete", { request_id: deps.request_id, destination: name, cancelled });
+  return { ok: true, cancelled };
+}
+
+/** 1Flow's documented example payload, as a stored alert: what a test send uses by default. */
+export function exampleAlert(now: Date): StoredAlert {
+  const parsed = parsePayload(example);
+  if (!parsed.ok) throw new Error("the example payload does not validate");
+  return { ...parsed.alert, received_at: now.toISOString(), payload: JSON.stringify(example) };
+}
+
+export interface PreviewRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  /** The exact string that would be sent. */
+  body: string;
+}
+
+/** A request as the API shows it: the destination's own header values masked. */
+async function shown(destination: Destination, request: Request): Promise<PreviewRequest> {
+  const own = new Set(Object.keys(destination.headers ?? {}).map((h) => h.toLowerCase()));
+  const headers: Record<string, string> = {};
+  request.headers.forEach((value, name) => {
+    headers[name] = own.has(name) ? MASK : value;
+  });
+  return { method: request.method, url: request.url, headers, body: await request.text() };
+}
+
+type Target = { ok: true; destination: Destination; alert: StoredAlert } | { ok: false; error: "not_found" | "bad_destinations" };
+
+async function target(db: D1Database, destinations: DestinationsConfig, name: string, alert_id: string | undefined, now: Date): Promise<Target> {
+  if (!destinations.ok) return { ok: false, error: "bad_destinations" };
+  const destination = destinations.destinations.find((d) => d.name === name);
+  if (destination === undefined) return { ok: false, error: "not_found" };
+  if (alert_id === undefined) return { ok: true, destination, alert: exampleAlert(now) };
+  const alert = (await loadAlerts(db, [alert_id])).get(alert_id);
+  return alert === undefined ? { ok: false, error: "not_found" } : { ok: true, destination, alert };
+}
+
+/** Where building the request failed: the field (`transform`, `path`) and why. */
+function buildIssue(error: string): Issue {
+  const [field, ...rest] = error.split(": ");
+  return ["transform", "path", "filter.expression"].includes(field ?? "") ? { path: field ?? "", message: rest.join(": ") } : { path: "", message: error };
+}
+
+/** The exact request a destination would receive for an alert: nothing is sent, nothing written. */
+export async function previewDelivery(
+  db: D1Database,
+  destinations: DestinationsConfig,
+  input: { name: string; alert_id: string; now: Date },
+): Promise<{ ok: true; request: PreviewRequest } | { ok: false; error: "not_found" | "bad_destinations" } | { ok: false; error: "invalid_request"; issues: Issue[] }> {
+  const found = await target(db, destinations, input.name, input.alert_id, input.now);
+  if (!found.ok) return found;
+  const built = await buildRequest(found.destination, found.alert, input.now);
+  if (!built.ok) return { ok: false, error: "invalid_request", issues: [buildIssue(built.error)] };
+  return { ok: true, request: await shown(found.destination, built.value) };
+}
+
+/** The first bytes of a test send's answer that are returned. */
+export const TEST_RESPONSE_BYTES = 2_048;
+
+/**
+ * Sends one request now (an alert, or 1Flow's example payload): no ledger row, and the
+ * breaker is not moved. Returns the status, the time taken and the answer's first 2 KB.
+ */
+export async function testDelivery(
+  db: D1Database,
+  destinations: DestinationsConfig,
+  input: { name: string; alert_id?: string; now: Date; timeout_ms?: number },
+): Promise<
+  | { ok: true; status: number | null; duration_ms: number; response: string | null; error?: string }
+  | { ok: false; error: "not_found" | "bad_destinations" }
+  | { ok: false; error: "invalid_request"; issues: Issue[] }
+> {
+  const found = await target(db, destinations, input.name, input.alert_id, input.now);
+  if (!found.ok) return found;
+  const built = await buildRequest(found.destination, found.alert, input.now);
+  if (!built.ok) return { ok: false, error: "invalid_request", issues: [buildIssue(built.error)] };
+  const started = performance.now();
+  try {
+    const res = await fetch(built.value, { signal: AbortSignal.timeout(input.timeout_ms ?? DELIVERY_TIMEOUT_IN_MS), redirect: "manual" });
+    const bytes = new Uint8Array(await res.arrayBuffer()).subarray(0, TEST_RESPONSE_BYTES);
+    return { ok: true, status: res.status, duration_ms: Math.round(performance.now() - started), response: new TextDecoder().decode(bytes) };
+  } catch (error) {
+    return { ok: true, status: null, duration_ms: Math.round(performance.now() - started), response: null, error: error instanceof Error ? error.message : String(error) };
+  }
+}
