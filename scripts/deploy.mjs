@@ -4,7 +4,8 @@
 //      but not the dead-letter queue, and the migrations need the database first);
 //   2. applies the remote D1 migrations (by binding, DB);
 //   3. deploys;
-//   4. on the first deploy (WEBHOOK_SECRET not set yet) generates WEBHOOK_SECRET and
+//   4. generates ENCRYPTION_KEY when it is not set (stdin, never printed); and
+//      on the first deploy (WEBHOOK_SECRET not set yet) generates WEBHOOK_SECRET and
 //      ADMIN_TOKEN, stores them with `wrangler secret put` (through stdin), and prints
 //      once the URL to enter in 1Flow and the dashboard's address.
 // Runs the `wrangler` on PATH (npm puts the project's own first).
@@ -75,8 +76,14 @@ try {
   console.error("Could not read `wrangler secret list`; set WEBHOOK_SECRET by hand: npx wrangler secret put WEBHOOK_SECRET");
   process.exit(1);
 }
+// The key that seals the secrets of destinations managed from the API: generated once, also on
+// an upgrade from 0.2 (which had none). Rotate it by hand: the old one goes to ENCRYPTION_KEY_PREVIOUS.
+if (!names.has("ENCRYPTION_KEY")) {
+  wrangler(["secret", "put", "ENCRYPTION_KEY"], { input: `${randomBytes(32).toString("base64")}\n` });
+  console.log("ENCRYPTION_KEY generated and stored (it seals destinations' secrets in D1).");
+}
 if (names.has("WEBHOOK_SECRET")) {
-  console.log("WEBHOOK_SECRET is set: nothing to generate.");
+  console.log("WEBHOOK_SECRET is set: nothing more to generate.");
   process.exit(0);
 }
 const generated = { WEBHOOK_SECRET: randomBytes(32).toString("hex") };

@@ -337,3 +337,12 @@ export async function touchPending(db: D1Database, alert_ids: string[], at: stri
     .bind(at, JSON.stringify(alert_ids))
     .run();
 }
+
+/** The `limit` latest responses, newest submitted first (alerts_by_time): what a preview picks from. */
+export async function latestAlerts(db: D1Reader, limit: number): Promise<StoredAlert[]> {
+  const { results } = await db
+    .prepare(`SELECT ${STORED_COLUMNS} FROM alerts INDEXED BY alerts_by_time ORDER BY submitted_at DESC LIMIT ?1`)
+    .bind(limit)
+    .all<StoredRow>();
+  return results.map(storedAlert);
+}

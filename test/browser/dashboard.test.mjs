@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "../../bench/lib.mjs";
@@ -15,6 +16,9 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 let worker;
 let browser;
 let page;
+/** A local receiver for the destination the tests add: what it was sent. */
+const received = [];
+let receiver;
 const deadAlert = `browser-dead-${Date.now()}`;
 
 async function postAlert(alert_id, survey_id, score, timestamp) {
@@ -33,6 +37,15 @@ async function shot(name) {
 
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
+  receiver = createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      received.push({ method: req.method, url: req.url, body });
+      res.writeHead(200, { "content-type": "text/plain" }).end("thanks");
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
   worker = await startWorker({
     scriptPath: bundle(join(ROOT, "bench/.build/browser")),
     bindings: {
@@ -40,6 +53,7 @@ before(async () => {
       ADMIN_TOKEN: ADMIN,
       // Nothing listens there: deliveries stay pending, which the pages show.
       DESTINATIONS: JSON.stringify([{ name: "crm", url: "http://127.0.0.1:9/hook" }]),
+      ENCRYPTION_KEY: "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=",
     },
     setupSql: schemaStatements(),
   });
@@ -73,6 +87,7 @@ before(async () => {
 });
 
 after(async () => {
+  receiver?.close();
   await browser?.close();
   await worker?.mf.dispose();
 });
@@ -138,6 +153,44 @@ test("a paused destination, and Resume now", async () => {
   assert.match(await page.textContent("#result"), /Resumed/);
   assert.match(await page.locator("#destination-crm .state").textContent(), /^active/);
   await shot("8-destinations-resumed");
+});
+
+test("add a jsonata destination, its body previewed live as the transform is typed", async () => {
+  await page.click("#add-destination");
+  await page.fill('input[name="name"]', "team-hook");
+  await page.fill('input[name="url"]', `http://127.0.0.1:${receiver.address().port}/hook`);
+  await page.selectOption('select[name="format"]', "jsonata");
+  await page.fill('input[name="secret"]', "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+  await page.fill("#transform", '{ "text": "NPS " & answers[type="nps"].answer & " on " & survey.id }');
+  await page.waitForFunction(() => document.getElementById("preview")?.textContent?.includes('"text":"NPS '));
+  assert.match(await page.textContent("#preview"), /^POST http:\/\/127\.0\.0\.1:\d+\/hook\n\n\{"text":"NPS \d+ on 30cc805f1f0c541d4dcfccef"\}/);
+  await shot("9-destination-form-preview");
+  await page.click("#save");
+  await page.waitForSelector("#result");
+  assert.match(await page.textContent("#result"), /Added team-hook/);
+  assert.match(await page.textContent("#destination-team-hook"), /jsonata · managed here/);
+});
+
+test("send a test to it: the receiver gets the example response through the transform", async () => {
+  await page.locator("#destination-team-hook").locator('button:has-text("Send test")').click();
+  await page.waitForSelector("#result");
+  assert.match(await page.textContent("#result"), /Test send to team-hook: HTTP 200 in \d+ ms/);
+  assert.equal(received.length, 1);
+  assert.deepEqual(JSON.parse(received[0].body), { text: "NPS 10 on 30cc805f1f0c541d4dcfccef" });
+  await shot("10-destination-tested");
+});
+
+test("disable it, then delete it after a confirmation", async () => {
+  await page.locator("#destination-team-hook").locator('button:has-text("Disable")').click();
+  await page.waitForSelector("#result");
+  assert.match(await page.locator("#destination-team-hook .state").textContent(), /^disabled/);
+  await page.locator("#destination-team-hook").locator('a:has-text("Delete")').click();
+  await page.waitForSelector("#confirm-delete");
+  await shot("11-destination-delete-confirm");
+  await page.click("#confirm-delete");
+  await page.waitForSelector("#result");
+  assert.match(await page.textContent("#result"), /Deleted team-hook; 0 pending cancelled/);
+  assert.equal(await page.locator("#destination-team-hook").count(), 0);
 });
 
 test("sign out", async () => {

@@ -64,9 +64,14 @@ describe("npm run deploy", () => {
       "d1 migrations apply DB --remote",
       "deploy",
       "secret list --format json",
+      "secret put ENCRYPTION_KEY",
       "secret put WEBHOOK_SECRET",
       "secret put ADMIN_TOKEN",
     ]);
+    // 32 random bytes, as base64: never printed.
+    const key = run.calls.find((c) => c.args.join(" ") === "secret put ENCRYPTION_KEY")?.stdin.trim() ?? "";
+    expect(Buffer.from(key, "base64")).toHaveLength(32);
+    expect(run.stdout).not.toContain(key);
     const secret = run.calls.find((c) => c.args.join(" ") === "secret put WEBHOOK_SECRET")?.stdin.trim() ?? "";
     const admin = run.calls.find((c) => c.args.join(" ") === "secret put ADMIN_TOKEN")?.stdin.trim() ?? "";
     // 32 random bytes each, as hex; never the same twice.
@@ -81,8 +86,15 @@ describe("npm run deploy", () => {
     expect(run.stdout).toContain(admin);
   });
 
-  it("later deploys: nothing created, no secret touched, migrations before the deploy", () => {
+  it("upgrading from 0.2: ENCRYPTION_KEY generated, the other secrets kept", () => {
     const run = runDeploy({ database: true, queues: ["oneflow-alerts", "oneflow-alerts-dlq"], secrets: ["WEBHOOK_SECRET", "ADMIN_TOKEN"] });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.commands.filter((c) => c.startsWith("secret put"))).toEqual(["secret put ENCRYPTION_KEY"]);
+    expect(run.stdout).not.toContain("/webhooks/1flow/");
+  });
+
+  it("later deploys: nothing created, no secret touched, migrations before the deploy", () => {
+    const run = runDeploy({ database: true, queues: ["oneflow-alerts", "oneflow-alerts-dlq"], secrets: ["WEBHOOK_SECRET", "ADMIN_TOKEN", "ENCRYPTION_KEY"] });
     expect(run.status, run.stderr).toBe(0);
     expect(run.commands).toEqual([
       "d1 info DB",
@@ -98,7 +110,7 @@ describe("npm run deploy", () => {
   it("keeps an ADMIN_TOKEN that is already set", () => {
     const run = runDeploy({ database: true, queues: ["oneflow-alerts", "oneflow-alerts-dlq"], secrets: ["ADMIN_TOKEN"] });
     expect(run.status, run.stderr).toBe(0);
-    expect(run.commands.filter((c) => c.startsWith("secret put"))).toEqual(["secret put WEBHOOK_SECRET"]);
+    expect(run.commands.filter((c) => c.startsWith("secret put"))).toEqual(["secret put ENCRYPTION_KEY", "secret put WEBHOOK_SECRET"]);
     expect(run.stdout).toContain("sign in with your ADMIN_TOKEN");
   });
 

@@ -1,6 +1,7 @@
 /**
- * `/dashboard`: the operator's pages, server-rendered with hono/jsx, no script at all.
- * A strict Content-Security-Policy allows only each page's own style; state-changing
+ * `/dashboard`: the operator's pages, server-rendered with hono/jsx; one small script (the
+ * destination form's live preview). A strict Content-Security-Policy allows only each page's
+ * own style and script (by nonce) and requests to this origin; state-changing
  * POSTs from another origin are refused (Hono's csrf); every page but sign-in needs a
  * live server-side session (session.tsx). Actions call the same operations as `/api`.
  */
@@ -24,6 +25,9 @@ dashboard.use(
     contentSecurityPolicy: {
       defaultSrc: ["'none'"],
       styleSrc: [NONCE],
+      // The one script: the Destinations form's live preview, which posts to this origin.
+      scriptSrc: [NONCE],
+      connectSrc: ["'self'"],
       imgSrc: ["'self'", "data:"],
       formAction: ["'self'"],
       frameAncestors: ["'none'"],

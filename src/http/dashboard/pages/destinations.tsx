@@ -1,7 +1,27 @@
-/** Each destination's health: breaker state, last error, what waits, its last 24 hours; Resume now for a paused one. */
+/**
+ * Destinations: each one's health (breaker state, last error, what waits, its last 24 hours)
+ * with Resume now and Cancel pending; and the ones managed here (not DESTINATIONS) added,
+ * edited, enabled or disabled, deleted after a confirmation, and sent a test. The form's
+ * transform box previews its body live against the latest matching response.
+ */
+import type { Context } from "hono";
 import { Hono } from "hono";
 import { destinationsOf } from "../../../fanout/configured";
+import { buildRequest } from "../../../fanout/deliver";
+import { type Destination, entrySchema, FORMATS, METHODS, wantsStatically } from "../../../fanout/destinations";
+import { deliveryTimeoutMs } from "../../../fanout/deliver";
+import {
+  type ManageDeps,
+  MASK,
+  patchDestinationEntry,
+  putDestinationEntry,
+  removeDestination,
+  testDelivery,
+} from "../../../manage-destinations";
 import { cancelDeliveries, destinationsReport, resumeDestination } from "../../../operations";
+import { secretKeys } from "../../../secrets";
+import { latestAlerts } from "../../../store/deliveries";
+import { validate, type Issue } from "../../../validation";
 import { replayDeps } from "../../api";
 import type { AppEnv } from "../../app-env";
 import { readerOf } from "../../reader";
@@ -9,14 +29,24 @@ import { nonceOf, Page } from "../layout";
 
 export const destinations = new Hono<AppEnv>({ strict: false });
 
+const back = (c: Context<AppEnv>, text: string) => c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
+
+async function manageDeps(c: Context<AppEnv>): Promise<ManageDeps> {
+  return { db: c.env.DB, queue: c.env.ALERTS_QUEUE, config: c.env.DESTINATIONS, keys: await secretKeys(c.env), now: () => new Date(), request_id: c.get("requestId") };
+}
+
 destinations.get("/dashboard/destinations", async (c) => {
   const { config } = await destinationsOf(c.env);
   const rows = await destinationsReport(readerOf(c.env, c.req.query("result") !== undefined), config, new Date());
+  const list = config.ok ? config.destinations : [];
   return c.html(
     <Page title="Destinations" nonce={nonceOf(c)}>
       {c.req.query("result") && <p id="result">{c.req.query("result")}</p>}
-      {!config.ok && <p class="error">DESTINATIONS is malformed: {config.error}</p>}
-      {config.ok && rows.length === 0 && <p>No destination is configured (DESTINATIONS).</p>}
+      {!config.ok && <p class="error">The destinations are malformed: {config.error}</p>}
+      {config.ok && rows.length === 0 && <p>No destination yet.</p>}
+      <p>
+        <a href="/dashboard/destinations/new" id="add-destination">Add a destination</a>
+      </p>
       <table>
         <tr>
           <th>Destination</th>
@@ -27,32 +57,55 @@ destinations.get("/dashboard/destinations", async (c) => {
           <th>Failed 24 h</th>
           <th />
         </tr>
-        {rows.map((d) => (
-          <tr class="destination" id={`destination-${d.name}`}>
-            <td>{d.name}</td>
-            <td class={`state ${d.state === "paused" ? "error" : "ok"}`}>
-              {d.state}
-              {d.state === "paused" && d.paused_until ? ` (next try ${d.paused_until})` : ""}
-              {d.consecutive_failures > 0 ? ` · ${d.consecutive_failures} failures in a row` : ""}
-            </td>
-            <td>{d.last_error ?? "—"}</td>
-            <td class="pending">{d.pending}</td>
-            <td>{d.delivered_24h}</td>
-            <td>{d.failed_24h}</td>
-            <td>
-              {d.state === "paused" && (
-                <form method="post" action={`/dashboard/destinations/${encodeURIComponent(d.name)}/resume`}>
-                  <button type="submit">Resume now</button>
+        {rows.map((d, i) => {
+          const dest = list[i];
+          const managed = dest?.source === "api";
+          const path = encodeURIComponent(d.name);
+          return (
+            <tr class="destination" id={`destination-${d.name}`}>
+              <td>
+                {d.name}
+                <br />
+                <small>
+                  {dest?.format} · {managed ? "managed here" : "DESTINATIONS"}
+                </small>
+              </td>
+              <td class={`state ${d.state === "paused" || dest?.enabled === false ? "error" : "ok"}`}>
+                {dest?.enabled === false ? "disabled" : d.state}
+                {d.state === "paused" && d.paused_until ? ` (next try ${d.paused_until})` : ""}
+                {d.consecutive_failures > 0 ? ` · ${d.consecutive_failures} failures in a row` : ""}
+              </td>
+              <td>{d.last_error ?? "—"}</td>
+              <td class="pending">{d.pending}</td>
+              <td>{d.delivered_24h}</td>
+              <td>{d.failed_24h}</td>
+              <td>
+                {d.state === "paused" && (
+                  <form method="post" action={`/dashboard/destinations/${path}/resume`}>
+                    <button type="submit">Resume now</button>
+                  </form>
+                )}
+                {d.pending > 0 && (
+                  <form method="post" action={`/dashboard/destinations/${path}/cancel`}>
+                    <button type="submit" class="cancel">Cancel pending</button>
+                  </form>
+                )}
+                <form method="post" action={`/dashboard/destinations/${path}/test`}>
+                  <button type="submit">Send test</button>
                 </form>
-              )}
-              {d.pending > 0 && (
-                <form method="post" action={`/dashboard/destinations/${encodeURIComponent(d.name)}/cancel`}>
-                  <button type="submit" class="cancel">Cancel pending</button>
-                </form>
-              )}
-            </td>
-          </tr>
-        ))}
+                {managed && (
+                  <>
+                    <a href={`/dashboard/destinations/${path}/edit`}>Edit</a>
+                    <form method="post" action={`/dashboard/destinations/${path}/${dest?.enabled === false ? "enable" : "disable"}`}>
+                      <button type="submit">{dest?.enabled === false ? "Enable" : "Disable"}</button>
+                    </form>
+                    <a href={`/dashboard/destinations/${path}/delete`}>Delete</a>
+                  </>
+                )}
+              </td>
+            </tr>
+          );
+        })}
       </table>
     </Page>,
   );
@@ -60,12 +113,277 @@ destinations.get("/dashboard/destinations", async (c) => {
 
 destinations.post("/dashboard/destinations/:name/resume", async (c) => {
   const result = await resumeDestination(await replayDeps(c), c.req.param("name"));
-  const text = !result.ok ? "No destination of that name." : result.resumed ? "Resumed: what waited is being sent." : "It was not paused.";
-  return c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
+  return back(c, !result.ok ? "No destination of that name." : result.resumed ? "Resumed: what waited is being sent." : "It was not paused.");
 });
 
 destinations.post("/dashboard/destinations/:name/cancel", async (c) => {
   const result = await cancelDeliveries(await replayDeps(c), { destination: c.req.param("name") });
-  const text = `Cancelled ${result.cancelled} pending ${result.cancelled === 1 ? "delivery" : "deliveries"}${result.more ? "; more are left, cancel again" : ""}.`;
-  return c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
+  return back(c, `Cancelled ${result.cancelled} pending ${result.cancelled === 1 ? "delivery" : "deliveries"}${result.more ? "; more are left, cancel again" : ""}.`);
+});
+
+destinations.post("/dashboard/destinations/:name/test", async (c) => {
+  const { config } = await destinationsOf(c.env);
+  const name = c.req.param("name");
+  const result = await testDelivery(c.env.DB, config, { name, now: new Date(), timeout_ms: deliveryTimeoutMs(c.env.DELIVERY_TIMEOUT_MS) });
+  if (!result.ok) return back(c, result.error === "invalid_request" ? `Test send to ${name}: ${result.issues.map((i) => i.message).join("; ")}` : `No destination ${name}.`);
+  return back(c, `Test send to ${name}: ${result.status === null ? `no answer (${result.error})` : `HTTP ${result.status}`} in ${result.duration_ms} ms.`);
+});
+
+for (const [action, enabled] of [["enable", true], ["disable", false]] as const) {
+  destinations.post(`/dashboard/destinations/:name/${action}`, async (c) => {
+    const name = c.req.param("name");
+    const result = await patchDestinationEntry(await manageDeps(c), name, { enabled });
+    return back(c, result.ok ? `${name} ${enabled ? "enabled: what waited is being sent" : "disabled: new responses wait for it"}.` : `${name}: ${result.error}.`);
+  });
+}
+
+destinations.get("/dashboard/destinations/:name/delete", async (c) => {
+  const name = c.req.param("name");
+  return c.html(
+    <Page title={`Delete ${name}?`} nonce={nonceOf(c)}>
+      <p>Its pending deliveries are cancelled, and nothing more is sent to it. This cannot be undone.</p>
+      <form method="post" action={`/dashboard/destinations/${encodeURIComponent(name)}/delete`}>
+        <button type="submit" id="confirm-delete">Delete {name}</button> <a href="/dashboard/destinations">Keep it</a>
+      </form>
+    </Page>,
+  );
+});
+
+destinations.post("/dashboard/destinations/:name/delete", async (c) => {
+  const name = c.req.param("name");
+  const result = await removeDestination(await manageDeps(c), name);
+  return back(c, result.ok ? `Deleted ${name}; ${result.cancelled} pending cancelled.` : `${name}: ${result.error}.`);
+});
+
+/** The form's fields as a destination entry (lists comma-separated, headers one `Name: value` a line). */
+function entryOfForm(form: Record<string, string>, kept: Destination | undefined): Record<string, unknown> {
+  const list = (text: string | undefined) => {
+    const items = (text ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
+    return items.length > 0 ? items : undefined;
+  };
+  const text = (value: string | undefined) => (value === undefined || value.trim() === "" ? undefined : value.trim());
+  const filter: Record<string, unknown> = {
+    platforms: list(form.platforms),
+    project_names: list(form.project_names),
+    alert_names: list(form.alert_names),
+    event_names: list(form.event_names),
+    expression: text(form.expression),
+  };
+  if (text(form.score_type) !== undefined) filter.score = { type: text(form.score_type), min: Number(form.score_min ?? 0), max: Number(form.score_max ?? 10) };
+  const cleanFilter = Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined));
+  const headerLines = (form.headers ?? "").split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const headers = Object.fromEntries(headerLines.map((l) => [l.slice(0, l.indexOf(":")).trim(), l.slice(l.indexOf(":") + 1).trim()]));
+  const jsonata = form.format === "jsonata";
+  return {
+    url: text(form.url),
+    format: form.format,
+    survey_ids: list(form.survey_ids),
+    filter: Object.keys(cleanFilter).length > 0 ? cleanFilter : undefined,
+    transform: jsonata ? text(form.transform) : undefined,
+    method: jsonata ? text(form.method) : undefined,
+    path: jsonata ? text(form.path) : undefined,
+    // Left empty on an edit: the stored secret and headers stay.
+    secret: text(form.secret) ?? kept?.secret,
+    headers: headerLines.length > 0 ? headers : kept?.headers,
+    enabled: form.enabled === "on",
+  };
+}
+
+const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Record<string, string>; issues?: Issue[] }) => {
+  const { d, form, issues } = props;
+  const value = (field: string, fallback: string | undefined) => form?.[field] ?? fallback ?? "";
+  const f = d?.filter;
+  return (
+    <form method="post" action="/dashboard/destinations/save" id="destination-form">
+      {issues && issues.length > 0 && (
+        <ul id="issues" class="error">
+          {issues.map((i) => (
+            <li>
+              {i.path ? `${i.path}: ` : ""}
+              {i.message}
+            </li>
+          ))}
+        </ul>
+      )}
+      <p>
+        <label>
+          Name <input name="name" required value={value("name", props.name)} readonly={props.name !== undefined} />
+        </label>
+      </p>
+      <p>
+        <label>
+          URL <input name="url" required size={60} value={value("url", d?.url)} />
+        </label>
+      </p>
+      <p>
+        <label>
+          Format{" "}
+          <select name="format">
+            {FORMATS.map((format) => (
+              <option value={format} selected={value("format", d?.format ?? "raw") === format}>
+                {format}
+              </option>
+            ))}
+          </select>
+        </label>{" "}
+        <label>
+          <input type="checkbox" name="enabled" checked={form ? form.enabled === "on" : d?.enabled !== false} /> enabled
+        </label>
+      </p>
+      <fieldset>
+        <legend>Which responses (every condition given must hold; lists are comma-separated)</legend>
+        <p>
+          <label>
+            Survey ids <input name="survey_ids" value={value("survey_ids", d?.survey_ids?.join(", "))} />
+          </label>{" "}
+          <label>
+            Platforms <input name="platforms" value={value("platforms", f?.platforms?.join(", "))} />
+          </label>{" "}
+          <label>
+            Projects <input name="project_names" value={value("project_names", f?.project_names?.join(", "))} />
+          </label>
+        </p>
+        <p>
+          <label>
+            Alert names <input name="alert_names" value={value("alert_names", f?.alert_names?.join(", "))} />
+          </label>{" "}
+          <label>
+            Trigger events <input name="event_names" value={value("event_names", f?.event_names?.join(", "))} />
+          </label>
+        </p>
+        <p>
+          <label>
+            Score of answer type <input name="score_type" size={10} value={value("score_type", f?.score?.type)} />
+          </label>{" "}
+          <label>
+            from <input name="score_min" size={3} value={value("score_min", f?.score?.min?.toString())} />
+          </label>{" "}
+          <label>
+            to <input name="score_max" size={3} value={value("score_max", f?.score?.max?.toString())} />
+          </label>
+        </p>
+        <p>
+          <label>
+            JSONata condition <input name="expression" size={60} value={value("expression", f?.expression)} placeholder='answers[type="nps"].value <= 6' />
+          </label>
+        </p>
+      </fieldset>
+      <fieldset>
+        <legend>Format jsonata: the body, the method and the path</legend>
+        <p>
+          <label>
+            Transform (JSONata over the normalised alert)
+            <br />
+            <textarea name="transform" id="transform" rows={6} cols={70}>
+              {value("transform", d?.transform)}
+            </textarea>
+          </label>
+        </p>
+        <p>
+          <label>
+            Method{" "}
+            <select name="method">
+              {METHODS.map((m) => (
+                <option value={m} selected={value("method", d?.method ?? "POST") === m}>
+                  {m}
+                </option>
+              ))}
+            </select>
+          </label>{" "}
+          <label>
+            Path (JSONata, appended to the URL) <input name="path" size={40} value={value("path", d?.path)} />
+          </label>
+        </p>
+        <p>
+          Preview against the latest matching response <button type="button" id="preview-now">Preview</button>
+        </p>
+        <pre id="preview">—</pre>
+      </fieldset>
+      <fieldset>
+        <legend>Secrets (stored encrypted; left empty on an edit, they stay as they are)</legend>
+        <p>
+          <label>
+            Signing secret <input name="secret" size={50} placeholder={d?.secret ? MASK : "whsec_…"} autocomplete="off" />
+          </label>
+        </p>
+        <p>
+          <label>
+            Headers, one <code>Name: value</code> a line
+            <br />
+            <textarea name="headers" rows={3} cols={70} placeholder={Object.keys(d?.headers ?? {}).map((h) => `${h}: ${MASK}`).join("\n")} />
+          </label>
+        </p>
+      </fieldset>
+      <p>
+        <button type="submit" id="save">Save</button> <a href="/dashboard/destinations">Cancel</a>
+      </p>
+      <script nonce={props.nonce}>{PREVIEW_SCRIPT}</script>
+    </form>
+  );
+};
+
+/** The live preview: the form, posted as it is typed, answered with the body it would send. */
+const PREVIEW_SCRIPT = `(() => {
+  const form = document.getElementById("destination-form");
+  const out = document.getElementById("preview");
+  let timer;
+  const run = async () => {
+    const res = await fetch("/dashboard/destinations/preview", { method: "POST", body: new FormData(form) });
+    const answer = await res.json();
+    out.textContent = answer.ok ? answer.method + " " + answer.url + "\\n\\n" + answer.body + "\\n\\n(response " + answer.alert_id + ")" : answer.message;
+  };
+  form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(run, 300); });
+  document.getElementById("preview-now").addEventListener("click", run);
+})();`;
+
+destinations.get("/dashboard/destinations/new", async (c) =>
+  c.html(
+    <Page title="Add a destination" nonce={nonceOf(c)}>
+      <Form nonce={nonceOf(c)} />
+    </Page>,
+  ),
+);
+
+destinations.get("/dashboard/destinations/:name/edit", async (c) => {
+  const { config } = await destinationsOf(c.env);
+  const d = config.ok ? config.destinations.find((x) => x.name === c.req.param("name") && x.source === "api") : undefined;
+  if (d === undefined) return back(c, "Only destinations added here can be edited here.");
+  return c.html(
+    <Page title={`Edit ${d.name}`} nonce={nonceOf(c)}>
+      <Form nonce={nonceOf(c)} name={d.name} d={d} />
+    </Page>,
+  );
+});
+
+destinations.post("/dashboard/destinations/save", async (c) => {
+  const form = (await c.req.parseBody()) as Record<string, string>;
+  const name = (form.name ?? "").trim();
+  const { config } = await destinationsOf(c.env);
+  const kept = config.ok ? config.destinations.find((d) => d.name === name && d.source === "api") : undefined;
+  const result = await putDestinationEntry(await manageDeps(c), name, entryOfForm(form, kept));
+  if (result.ok) return back(c, `${result.created ? "Added" : "Saved"} ${name}.`);
+  const issues = result.error === "invalid_request" ? result.issues : [{ path: "", message: result.error === "not_configured" ? result.message : `${result.error}` }];
+  return c.html(
+    <Page title={kept ? `Edit ${name}` : "Add a destination"} nonce={nonceOf(c)}>
+      <Form nonce={nonceOf(c)} name={kept ? name : undefined} d={kept} form={form} issues={issues} />
+    </Page>,
+    400,
+  );
+});
+
+/** Responses looked at for the preview's "latest matching" one (alerts_by_time). */
+const PREVIEW_CANDIDATES = 20;
+
+/** What the form would send for the latest response it matches: the body, or why not. */
+destinations.post("/dashboard/destinations/preview", async (c) => {
+  const form = (await c.req.parseBody()) as Record<string, string>;
+  const entry = validate(entrySchema, entryOfForm(form, undefined));
+  if (!entry.ok) return c.json({ ok: false, message: entry.issues.map((i) => `${i.path ? `${i.path}: ` : ""}${i.message}`).join("; ") });
+  const destination: Destination = { ...entry.value, name: (form.name ?? "").trim() || "preview" };
+  const alerts = await latestAlerts(c.env.DB, PREVIEW_CANDIDATES);
+  const alert = alerts.find((a) => wantsStatically(destination, a));
+  if (alert === undefined) return c.json({ ok: false, message: `None of the latest ${PREVIEW_CANDIDATES} responses matches.` });
+  const built = await buildRequest(destination, alert, new Date());
+  if (!built.ok) return c.json({ ok: false, message: built.error });
+  return c.json({ ok: true, method: built.value.method, url: built.value.url, body: await built.value.text(), alert_id: alert.alert_id });
 });
