@@ -61,7 +61,10 @@ describe("sign-in", () => {
     expect(csp).toContain("default-src 'none'");
     expect(csp).toMatch(/style-src 'nonce-[^']+'/);
     expect(csp).toContain("frame-ancestors 'none'");
-    expect(csp).not.toContain("script-src");
+    // Scripts only by this response's nonce (the destination form's preview): no inline or remote script.
+    expect(csp).toMatch(/script-src 'nonce-[^']+'(;|$)/);
+    expect(csp).toContain("connect-src 'self'");
+    expect(csp).not.toContain("unsafe-inline");
   });
 });
 

@@ -162,7 +162,9 @@ test("add a jsonata destination, its body previewed live as the transform is typ
   await page.selectOption('select[name="format"]', "jsonata");
   await page.fill('input[name="secret"]', "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
   await page.fill("#transform", '{ "text": "NPS " & answers[type="nps"].answer & " on " & survey.id }');
-  await page.waitForFunction(() => document.getElementById("preview")?.textContent?.includes('"text":"NPS '));
+  await page
+    .waitForFunction(() => document.getElementById("preview")?.textContent?.includes('"text":"NPS '), null, { timeout: 10_000 })
+    .catch(async () => assert.fail(`the preview says: ${await page.textContent("#preview")}`));
   assert.match(await page.textContent("#preview"), /^POST http:\/\/127\.0\.0\.1:\d+\/hook\n\n\{"text":"NPS \d+ on 30cc805f1f0c541d4dcfccef"\}/);
   await shot("9-destination-form-preview");
   await page.click("#save");

@@ -6,6 +6,7 @@
  */
 import type { Context } from "hono";
 import { Hono } from "hono";
+import { raw } from "hono/html";
 import { destinationsOf } from "../../../fanout/configured";
 import { buildRequest } from "../../../fanout/deliver";
 import { type Destination, entrySchema, FORMATS, METHODS, wantsStatically } from "../../../fanout/destinations";
@@ -303,7 +304,7 @@ const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Rec
         <legend>Secrets (stored encrypted; left empty on an edit, they stay as they are)</legend>
         <p>
           <label>
-            Signing secret <input name="secret" size={50} placeholder={d?.secret ? MASK : "whsec_…"} autocomplete="off" />
+            Signing secret <input name="secret" type="password" size={50} placeholder={d?.secret ? MASK : "whsec_…"} autocomplete="off" />
           </label>
         </p>
         <p>
@@ -317,7 +318,7 @@ const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Rec
       <p>
         <button type="submit" id="save">Save</button> <a href="/dashboard/destinations">Cancel</a>
       </p>
-      <script nonce={props.nonce}>{PREVIEW_SCRIPT}</script>
+      <script nonce={props.nonce}>{raw(PREVIEW_SCRIPT)}</script>
     </form>
   );
 };
