@@ -40,6 +40,13 @@ export default defineConfig(async () => {
   };
   return {
     test: {
+      // Log lines of passing tests are noise: a failing test shows its own (the reporter reads this here, not per project).
+      silent: "passed-only" as const,
+      // One line a file on a green run: the e2e files are slow by design (real Queue retries).
+      slowTestThreshold: 60_000,
+      // A dot a test and the summary: a failure's details are what stands out (`.ci/run` asks for
+      // the default and JSON reporters itself).
+      reporters: ["dot"],
       projects: [
         {
           plugins: [
