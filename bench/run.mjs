@@ -184,6 +184,28 @@ started = performance.now();
 for (let i = 0; i < ITERATIONS; i++) parsePayload(JSON.parse(sample));
 const validateMicros = ((performance.now() - started) * 1000) / ITERATIONS - parseMicros;
 
+// CPU cost of one JSONata evaluation (the recipes' transforms over the example), in this Node:
+// the free plan allows 10 ms of CPU per invocation, a consumer batch may evaluate dozens.
+const { evaluate } = await import("../src/fanout/jsonata.ts");
+const { normalisedAlert } = await import("../src/fanout/json-format.ts");
+const parsedExample = parsePayload(JSON.parse(sample));
+const input = normalisedAlert({ ...parsedExample.alert, received_at: new Date().toISOString(), payload: sample });
+const transformMicros = {};
+for (const recipe of ["discord", "teams", "hubspot", "linear", "intercom"]) {
+  const { transform } = JSON.parse(readFileSync(join(ROOT, `examples/recipes/${recipe}.json`), "utf8"));
+  for (let i = 0; i < 500; i++) await evaluate(transform, input); // warm up, and compile once
+  const t0 = performance.now();
+  const N = 5_000;
+  for (let i = 0; i < N; i++) await evaluate(transform, input);
+  transformMicros[recipe] = ((performance.now() - t0) * 1000) / N;
+}
+// A runaway expression, stopped at its step bound: the most one evaluation can cost.
+const RUNAWAY = "( $f := function($n) { $f($n + 1) }; $f(0) )";
+for (let i = 0; i < 30; i++) await evaluate(RUNAWAY, input);
+let t1 = performance.now();
+for (let i = 0; i < 50; i++) await evaluate(RUNAWAY, input);
+const runawayMs = (performance.now() - t1) / 50;
+
 const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
 const floorD1 = byName["floor-d1"];
 const naive = byName.naive;
@@ -216,6 +238,9 @@ console.log("");
 console.log(`bundle: ${(bundleGzipBytes / 1024).toFixed(1)} KiB gzipped`);
 console.log(`validate+normalise: ${validateMicros.toFixed(2)} µs per payload (JSON.parse alone: ${parseMicros.toFixed(2)} µs)`);
 console.log(
+  `JSONata transform, one evaluation: ${Object.entries(transformMicros).map(([name, us]) => `${name} ${us.toFixed(1)} µs`).join(", ")} (the free plan: 10 ms of CPU per invocation); a runaway stopped at its bound: ${runawayMs.toFixed(2)} ms`,
+);
+console.log(
   `median of ${rounds} rounds, ${connections} connections, ${duration} s per workload and round, Node ${process.version}, ${new Date().toISOString()}`,
 );
 
@@ -233,6 +258,8 @@ writeFileSync(
       bundle_gzip_bytes: bundleGzipBytes,
       validate_normalise_us: validateMicros,
       json_parse_us: parseMicros,
+      jsonata_transform_us: transformMicros,
+      jsonata_runaway_ms: runawayMs,
       rows,
     },
     null,

@@ -311,3 +311,35 @@ describe("no cap on the count", () => {
     for (const name of names) await remove(name);
   });
 });
+
+describe("what reading the destinations costs", () => {
+  it("a consumer batch reads at most one row for them on average: none within 30 s, then the one-row version, the list only after a change", async () => {
+    const { destinationsInForce, forgetDestinations } = await import("../src/fanout/configured");
+    const { secretKeys } = await import("../src/secrets");
+    const { meterD1, zeroCost } = await import("./meter");
+    const names = Array.from({ length: 5 }, (_, i) => freshId(`cost${i}`));
+    for (const name of names) await put(name, { url: "https://cost.test/h" });
+    forgetDestinations();
+    const keys = await secretKeys(env);
+    const read = async (now: number) => {
+      const cost = zeroCost();
+      const { config } = await destinationsInForce({ raw: "", db: meterD1(env.DB, cost), keys, now });
+      expect(config.ok).toBe(true);
+      return cost;
+    };
+    const t = Date.now();
+    const first = await read(t);
+    expect(first.calls).toBe(1);
+    // Within 30 s: nothing read at all.
+    for (const dt of [1_000, 10_000, 29_000]) expect(await read(t + dt)).toMatchObject({ calls: 0, rows_read: 0 });
+    // After 30 s: the version, one row.
+    expect(await read(t + 31_000)).toMatchObject({ calls: 1, rows_read: 1 });
+    // A change made elsewhere (another isolate): the version differs, and the list is read again.
+    await env.DB.prepare("UPDATE destinations SET updated_at = ? WHERE name = ?").bind(new Date().toISOString(), names[0]).run();
+    expect(await read(t + 40_000)).toMatchObject({ calls: 0 });
+    const changed = await read(t + 62_000);
+    expect(changed.calls).toBe(2);
+    expect(changed.rows_read).toBeGreaterThanOrEqual(names.length);
+    for (const name of names) await remove(name);
+  });
+});
