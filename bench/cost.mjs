@@ -203,6 +203,16 @@ async function measureSize(size, scriptPath) {
     },
     "row",
   );
+  // Destinations as data: what managing one costs (the list is read from D1 at most every 30 s).
+  const json = { ...auth, "content-type": "application/json" };
+  const dest = `${base}/api/destinations/bench-managed`;
+  const entry = { url: "https://bench.invalid/hook", format: "jsonata", transform: '{ "text": "NPS " & $string(answers[type="nps"].value) }' };
+  await measure("PUT /api/destinations/:name (create)", async () => void (await fetch(dest, { method: "PUT", headers: json, body: JSON.stringify(entry) })).arrayBuffer());
+  await measure("POST /api/destinations/:name/preview", async () =>
+    void (await fetch(`${dest}/preview`, { method: "POST", headers: json, body: JSON.stringify({ alert_id: id }) })).arrayBuffer(),
+  );
+  await measure("PATCH /api/destinations/:name", async () => void (await fetch(dest, { method: "PATCH", headers: json, body: '{"enabled":false}' })).arrayBuffer());
+  await measure("DELETE /api/destinations/:name", async () => void (await fetch(dest, { method: "DELETE", headers: auth })).arrayBuffer());
   await measure("one user's erasure", async () => void (await fetch(`${base}/api/users/user-7`, { method: "DELETE", headers: auth })).arrayBuffer());
   await measure("one replay (forced), API + consumer", async () => {
     await (await fetch(`${base}/api/alerts/${id}/replay`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: '{"force":true}' })).arrayBuffer();
