@@ -4,11 +4,10 @@
  */
 import { Validator } from "@cfworker/json-schema";
 import { Webhook } from "standardwebhooks";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { Answer } from "../src/alert";
 import { type Destination, parseDestinations, wantsStatically as wants } from "../src/fanout/destinations";
 import { deliveryRequest } from "../src/fanout/deliver";
-import { openApiDocument } from "../src/http/openapi";
 import type { StoredAlert } from "../src/store/deliveries";
 import { deliveries, FANOUT_ENV, message, runQueue, SECRET, storedAlert, stubDestinations } from "./fanout-fixtures";
 import { callWorker, examplePayload } from "./fixtures";
@@ -109,11 +108,16 @@ describe("headers", () => {
 });
 
 describe("format json", () => {
-  const schema = (openApiDocument() as { components: { schemas: { NormalisedAlert: Record<string, unknown> } } }).components.schemas.NormalisedAlert;
-  const validator = new Validator(schema as never, "2020-12", false);
+  type Doc = { openapi: string; components: { schemas: { NormalisedAlert: Record<string, unknown> } }; webhooks: Record<string, { post: { requestBody: unknown } }> };
+  let doc: Doc;
+  let validator: Validator;
+  beforeAll(async () => {
+    // The document GET /api/openapi.json serves, generated from the routes.
+    doc = (await (await callWorker("/api/openapi.json")).json()) as Doc;
+    validator = new Validator(doc.components.schemas.NormalisedAlert as never, "2020-12", false);
+  });
 
   it("is described as an OpenAPI 3.1 webhooks entry", () => {
-    const doc = openApiDocument() as { openapi: string; webhooks: Record<string, { post: { requestBody: unknown } }> };
     expect(doc.openapi).toBe("3.1.0");
     expect(doc.webhooks["alert.json"]?.post.requestBody).toEqual({
       required: true,

@@ -13,6 +13,7 @@ import { eraseUser } from "../store/erasure";
 import { readerOf } from "./reader";
 import { listRejected, type RejectedRow } from "../store/rejected";
 import type { AppEnv } from "./app-env";
+import { documented } from "./openapi";
 import { readQuery } from "./input";
 import { errorResponse } from "./responses";
 import { ingestContext } from "./webhook";
@@ -93,7 +94,7 @@ function badCursor(c: Context<AppEnv>): Response {
   return errorResponse(c, 400, "invalid_request", { issues: [{ path: "cursor", message: "is not a cursor this API gave" }] });
 }
 
-apiData.get("/api/alerts", async (c) => {
+apiData.get("/api/alerts", documented({ summary: "Alerts, newest first, with answers and delivery status", query: alertsQuerySchema }), async (c) => {
   const query = readQuery(c, alertsQuerySchema);
   if (!query.ok) return query.response;
   const { survey_id, user_system_id, since, until, cursor } = query.value;
@@ -112,7 +113,7 @@ apiData.get("/api/alerts", async (c) => {
   return c.json({ ok: true, alerts: page.alerts, next_cursor });
 });
 
-apiData.get("/api/alerts/:alert_id", async (c) => {
+apiData.get("/api/alerts/:alert_id", documented({ summary: "One alert with answers, deliveries and the raw payload" }), async (c) => {
   const alert = await getAlert(readerOf(c.env), c.req.param("alert_id"));
   if (!alert) return errorResponse(c, 404, "not_found");
   return c.json({ ok: true, alert });
@@ -140,7 +141,7 @@ function rejectedView(row: RejectedRow) {
   };
 }
 
-apiData.get("/api/rejected", async (c) => {
+apiData.get("/api/rejected", documented({ summary: "The quarantine, newest first", query: pageQuerySchema }), async (c) => {
   const query = readQuery(c, pageQuerySchema);
   if (!query.ok) return query.response;
   const after = query.value.cursor === undefined ? null : decodeCursor(query.value.cursor);
@@ -156,7 +157,7 @@ apiData.get("/api/rejected", async (c) => {
 });
 
 /** Runs a quarantined body through today's validation (see reprocessRejected). */
-apiData.post("/api/rejected/:id/reprocess", async (c) => {
+apiData.post("/api/rejected/:id/reprocess", documented({ summary: "Validate a quarantined body again and store it if it passes" }), async (c) => {
   const result = await reprocessRejected(ingestContext(c), c.req.param("id"));
   if (result.ok) return c.json(result);
   switch (result.error) {
@@ -187,16 +188,16 @@ function refusal(c: Context<AppEnv>, outcome: Extract<ReprocessResult, { error: 
   }
 }
 
-apiData.delete("/api/users/:user_system_id", async (c) => {
+apiData.delete("/api/users/:user_system_id", documented({ summary: "Erase everything stored about one user" }), async (c) => {
   const user_system_id = c.req.param("user_system_id");
   const { erased, more } = await eraseUser(c.env.DB, user_system_id, ERASE_CHUNKS_PER_REQUEST, new Date().toISOString());
   log("info", "privacy.erased_user", { request_id: c.get("requestId"), ...erased, more });
   return c.json({ ok: true, erased, more });
 });
 
-apiData.get("/api/surveys", async (c) => c.json({ ok: true, surveys: await listSurveys(readerOf(c.env)) }));
+apiData.get("/api/surveys", documented({ summary: "Each survey with responses, last response time and NPS" }), async (c) => c.json({ ok: true, surveys: await listSurveys(readerOf(c.env)) }));
 
-apiData.get("/api/surveys/:survey_id/nps", async (c) => {
+apiData.get("/api/surveys/:survey_id/nps", documented({ summary: "The NPS of a survey per day or week", query: npsQuerySchema }), async (c) => {
   const query = readQuery(c, npsQuerySchema);
   if (!query.ok) return query.response;
   const series = await npsSeries(readerOf(c.env), {
@@ -213,7 +214,7 @@ apiData.get("/api/surveys/:survey_id/nps", async (c) => {
  * streamed page by page. A part holds at most EXPORT_PART_ROWS rows; when more follow, the
  * response says where with `Link: <…>; rel="next"`, and each part repeats the header row.
  */
-apiData.get("/api/export.csv", async (c) => {
+apiData.get("/api/export.csv", documented({ summary: "Every response as CSV, one column per screen position; a large export continues at Link rel=next", query: exportQuerySchema, produces: "text/csv" }), async (c) => {
   const query = readQuery(c, exportQuerySchema);
   if (!query.ok) return query.response;
   const cursor = query.value.cursor === undefined ? null : decodeCursor(query.value.cursor);

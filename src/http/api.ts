@@ -6,10 +6,12 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import * as v from "valibot";
 import { destinationsOf } from "../fanout/configured";
+import { entrySchema } from "../fanout/destinations";
 import { deliveryTimeoutMs } from "../fanout/deliver";
 import {
   destinationView,
   type ManageDeps,
+  patchSchema,
   type ManageFailure,
   patchDestinationEntry,
   previewDelivery,
@@ -21,6 +23,7 @@ import { secretKeys } from "../secrets";
 import { cancelDeliveries, destinationsReport, type ReplayDeps, replayAlert, replayDeliveries, resumeDestination } from "../operations";
 import { readerOf } from "./reader";
 import type { AppEnv } from "./app-env";
+import { documented } from "./openapi";
 import { tokenMatches } from "./auth";
 import { readJson } from "./input";
 import { errorResponse } from "./responses";
@@ -76,7 +79,7 @@ export async function replayDeps(c: Context<AppEnv>): Promise<ReplayDeps> {
   };
 }
 
-api.post("/api/alerts/:alert_id/replay", async (c) => {
+api.post("/api/alerts/:alert_id/replay", documented({ summary: "Reset an alert's failed and dead deliveries (or delivered ones, with force) and enqueue it", body: alertReplaySchema, body_optional: true }), async (c) => {
   const input = await readJson(c, alertReplaySchema, { optional: true });
   if (!input.ok) return input.response;
   const alert_id = c.req.param("alert_id");
@@ -85,7 +88,7 @@ api.post("/api/alerts/:alert_id/replay", async (c) => {
   return c.json({ ok: true, alert_id, deliveries: result.destinations.length, destinations: result.destinations, enqueued: 1 });
 });
 
-api.post("/api/replay", async (c) => {
+api.post("/api/replay", documented({ summary: "Reset failed or dead deliveries matching a filter and enqueue them", body: bulkReplaySchema }), async (c) => {
   const input = await readJson(c, bulkReplaySchema, { optional: false });
   if (!input.ok) return input.response;
   const result = await replayDeliveries(await replayDeps(c), input.value);
@@ -94,7 +97,7 @@ api.post("/api/replay", async (c) => {
 });
 
 /** Every destination with its configuration (secrets and header values masked) and its health. */
-api.get("/api/destinations", async (c) => {
+api.get("/api/destinations", documented({ summary: "Every destination with its configuration (secrets and header values masked) and health: breaker state, last error, pending, delivered and failed over 24 h" }), async (c) => {
   const { config } = await destinationsOf(c.env);
   const health = await destinationsReport(readerOf(c.env), config, new Date());
   const destinations = config.ok ? config.destinations.map((d, i) => ({ ...destinationView(d), ...health[i] })) : [];
@@ -137,7 +140,7 @@ async function jsonBody(c: Context<AppEnv>): Promise<{ ok: true; value: unknown 
   }
 }
 
-api.put("/api/destinations/:name", async (c) => {
+api.put("/api/destinations/:name", documented({ summary: "Create (201) or replace (200) a destination managed from the API", body: entrySchema }), async (c) => {
   const body = await jsonBody(c);
   if (!body.ok) return body.response;
   const result = await putDestinationEntry(await manageDeps(c), c.req.param("name"), body.value);
@@ -145,7 +148,7 @@ api.put("/api/destinations/:name", async (c) => {
   return c.json({ ok: true, destination: result.destination }, result.created ? 201 : 200);
 });
 
-api.patch("/api/destinations/:name", async (c) => {
+api.patch("/api/destinations/:name", documented({ summary: "Change some fields of an API destination (enabled, filter, survey_ids, url, transform, path, method, format)", body: patchSchema }), async (c) => {
   const body = await jsonBody(c);
   if (!body.ok) return body.response;
   const result = await patchDestinationEntry(await manageDeps(c), c.req.param("name"), body.value);
@@ -153,7 +156,7 @@ api.patch("/api/destinations/:name", async (c) => {
   return c.json(result);
 });
 
-api.delete("/api/destinations/:name", async (c) => {
+api.delete("/api/destinations/:name", documented({ summary: "Remove an API destination and cancel its pending deliveries" }), async (c) => {
   const result = await removeDestination(await manageDeps(c), c.req.param("name"));
   if (!result.ok) return manageFailure(c, result);
   return c.json(result);
@@ -162,7 +165,7 @@ api.delete("/api/destinations/:name", async (c) => {
 export const previewSchema = v.strictObject({ alert_id: v.pipe(v.string(), v.minLength(1)) });
 export const testSendSchema = v.strictObject({ alert_id: v.optional(v.pipe(v.string(), v.minLength(1))) });
 
-api.post("/api/destinations/:name/preview", async (c) => {
+api.post("/api/destinations/:name/preview", documented({ summary: "The exact request a destination would receive for a stored alert; nothing is sent", body: previewSchema }), async (c) => {
   const input = await readJson(c, previewSchema, { optional: false });
   if (!input.ok) return input.response;
   const { config } = await destinationsOf(c.env);
@@ -171,7 +174,7 @@ api.post("/api/destinations/:name/preview", async (c) => {
   return c.json(result);
 });
 
-api.post("/api/destinations/:name/test", async (c) => {
+api.post("/api/destinations/:name/test", documented({ summary: "Send one request now (an alert, or 1Flow's example payload); no ledger row, breaker untouched", body: testSendSchema, body_optional: true }), async (c) => {
   const input = await readJson(c, testSendSchema, { optional: true });
   if (!input.ok) return input.response;
   const { config } = await destinationsOf(c.env);
@@ -185,14 +188,14 @@ api.post("/api/destinations/:name/test", async (c) => {
   return c.json(result);
 });
 
-api.post("/api/destinations/:name/resume", async (c) => {
+api.post("/api/destinations/:name/resume", documented({ summary: "Resume a paused destination now and send what waited" }), async (c) => {
   const result = await resumeDestination(await replayDeps(c), c.req.param("name"));
   if (!result.ok) return FAILURES[result.error](c);
   return c.json(result);
 });
 
 /** Cancels one destination's pending deliveries (a removed one's too); `more` while some are left. */
-api.post("/api/deliveries/cancel", async (c) => {
+api.post("/api/deliveries/cancel", documented({ summary: "Cancel a destination's pending deliveries (final, never re-sent)", body: cancelSchema }), async (c) => {
   const input = await readJson(c, cancelSchema, { optional: false });
   if (!input.ok) return input.response;
   return c.json(await cancelDeliveries(await replayDeps(c), { destination: input.value.destination }));

@@ -18,7 +18,7 @@ import { errorResponse, RETRY_AFTER_IN_SECONDS } from "./responses";
 import { webhook } from "./webhook";
 import { api, requireAdmin } from "./api";
 import { apiData } from "./api-data";
-import { openapi } from "./openapi";
+import { documented, openApiHandler } from "./openapi";
 import { dashboard } from "./dashboard/index";
 import { configProblems } from "../config";
 import { destinationsOf } from "../fanout/configured";
@@ -98,7 +98,7 @@ app.use(
 );
 app.route("/", api);
 app.route("/", apiData);
-app.route("/", openapi);
+app.get("/api/openapi.json", documented({ summary: "This document" }), openApiHandler(app));
 app.route("/", dashboard);
 
 app.notFound((c) => errorResponse(c, 404, "not_found"));
