@@ -33,6 +33,14 @@ const BREAKS = [
   { id: "10-export-boundary", file: "src/http/api-data.ts", from: "through: next,", to: "through: null,", test: "test/export-consistency.test.ts", name: "inserted inside the first part" },
   { id: "11-cron-shares", file: "src/cron.ts", from: "const share = budget.share(CRON_SHARES[step]);", to: "const share = new Budget(1_000);", test: "test/cron-budget.test.ts", name: "every step at its worst case" },
   { id: "11-probe-once", file: "src/fanout/consumer.ts", from: "      probeAsked.add(job.key.destination);\n", to: "", test: "test/cron-budget.test.ts", name: "asked for once per batch" },
+  // Issue 17: destinations as data.
+  { id: "17-budget", file: "src/fanout/consumer.ts", from: "Math.max(0, budget.left() - AFTER_DELIVERIES),", to: "Number.POSITIVE_INFINITY,", test: "test/destinations-api.test.ts", name: "12 destinations with SUBREQUEST_BUDGET=20" },
+  { id: "17-path-origin", file: "src/fanout/deliver.ts", from: "if (url.origin !== new URL(destination.url).origin) return", to: "if (false) return", test: "test/destinations-api.test.ts", name: "a path that leaves the url's origin" },
+  { id: "17-step-bound", file: "src/fanout/jsonata.ts", from: "if (steps > MAX_STEPS) throw", to: "if (steps < 0) throw", test: "test/destinations-api.test.ts", name: "a tail-recursive loop" },
+  { id: "17-secrets-sealed", file: "src/manage-destinations.ts", from: "if (entry.secret !== undefined) secret = await seal(deps.keys, entry.secret);", to: "if (entry.secret !== undefined) secret = entry.secret;", test: "test/destinations-api.test.ts", name: "then replaces" },
+  { id: "17-disabled-holds", file: "src/fanout/consumer.ts", from: 'const breaker = destination.enabled === false ? "paused"', to: 'const breaker = false ? "paused"', test: "test/destinations-api.test.ts", name: "PATCH enabled:false holds" },
+  { id: "17-config-read-only", file: "src/manage-destinations.ts", from: "return config.ok && config.destinations.some((d) => d.name === name);", to: "return false;", test: "test/destinations-api.test.ts", name: "read-only: 409" },
+  { id: "17-delete-cancels", file: "src/manage-destinations.ts", from: "for (let i = 0; i < REMOVE_CANCEL_CALLS; i++) {", to: "for (let i = 0; i < 0; i++) {", test: "test/destinations-api.test.ts", name: "DELETE cancels its pending deliveries" },
   // The tests issue 16 tightened.
   { id: "t-one-deadline", file: "src/ingest/ingest.ts", from: "seen_at: ctx.now().toISOString() }), remaining(ctx));", to: "seen_at: ctx.now().toISOString() }), 400);", test: "test/faults.test.ts", name: "one deadline for the whole request" },
   { id: "t-one-probe-two-consumers", file: "src/store/health.ts", from: " AND (probe_until IS NULL OR probe_until <= ?2)", to: "", test: "test/breaker.test.ts", name: "two concurrent batches" },
@@ -57,17 +65,23 @@ for (const b of chosen) {
   writeFileSync(b.file, original.replace(b.from, b.to));
   let result;
   try {
-    result = spawnSync("npx", ["vitest", "run", "--project", "worker", b.test, "-t", b.name], {
+    result = spawnSync(process.execPath, ["node_modules/vitest/vitest.mjs", "run", "--project", "worker", b.test, "-t", b.name], {
       encoding: "utf8",
       env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+      // A guarantee whose removal makes its test hang (a runaway expression) is caught too.
+      timeout: 90_000,
+      killSignal: "SIGKILL",
     });
   } finally {
     writeFileSync(b.file, original);
+    // A hung run leaves its workerd behind: end it before the next entry.
+    spawnSync("pkill", ["-f", "vitest/vitest.mjs run --project worker"]);
   }
-  const ran = /Tests\s+.*?(\d+) (failed|passed)/.test(result.stdout);
-  const failed = result.status !== 0 && /\d+ failed/.test(result.stdout);
+  const hung = result.error !== undefined && /ETIMEDOUT/.test(String(result.error));
+  const ran = /Tests\s+.*?(\d+) (failed|passed)/.test(result.stdout ?? "");
+  const failed = hung || (result.status !== 0 && /\d+ failed/.test(result.stdout ?? ""));
   if (!failed) survived += 1;
-  const verdict = failed ? "fails (caught)" : ran ? "PASSES: not caught" : "did not run";
+  const verdict = hung ? "hangs past 90 s (caught)" : failed ? "fails (caught)" : ran ? "PASSES: not caught" : "did not run";
   rows.push(`| ${b.id} | ${b.file} | ${b.test} › ${b.name} | ${verdict} |`);
   console.log(`${b.id}: ${verdict}`);
 }
