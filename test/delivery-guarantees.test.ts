@@ -41,17 +41,28 @@ async function pendingRow(alert_id: string, destination: string, attempts: numbe
     .run();
 }
 
-/** Makes the `n`-th `DB.batch` of what follows reject (a D1 that fails), and counts the faults hit. */
-function failBatch(n: number) {
-  const original = env.DB.batch.bind(env.DB);
-  const fault = { calls: 0, hit: 0 };
+/**
+ * Makes the first `DB.batch` holding a statement whose SQL has `fragment` reject (a D1 that
+ * fails), and counts the faults hit; every other batch runs.
+ */
+function failBatchWith(fragment: string) {
+  const prepare = env.DB.prepare.bind(env.DB);
+  const batch = env.DB.batch.bind(env.DB);
+  const marked = new WeakSet<D1PreparedStatement>();
+  const fault = { hit: 0 };
+  const mark = (statement: D1PreparedStatement): D1PreparedStatement => {
+    const bind = statement.bind.bind(statement);
+    statement.bind = (...values: unknown[]) => mark(bind(...values));
+    marked.add(statement);
+    return statement;
+  };
+  vi.spyOn(env.DB, "prepare").mockImplementation((sql) => (sql.includes(fragment) ? mark(prepare(sql)) : prepare(sql)));
   vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
-    fault.calls += 1;
-    if (fault.calls === n) {
+    if (fault.hit === 0 && statements.some((st) => marked.has(st))) {
       fault.hit += 1;
       throw new Error("D1_ERROR: disk I/O error");
     }
-    return original(statements);
+    return batch(statements);
   });
   return fault;
 }
@@ -70,7 +81,7 @@ describe("a message is acknowledged only with its ledger rows", () => {
     const { alert_id } = await storedAlert();
     await pause(a, future(300));
     await pause(b, future(300));
-    const fault = failBatch(2); // the claim is the first batch, the ledger the second
+    const fault = failBatchWith("INSERT INTO deliveries"); // the ledger's batch
     const m = message(alert_id);
     const result = await runQueue(QUEUE, [m], ENV);
     expect(fault.hit).toBe(1);

@@ -82,15 +82,6 @@ function failBatchesWith(fragment: string, times = 1) {
   return fault;
 }
 
-/** Makes the next `n` calls of DB.batch reject; the rest go through. */
-function failBatches(n: number, error = new Error("D1_ERROR: disk I/O error")) {
-  const original = env.DB.batch.bind(env.DB);
-  const spy = vi.spyOn(env.DB, "batch");
-  for (let i = 0; i < n; i++) spy.mockRejectedValueOnce(error);
-  spy.mockImplementation((statements) => original(statements));
-  return spy;
-}
-
 /** The backoff of a message's first failed attempt (base 30 s): 15 to 30 s. */
 function expectFirstBackoff(delay: number | undefined) {
   expect(delay).toBeGreaterThanOrEqual(15);
