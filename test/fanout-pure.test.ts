@@ -2,6 +2,7 @@
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { MAX_RETRY_DELAY_IN_SECONDS, parseRetryAfter, retryDelaySeconds } from "../src/fanout/backoff";
+import { fairShare } from "../src/fanout/consumer";
 import { parseDestinations, wantsStatically } from "../src/fanout/destinations";
 import { sign } from "../src/fanout/signing";
 import { npsCategory } from "../src/alert";
@@ -146,5 +147,28 @@ describe("slackMessage", () => {
 
   it("categorises NPS scores", () => {
     expect([0, 6, 7, 8, 9, 10].map(npsCategory)).toEqual(["detractor", "detractor", "passive", "passive", "promoter", "promoter"]);
+  });
+});
+
+describe("fairShare: what one invocation's budget sends", () => {
+  const key = (alert: number, destination: string) => ({ key: { alert_id: `a${alert}`, destination } });
+  const names = Array.from({ length: 12 }, (_, i) => `d${i}`);
+  const jobs = [0, 1, 2].flatMap((alert) => names.map((d) => key(alert, d)));
+
+  it("every destination's first job before any destination's second", () => {
+    const sent = fairShare(jobs, names, 15, 0);
+    expect(new Set(sent.map((j) => j.key.destination)).size).toBe(12);
+    expect(sent).toHaveLength(15);
+  });
+
+  it("the starting destination rotates, so a budget smaller than the destinations still reaches each of them", () => {
+    const first = new Set<string>();
+    for (let i = 0; i < 12; i++) for (const job of fairShare(jobs, names, 5, i / 12)) first.add(job.key.destination);
+    expect(first.size).toBe(12);
+  });
+
+  it("never more than the limit, and nothing when there is no room", () => {
+    expect(fairShare(jobs, names, 0, 0.5)).toEqual([]);
+    expect(fairShare(jobs, names, 100, 0.5)).toHaveLength(36);
   });
 });
