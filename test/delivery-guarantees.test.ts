@@ -12,7 +12,7 @@ import { CLAIM_MARGIN_IN_SECONDS, claimMilliseconds, LEASED_ELSEWHERE, SUPERSEDE
 import { applyRetention } from "../src/retention";
 import { stalePendingAlerts } from "../src/store/deliveries";
 import { alertRow, callWorker, examplePayload, freshId } from "./fixtures";
-import { deliveries, FANOUT_ENV, message, runQueue, statusByDestination, storedAlert, stubDestinations } from "./fanout-fixtures";
+import { deliveries, failBatchesWith, FANOUT_ENV, message, runQueue, statusByDestination, storedAlert, stubDestinations } from "./fanout-fixtures";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -41,32 +41,6 @@ async function pendingRow(alert_id: string, destination: string, attempts: numbe
     .run();
 }
 
-/**
- * Makes the first `DB.batch` holding a statement whose SQL has `fragment` reject (a D1 that
- * fails), and counts the faults hit; every other batch runs.
- */
-function failBatchWith(fragment: string) {
-  const prepare = env.DB.prepare.bind(env.DB);
-  const batch = env.DB.batch.bind(env.DB);
-  const marked = new WeakSet<D1PreparedStatement>();
-  const fault = { hit: 0 };
-  const mark = (statement: D1PreparedStatement): D1PreparedStatement => {
-    const bind = statement.bind.bind(statement);
-    statement.bind = (...values: unknown[]) => mark(bind(...values));
-    marked.add(statement);
-    return statement;
-  };
-  vi.spyOn(env.DB, "prepare").mockImplementation((sql) => (sql.includes(fragment) ? mark(prepare(sql)) : prepare(sql)));
-  vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
-    if (fault.hit === 0 && statements.some((st) => marked.has(st))) {
-      fault.hit += 1;
-      throw new Error("D1_ERROR: disk I/O error");
-    }
-    return batch(statements);
-  });
-  return fault;
-}
-
 const future = (seconds: number) => new Date(Date.now() + seconds * 1000).toISOString();
 
 describe("a message is acknowledged only with its ledger rows", () => {
@@ -81,7 +55,7 @@ describe("a message is acknowledged only with its ledger rows", () => {
     const { alert_id } = await storedAlert();
     await pause(a, future(300));
     await pause(b, future(300));
-    const fault = failBatchWith("INSERT INTO deliveries"); // the ledger's batch
+    const fault = failBatchesWith("INSERT INTO deliveries"); // the ledger's batch
     const m = message(alert_id);
     const result = await runQueue(QUEUE, [m], ENV);
     expect(fault.hit).toBe(1);

@@ -131,3 +131,29 @@ export function watchSendBatch() {
   });
   return { spy, batches, ids: () => batches.flatMap((b) => b.map((m) => m.body.alert_id)) };
 }
+
+/**
+ * Makes a `DB.batch` reject when one of its statements' SQL holds `fragment` (the first
+ * `times` such batches); every other batch runs. Counts the faults hit.
+ */
+export function failBatchesWith(fragment: string, times = 1) {
+  const original = env.DB.prepare.bind(env.DB);
+  const originalBatch = env.DB.batch.bind(env.DB);
+  const marked = new WeakSet<D1PreparedStatement>();
+  const fault = { hit: 0 };
+  const mark = (statement: D1PreparedStatement): D1PreparedStatement => {
+    const bind = statement.bind.bind(statement);
+    statement.bind = (...values: unknown[]) => mark(bind(...values));
+    marked.add(statement);
+    return statement;
+  };
+  vi.spyOn(env.DB, "prepare").mockImplementation((sql) => (sql.includes(fragment) ? mark(original(sql)) : original(sql)));
+  vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
+    if (fault.hit < times && statements.some((st) => marked.has(st))) {
+      fault.hit += 1;
+      throw new Error("D1_ERROR: disk I/O error");
+    }
+    return originalBatch(statements);
+  });
+  return fault;
+}

@@ -10,7 +10,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { SpoolMessage } from "../src/alert";
 import worker from "../src/index";
-import { deliveries, FANOUT_ENV, message, runQueue, storedAlert, stubDestinations, watchSendBatch } from "./fanout-fixtures";
+import { deliveries, failBatchesWith, FANOUT_ENV, message, runQueue, storedAlert, stubDestinations, watchSendBatch } from "./fanout-fixtures";
 import { alertRow, examplePayload, storedRow } from "./fixtures";
 
 const QUEUE = "oneflow-alerts";
@@ -53,32 +53,6 @@ function failStatementsMatching(fragment: string) {
       },
     });
   vi.spyOn(env.DB, "prepare").mockImplementation((sql) => (sql.includes(fragment) ? failing(original(sql)) : original(sql)));
-  return fault;
-}
-
-/**
- * Makes a `DB.batch` reject when one of its statements' SQL holds `fragment` (the first
- * `times` such batches); every other batch runs. Counts the faults hit.
- */
-function failBatchesWith(fragment: string, times = 1) {
-  const original = env.DB.prepare.bind(env.DB);
-  const originalBatch = env.DB.batch.bind(env.DB);
-  const marked = new WeakSet<D1PreparedStatement>();
-  const fault = { hit: 0 };
-  const mark = (statement: D1PreparedStatement): D1PreparedStatement => {
-    const bind = statement.bind.bind(statement);
-    statement.bind = (...values: unknown[]) => mark(bind(...values));
-    marked.add(statement);
-    return statement;
-  };
-  vi.spyOn(env.DB, "prepare").mockImplementation((sql) => (sql.includes(fragment) ? mark(original(sql)) : original(sql)));
-  vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
-    if (fault.hit < times && statements.some((st) => marked.has(st))) {
-      fault.hit += 1;
-      throw new Error("D1_ERROR: disk I/O error");
-    }
-    return originalBatch(statements);
-  });
   return fault;
 }
 

@@ -190,6 +190,16 @@ function entryOfForm(form: Record<string, string>, kept: Destination | undefined
   };
 }
 
+const Select = (props: { name: string; options: readonly string[]; selected: string }) => (
+  <select name={props.name}>
+    {props.options.map((option) => (
+      <option value={option} selected={props.selected === option}>
+        {option}
+      </option>
+    ))}
+  </select>
+);
+
 const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Record<string, string>; issues?: Issue[] }) => {
   const { d, form, issues } = props;
   const value = (field: string, fallback: string | undefined) => form?.[field] ?? fallback ?? "";
@@ -218,14 +228,7 @@ const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Rec
       </p>
       <p>
         <label>
-          Format{" "}
-          <select name="format">
-            {FORMATS.map((format) => (
-              <option value={format} selected={value("format", d?.format ?? "raw") === format}>
-                {format}
-              </option>
-            ))}
-          </select>
+          Format <Select name="format" options={FORMATS} selected={value("format", d?.format ?? "raw")} />
         </label>{" "}
         <label>
           <input type="checkbox" name="enabled" checked={form ? form.enabled === "on" : d?.enabled !== false} /> enabled
@@ -282,14 +285,7 @@ const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Rec
         </p>
         <p>
           <label>
-            Method{" "}
-            <select name="method">
-              {METHODS.map((m) => (
-                <option value={m} selected={value("method", d?.method ?? "POST") === m}>
-                  {m}
-                </option>
-              ))}
-            </select>
+            Method <Select name="method" options={METHODS} selected={value("method", d?.method ?? "POST")} />
           </label>{" "}
           <label>
             Path (JSONata, appended to the URL) <input name="path" size={40} value={value("path", d?.path)} />
