@@ -13,8 +13,15 @@ import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
 import { bundle, EXAMPLE, newAlertBody, ROOT, schemaStatements, SECRET, startWorker, workerdRssMiB } from "./lib.mjs";
 
+// --profile: a CPU profile of the request path instead (bench/profile.mjs writes bench/results/profile.md).
+if (process.argv.includes("--profile")) {
+  await import("./profile.mjs");
+  process.exit(0);
+}
+
 const { values } = parseArgs({
   options: {
+    profile: { type: "boolean" },
     connections: { type: "string", default: "10" },
     duration: { type: "string", default: "5" },
     rounds: { type: "string", default: "3" },
