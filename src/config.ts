@@ -4,6 +4,7 @@
  * on a refused value (retention stays off; the body limit stays at its default).
  */
 import type { Env } from "./env";
+import { isEncryptionKey } from "./secrets";
 
 /** The largest MAX_BODY_BYTES accepted: past it, a row could outgrow what D1 and the spool take. */
 export const MAX_BODY_BYTES_LIMIT = 1_048_576;
@@ -13,10 +14,21 @@ const set = (raw: string | undefined): raw is string => raw !== undefined && raw
 
 /** What is wrong with the configuration, one sentence per variable; empty when nothing is. */
 export function configProblems(
-  env: Pick<Env, "RETENTION_DAYS" | "MAX_BODY_BYTES" | "PAUSE_AFTER_FAILURES" | "PAUSE_SECONDS" | "SILENCE_HOURS" | "NOTIFY_URL">,
+  env: Pick<
+    Env,
+    | "RETENTION_DAYS"
+    | "MAX_BODY_BYTES"
+    | "PAUSE_AFTER_FAILURES"
+    | "PAUSE_SECONDS"
+    | "SILENCE_HOURS"
+    | "NOTIFY_URL"
+    | "SUBREQUEST_BUDGET"
+    | "ENCRYPTION_KEY"
+    | "ENCRYPTION_KEY_PREVIOUS"
+  >,
 ): string[] {
   const problems: string[] = [];
-  for (const name of ["PAUSE_AFTER_FAILURES", "PAUSE_SECONDS", "SILENCE_HOURS"] as const) {
+  for (const name of ["PAUSE_AFTER_FAILURES", "PAUSE_SECONDS", "SILENCE_HOURS", "SUBREQUEST_BUDGET"] as const) {
     const raw = env[name];
     if (set(raw) && !positiveInteger(raw)) problems.push(`${name} must be a positive whole number; its default applies until it is`);
   }
@@ -26,6 +38,10 @@ export function configProblems(
   }
   if (set(env.MAX_BODY_BYTES) && (!positiveInteger(env.MAX_BODY_BYTES) || Number(env.MAX_BODY_BYTES) > MAX_BODY_BYTES_LIMIT)) {
     problems.push(`MAX_BODY_BYTES must be a whole number of bytes up to ${MAX_BODY_BYTES_LIMIT}; the default 65536 applies until it is`);
+  }
+  for (const name of ["ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIOUS"] as const) {
+    const raw = env[name];
+    if (set(raw) && !isEncryptionKey(raw)) problems.push(`${name} must be 32 bytes as base64 or hex (openssl rand -base64 32); secrets cannot be stored or opened until it is`);
   }
   return problems;
 }

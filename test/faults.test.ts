@@ -312,6 +312,18 @@ describe("GET /healthz", () => {
     expect(await res.json()).toMatchObject({ ok: false, error: "storage_unavailable" });
   });
 
+  it.each([
+    ["ENCRYPTION_KEY", "too-short"],
+    ["ENCRYPTION_KEY_PREVIOUS", "not base64 of 32 bytes"],
+    ["SUBREQUEST_BUDGET", "0"],
+  ])("answers 503 bad_config when %s is %j, naming it", async (name, value) => {
+    const res = await worker.fetch(new Request("https://worker.test/healthz"), { ...env, [name]: value }, createExecutionContext());
+    expect(res.status).toBe(503);
+    const answer = (await res.json()) as { error: string; problems: string[] };
+    expect(answer.error).toBe("bad_config");
+    expect(answer.problems.join(" ")).toContain(name);
+  });
+
   it.each(["0", "-3", "1.5", "thirty", "7 days"])("answers 503 bad_config when RETENTION_DAYS is %j", async (days) => {
     const res = await worker.fetch(new Request("https://worker.test/healthz"), { ...env, RETENTION_DAYS: days }, createExecutionContext());
     expect(res.status).toBe(503);
