@@ -55,12 +55,14 @@ export function spawnDestination(args = []) {
 }
 
 /** Starts one Worker in Miniflare (the real workerd) with a fresh local D1 and Queue. */
-export async function startWorker({ scriptPath, bindings = {}, consumers = {}, setupSql = [] }) {
+export async function startWorker({ scriptPath, bindings = {}, consumers = {}, setupSql = [], inspectorPort = undefined }) {
   // Miniflare 5 takes a new options shape; the converter accepts the familiar v4 one.
   const mf = new Miniflare(
     convertV4MiniflareOptions({
       host: "127.0.0.1",
       port: 0,
+      // Open for `npm run bench -- --profile` (the DevTools protocol), closed otherwise.
+      inspectorPort,
       // The Worker's log lines are not what is measured; printing them would be.
       handleStructuredLogs: () => {},
       modules: true,

@@ -10,8 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
-import { convertV4MiniflareOptions, Miniflare } from "miniflare";
-import { bundle, COMPATIBILITY_DATE, EXAMPLE, ROOT, schemaStatements, SECRET } from "./lib.mjs";
+import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -43,24 +42,13 @@ const log = (line) => process.stderr.write(`${line}\n`);
 
 log("bundling with wrangler deploy --dry-run ...");
 const scriptPath = bundle(join(ROOT, "bench/.build/profile"));
-const mf = new Miniflare(
-  convertV4MiniflareOptions({
-    host: "127.0.0.1",
-    port: 0,
-    inspectorPort: INSPECTOR_PORT,
-    handleStructuredLogs: () => {},
-    modules: true,
-    scriptPath,
-    compatibilityDate: COMPATIBILITY_DATE,
-    d1Databases: { DB: "profile" },
-    queueProducers: { ALERTS_QUEUE: { queueName: "oneflow-alerts" } },
-    queueConsumers: { "oneflow-alerts": { maxBatchSize: 10, maxBatchTimeout: 1 } },
-    bindings: { WEBHOOK_SECRET: SECRET },
-  }),
-);
-const url = (await mf.ready).origin;
-const db = await mf.getD1Database("DB");
-for (const sql of schemaStatements()) await db.prepare(sql).run();
+const { mf, url } = await startWorker({
+  scriptPath,
+  inspectorPort: INSPECTOR_PORT,
+  bindings: { WEBHOOK_SECRET: SECRET },
+  consumers: { "oneflow-alerts": { maxBatchSize: 10, maxBatchTimeout: 1 } },
+  setupSql: schemaStatements(),
+});
 
 // The inspector: one target per Worker; the first is ours.
 const targets = await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json`)).json();

@@ -51,6 +51,12 @@ const BREAKS = [
   { id: "t-property-oracle", file: "src/ingest/payload.ts", from: "  type: nonEmptyString,\n  answer: answerSchema,", to: "  type: v.string(),\n  answer: answerSchema,", test: "test/property.test.ts", name: "near the valid shape" },
 ];
 
+/** The workerd processes running now, by pid. */
+function workerds() {
+  const listed = spawnSync("pgrep", ["-f", "workerd serve"], { encoding: "utf8" }).stdout ?? "";
+  return new Set(listed.split("\n").filter((pid) => pid !== ""));
+}
+
 const only = process.argv.slice(2);
 const chosen = BREAKS.filter((b) => only.length === 0 || only.some((w) => b.id.includes(w)));
 const rows = [];
@@ -63,6 +69,7 @@ for (const b of chosen) {
     continue;
   }
   writeFileSync(b.file, original.replace(b.from, b.to));
+  const workerdBefore = workerds();
   let result;
   try {
     result = spawnSync(process.execPath, ["node_modules/vitest/vitest.mjs", "run", "--project", "worker", b.test, "-t", b.name], {
@@ -74,8 +81,9 @@ for (const b of chosen) {
     });
   } finally {
     writeFileSync(b.file, original);
-    // A hung run leaves its workerd behind: end it before the next entry.
+    // A hung run leaves its workerd behind, still running the loop: end what this run started.
     spawnSync("pkill", ["-f", "vitest/vitest.mjs run --project worker"]);
+    for (const pid of workerds()) if (!workerdBefore.has(pid)) spawnSync("kill", ["-9", pid]);
   }
   const hung = result.error !== undefined && /ETIMEDOUT/.test(String(result.error));
   const ran = /Tests\s+.*?(\d+) (failed|passed)/.test(result.stdout ?? "");

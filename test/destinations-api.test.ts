@@ -132,6 +132,27 @@ describe("the consumer with destinations from D1", () => {
     expect(call?.body).toBe(body);
     expect(call?.headers["x-api-key"]).toBe("k-123");
     expect(() => new Webhook(SECRET).verify(call?.body ?? "", call?.headers ?? {})).not.toThrow();
+    // Its preview shows the request with the header's value masked.
+    const preview = (await (await api(`/api/destinations/${name}/preview`, "POST", { alert_id })).json()) as { request: { headers: Record<string, string>; body: string } };
+    expect(preview.request.headers["x-api-key"]).toBe("••••");
+    expect(preview.request.body).toBe(body);
+    expect(JSON.stringify(preview)).not.toContain("k-123");
+    await remove(name);
+  });
+
+  it("PATCH changes the transform and removes a filter (null); the secret stays; the next delivery uses them", async () => {
+    const name = freshId("patched");
+    await put(name, { url: "https://patched.test/h", format: "jsonata", transform: `{ "v": 1 }`, secret: SECRET, filter: { platforms: ["nowhere"] } });
+    const res = await api(`/api/destinations/${name}`, "PATCH", { transform: `{ "v": 2, "survey": survey.id }`, filter: null });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ ok: true, destination: { transform: `{ "v": 2, "survey": survey.id }`, filter: null, has_secret: true } });
+    const received = stubDestinations();
+    const { alert_id, payload } = await quietAlert();
+    await runQueue(QUEUE, [message(alert_id)], ENV);
+    const call = received.find((r) => r.host === "patched.test");
+    expect(JSON.parse(call?.body ?? "{}")).toEqual({ v: 2, survey: payload.survey_id });
+    expect(() => new Webhook(SECRET).verify(call?.body ?? "", call?.headers ?? {})).not.toThrow();
+    expect((await api(`/api/destinations/${name}`, "PATCH", { format: "raw" })).status).toBe(400);
     await remove(name);
   });
 

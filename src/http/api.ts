@@ -104,8 +104,8 @@ api.get("/api/destinations", documented({ summary: "Every destination with its c
   return c.json({ ok: true, destinations, ...(config.ok ? {} : { error: "bad_destinations", message: config.error }) });
 });
 
-/** What the management operations need of a request. */
-async function manageDeps(c: Context<AppEnv>): Promise<ManageDeps> {
+/** What the management operations need of a request (the dashboard's pages use it too). */
+export async function manageDeps(c: Context<AppEnv>): Promise<ManageDeps> {
   return {
     db: c.env.DB,
     queue: c.env.ALERTS_QUEUE,
@@ -132,16 +132,8 @@ function manageFailure(c: Context<AppEnv>, failure: ManageFailure | { ok: false;
   }
 }
 
-async function jsonBody(c: Context<AppEnv>): Promise<{ ok: true; value: unknown } | { ok: false; response: Response }> {
-  try {
-    return { ok: true, value: JSON.parse(await c.req.text()) as unknown };
-  } catch {
-    return { ok: false, response: errorResponse(c, 400, "invalid_json") };
-  }
-}
-
 api.put("/api/destinations/:name", documented({ summary: "Create (201) or replace (200) a destination managed from the API", body: entrySchema }), async (c) => {
-  const body = await jsonBody(c);
+  const body = await readJson(c, v.unknown(), { optional: false });
   if (!body.ok) return body.response;
   const result = await putDestinationEntry(await manageDeps(c), c.req.param("name"), body.value);
   if (!result.ok) return manageFailure(c, result);
@@ -149,7 +141,7 @@ api.put("/api/destinations/:name", documented({ summary: "Create (201) or replac
 });
 
 api.patch("/api/destinations/:name", documented({ summary: "Change some fields of an API destination (enabled, filter, survey_ids, url, transform, path, method, format)", body: patchSchema }), async (c) => {
-  const body = await jsonBody(c);
+  const body = await readJson(c, v.unknown(), { optional: false });
   if (!body.ok) return body.response;
   const result = await patchDestinationEntry(await manageDeps(c), c.req.param("name"), body.value);
   if (!result.ok) return manageFailure(c, result);

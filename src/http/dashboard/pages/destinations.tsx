@@ -12,7 +12,6 @@ import { buildRequest } from "../../../fanout/deliver";
 import { type Destination, entrySchema, FORMATS, METHODS, wantsStatically } from "../../../fanout/destinations";
 import { deliveryTimeoutMs } from "../../../fanout/deliver";
 import {
-  type ManageDeps,
   MASK,
   patchDestinationEntry,
   putDestinationEntry,
@@ -20,10 +19,9 @@ import {
   testDelivery,
 } from "../../../manage-destinations";
 import { cancelDeliveries, destinationsReport, resumeDestination } from "../../../operations";
-import { secretKeys } from "../../../secrets";
 import { latestAlerts } from "../../../store/deliveries";
 import { validate, type Issue } from "../../../validation";
-import { replayDeps } from "../../api";
+import { manageDeps, replayDeps } from "../../api";
 import type { AppEnv } from "../../app-env";
 import { readerOf } from "../../reader";
 import { nonceOf, Page } from "../layout";
@@ -31,10 +29,6 @@ import { nonceOf, Page } from "../layout";
 export const destinations = new Hono<AppEnv>({ strict: false });
 
 const back = (c: Context<AppEnv>, text: string) => c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
-
-async function manageDeps(c: Context<AppEnv>): Promise<ManageDeps> {
-  return { db: c.env.DB, queue: c.env.ALERTS_QUEUE, config: c.env.DESTINATIONS, keys: await secretKeys(c.env), now: () => new Date(), request_id: c.get("requestId") };
-}
 
 destinations.get("/dashboard/destinations", async (c) => {
   const { config } = await destinationsOf(c.env);
