@@ -20,6 +20,8 @@ export default defineConfig(async () => {
     DELIVERY_TIMEOUT_MS: "10000",
     RETENTION_DAYS: "",
     EXPORT_PART_ROWS: "",
+    ARCHIVE_DELAY_MINUTES: "60",
+    ARCHIVE_ROWS_PER_TICK: "",
     PAUSE_AFTER_FAILURES: "",
     PAUSE_SECONDS: "",
     NOTIFY_URL: "",

@@ -70,7 +70,8 @@ export type ErrorCode =
   | "invalid_request"
   | "queue_unavailable"
   | "managed_by_config"
-  | "alert_id_conflict";
+  | "alert_id_conflict"
+  | "archived";
 
 /** Why a body sits in `rejected_payloads`. */
 export type RejectReason =

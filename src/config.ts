@@ -5,6 +5,7 @@
  */
 import type { Env } from "./env";
 import { isEncryptionKey } from "./secrets";
+import { MAX_ARCHIVE_ROWS_PER_TICK } from "./archive/archive";
 
 /** The largest MAX_BODY_BYTES accepted: past it, a row could outgrow what D1 and the spool take. */
 export const MAX_BODY_BYTES_LIMIT = 1_048_576;
@@ -25,6 +26,8 @@ export function configProblems(
     | "SUBREQUEST_BUDGET"
     | "ENCRYPTION_KEY"
     | "ENCRYPTION_KEY_PREVIOUS"
+    | "ARCHIVE_DELAY_MINUTES"
+    | "ARCHIVE_ROWS_PER_TICK"
   >,
 ): string[] {
   const problems: string[] = [];
@@ -38,6 +41,12 @@ export function configProblems(
   }
   if (set(env.MAX_BODY_BYTES) && (!positiveInteger(env.MAX_BODY_BYTES) || Number(env.MAX_BODY_BYTES) > MAX_BODY_BYTES_LIMIT)) {
     problems.push(`MAX_BODY_BYTES must be a whole number of bytes up to ${MAX_BODY_BYTES_LIMIT}; the default 65536 applies until it is`);
+  }
+  if (set(env.ARCHIVE_DELAY_MINUTES) && !/^\s*\d+\s*$/.test(env.ARCHIVE_DELAY_MINUTES)) {
+    problems.push("ARCHIVE_DELAY_MINUTES must be a whole number of minutes (0 or more); the default 60 applies until it is");
+  }
+  if (set(env.ARCHIVE_ROWS_PER_TICK) && (!positiveInteger(env.ARCHIVE_ROWS_PER_TICK) || Number(env.ARCHIVE_ROWS_PER_TICK) > MAX_ARCHIVE_ROWS_PER_TICK)) {
+    problems.push(`ARCHIVE_ROWS_PER_TICK must be a whole number from 1 to ${MAX_ARCHIVE_ROWS_PER_TICK}; the default 500 applies until it is`);
   }
   for (const name of ["ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIOUS"] as const) {
     const raw = env[name];

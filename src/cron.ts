@@ -3,6 +3,7 @@
  * upkeep and retention, within one budget of subrequests.
  */
 import type { QueueMessage } from "./alert";
+import { archiveDelayMinutes, archiveRowsPerTick, type ArchiveTickResult, runArchiveTick } from "./archive/archive";
 import { Budget, BudgetSpentError, meteredD1, meteredQueue } from "./budget";
 import { configProblems } from "./config";
 import type { Env } from "./env";
@@ -22,6 +23,23 @@ export const CRON_SUBREQUEST_BUDGET = 45;
 
 /** Each step's share of the tick's budget (they add up to CRON_SUBREQUEST_BUDGET). */
 export const CRON_SHARES = { outbox: 9, destinations: 6, notify: 14, upkeep: 5, retention: 11 } as const;
+
+/**
+ * The archive's tick, in its own invocation (its own subrequests and CPU): one batch of
+ * responses into Parquet parts in R2. Without the ARCHIVE binding it does nothing.
+ */
+export async function runArchiveCron(env: Env, now: Date): Promise<ArchiveTickResult | null> {
+  if (!env.ARCHIVE) return null;
+  const budget = new Budget(CRON_SUBREQUEST_BUDGET);
+  return runArchiveTick({
+    db: meteredD1(env.DB, budget),
+    bucket: env.ARCHIVE,
+    now,
+    delay_minutes: archiveDelayMinutes(env.ARCHIVE_DELAY_MINUTES),
+    rows_per_tick: archiveRowsPerTick(env.ARCHIVE_ROWS_PER_TICK),
+    budget,
+  });
+}
 
 export async function runCron(env: Env, now: Date): Promise<void> {
   // One budget of subrequests for the whole tick, a share to each step: a step that has
@@ -59,7 +77,7 @@ export async function runCron(env: Env, now: Date): Promise<void> {
         }
       },
     ],
-    ["retention", (share, db) => (days === null ? Promise.resolve() : applyRetention(db, days, now, share))],
+    ["retention", (share, db) => (days === null ? Promise.resolve() : applyRetention(db, days, now, share, { archive: env.ARCHIVE !== undefined }))],
   ];
   // Each step on its own: one failing does not stop the others, and the next tick tries again.
   for (const [step, run] of steps) {

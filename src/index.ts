@@ -1,5 +1,6 @@
 /** The Worker: HTTP ingest, the queue consumers, and the scheduled sweep and upkeep. */
-import { runCron } from "./cron";
+import { runArchiveCron, runCron } from "./cron";
+import { ARCHIVE_CRON, MAIN_CRON } from "./schedules";
 import type { Env } from "./env";
 import { retryBaseSeconds } from "./fanout/backoff";
 import { breakerSettings } from "./fanout/breaker";
@@ -38,6 +39,9 @@ export default {
   },
 
   async scheduled(controller, env) {
-    await runCron(env, new Date(controller.scheduledTime));
+    // Each schedule its own work; a trigger by hand (wrangler dev's /__scheduled without ?cron) runs both.
+    const now = new Date(controller.scheduledTime);
+    if (controller.cron !== ARCHIVE_CRON) await runCron(env, now);
+    if (controller.cron !== MAIN_CRON) await runArchiveCron(env, now);
   },
 } satisfies ExportedHandler<Env, unknown>;

@@ -1,7 +1,8 @@
 /**
  * Retention: with RETENTION_DAYS set, the cron erases alerts submitted longer ago (with
  * their deliveries and quarantined conflicts) and quarantined bodies last seen longer ago,
- * in bounded batches. An alert whose fan-out is unfinished is kept until it is finished.
+ * in bounded batches. An alert whose fan-out is unfinished is kept until it is finished; with
+ * the archive bound (ARCHIVE), an alert the archive has not taken yet is kept too.
  * Unset: everything is kept.
  */
 import type { Budget } from "./budget";
@@ -22,13 +23,19 @@ export function retentionDays(raw: string | undefined): number | null {
  * Applies the retention period, within `budget` when given: each batch costs a read and an
  * erase, and the quarantine's part one more at the end.
  */
-export async function applyRetention(db: D1Database, days: number, now: Date, budget?: Budget): Promise<ErasureCounts & { kept_unfinished: number }> {
+export async function applyRetention(
+  db: D1Database,
+  days: number,
+  now: Date,
+  budget?: Budget,
+  options: { archive: boolean } = { archive: false },
+): Promise<ErasureCounts & { kept_unfinished: number }> {
   const before = new Date(now.getTime() - days * 86_400_000).toISOString();
   let total = noErasure();
   let kept_unfinished = 0;
   let after: { submitted_at: string; alert_id: string } | null = null;
   for (let i = 0; i < RETENTION_BATCHES_PER_RUN && (budget?.left() ?? Number.POSITIVE_INFINITY) >= 3; i++) {
-    const candidates = await alertsSubmittedBefore(db, { before, now: now.toISOString(), after, limit: RETENTION_BATCH });
+    const candidates = await alertsSubmittedBefore(db, { before, now: now.toISOString(), after, limit: RETENTION_BATCH, archive: options.archive });
     const finished = candidates.filter((c) => !c.unfinished).map((c) => c.alert_id);
     kept_unfinished += candidates.length - finished.length;
     total = addErasure(total, await eraseAlerts(db, finished));

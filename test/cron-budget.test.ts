@@ -66,6 +66,8 @@ describe("the cron's subrequests", () => {
     const queue = { calls: 0 };
     const ENV: Env = {
       ...env,
+      // The archive's tick has its own invocation and budget (test/archive.test.ts).
+      ARCHIVE: undefined,
       DB: meterD1(env.DB, cost),
       ALERTS_QUEUE: countingQueue(env.ALERTS_QUEUE, queue),
       NOTIFY_URL: "https://notify.test/hook",

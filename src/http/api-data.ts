@@ -10,6 +10,8 @@ import { exportBoundary, exportColumns, exportPage, getAlert, type Keyset, listA
 import { stream } from "hono/streaming";
 import { csvLine } from "./csv";
 import { eraseUser } from "../store/erasure";
+import { eraseUserFromArchive, REWRITES_PER_REQUEST } from "../archive/archive";
+import { archivedKey, archiveState, manifestPage } from "../store/archive";
 import { readerOf } from "./reader";
 import { listRejected, type RejectedRow } from "../store/rejected";
 import type { AppEnv } from "./app-env";
@@ -115,7 +117,11 @@ apiData.get("/api/alerts", documented({ summary: "Alerts, newest first, with ans
 
 apiData.get("/api/alerts/:alert_id", documented({ summary: "One alert with answers, deliveries and the raw payload" }), async (c) => {
   const alert = await getAlert(readerOf(c.env), c.req.param("alert_id"));
-  if (!alert) return errorResponse(c, 404, "not_found");
+  if (!alert) {
+    // Retention removed it from D1 after the archive took it: say where it is.
+    const key = await archivedKey(readerOf(c.env), c.req.param("alert_id"));
+    return key === null ? errorResponse(c, 404, "not_found") : errorResponse(c, 404, "archived", { key });
+  }
   return c.json({ ok: true, alert });
 });
 
@@ -190,7 +196,15 @@ function refusal(c: Context<AppEnv>, outcome: Extract<ReprocessResult, { error: 
 
 apiData.delete("/api/users/:user_system_id", documented({ summary: "Erase everything stored about one user" }), async (c) => {
   const user_system_id = c.req.param("user_system_id");
-  const { erased, more } = await eraseUser(c.env.DB, user_system_id, ERASE_CHUNKS_PER_REQUEST, new Date().toISOString());
+  const now = new Date();
+  const d1 = await eraseUser(c.env.DB, user_system_id, ERASE_CHUNKS_PER_REQUEST, now.toISOString());
+  // Once D1 holds nothing of theirs, the archive's parts that do are rewritten without them.
+  const archive =
+    d1.more || !c.env.ARCHIVE
+      ? { parts_rewritten: 0, more: false }
+      : await eraseUserFromArchive({ db: c.env.DB, bucket: c.env.ARCHIVE, user_system_id, now, max_parts: REWRITES_PER_REQUEST });
+  const erased = { ...d1.erased, archive_parts: archive.parts_rewritten };
+  const more = d1.more || archive.more;
   log("info", "privacy.erased_user", { request_id: c.get("requestId"), ...erased, more });
   return c.json({ ok: true, erased, more });
 });
@@ -254,5 +268,27 @@ apiData.get("/api/export.csv", documented({ summary: "Every response as CSV, one
   }, async (error) => {
     // The header is out: the part ends short, and the log says why.
     log("error", "export.failed", { request_id: c.get("requestId"), error: errorMessage(error) });
+  });
+});
+
+/** Parts listed per page of the manifest. */
+export const MANIFEST_PAGE = 1_000;
+export const archiveQuerySchema = v.strictObject({
+  cursor: v.optional(v.pipe(v.string(), v.regex(/^[1-9]\d*$/, "must be a cursor this endpoint returned"))),
+  limit: v.optional(v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number"), v.transform(Number), v.minValue(1), v.maxValue(MANIFEST_PAGE)), String(MANIFEST_PAGE)),
+});
+
+apiData.get("/api/archive", documented({ summary: "The archive's manifest: every live Parquet part in R2, and how far it reaches", query: archiveQuerySchema }), async (c) => {
+  if (!c.env.ARCHIVE) return errorResponse(c, 503, "not_configured", { message: "The ARCHIVE R2 binding is not set on this Worker: there is no archive." });
+  const query = readQuery(c, archiveQuerySchema);
+  if (!query.ok) return query.response;
+  const db = readerOf(c.env);
+  const [page, state] = await Promise.all([manifestPage(db, Number(query.value.cursor ?? 0), query.value.limit), archiveState(db)]);
+  const last = page.parts.at(-1);
+  return c.json({
+    ok: true,
+    files: page.parts.map(({ id: _, ...part }) => part),
+    next_cursor: page.more && last ? String(last.id) : null,
+    archived_through: state.cursor_submitted_at === "" ? null : state.cursor_submitted_at,
   });
 });

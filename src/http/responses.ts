@@ -20,6 +20,7 @@ const MESSAGES: Record<ErrorCode, string> = {
   queue_unavailable: "The Queue did not accept the message; retry later.",
   managed_by_config: "This destination is set in DESTINATIONS: change it there, or give the API's one another name.",
   alert_id_conflict: "A different body is already stored under this alert_id.",
+  archived: "Retention removed this response from D1; the archive part `key` in R2 holds it.",
 };
 
 /** Seconds a sender is asked to wait after a 503 storage_unavailable. */

@@ -91,9 +91,10 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
   if (unknown_types.length > 0) {
     log("warn", "payload.unknown_screen_type", { request_id: ctx.request_id, alert_id: alert.alert_id, types: unknown_types.join(",") });
   }
-  const received_at = ctx.received_at ?? ctx.now().toISOString();
+  const stored_at = ctx.now().toISOString();
+  const received_at = ctx.received_at ?? stored_at;
   const user_sha256 = alert.user_system_id === null ? null : await sha256Hex(alert.user_system_id);
-  const row = { alert, answers_json: answersJson(alert), payload: text, payload_sha256: sha, received_at, user_sha256 };
+  const row = { alert, answers_json: answersJson(alert), payload: text, payload_sha256: sha, received_at, stored_at, user_sha256 };
   const tooBig = [{ path: "", message: `too large to store in one D1 row (${MAX_ROW_BYTES} bytes)` }];
   if (rowBytes(row) > MAX_ROW_BYTES) return refuse(tooBig);
 

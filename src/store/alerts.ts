@@ -18,6 +18,8 @@ export interface StoreAlertInput {
   payload: string;
   payload_sha256: string;
   received_at: string;
+  /** When this call stores it (now): a late response waits ARCHIVE_DELAY_MINUTES from here. */
+  stored_at: string;
 }
 
 export interface StoreAlertResult {
@@ -74,6 +76,14 @@ const COUNT_DUPLICATE = `INSERT INTO ingest_daily (day, duplicates)
 SELECT substr(?2, 1, 10), 1 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1 AND received_at <> ?2)
 ON CONFLICT (day) DO UPDATE SET duplicates = duplicates + 1`;
 
+// Last in the batch: a response this request stored (its received_at and body are the row's)
+// whose submitted_at the archive has already read past is noted as late, so the archive takes
+// it on a later tick. Otherwise it reads one row and writes none.
+const NOTE_LATE = `INSERT INTO archive_late (alert_id, stored_at)
+SELECT ?1, ?2 WHERE ?3 <= (SELECT read_through FROM archive_state WHERE id = 1)
+  AND EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1 AND received_at = ?4 AND payload_sha256 = ?5)
+ON CONFLICT (alert_id) DO NOTHING`;
+
 /** The answers as `alerts.answers_json` keeps them (position is the array index). */
 export function answersJson(alert: Alert): string {
   return JSON.stringify(alert.answers.map(({ title, type, answer, value }) => ({ title, type, answer, value })));
@@ -116,6 +126,7 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
     db.prepare(COUNT_SURVEY).bind(alert.survey_id, day, alert.survey_name, nps.responses, nps.promoters, nps.passives, nps.detractors, alert.submitted_at),
     db.prepare(SELECT_STORED).bind(alert.alert_id),
     db.prepare(COUNT_DUPLICATE).bind(alert.alert_id, received_at),
+    db.prepare(NOTE_LATE).bind(alert.alert_id, input.stored_at, alert.submitted_at, received_at, payload_sha256),
   ]);
   if (!inserted || !stored) throw new Error("D1 batch returned fewer results than statements");
   const row = stored.results[0] as { payload_sha256: string; enqueued_at: string | null } | undefined;

@@ -85,6 +85,7 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstone_at: str
     db.prepare(`DELETE FROM deliveries WHERE ${IN_IDS} RETURNING 1`).bind(ids),
     db.prepare(`DELETE FROM rejected_payloads WHERE ${IN_IDS}`).bind(ids),
     db.prepare(`DELETE FROM alerts WHERE ${IN_IDS} RETURNING json_array_length(answers_json) AS answers`).bind(ids),
+    db.prepare(`DELETE FROM archive_late WHERE ${IN_IDS}`).bind(ids),
     ...tombstones,
   ]);
   const erased = (alerts?.results ?? []) as { answers: number }[];
@@ -151,7 +152,8 @@ export interface RetentionCandidate {
   submitted_at: string;
   /**
    * Its fan-out is unfinished: not on the Queue yet, on it but not consumed (no ledger row, and
-   * not marked as wanted by none), held by a consumer, or a delivery pending.
+   * not marked as wanted by none), held by a consumer, or a delivery pending; or, with the
+   * archive bound, it is not archived yet.
    */
   unfinished: boolean;
 }
@@ -162,18 +164,19 @@ export interface RetentionCandidate {
  */
 export async function alertsSubmittedBefore(
   db: D1Reader,
-  input: { before: string; now: string; after: { submitted_at: string; alert_id: string } | null; limit: number },
+  input: { before: string; now: string; after: { submitted_at: string; alert_id: string } | null; limit: number; archive?: boolean },
 ): Promise<RetentionCandidate[]> {
   const { results } = await db
     .prepare(
       `SELECT a.alert_id AS alert_id, a.submitted_at AS submitted_at,
               (a.enqueued_at IS NULL OR a.fanout_claimed_until > ?4
                OR EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id AND d.status = 'pending')
-               OR (a.fanned_out_at IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id))) AS unfinished
+               OR (a.fanned_out_at IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id))
+               OR (?6 AND NOT EXISTS (SELECT 1 FROM archived_alerts AS x WHERE x.alert_id = a.alert_id))) AS unfinished
        FROM alerts AS a WHERE a.submitted_at < ?1 AND (a.submitted_at, a.alert_id) > (?2, ?3)
        ORDER BY a.submitted_at, a.alert_id LIMIT ?5`,
     )
-    .bind(input.before, input.after?.submitted_at ?? "", input.after?.alert_id ?? "", input.now, input.limit)
+    .bind(input.before, input.after?.submitted_at ?? "", input.after?.alert_id ?? "", input.now, input.limit, input.archive === true ? 1 : 0)
     .all<{ alert_id: string; submitted_at: string; unfinished: number }>();
   return results.map((r) => ({ ...r, unfinished: r.unfinished === 1 }));
 }

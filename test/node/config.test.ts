@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { unstable_readConfig } from "wrangler";
 import { DEFAULT_SUBREQUEST_BUDGET, MAX_DESTINATIONS } from "../../src/limits";
+import { ARCHIVE_CRON, MAIN_CRON } from "../../src/schedules";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const config = unstable_readConfig({ config: join(ROOT, "wrangler.toml") });
@@ -37,8 +38,13 @@ describe("wrangler.toml", () => {
     expect(consumers.map((c) => c.queue).filter((q) => q.endsWith("-dlq"))).toEqual(["oneflow-alerts-dlq"]);
   });
 
-  it("runs the sweep every five minutes", () => {
-    expect(config.triggers.crons).toEqual(["*/5 * * * *"]);
+  it("runs the sweep every five minutes, and the archive two minutes after it", () => {
+    expect(config.triggers.crons).toEqual([MAIN_CRON, ARCHIVE_CRON]);
+    expect(MAIN_CRON).toBe("*/5 * * * *");
+  });
+
+  it("binds the archive's R2 bucket as ARCHIVE", () => {
+    expect(config.r2_buckets).toContainEqual(expect.objectContaining({ binding: "ARCHIVE", bucket_name: "oneflow-archive" }));
   });
 
   it("keeps invocation logs off: they record the URL, which holds the webhook token", () => {

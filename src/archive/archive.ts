@@ -1,0 +1,286 @@
+/**
+ * The archive: every stored response, once, in Parquet parts in R2 (binding ARCHIVE),
+ * `responses/date=YYYY-MM-DD/<part>.parquet` and `answers/date=YYYY-MM-DD/<part>.parquet`
+ * by the UTC day of submission, written by the archive's cron tick ARCHIVE_DELAY_MINUTES
+ * after a response was stored; and erasure of a user from the parts that hold them.
+ *
+ * A tick: delete what a crash left (due garbage), read (the cursor's next rows and the late
+ * ones), note the new keys as garbage, put the parts, then commit the manifest and the cursor
+ * in one batch. Until that commit nothing lists the parts, and a failure anywhere before it
+ * deletes them (or leaves them to the garbage step): a response is in exactly one listed part.
+ */
+import type { Budget } from "../budget";
+import { sha256Hex } from "../hash";
+import { errorMessage, log } from "../log";
+import {
+  type ArchivedEntry,
+  type ArchiveSource,
+  archiveState,
+  commitArchive,
+  commitRewrite,
+  dueGarbage,
+  forgetGarbage,
+  moveCursor,
+  type NewPart,
+  noteGarbage,
+  partsOfUser,
+  readForArchive,
+  recordArchiveError,
+} from "../store/archive";
+import { type AnswerRow, answersParquet, type ArchiveTable, type ResponseRow, responsesParquet, withoutAlerts } from "./parquet";
+
+/** Responses a tick archives at most by default: about 5 ms of CPU to encode (see `npm run bench`), inside the free plan's 10 ms. */
+export const DEFAULT_ARCHIVE_ROWS_PER_TICK = 500;
+/** The most ARCHIVE_ROWS_PER_TICK may ask for: a tick's rows stay well inside 128 MB of memory. */
+export const MAX_ARCHIVE_ROWS_PER_TICK = 10_000;
+/** Bodies a tick reads at most (bytes): past it the tick stops early and the next goes on. */
+export const ARCHIVE_TICK_BYTES = 8_000_000;
+/** Days a tick writes at most: two puts each, inside the tick's subrequests. */
+export const ARCHIVE_DAYS_PER_TICK = 16;
+/** Default ARCHIVE_DELAY_MINUTES. */
+export const DEFAULT_ARCHIVE_DELAY_MINUTES = 60;
+/** A part noted before its put is garbage if its commit has not come this long after. */
+export const PART_COMMIT_GRACE_IN_MINUTES = 30;
+/** Leftover objects one tick deletes at most. */
+export const GARBAGE_PER_TICK = 100;
+/** Parts one erasure request rewrites at most (each a get, a put, a commit and a delete). */
+export const REWRITES_PER_REQUEST = 4;
+
+export function archiveDelayMinutes(raw: string | undefined): number {
+  return raw !== undefined && /^\s*\d+\s*$/.test(raw) ? Number(raw) : DEFAULT_ARCHIVE_DELAY_MINUTES;
+}
+
+export function archiveRowsPerTick(raw: string | undefined): number {
+  const n = raw !== undefined && /^\s*[1-9]\d*\s*$/.test(raw) ? Number(raw) : DEFAULT_ARCHIVE_ROWS_PER_TICK;
+  return Math.min(n, MAX_ARCHIVE_ROWS_PER_TICK);
+}
+
+export interface ArchiveTickInput {
+  db: D1Database;
+  bucket: R2Bucket;
+  now: Date;
+  delay_minutes: number;
+  rows_per_tick: number;
+  /** Spent by every D1 call and R2 operation; the tick stops before it runs out. */
+  budget?: Budget;
+  random?: () => number;
+}
+
+export interface ArchiveTickResult {
+  responses: number;
+  answers: number;
+  parts: string[];
+  deferred: number;
+  garbage_deleted: number;
+  /** The tick read a full batch: more is waiting. */
+  more: boolean;
+}
+
+/** Part keys: unique within their folder, sortable by when they were written. */
+export function partKey(table: ArchiveTable, date: string, now: Date, random: () => number): string {
+  const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const suffix = Math.floor(random() * 0x1_0000_0000).toString(16).padStart(8, "0");
+  return `${table}/date=${date}/${stamp}-${suffix}.parquet`;
+}
+
+function responseRow(source: ArchiveSource, answers: AnswerRow[]): ResponseRow {
+  const { answers_json: _, ...rest } = source;
+  const nps = answers.find((a) => a.type === "nps");
+  return { ...rest, nps: nps?.value === null || nps?.value === undefined ? null : Math.round(nps.value) };
+}
+
+function answerRows(source: ArchiveSource): AnswerRow[] {
+  const answers = JSON.parse(source.answers_json) as { title: string | null; type: string; answer: string | null; value: number | null }[];
+  return answers.map((a, position) => ({
+    alert_id: source.alert_id,
+    survey_id: source.survey_id,
+    submitted_at: source.submitted_at,
+    position,
+    title: a.title,
+    type: a.type,
+    answer: a.answer,
+    value: typeof a.value === "number" && Number.isFinite(a.value) ? a.value : null,
+  }));
+}
+
+function take(budget: Budget | undefined, n = 1): void {
+  budget?.take(n);
+}
+
+/** Deletes due leftovers from R2, then forgets them. */
+async function collectGarbage(input: ArchiveTickInput): Promise<number> {
+  const keys = await dueGarbage(input.db, input.now.toISOString(), GARBAGE_PER_TICK);
+  if (keys.length === 0) return 0;
+  take(input.budget);
+  await input.bucket.delete(keys);
+  await forgetGarbage(input.db, keys);
+  return keys.length;
+}
+
+/**
+ * One archive tick. Throws when D1 or R2 fails; what it wrote is then deleted (or left to
+ * a later tick's garbage step) and the next tick goes on from the same cursor.
+ */
+export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickResult> {
+  const { db, bucket, now } = input;
+  const random = input.random ?? Math.random;
+  const garbage_deleted = await collectGarbage(input);
+  const state = await archiveState(db);
+  const through = new Date(now.getTime() - input.delay_minutes * 60_000).toISOString();
+  const { range, late } = await readForArchive(db, {
+    cursor: { submitted_at: state.cursor_submitted_at, alert_id: state.cursor_alert_id },
+    through,
+    late_before: through,
+    limit: input.rows_per_tick,
+  });
+
+  // The cursor moves over the range rows taken, skipped or deferred, and stops at the first
+  // row that would pass the tick's days or bytes.
+  const chosen: (ArchiveSource & { late: boolean })[] = [];
+  const defer: { alert_id: string; stored_at: string }[] = [];
+  const days = new Set<string>();
+  let bytes = 0;
+  let cursor = { submitted_at: state.cursor_submitted_at, alert_id: state.cursor_alert_id };
+  const fits = (row: ArchiveSource) => {
+    const day = row.submitted_at.slice(0, 10);
+    if (!days.has(day) && days.size >= ARCHIVE_DAYS_PER_TICK) return false;
+    if (chosen.length > 0 && bytes + row.payload.length > ARCHIVE_TICK_BYTES) return false;
+    days.add(day);
+    bytes += row.payload.length;
+    return true;
+  };
+  let stopped = false;
+  for (const row of range) {
+    if (row.skip === 0) {
+      // Received less than the delay ago (1Flow sent it late): it waits in archive_late.
+      if (row.received_at > through) defer.push({ alert_id: row.alert_id, stored_at: row.received_at });
+      else if (!fits(row)) {
+        stopped = true;
+        break;
+      } else chosen.push({ ...row, late: false });
+    }
+    cursor = { submitted_at: row.submitted_at, alert_id: row.alert_id };
+  }
+  for (const row of late) if (fits(row)) chosen.push({ ...row, late: true });
+  const more = stopped || range.length === input.rows_per_tick || late.length === input.rows_per_tick;
+  const moved = cursor.submitted_at !== state.cursor_submitted_at || cursor.alert_id !== state.cursor_alert_id;
+  if (chosen.length === 0) {
+    if (moved || defer.length > 0) await moveCursor(db, { cursor, defer, now: now.toISOString() });
+    return { responses: 0, answers: 0, parts: [], deferred: defer.length, garbage_deleted, more };
+  }
+
+  // One responses part and one answers part per day.
+  const byDay = new Map<string, { responses: ResponseRow[]; answers: AnswerRow[]; sources: (ArchiveSource & { late: boolean })[] }>();
+  for (const source of chosen) {
+    const day = source.submitted_at.slice(0, 10);
+    const group = byDay.get(day) ?? { responses: [], answers: [], sources: [] };
+    const answers = answerRows(source);
+    group.responses.push(responseRow(source, answers));
+    group.answers.push(...answers);
+    group.sources.push(source);
+    byDay.set(day, group);
+  }
+  const objects: { part: NewPart; body: Uint8Array }[] = [];
+  const entries: ArchivedEntry[] = [];
+  for (const [date, group] of byDay) {
+    const responsesKey = partKey("responses", date, now, random);
+    const body = responsesParquet(group.responses);
+    objects.push({ part: { key: responsesKey, table: "responses", date, rows: group.responses.length, bytes: body.byteLength }, body });
+    let answersKey: string | null = null;
+    if (group.answers.length > 0) {
+      answersKey = partKey("answers", date, now, random);
+      const answersBody = answersParquet(group.answers);
+      objects.push({ part: { key: answersKey, table: "answers", date, rows: group.answers.length, bytes: answersBody.byteLength }, body: answersBody });
+    }
+    for (const source of group.sources) {
+      const hasAnswers = source.answers_json !== "[]";
+      entries.push({
+        alert_id: source.alert_id,
+        user_sha256: source.user_system_id === null ? null : await sha256Hex(source.user_system_id),
+        responses_key: responsesKey,
+        answers_key: hasAnswers ? answersKey : null,
+        late: source.late,
+      });
+    }
+  }
+
+  const keys = objects.map((o) => o.part.key);
+  const grace = new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString();
+  await noteGarbage(db, keys, grace);
+  const written: string[] = [];
+  try {
+    for (const { part, body } of objects) {
+      take(input.budget);
+      await bucket.put(part.key, body, { httpMetadata: { contentType: "application/vnd.apache.parquet" } });
+      written.push(part.key);
+    }
+    await commitArchive(db, {
+      parts: objects.map((o) => o.part),
+      entries,
+      defer,
+      cursor,
+      newest_submitted_at: chosen.reduce((max, s) => (s.submitted_at > max ? s.submitted_at : max), ""),
+      answers: objects.filter((o) => o.part.table === "answers").reduce((n, o) => n + o.part.rows, 0),
+      now: now.toISOString(),
+    });
+  } catch (error) {
+    // Nothing lists these parts: delete them now if R2 lets us; else the garbage step will.
+    if (written.length > 0) await bucket.delete(written).catch(() => undefined);
+    throw error;
+  }
+  const answers = objects.filter((o) => o.part.table === "answers").reduce((n, o) => n + o.part.rows, 0);
+  return { responses: entries.length, answers, parts: keys, deferred: defer.length, garbage_deleted, more };
+}
+
+/** The archive's cron tick: one `archiveTick`, its failure recorded for the dashboard. */
+export async function runArchiveTick(input: ArchiveTickInput): Promise<ArchiveTickResult | null> {
+  try {
+    const result = await archiveTick(input);
+    log("info", "archive.tick", { responses: result.responses, answers: result.answers, parts: result.parts.length, deferred: result.deferred, more: result.more });
+    return result;
+  } catch (error) {
+    const message = errorMessage(error);
+    log("error", "archive.failed", { error: message });
+    await recordArchiveError(input.db, message, input.now.toISOString()).catch(() => undefined);
+    return null;
+  }
+}
+
+/**
+ * Takes a user's archived responses out of up to `max_parts` parts: each part is read, written
+ * again without them under a new key, the manifest updated, and the old object deleted.
+ * `more` is true while a part still holds them.
+ */
+export async function eraseUserFromArchive(
+  input: { db: D1Database; bucket: R2Bucket; user_system_id: string; now: Date; max_parts: number; random?: () => number },
+): Promise<{ parts_rewritten: number; more: boolean }> {
+  const { db, bucket, now } = input;
+  const random = input.random ?? Math.random;
+  const { parts, more } = await partsOfUser(db, await sha256Hex(input.user_system_id), input.max_parts);
+  let parts_rewritten = 0;
+  for (const part of parts) {
+    const object = await bucket.get(part.key);
+    if (object === null) throw new Error(`archive part ${part.key} is listed but missing from R2`);
+    const date = /date=(\d{4}-\d{2}-\d{2})/.exec(part.key)?.[1] ?? "unknown";
+    const rewritten = await withoutAlerts(part.table, await object.arrayBuffer(), new Set(part.alert_ids));
+    let new_key: string | null = null;
+    if (rewritten.rows > 0) {
+      new_key = partKey(part.table, date, now, random);
+      await noteGarbage(db, [new_key], new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString());
+      await bucket.put(new_key, rewritten.bytes, { httpMetadata: { contentType: "application/vnd.apache.parquet" } });
+    }
+    await commitRewrite(db, {
+      part,
+      new_key,
+      rows: rewritten.rows,
+      bytes: new_key === null ? 0 : rewritten.bytes.byteLength,
+      removed: rewritten.removed,
+      now: now.toISOString(),
+    });
+    // The old object is garbage now (due at once): deleted here, or by the next tick.
+    await bucket.delete(part.key);
+    await forgetGarbage(db, [part.key]);
+    parts_rewritten++;
+  }
+  return { parts_rewritten, more };
+}

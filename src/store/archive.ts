@@ -1,0 +1,319 @@
+/**
+ * SQL of the Parquet archive: the cursor and totals (archive_state), the manifest
+ * (archive_parts), which part holds each archived response (archived_alerts), responses the
+ * cursor passed that still wait (archive_late), and objects that may be left in R2 by a
+ * crash (archive_garbage).
+ *
+ * A tick reads in one batch (the mark that makes later stores late, then the rows), writes
+ * its parts to R2, and commits in one batch: the manifest rows, archived_alerts, the cursor.
+ * The commit asserts that every response it archives is still stored (erasure may have run
+ * meanwhile) through archive_state's `guard` CHECK: if not, nothing of it is kept.
+ */
+import type { D1Reader } from "./d1";
+
+/** A stored response as the archive reads it (answers still as answers_json). */
+export interface ArchiveSource {
+  alert_id: string;
+  alert_name: string;
+  project_name: string | null;
+  survey_id: string;
+  survey_name: string | null;
+  platform: string | null;
+  user_system_id: string | null;
+  user_parameters: string | null;
+  trigger_event_name: string | null;
+  trigger_event_parameters: string | null;
+  submitted_at: string;
+  received_at: string;
+  payload: string;
+  answers_json: string;
+}
+
+export interface ArchiveState {
+  cursor_submitted_at: string;
+  cursor_alert_id: string;
+  read_through: string;
+  files: number;
+  responses: number;
+  answers: number;
+  bytes: number;
+  newest_submitted_at: string | null;
+  last_run_at: string | null;
+  last_error: string | null;
+  last_error_at: string | null;
+}
+
+export interface ManifestPart {
+  key: string;
+  table: "responses" | "answers";
+  date: string;
+  rows: number;
+  bytes: number;
+  created_at: string;
+}
+
+const SOURCE_COLUMNS = `a.alert_id AS alert_id, a.alert_name AS alert_name, a.project_name AS project_name, a.survey_id AS survey_id,
+  a.survey_name AS survey_name, a.platform AS platform, a.user_system_id AS user_system_id, a.user_parameters AS user_parameters,
+  a.trigger_event_name AS trigger_event_name, a.trigger_event_parameters AS trigger_event_parameters,
+  a.submitted_at AS submitted_at, a.received_at AS received_at, a.payload AS payload, a.answers_json AS answers_json`;
+
+/** The one state row. */
+export async function archiveState(db: D1Reader): Promise<ArchiveState> {
+  const row = await db
+    .prepare(
+      `SELECT cursor_submitted_at, cursor_alert_id, read_through, files, responses, answers, bytes, newest_submitted_at,
+              last_run_at, last_error, last_error_at FROM archive_state WHERE id = 1`,
+    )
+    .first<ArchiveState>();
+  if (!row) throw new Error("archive_state has no row: apply migrations/0013_archive.sql");
+  return row;
+}
+
+/**
+ * One tick's reading, in one batch (a transaction): first the mark (`read_through`), so that
+ * a response stored after this batch and submitted at or before `through` is noted late by
+ * its own insert; then up to `limit` rows after the cursor submitted at or before `through`
+ * (alerts_by_time), each with `skip` when it is archived or late already; then up to `limit`
+ * late rows stored at or before `late_before` (archive_late_by_time).
+ */
+export async function readForArchive(
+  db: D1Database,
+  input: { cursor: { submitted_at: string; alert_id: string }; through: string; late_before: string; limit: number },
+): Promise<{ range: (ArchiveSource & { skip: number })[]; late: (ArchiveSource & { stored_at: string })[] }> {
+  const [, range, late] = await db.batch([
+    db.prepare("UPDATE archive_state SET read_through = MAX(read_through, ?1) WHERE id = 1").bind(input.through),
+    db
+      .prepare(
+        `SELECT ${SOURCE_COLUMNS},
+                (EXISTS (SELECT 1 FROM archived_alerts AS x WHERE x.alert_id = a.alert_id)
+                 OR EXISTS (SELECT 1 FROM archive_late AS l WHERE l.alert_id = a.alert_id)) AS skip
+         FROM alerts AS a INDEXED BY alerts_by_time
+         WHERE (a.submitted_at, a.alert_id) > (?1, ?2) AND a.submitted_at <= ?3
+         ORDER BY a.submitted_at, a.alert_id LIMIT ?4`,
+      )
+      .bind(input.cursor.submitted_at, input.cursor.alert_id, input.through, input.limit),
+    db
+      .prepare(
+        `SELECT ${SOURCE_COLUMNS}, l.stored_at AS stored_at
+         FROM archive_late AS l INDEXED BY archive_late_by_time JOIN alerts AS a ON a.alert_id = l.alert_id
+         WHERE l.stored_at <= ?1 ORDER BY l.stored_at, l.alert_id LIMIT ?2`,
+      )
+      .bind(input.late_before, input.limit),
+  ]);
+  return {
+    range: (range?.results ?? []) as (ArchiveSource & { skip: number })[],
+    late: (late?.results ?? []) as (ArchiveSource & { stored_at: string })[],
+  };
+}
+
+/** Notes objects about to be written: if their commit never comes, the cleanup deletes them once `due`. */
+export async function noteGarbage(db: D1Database, keys: string[], due: string): Promise<void> {
+  if (keys.length === 0) return;
+  await db
+    .prepare("INSERT INTO archive_garbage (key, due) SELECT value, ?2 FROM json_each(?1) WHERE true ON CONFLICT (key) DO UPDATE SET due = excluded.due")
+    .bind(JSON.stringify(keys), due)
+    .run();
+}
+
+/** Up to `limit` objects that are due for deletion (a crash's leftovers, replaced parts). */
+export async function dueGarbage(db: D1Database, now: string, limit: number): Promise<string[]> {
+  const { results } = await db.prepare("SELECT key FROM archive_garbage WHERE due <= ?1 LIMIT ?2").bind(now, limit).all<{ key: string }>();
+  return results.map((r) => r.key);
+}
+
+/** Forgets objects deleted from R2 (never one the manifest lists). */
+export async function forgetGarbage(db: D1Database, keys: string[]): Promise<void> {
+  if (keys.length === 0) return;
+  await db
+    .prepare("DELETE FROM archive_garbage WHERE key IN (SELECT value FROM json_each(?1)) AND key NOT IN (SELECT key FROM archive_parts)")
+    .bind(JSON.stringify(keys))
+    .run();
+}
+
+export interface NewPart {
+  key: string;
+  table: "responses" | "answers";
+  date: string;
+  rows: number;
+  bytes: number;
+}
+
+export interface ArchivedEntry {
+  alert_id: string;
+  user_sha256: string | null;
+  /** Keys of the parts that hold it (answers: null when it has none). */
+  responses_key: string;
+  answers_key: string | null;
+  /** Taken from archive_late. */
+  late: boolean;
+}
+
+/**
+ * Commits a tick in one batch: the parts join the manifest, each response gets its
+ * archived_alerts row, late rows archived leave archive_late and `defer` rows join it, and
+ * the cursor moves to `cursor`. Fails, changing nothing, when a response is no longer stored
+ * or one is archived already.
+ */
+export async function commitArchive(
+  db: D1Database,
+  input: {
+    parts: NewPart[];
+    entries: ArchivedEntry[];
+    defer: { alert_id: string; stored_at: string }[];
+    cursor: { submitted_at: string; alert_id: string };
+    newest_submitted_at: string | null;
+    answers: number;
+    now: string;
+  },
+): Promise<void> {
+  const parts = JSON.stringify(input.parts);
+  const entries = JSON.stringify(input.entries.map((e) => [e.alert_id, e.user_sha256, e.responses_key, e.answers_key]));
+  const ids = JSON.stringify(input.entries.map((e) => e.alert_id));
+  const late = JSON.stringify(input.entries.filter((e) => e.late).map((e) => e.alert_id));
+  const bytes = input.parts.reduce((n, p) => n + p.bytes, 0);
+  await db.batch([
+    db
+      .prepare(
+        `INSERT INTO archive_parts (key, table_name, date, rows, bytes, created_at)
+         SELECT value ->> 'key', value ->> 'table', value ->> 'date', value ->> 'rows', value ->> 'bytes', ?2 FROM json_each(?1)`,
+      )
+      .bind(parts, input.now),
+    // A response archived already fails this insert (its key), and with it the batch.
+    db
+      .prepare(
+        `INSERT INTO archived_alerts (alert_id, user_sha256, responses_part, answers_part)
+         SELECT value ->> 0, value ->> 1, (SELECT id FROM archive_parts WHERE key = value ->> 2),
+                (SELECT id FROM archive_parts WHERE key = value ->> 3)
+         FROM json_each(?1)`,
+      )
+      .bind(entries),
+    db.prepare("DELETE FROM archive_late WHERE alert_id IN (SELECT value FROM json_each(?1))").bind(late),
+    db
+      .prepare("INSERT INTO archive_late (alert_id, stored_at) SELECT value ->> 0, value ->> 1 FROM json_each(?1) WHERE true ON CONFLICT (alert_id) DO NOTHING")
+      .bind(JSON.stringify(input.defer.map((d) => [d.alert_id, d.stored_at]))),
+    db.prepare("DELETE FROM archive_garbage WHERE key IN (SELECT value ->> 'key' FROM json_each(?1))").bind(parts),
+    // guard: every response archived here is still stored (erasure did not take it meanwhile).
+    db
+      .prepare(
+        `UPDATE archive_state SET cursor_submitted_at = ?1, cursor_alert_id = ?2, files = files + ?3, responses = responses + ?4,
+           answers = answers + ?5, bytes = bytes + ?6, newest_submitted_at = MAX(COALESCE(newest_submitted_at, ''), COALESCE(?7, '')),
+           last_run_at = ?8, last_error = NULL, last_error_at = NULL,
+           guard = ((SELECT COUNT(*) FROM alerts WHERE alert_id IN (SELECT value FROM json_each(?9))) = ?10)
+         WHERE id = 1`,
+      )
+      .bind(
+        input.cursor.submitted_at,
+        input.cursor.alert_id,
+        input.parts.length,
+        input.entries.length,
+        input.answers,
+        bytes,
+        input.newest_submitted_at,
+        input.now,
+        ids,
+        input.entries.length,
+      ),
+  ]);
+}
+
+/** A tick with nothing to archive still moves the cursor past what it skipped or deferred. */
+export async function moveCursor(
+  db: D1Database,
+  input: { cursor: { submitted_at: string; alert_id: string }; defer: { alert_id: string; stored_at: string }[]; now: string },
+): Promise<void> {
+  await db.batch([
+    db
+      .prepare("INSERT INTO archive_late (alert_id, stored_at) SELECT value ->> 0, value ->> 1 FROM json_each(?1) WHERE true ON CONFLICT (alert_id) DO NOTHING")
+      .bind(JSON.stringify(input.defer.map((d) => [d.alert_id, d.stored_at]))),
+    db
+      .prepare("UPDATE archive_state SET cursor_submitted_at = ?1, cursor_alert_id = ?2, last_run_at = ?3, last_error = NULL, last_error_at = NULL WHERE id = 1")
+      .bind(input.cursor.submitted_at, input.cursor.alert_id, input.now),
+  ]);
+}
+
+/** Records a tick's failure for the dashboard and /api/archive. */
+export async function recordArchiveError(db: D1Database, error: string, now: string): Promise<void> {
+  await db.prepare("UPDATE archive_state SET last_error = ?1, last_error_at = ?2, last_run_at = ?2 WHERE id = 1").bind(error.slice(0, 500), now).run();
+}
+
+/** A page of the manifest, in the order parts were first written (by id, after `after`). */
+export async function manifestPage(db: D1Reader, after: number, limit: number): Promise<{ parts: (ManifestPart & { id: number })[]; more: boolean }> {
+  const { results } = await db
+    .prepare(
+      `SELECT id, key, table_name AS "table", date, rows, bytes, created_at FROM archive_parts
+       WHERE id > ?1 ORDER BY id LIMIT ?2`,
+    )
+    .bind(after, limit + 1)
+    .all<ManifestPart & { id: number }>();
+  return { parts: results.slice(0, limit), more: results.length > limit };
+}
+
+/** The responses part holding an archived response, or null (not archived, or erased). */
+export async function archivedKey(db: D1Reader, alert_id: string): Promise<string | null> {
+  const row = await db
+    .prepare("SELECT p.key AS key FROM archived_alerts AS x JOIN archive_parts AS p ON p.id = x.responses_part WHERE x.alert_id = ?1")
+    .bind(alert_id)
+    .first<{ key: string }>();
+  return row?.key ?? null;
+}
+
+/** A part that holds some of a user's archived responses, with those responses' ids. */
+export interface UserPart {
+  id: number;
+  key: string;
+  table: "responses" | "answers";
+  alert_ids: string[];
+}
+
+/**
+ * Up to `limit` parts that still hold responses of the user with this SHA-256
+ * (archived_by_user, then each part by its id): no file is read to find them.
+ */
+export async function partsOfUser(db: D1Reader, user_sha256: string, limit: number): Promise<{ parts: UserPart[]; more: boolean }> {
+  const { results } = await db
+    .prepare(
+      `SELECT p.id AS id, p.key AS key, p.table_name AS "table", json_group_array(u.alert_id) AS alert_ids
+       FROM (SELECT alert_id, responses_part AS part FROM archived_alerts WHERE user_sha256 = ?1 AND responses_part IS NOT NULL
+             UNION ALL
+             SELECT alert_id, answers_part AS part FROM archived_alerts WHERE user_sha256 = ?1 AND answers_part IS NOT NULL) AS u
+       JOIN archive_parts AS p ON p.id = u.part
+       GROUP BY p.id ORDER BY p.id LIMIT ?2`,
+    )
+    .bind(user_sha256, limit + 1)
+    .all<{ id: number; key: string; table: "responses" | "answers"; alert_ids: string }>();
+  const parts = results.slice(0, limit).map((r) => ({ ...r, alert_ids: JSON.parse(r.alert_ids) as string[] }));
+  return { parts, more: results.length > limit };
+}
+
+/**
+ * Commits the rewrite of one part without a user's responses, in one batch: the manifest row
+ * points at the new object (or goes, when nothing is left), the old object becomes garbage due
+ * now, the responses leave that part in archived_alerts (and their rows go once in no part).
+ * Fails, changing nothing, when the part was rewritten meanwhile (its key is not `old_key`).
+ */
+export async function commitRewrite(
+  db: D1Database,
+  input: { part: UserPart; new_key: string | null; rows: number; bytes: number; removed: number; now: string },
+): Promise<void> {
+  const { part } = input;
+  const ids = JSON.stringify(part.alert_ids);
+  const column = part.table === "responses" ? "responses_part" : "answers_part";
+  await db.batch([
+    db
+      .prepare(
+        `UPDATE archive_state SET guard = ((SELECT key FROM archive_parts WHERE id = ?1) IS ?2),
+           files = files - (?3 IS NULL), bytes = bytes - (SELECT bytes FROM archive_parts WHERE id = ?1) + ?4,
+           responses = responses - CASE WHEN ?5 = 'responses' THEN ?6 ELSE 0 END,
+           answers = answers - CASE WHEN ?5 = 'answers' THEN ?6 ELSE 0 END
+         WHERE id = 1`,
+      )
+      .bind(part.id, part.key, input.new_key, input.bytes, part.table, input.removed),
+    input.new_key === null
+      ? db.prepare("DELETE FROM archive_parts WHERE id = ?1").bind(part.id)
+      : db.prepare("UPDATE archive_parts SET key = ?2, rows = ?3, bytes = ?4, created_at = ?5 WHERE id = ?1").bind(part.id, input.new_key, input.rows, input.bytes, input.now),
+    db.prepare(`UPDATE archived_alerts SET ${column} = NULL WHERE ${column} = ?1 AND alert_id IN (SELECT value FROM json_each(?2))`).bind(part.id, ids),
+    db.prepare("DELETE FROM archived_alerts WHERE alert_id IN (SELECT value FROM json_each(?1)) AND responses_part IS NULL AND answers_part IS NULL").bind(ids),
+    db.prepare("DELETE FROM archive_garbage WHERE key = ?1").bind(input.new_key),
+    db.prepare("INSERT INTO archive_garbage (key, due) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET due = excluded.due").bind(part.key, input.now),
+  ]);
+}
