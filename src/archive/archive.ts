@@ -219,6 +219,7 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
       entries,
       defer,
       cursor,
+      first_part_id: state.last_part_id + 1,
       newest_submitted_at: chosen.reduce((max, s) => (s.submitted_at > max ? s.submitted_at : max), ""),
       answers: objects.filter((o) => o.part.table === "answers").reduce((n, o) => n + o.part.rows, 0),
       now: now.toISOString(),

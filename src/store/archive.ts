@@ -30,6 +30,8 @@ export interface ArchiveSource {
 }
 
 export interface ArchiveState {
+  /** The largest id archive_parts has given (0 for none). */
+  last_part_id: number;
   cursor_submitted_at: string;
   cursor_alert_id: string;
   read_through: string;
@@ -57,12 +59,33 @@ const SOURCE_COLUMNS = `a.alert_id AS alert_id, a.alert_name AS alert_name, a.pr
   a.trigger_event_name AS trigger_event_name, a.trigger_event_parameters AS trigger_event_parameters,
   a.submitted_at AS submitted_at, a.received_at AS received_at, a.payload AS payload, a.answers_json AS answers_json`;
 
+/** The cursor's next rows (alerts_by_time from the cursor on), each with whether it is archived or late already. */
+export const ARCHIVE_RANGE_SQL = `SELECT ${SOURCE_COLUMNS},
+  (EXISTS (SELECT 1 FROM archived_alerts AS x WHERE x.alert_id = a.alert_id)
+   OR EXISTS (SELECT 1 FROM archive_late AS l WHERE l.alert_id = a.alert_id)) AS skip
+FROM alerts AS a INDEXED BY alerts_by_time
+WHERE (a.submitted_at, a.alert_id) > (?1, ?2) AND a.submitted_at <= ?3
+ORDER BY a.submitted_at, a.alert_id LIMIT ?4`;
+
+/** Late rows whose delay has passed (archive_late_by_time), oldest first. */
+export const ARCHIVE_LATE_SQL = `SELECT ${SOURCE_COLUMNS}, l.stored_at AS stored_at
+FROM archive_late AS l INDEXED BY archive_late_by_time JOIN alerts AS a ON a.alert_id = l.alert_id
+WHERE l.stored_at <= ?1 ORDER BY l.stored_at, l.alert_id LIMIT ?2`;
+
+/** The parts that hold a user's archived responses (archived_by_user), with those responses. */
+export const PARTS_OF_USER_SQL = `SELECT p.id AS id, p.key AS key, p.table_name AS "table", json_group_array(u.alert_id) AS alert_ids
+FROM (SELECT alert_id, responses_part AS part FROM archived_alerts WHERE user_sha256 = ?1 AND responses_part IS NOT NULL
+      UNION ALL
+      SELECT alert_id, answers_part AS part FROM archived_alerts WHERE user_sha256 = ?1 AND answers_part IS NOT NULL) AS u
+JOIN archive_parts AS p ON p.id = u.part
+GROUP BY p.id ORDER BY p.id LIMIT ?2`;
+
 /** The one state row. */
 export async function archiveState(db: D1Reader): Promise<ArchiveState> {
   const row = await db
     .prepare(
-      `SELECT cursor_submitted_at, cursor_alert_id, read_through, files, responses, answers, bytes, newest_submitted_at,
-              last_run_at, last_error, last_error_at FROM archive_state WHERE id = 1`,
+      `SELECT (SELECT COALESCE(MAX(id), 0) FROM archive_parts) AS last_part_id, cursor_submitted_at, cursor_alert_id, read_through,
+              files, responses, answers, bytes, newest_submitted_at, last_run_at, last_error, last_error_at FROM archive_state WHERE id = 1`,
     )
     .first<ArchiveState>();
   if (!row) throw new Error("archive_state has no row: apply migrations/0013_archive.sql");
@@ -83,21 +106,10 @@ export async function readForArchive(
   const [, range, late] = await db.batch([
     db.prepare("UPDATE archive_state SET read_through = MAX(read_through, ?1) WHERE id = 1").bind(input.through),
     db
-      .prepare(
-        `SELECT ${SOURCE_COLUMNS},
-                (EXISTS (SELECT 1 FROM archived_alerts AS x WHERE x.alert_id = a.alert_id)
-                 OR EXISTS (SELECT 1 FROM archive_late AS l WHERE l.alert_id = a.alert_id)) AS skip
-         FROM alerts AS a INDEXED BY alerts_by_time
-         WHERE (a.submitted_at, a.alert_id) > (?1, ?2) AND a.submitted_at <= ?3
-         ORDER BY a.submitted_at, a.alert_id LIMIT ?4`,
-      )
+      .prepare(ARCHIVE_RANGE_SQL)
       .bind(input.cursor.submitted_at, input.cursor.alert_id, input.through, input.limit),
     db
-      .prepare(
-        `SELECT ${SOURCE_COLUMNS}, l.stored_at AS stored_at
-         FROM archive_late AS l INDEXED BY archive_late_by_time JOIN alerts AS a ON a.alert_id = l.alert_id
-         WHERE l.stored_at <= ?1 ORDER BY l.stored_at, l.alert_id LIMIT ?2`,
-      )
+      .prepare(ARCHIVE_LATE_SQL)
       .bind(input.late_before, input.limit),
   ]);
   return {
@@ -161,30 +173,35 @@ export async function commitArchive(
     entries: ArchivedEntry[];
     defer: { alert_id: string; stored_at: string }[];
     cursor: { submitted_at: string; alert_id: string };
+    /** The id of the first new part (the largest id so far, plus one); the rest follow. */
+    first_part_id: number;
     newest_submitted_at: string | null;
     answers: number;
     now: string;
   },
 ): Promise<void> {
-  const parts = JSON.stringify(input.parts);
-  const entries = JSON.stringify(input.entries.map((e) => [e.alert_id, e.user_sha256, e.responses_key, e.answers_key]));
+  // Part ids are chosen here (after the largest one, read with the state): a tick that raced
+  // another to the same ids fails on the primary key, and nothing of it is kept.
+  const ids_by_key = new Map(input.parts.map((p, i) => [p.key, input.first_part_id + i]));
+  const parts = JSON.stringify(input.parts.map((p) => ({ ...p, id: ids_by_key.get(p.key) })));
+  const entries = JSON.stringify(
+    input.entries.map((e) => [e.alert_id, e.user_sha256, ids_by_key.get(e.responses_key), e.answers_key === null ? null : ids_by_key.get(e.answers_key)]),
+  );
   const ids = JSON.stringify(input.entries.map((e) => e.alert_id));
   const late = JSON.stringify(input.entries.filter((e) => e.late).map((e) => e.alert_id));
   const bytes = input.parts.reduce((n, p) => n + p.bytes, 0);
   await db.batch([
     db
       .prepare(
-        `INSERT INTO archive_parts (key, table_name, date, rows, bytes, created_at)
-         SELECT value ->> 'key', value ->> 'table', value ->> 'date', value ->> 'rows', value ->> 'bytes', ?2 FROM json_each(?1)`,
+        `INSERT INTO archive_parts (id, key, table_name, date, rows, bytes, created_at)
+         SELECT value ->> 'id', value ->> 'key', value ->> 'table', value ->> 'date', value ->> 'rows', value ->> 'bytes', ?2 FROM json_each(?1)`,
       )
       .bind(parts, input.now),
     // A response archived already fails this insert (its key), and with it the batch.
     db
       .prepare(
         `INSERT INTO archived_alerts (alert_id, user_sha256, responses_part, answers_part)
-         SELECT value ->> 0, value ->> 1, (SELECT id FROM archive_parts WHERE key = value ->> 2),
-                (SELECT id FROM archive_parts WHERE key = value ->> 3)
-         FROM json_each(?1)`,
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?1)`,
       )
       .bind(entries),
     db.prepare("DELETE FROM archive_late WHERE alert_id IN (SELECT value FROM json_each(?1))").bind(late),
@@ -271,14 +288,7 @@ export interface UserPart {
  */
 export async function partsOfUser(db: D1Reader, user_sha256: string, limit: number): Promise<{ parts: UserPart[]; more: boolean }> {
   const { results } = await db
-    .prepare(
-      `SELECT p.id AS id, p.key AS key, p.table_name AS "table", json_group_array(u.alert_id) AS alert_ids
-       FROM (SELECT alert_id, responses_part AS part FROM archived_alerts WHERE user_sha256 = ?1 AND responses_part IS NOT NULL
-             UNION ALL
-             SELECT alert_id, answers_part AS part FROM archived_alerts WHERE user_sha256 = ?1 AND answers_part IS NOT NULL) AS u
-       JOIN archive_parts AS p ON p.id = u.part
-       GROUP BY p.id ORDER BY p.id LIMIT ?2`,
-    )
+    .prepare(PARTS_OF_USER_SQL)
     .bind(user_sha256, limit + 1)
     .all<{ id: number; key: string; table: "responses" | "answers"; alert_ids: string }>();
   const parts = results.slice(0, limit).map((r) => ({ ...r, alert_ids: JSON.parse(r.alert_ids) as string[] }));
