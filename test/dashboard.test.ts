@@ -97,6 +97,27 @@ describe("pages", () => {
     expect(full).toContain("Net Promoter Score (NPS)");
   });
 
+  it("the overview shows the archive: files, rows, the newest archived response, and the last error; without ARCHIVE, how to turn it on", async () => {
+    const cookie = await session();
+    const p = examplePayload({ timestamp: "2026-01-15T10:00:00.000Z" });
+    await post(p);
+    const { archiveTick } = await import("../src/archive/archive");
+    await archiveTick({ db: env.DB, bucket: env.ARCHIVE as R2Bucket, now: new Date(Date.now() + 2 * 3_600_000), delay_minutes: 60, rows_per_tick: 500 });
+    const state = await env.DB.prepare("SELECT files, responses, newest_submitted_at FROM archive_state").first<{ files: number; responses: number; newest_submitted_at: string }>();
+    expect(state?.files).toBeGreaterThanOrEqual(2);
+    const page = await (await request("/dashboard", { headers: { cookie } })).text();
+    expect(page).toContain(`<b>${state?.files}</b>archive files`);
+    expect(page).toContain(`<b>${state?.responses}</b>archived responses`);
+    expect(page).toContain(`<b>${state?.newest_submitted_at}</b>newest archived response`);
+    expect(page).not.toContain('id="archive-error"');
+    await env.DB.prepare("UPDATE archive_state SET last_error = 'R2 put failed (test)', last_error_at = '2026-01-15T11:00:00.000Z'").run();
+    const failing = await (await request("/dashboard", { headers: { cookie } })).text();
+    expect(failing).toMatch(/id="archive-error"[^>]*>\s*Last error \(2026-01-15T11:00:00.000Z\): R2 put failed \(test\)/);
+    await env.DB.prepare("UPDATE archive_state SET last_error = NULL, last_error_at = NULL").run();
+    const unbound = await (await request("/dashboard", { headers: { cookie } }, { ...env, ADMIN_TOKEN, ARCHIVE: undefined })).text();
+    expect(unbound).toContain("Not bound: add the ARCHIVE R2 binding");
+  });
+
   it("a survey's page draws its NPS trend", async () => {
     const cookie = await session();
     const survey_id = `dash-${crypto.randomUUID()}`;
