@@ -1,7 +1,9 @@
 // `npm run deploy`: everything a deploy needs, in order, with no ID pasted by hand.
-//   1. creates the D1 database and the queues that wrangler.toml names, when missing
-//      (`wrangler deploy` provisions the database and the producer's queue by itself,
-//      but not the dead-letter queue, and the migrations need the database first);
+//   1. creates the D1 database, the queues and the archive's R2 bucket that wrangler.toml
+//      names, when missing (`wrangler deploy` provisions the database and the producer's
+//      queue by itself, but not the dead-letter queue, and the migrations need the database
+//      first); when the account cannot have R2 (not enabled), it deploys without the archive
+//      (a copy of wrangler.toml without its [[r2_buckets]] block) and says so;
 //   2. applies the remote D1 migrations (by binding, DB);
 //   3. deploys;
 //   4. generates ENCRYPTION_KEY when it is not set (stdin, never printed); and
@@ -11,6 +13,7 @@
 // Runs the `wrangler` on PATH (npm puts the project's own first).
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { unstable_readConfig } from "wrangler";
 
 const BINDING = "DB";
@@ -60,11 +63,35 @@ for (const queue of queues) {
   } else console.log(`Queue ${queue}: exists`);
 }
 
+// The archive's bucket: optional. Without R2 on the account the Worker deploys without it.
+let deployConfig = null;
+for (const bucket of config.r2_buckets ?? []) {
+  if (wrangler(["r2", "bucket", "info", bucket.bucket_name], { quiet: true, check: false }).status === 0) {
+    console.log(`R2 bucket ${bucket.bucket_name}: exists`);
+  } else if (wrangler(["r2", "bucket", "create", bucket.bucket_name], { check: false }).status !== 0) {
+    console.log(
+      `R2 bucket ${bucket.bucket_name} could not be created (is R2 enabled on this account? Cloudflare dashboard → R2).\n` +
+        `Deploying without the archive (${bucket.binding}); run npm run deploy again once R2 is enabled.`,
+    );
+    deployConfig = "wrangler.no-archive.toml";
+  }
+}
+if (deployConfig !== null) {
+  // Same directory as wrangler.toml, so that its relative paths (main, migrations_dir) still hold.
+  const toml = readFileSync("wrangler.toml", "utf8").replace(/\[\[r2_buckets\]\][^[]*/g, "");
+  writeFileSync(deployConfig, toml);
+}
+
 step("Migrations");
 wrangler(["d1", "migrations", "apply", BINDING, "--remote"]);
 
 step("Deploy");
-const deployed = wrangler(["deploy"]);
+let deployed;
+try {
+  deployed = wrangler(deployConfig === null ? ["deploy"] : ["deploy", "--config", deployConfig]);
+} finally {
+  if (deployConfig !== null) rmSync(deployConfig, { force: true });
+}
 const url = /https:\/\/[^\s]+\.workers\.dev/.exec(deployed.stdout ?? "")?.[0] ?? null;
 
 step("Secrets");

@@ -3,7 +3,7 @@
  * records every command and its stdin: no network, no account.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -22,6 +22,9 @@ const state = JSON.parse(process.env.FAKE_STATE);
 const cmd = args.slice(0, 2).join(" ");
 if (cmd === "d1 info") process.exit(state.database ? 0 : 1);
 if (cmd === "queues info") process.exit(state.queues.includes(args[2]) ? 0 : 1);
+if (args.slice(0, 3).join(" ") === "r2 bucket info") process.exit(state.bucket ? 0 : 1);
+if (args.slice(0, 3).join(" ") === "r2 bucket create") process.exit(state.r2_disabled ? 1 : 0);
+if (args[0] === "deploy" && args.includes("--config")) fs.appendFileSync(process.env.FAKE_LOG, JSON.stringify({ args: ["(config)"], stdin: fs.readFileSync(args[args.indexOf("--config") + 1], "utf8") }) + "\\n");
 if (cmd === "d1 migrations") process.exit(state.migrations_fail ? 1 : 0);
 if (args[0] === "deploy") { console.log("Deployed oneflow-webhooks triggers\\n  ${WORKER_URL}\\n  schedule: */5 * * * *"); process.exit(0); }
 if (cmd === "secret list") { console.log(JSON.stringify(state.secrets.map((name) => ({ name, type: "secret_text" })))); process.exit(0); }
@@ -33,7 +36,7 @@ interface Call {
   stdin: string;
 }
 
-function runDeploy(state: { database: boolean; queues: string[]; secrets: string[]; migrations_fail?: boolean }) {
+function runDeploy(state: { database: boolean; queues: string[]; secrets: string[]; bucket?: boolean; r2_disabled?: boolean; migrations_fail?: boolean }) {
   const dir = mkdtempSync(join(tmpdir(), "fake-wrangler-"));
   writeFileSync(join(dir, "wrangler"), FAKE_WRANGLER);
   chmodSync(join(dir, "wrangler"), 0o755);
@@ -61,6 +64,8 @@ describe("npm run deploy", () => {
       "queues info oneflow-alerts",
       "queues info oneflow-alerts-dlq",
       "queues create oneflow-alerts-dlq",
+      "r2 bucket info oneflow-archive",
+      "r2 bucket create oneflow-archive",
       "d1 migrations apply DB --remote",
       "deploy",
       "secret list --format json",
@@ -94,12 +99,13 @@ describe("npm run deploy", () => {
   });
 
   it("later deploys: nothing created, no secret touched, migrations before the deploy", () => {
-    const run = runDeploy({ database: true, queues: ["oneflow-alerts", "oneflow-alerts-dlq"], secrets: ["WEBHOOK_SECRET", "ADMIN_TOKEN", "ENCRYPTION_KEY"] });
+    const run = runDeploy({ database: true, queues: ["oneflow-alerts", "oneflow-alerts-dlq"], bucket: true, secrets: ["WEBHOOK_SECRET", "ADMIN_TOKEN", "ENCRYPTION_KEY"] });
     expect(run.status, run.stderr).toBe(0);
     expect(run.commands).toEqual([
       "d1 info DB",
       "queues info oneflow-alerts",
       "queues info oneflow-alerts-dlq",
+      "r2 bucket info oneflow-archive",
       "d1 migrations apply DB --remote",
       "deploy",
       "secret list --format json",
@@ -112,6 +118,19 @@ describe("npm run deploy", () => {
     expect(run.status, run.stderr).toBe(0);
     expect(run.commands.filter((c) => c.startsWith("secret put"))).toEqual(["secret put ENCRYPTION_KEY", "secret put WEBHOOK_SECRET"]);
     expect(run.stdout).toContain("sign in with your ADMIN_TOKEN");
+  });
+
+  it("an account without R2: deploys without the archive (wrangler.toml less its [[r2_buckets]]) and says so", () => {
+    const run = runDeploy({ database: true, queues: ["oneflow-alerts", "oneflow-alerts-dlq"], r2_disabled: true, secrets: ["WEBHOOK_SECRET", "ADMIN_TOKEN", "ENCRYPTION_KEY"] });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.commands).toContain("deploy --config wrangler.no-archive.toml");
+    const used = run.calls.find((c) => c.args[0] === "(config)")?.stdin ?? "";
+    expect(used).toContain("[[d1_databases]]");
+    expect(used).toContain("[triggers]");
+    expect(used).not.toContain("r2_buckets");
+    expect(used).not.toContain("oneflow-archive");
+    expect(run.stdout).toContain("Deploying without the archive");
+    expect(existsSync(join(ROOT, "wrangler.no-archive.toml"))).toBe(false);
   });
 
   it("stops before deploying when the migrations fail", () => {
