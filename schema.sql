@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS alerts (
   enqueued_at              TEXT,             -- NULL until the Queue accepted the message (outbox)
   outbox_claimed_until     TEXT,             -- a sweep sending it holds it until then
   fanout_claimed_until     TEXT,             -- a consumer delivering it holds it until then
-  fanned_out_at            TEXT              -- every destination that wanted it has a ledger row (retention waits for it)
+  fanned_out_at            TEXT,             -- every destination that wanted it has a ledger row (retention waits for it)
+  user_sha256              TEXT              -- SHA-256 hex of user_system_id (the archive's key for erasure)
 ) WITHOUT ROWID;
 
 -- What an authenticated sender sent that we could not accept. Nothing is dropped.

@@ -213,6 +213,49 @@ let t1 = performance.now();
 for (let i = 0; i < 50; i++) await evaluate(RUNAWAY, input);
 const runawayMs = (performance.now() - t1) / 50;
 
+// CPU of the archive's tick per 1,000 responses (three screens each): rows built from what
+// D1 returns (with the user's SHA-256 that ingest stored), and both Parquet parts encoded (hyparquet-writer, snappy);
+// and of one erasure rewrite (a 500-row part read, filtered and written again). The default
+// ARCHIVE_ROWS_PER_TICK is chosen from this against the free plan's 10 ms.
+const { answerRows, answersParquet, responseRow, responsesParquet, withoutAlerts } = await import("../src/archive/parquet.ts");
+const { sha256Hex } = await import("../src/hash.ts");
+const archiveSources = await Promise.all(Array.from({ length: 1_000 }, async (_, i) => {
+  const body = JSON.stringify({ ...JSON.parse(sample), alert_id: `archive-${i}` });
+  const alert = parsePayload(JSON.parse(body)).alert;
+  const answers = [...alert.answers, { position: 2, title: "Which platform?", type: "mcq", answer: "ios", value: null }];
+  return {
+    ...alert,
+    received_at: alert.submitted_at,
+    payload: body,
+    answers_json: JSON.stringify(answers.map(({ title, type, answer, value }) => ({ title, type, answer, value }))),
+    // As D1 returns it: ingest stored the hash it computed for the erased-user check.
+    user_sha256: alert.user_system_id === null ? null : await sha256Hex(alert.user_system_id),
+  };
+}));
+const encodeArchive = async (sources) => {
+  const responses = [];
+  const answers = [];
+  for (const source of sources) {
+    const rows = answerRows(source);
+    responses.push(responseRow(source, rows));
+    answers.push(...rows);
+    if (source.user_system_id !== null && source.user_sha256 === null) await sha256Hex(source.user_system_id);
+  }
+  return [responsesParquet(responses), answersParquet(answers)];
+};
+for (let i = 0; i < 5; i++) await encodeArchive(archiveSources); // warm up
+let t2 = performance.now();
+const ARCHIVE_ROUNDS = 20;
+let archiveBytes = 0;
+for (let i = 0; i < ARCHIVE_ROUNDS; i++) archiveBytes = (await encodeArchive(archiveSources)).reduce((n, b) => n + b.byteLength, 0);
+const archiveMsPer1000 = (performance.now() - t2) / ARCHIVE_ROUNDS;
+const [part500] = await encodeArchive(archiveSources.slice(0, 500));
+const drop = new Set(["archive-7", "archive-77"]);
+for (let i = 0; i < 5; i++) await withoutAlerts("responses", part500.buffer, drop);
+t2 = performance.now();
+for (let i = 0; i < ARCHIVE_ROUNDS; i++) await withoutAlerts("responses", part500.buffer, drop);
+const rewriteMs = (performance.now() - t2) / ARCHIVE_ROUNDS;
+
 const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
 const floorD1 = byName["floor-d1"];
 const naive = byName.naive;
@@ -248,6 +291,9 @@ console.log(
   `JSONata transform, one evaluation: ${Object.entries(transformMicros).map(([name, us]) => `${name} ${us.toFixed(1)} µs`).join(", ")} (the free plan: 10 ms of CPU per invocation); a runaway stopped at its bound: ${runawayMs.toFixed(2)} ms`,
 );
 console.log(
+  `archive: ${archiveMsPer1000.toFixed(2)} ms of CPU per 1,000 responses (rows and both parts; ${(archiveBytes / 1024).toFixed(0)} KiB of Parquet), so ${Math.floor((10 / archiveMsPer1000) * 1000)} fit the free plan's 10 ms; an erasure rewrite of a 500-row part: ${rewriteMs.toFixed(2)} ms`,
+);
+console.log(
   `median of ${rounds} rounds, ${connections} connections, ${duration} s per workload and round, Node ${process.version}, ${new Date().toISOString()}`,
 );
 
@@ -267,6 +313,9 @@ writeFileSync(
       json_parse_us: parseMicros,
       jsonata_transform_us: transformMicros,
       jsonata_runaway_ms: runawayMs,
+      archive_ms_per_1000_responses: archiveMsPer1000,
+      archive_bytes_per_1000_responses: archiveBytes,
+      archive_rewrite_500_row_part_ms: rewriteMs,
       rows,
     },
     null,

@@ -3,6 +3,10 @@
 -- (for GET /api/alerts/{id} after retention, and to find a user's parts on erasure without
 -- reading any file), the cursor, and the objects that may be left over from a crash.
 
+-- The SHA-256 of user_system_id, which ingest computes anyway (the erased-user check): the
+-- archive files each response under it without hashing again. NULL for rows stored before.
+ALTER TABLE alerts ADD COLUMN user_sha256 TEXT;
+
 -- One row: the archive's cursor over alerts_by_time (submitted_at, alert_id), what it has read
 -- through, its totals, and its last error. `guard` lets a commit assert a condition: a batch
 -- that sets it to 0 fails its CHECK and changes nothing.

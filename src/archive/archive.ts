@@ -27,7 +27,7 @@ import {
   readForArchive,
   recordArchiveError,
 } from "../store/archive";
-import { type AnswerRow, answersParquet, type ArchiveTable, type ResponseRow, responsesParquet, withoutAlerts } from "./parquet";
+import { type AnswerRow, answerRows, answersParquet, type ArchiveTable, type ResponseRow, responseRow, responsesParquet, withoutAlerts } from "./parquet";
 
 /** Responses a tick archives at most by default: about 5 ms of CPU to encode (see `npm run bench`), inside the free plan's 10 ms. */
 export const DEFAULT_ARCHIVE_ROWS_PER_TICK = 500;
@@ -81,26 +81,6 @@ export function partKey(table: ArchiveTable, date: string, now: Date, random: ()
   const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const suffix = Math.floor(random() * 0x1_0000_0000).toString(16).padStart(8, "0");
   return `${table}/date=${date}/${stamp}-${suffix}.parquet`;
-}
-
-function responseRow(source: ArchiveSource, answers: AnswerRow[]): ResponseRow {
-  const { answers_json: _, ...rest } = source;
-  const nps = answers.find((a) => a.type === "nps");
-  return { ...rest, nps: nps?.value === null || nps?.value === undefined ? null : Math.round(nps.value) };
-}
-
-function answerRows(source: ArchiveSource): AnswerRow[] {
-  const answers = JSON.parse(source.answers_json) as { title: string | null; type: string; answer: string | null; value: number | null }[];
-  return answers.map((a, position) => ({
-    alert_id: source.alert_id,
-    survey_id: source.survey_id,
-    submitted_at: source.submitted_at,
-    position,
-    title: a.title,
-    type: a.type,
-    answer: a.answer,
-    value: typeof a.value === "number" && Number.isFinite(a.value) ? a.value : null,
-  }));
 }
 
 function take(budget: Budget | undefined, n = 1): void {
@@ -196,7 +176,7 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
       const hasAnswers = source.answers_json !== "[]";
       entries.push({
         alert_id: source.alert_id,
-        user_sha256: source.user_system_id === null ? null : await sha256Hex(source.user_system_id),
+        user_sha256: source.user_system_id === null ? null : (source.user_sha256 ?? (await sha256Hex(source.user_system_id))),
         responses_key: responsesKey,
         answers_key: hasAnswers ? answersKey : null,
         late: source.late,

@@ -6,6 +6,7 @@
  */
 import { parquetReadObjects } from "hyparquet";
 import { type ColumnSource, parquetWriteBuffer } from "hyparquet-writer";
+import type { ArchiveSource } from "../store/archive";
 
 /** One row of `responses/`: a stored alert as the archive keeps it. */
 export interface ResponseRow {
@@ -40,6 +41,28 @@ export interface AnswerRow {
 }
 
 export type ArchiveTable = "responses" | "answers";
+
+/** The archive's row of a stored response; `answers` are its rows of `answers/`. */
+export function responseRow(source: ArchiveSource, answers: AnswerRow[]): ResponseRow {
+  const { answers_json: _, user_sha256: __, ...rest } = source;
+  const nps = answers.find((a) => a.type === "nps");
+  return { ...rest, nps: nps?.value === null || nps?.value === undefined ? null : Math.round(nps.value) };
+}
+
+/** The `answers/` rows of a stored response, one per screen. */
+export function answerRows(source: ArchiveSource): AnswerRow[] {
+  const answers = JSON.parse(source.answers_json) as { title: string | null; type: string; answer: string | null; value: number | null }[];
+  return answers.map((a, position) => ({
+    alert_id: source.alert_id,
+    survey_id: source.survey_id,
+    submitted_at: source.submitted_at,
+    position,
+    title: a.title,
+    type: a.type,
+    answer: a.answer,
+    value: typeof a.value === "number" && Number.isFinite(a.value) ? a.value : null,
+  }));
+}
 
 type Column<Row> = { name: keyof Row & string; type: "STRING" | "TIMESTAMP" | "INT32" | "DOUBLE"; nullable: boolean };
 

@@ -38,8 +38,8 @@ export interface StoreAlertResult {
 // SHA-256 of user_system_id; NULL without a user).
 const INSERT_ALERT = `INSERT INTO alerts (alert_id, alert_name, project_name, survey_id, survey_name,
   platform, user_system_id, user_parameters, trigger_event_name, trigger_event_parameters,
-  submitted_at, received_at, payload, payload_sha256, answers_json)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+  submitted_at, received_at, payload, payload_sha256, answers_json, user_sha256)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
 WHERE NOT EXISTS (SELECT 1 FROM erased_alerts WHERE alert_id = ?1)
   AND NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?16 AND erased_at >= ?11)
 ON CONFLICT (alert_id) DO NOTHING`;

@@ -27,6 +27,8 @@ export interface ArchiveSource {
   received_at: string;
   payload: string;
   answers_json: string;
+  /** SHA-256 of user_system_id as ingest stored it (null for rows stored before 0.4, or without a user). */
+  user_sha256?: string | null;
 }
 
 export interface ArchiveState {
@@ -57,7 +59,8 @@ export interface ManifestPart {
 const SOURCE_COLUMNS = `a.alert_id AS alert_id, a.alert_name AS alert_name, a.project_name AS project_name, a.survey_id AS survey_id,
   a.survey_name AS survey_name, a.platform AS platform, a.user_system_id AS user_system_id, a.user_parameters AS user_parameters,
   a.trigger_event_name AS trigger_event_name, a.trigger_event_parameters AS trigger_event_parameters,
-  a.submitted_at AS submitted_at, a.received_at AS received_at, a.payload AS payload, a.answers_json AS answers_json`;
+  a.submitted_at AS submitted_at, a.received_at AS received_at, a.payload AS payload, a.answers_json AS answers_json,
+  a.user_sha256 AS user_sha256`;
 
 /** The cursor's next rows (alerts_by_time from the cursor on), each with whether it is archived or late already. */
 export const ARCHIVE_RANGE_SQL = `SELECT ${SOURCE_COLUMNS},
