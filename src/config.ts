@@ -46,7 +46,7 @@ export function configProblems(
     problems.push("ARCHIVE_DELAY_MINUTES must be a whole number of minutes (0 or more); the default 60 applies until it is");
   }
   if (set(env.ARCHIVE_ROWS_PER_TICK) && (!positiveInteger(env.ARCHIVE_ROWS_PER_TICK) || Number(env.ARCHIVE_ROWS_PER_TICK) > MAX_ARCHIVE_ROWS_PER_TICK)) {
-    problems.push(`ARCHIVE_ROWS_PER_TICK must be a whole number from 1 to ${MAX_ARCHIVE_ROWS_PER_TICK}; the default 500 applies until it is`);
+    problems.push(`ARCHIVE_ROWS_PER_TICK must be a whole number from 1 to ${MAX_ARCHIVE_ROWS_PER_TICK}; the default 300 applies until it is`);
   }
   for (const name of ["ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIOUS"] as const) {
     const raw = env[name];

@@ -44,7 +44,7 @@ export interface Env {
   ARCHIVE?: R2Bucket;
   /** Minutes a response is stored before the archive takes it (default 60; 0: the next tick). */
   ARCHIVE_DELAY_MINUTES?: string;
-  /** Responses one archive tick writes at most (default 500, most 10000). */
+  /** Responses one archive tick writes at most (default 300, most 10000). */
   ARCHIVE_ROWS_PER_TICK?: string;
   /** Rows in one part of the CSV export (default and most 20000); more continue at Link rel="next". */
   EXPORT_PART_ROWS?: string;

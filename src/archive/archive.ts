@@ -29,8 +29,12 @@ import {
 } from "../store/archive";
 import { type AnswerRow, answerRows, answersParquet, type ArchiveTable, type ResponseRow, responseRow, responsesParquet, withoutAlerts } from "./parquet";
 
-/** Responses a tick archives at most by default: about 5 ms of CPU to encode (see `npm run bench`), inside the free plan's 10 ms. */
-export const DEFAULT_ARCHIVE_ROWS_PER_TICK = 500;
+/**
+ * Responses a tick archives at most by default. `npm run bench` measures 12-15 ms of CPU per
+ * 1,000 (rows and both parts): 300 take about 4.5 ms, under half the free plan's 10 ms, which
+ * leaves the rest to reading them from D1.
+ */
+export const DEFAULT_ARCHIVE_ROWS_PER_TICK = 300;
 /** The most ARCHIVE_ROWS_PER_TICK may ask for: a tick's rows stay well inside 128 MB of memory. */
 export const MAX_ARCHIVE_ROWS_PER_TICK = 10_000;
 /** Bodies a tick reads at most (bytes): past it the tick stops early and the next goes on. */
@@ -43,8 +47,8 @@ export const DEFAULT_ARCHIVE_DELAY_MINUTES = 60;
 export const PART_COMMIT_GRACE_IN_MINUTES = 30;
 /** Leftover objects one tick deletes at most. */
 export const GARBAGE_PER_TICK = 100;
-/** Parts one erasure request rewrites at most (each a get, a put, a commit and a delete). */
-export const REWRITES_PER_REQUEST = 4;
+/** Parts one erasure request rewrites at most (each a get, a put, a commit and a delete; about 2 ms of CPU for 300 rows). */
+export const REWRITES_PER_REQUEST = 2;
 
 export function archiveDelayMinutes(raw: string | undefined): number {
   return raw !== undefined && /^\s*\d+\s*$/.test(raw) ? Number(raw) : DEFAULT_ARCHIVE_DELAY_MINUTES;
