@@ -247,6 +247,30 @@ describe("the archive tick", () => {
     expect(new Set(all.map((r) => r.alert_id)).size).toBe(all.length);
   });
 
+  it("a response stored while the cursor is part-way through what it marked is archived once, whichever path reaches it first", async () => {
+    await archiveAll(inHours(2));
+    // After the mark of the ticks so far (now + 1 h), and inside that of a tick at + 3 h.
+    const at = (minutes: number) => new Date(Date.now() + minutes * 60_000).toISOString();
+    const first = [70, 71, 72, 73].map((m) => examplePayload({ timestamp: at(m) }));
+    for (const p of first) await post(p);
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM archive_late").first("n")).toBe(0);
+    // Two a tick: the cursor stops after the second, the mark is at now + 2 h.
+    expect(await tick(inHours(3), { rows_per_tick: 2 })).toMatchObject({ responses: 2, more: true });
+    const inside = examplePayload({ timestamp: at(80) });
+    await post(inside);
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM archive_late WHERE alert_id = ?").bind(inside.alert_id).first("n")).toBe(1);
+    // The late path takes it first (with the third range row).
+    expect(await tick(inHours(3), { rows_per_tick: 1 })).toMatchObject({ responses: 2 });
+    // Another, before it: the next tick's range reads the fourth row, this one (late, not yet
+    // archived) and the first (archived by the late path): each is taken by exactly one path.
+    const before = examplePayload({ timestamp: at(75) });
+    await post(before);
+    expect(await tick(inHours(3), { rows_per_tick: 3 })).toMatchObject({ responses: 2 });
+    await archiveAll(inHours(3));
+    const ids = [...first, inside, before].map((p) => p.alert_id);
+    expect(await timesListed(ids)).toEqual(once(ids));
+  });
+
   it("archives a response stored from the spool (D1 was down when it arrived)", async () => {
     await archiveAll(inHours(2));
     const body = JSON.stringify(examplePayload({ timestamp: "2026-05-01T10:00:00.000Z" }));
@@ -358,8 +382,13 @@ describe("GET /api/archive", () => {
     expect(paged.pages).toBeGreaterThan(1);
     expect(paged.files).toEqual(whole.files);
     expect(new Set(whole.files.map((f) => f.key)).size).toBe(whole.files.length);
-    const newest = await env.DB.prepare("SELECT MAX(submitted_at) AS t FROM alerts WHERE submitted_at <= ?").bind(new Date().toISOString()).first<string>("t");
-    expect(whole.archived_through).toBe(newest);
+    // How far it reaches: the cursor, and every response submitted by then is archived.
+    const state = await env.DB.prepare("SELECT cursor_submitted_at AS t FROM archive_state").first<string>("t");
+    expect(whole.archived_through).toBe(state);
+    const missing = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts AS a WHERE submitted_at <= ? AND NOT EXISTS (SELECT 1 FROM archived_alerts AS x WHERE x.alert_id = a.alert_id)")
+      .bind(whole.archived_through)
+      .first<number>("n");
+    expect(missing).toBe(0);
     for (const f of whole.files) expect(f.key.startsWith(`${f.table}/date=${f.date}/`)).toBe(true);
   });
 
