@@ -1,10 +1,12 @@
 /**
  * The Worker with a D1 meter around its DB binding, for `npm run bench:cost`. It adds two
  * routes the real Worker does not have: GET /__meter (what D1 did since the last reset,
- * and the most calls one invocation made; DELETE resets) and POST /__cron (runs the
- * scheduled handler, with ?retention_days=N as RETENTION_DAYS).
+ * and the most calls one invocation made; DELETE resets), POST /__cron (runs the
+ * scheduled handler, with ?retention_days=N as RETENTION_DAYS) and POST /__archive (one
+ * archive tick, ?rows=N as ARCHIVE_ROWS_PER_TICK).
  */
 import type { Env } from "../src/env";
+import { runArchiveCron } from "../src/cron";
 import worker from "../src/index";
 import { type D1Cost, meterD1, zeroCost } from "../test/meter";
 
@@ -58,6 +60,13 @@ export default {
       );
       await finish();
       return Response.json({ ok: true });
+    }
+    if (url.pathname === "/__archive") {
+      // The archive's schedule, with ?rows=N as ARCHIVE_ROWS_PER_TICK; answers what it archived.
+      const rows = url.searchParams.get("rows") ?? undefined;
+      const result = await runArchiveCron({ ...invocation.env, ARCHIVE_ROWS_PER_TICK: rows }, new Date());
+      await finish();
+      return Response.json({ ok: true, archived: result?.responses ?? 0, more: result?.more ?? false });
     }
     const response = await worker.fetch(request, invocation.env, context);
     // A streamed body (the export) reads D1 as it goes: count it when the stream ends.

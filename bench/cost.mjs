@@ -36,6 +36,8 @@ const BUDGETS = {
   "cron tick, idle": { read: 1_000 },
   "cron tick, RETENTION_DAYS set, nothing to delete": { read: 1_000 },
   "export, per exported row": { read: 6 },
+  "archive tick (300 of the backlog), per archived response": { read: 8, written: 3 },
+  "archive tick, idle": { read: 10 },
 };
 const MAX_CALLS_PER_INVOCATION = 45;
 
@@ -64,6 +66,7 @@ async function measureSize(size, scriptPath) {
       WEBHOOK_SECRET: SECRET,
       ADMIN_TOKEN: ADMIN,
       RETRY_BASE_SECONDS: "1",
+      ARCHIVE_DELAY_MINUTES: "0",
       DESTINATIONS: JSON.stringify([{ name: "local", url: `http://127.0.0.1:${destination.port}/hook` }]),
     },
     consumers: {
@@ -72,6 +75,7 @@ async function measureSize(size, scriptPath) {
       "oneflow-alerts-dlq": { maxBatchSize: 10, maxBatchTimeout: 1 },
     },
     setupSql: schemaStatements(),
+    r2Buckets: { ARCHIVE: "oneflow-archive" },
   });
   const base = worker.url;
   const hook = `${base}/webhooks/1flow/${SECRET}`;
@@ -213,6 +217,15 @@ async function measureSize(size, scriptPath) {
   );
   await measure("PATCH /api/destinations/:name", async () => void (await fetch(dest, { method: "PATCH", headers: json, body: '{"enabled":false}' })).arrayBuffer());
   await measure("DELETE /api/destinations/:name", async () => void (await fetch(dest, { method: "DELETE", headers: auth })).arrayBuffer());
+  // The archive: one tick of the backlog (default 300 a tick), per archived response; then the
+  // rest caught up unmeasured (10,000 a tick), an idle tick, the manifest, and the erasure below
+  // rewrites the user's parts.
+  const archive = async (rows) => (await fetch(`${base}/__archive${rows ? `?rows=${rows}` : ""}`, { method: "POST" })).json();
+  await measure("archive tick (300 of the backlog), per archived response", async () => (await archive()).archived, "response");
+  for (let i = 0; i < 100 && (await archive(10_000)).more; i++);
+  await settle();
+  await measure("archive tick, idle", async () => void (await archive()));
+  await measure("GET /api/archive (a page of the manifest)", get("/api/archive", auth));
   await measure("one user's erasure", async () => void (await fetch(`${base}/api/users/user-7`, { method: "DELETE", headers: auth })).arrayBuffer());
   await measure("one replay (forced), API + consumer", async () => {
     await (await fetch(`${base}/api/alerts/${id}/replay`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: '{"force":true}' })).arrayBuffer();

@@ -55,7 +55,7 @@ export function spawnDestination(args = []) {
 }
 
 /** Starts one Worker in Miniflare (the real workerd) with a fresh local D1 and Queue. */
-export async function startWorker({ scriptPath, bindings = {}, consumers = {}, setupSql = [], inspectorPort = undefined }) {
+export async function startWorker({ scriptPath, bindings = {}, consumers = {}, setupSql = [], inspectorPort = undefined, r2Buckets = undefined }) {
   // Miniflare 5 takes a new options shape; the converter accepts the familiar v4 one.
   const mf = new Miniflare(
     convertV4MiniflareOptions({
@@ -71,6 +71,7 @@ export async function startWorker({ scriptPath, bindings = {}, consumers = {}, s
       d1Databases: { DB: "bench" },
       queueProducers: { ALERTS_QUEUE: { queueName: "oneflow-alerts" } },
       queueConsumers: consumers,
+      r2Buckets,
       bindings,
     }),
   );

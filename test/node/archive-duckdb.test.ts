@@ -45,7 +45,7 @@ interface Listed {
 let dir: string;
 let mf: Miniflare;
 let origin: string;
-let db: D1Database;
+let db: Awaited<ReturnType<Miniflare["getD1Database"]>>;
 const sent: Record<string, string> = {};
 
 async function api(path: string): Promise<Response> {
@@ -77,7 +77,7 @@ beforeAll(async () => {
     }),
   );
   origin = (await mf.ready).origin;
-  db = (await mf.getD1Database("DB")) as unknown as D1Database;
+  db = await mf.getD1Database("DB");
   for (const sql of schemaStatements()) await db.prepare(sql).run();
 
   // Four days; a detractor with a reason on two of them; two platforms.
