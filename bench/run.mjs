@@ -102,7 +102,7 @@ function startOurs() {
   return startWorker({
     scriptPath: oursScript,
     bindings: { WEBHOOK_SECRET: SECRET, MAX_BODY_BYTES: "65536" },
-    consumers: { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } },
+    consumers: process.env.NO_CONSUMER ? {} : { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } },
     setupSql: schemaStatements(),
   });
 }

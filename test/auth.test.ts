@@ -1,5 +1,5 @@
 /** Unit tests of the constant-time token check. */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { tokenMatches } from "../src/http/auth";
 
 describe("tokenMatches", () => {
@@ -22,5 +22,14 @@ describe("tokenMatches", () => {
     expect(await tokenMatches("", [undefined, ""])).toBe(false);
     expect(await tokenMatches("undefined", [undefined])).toBe(false);
     expect(await tokenMatches("x", [])).toBe(false);
+  });
+
+  it("compares without a digest: no SHA-256 on the request path for the token", async () => {
+    const digest = vi.spyOn(crypto.subtle, "digest");
+    expect(await tokenMatches("new", ["new", "old"])).toBe(true);
+    expect(await tokenMatches("wrong-length-token", ["new"])).toBe(false);
+    expect(await tokenMatches("né", ["ne"])).toBe(false);
+    expect(digest).not.toHaveBeenCalled();
+    digest.mockRestore();
   });
 });

@@ -9,7 +9,7 @@
 import { SEND_BATCH_SIZE } from "../queue";
 
 /** How long the first alert of a window waits for company, after the reply. */
-export const ENQUEUE_WINDOW_IN_MS = 20;
+export const ENQUEUE_WINDOW_IN_MS = 100;
 /** A full `sendBatch` goes at once. */
 export const ENQUEUE_BATCH_SIZE = SEND_BATCH_SIZE;
 
