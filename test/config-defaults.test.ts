@@ -5,6 +5,8 @@ import { deliveryTimeoutMs } from "../src/fanout/deliver";
 import { isJsonMediaType, maxBodyBytes } from "../src/http/webhook";
 import { retentionDays } from "../src/retention";
 import { storageDeadlineMs } from "../src/store/d1";
+import { archiveDelayMinutes, archiveRowsPerTick } from "../src/archive/archive";
+import { configProblems } from "../src/config";
 
 describe("variables", () => {
   it.each([
@@ -23,6 +25,18 @@ describe("variables", () => {
     expect(retentionDays("zero")).toBeNull();
     expect(retentionDays("-3")).toBeNull();
     expect(retentionDays("90")).toBe(90);
+  });
+
+  it("ARCHIVE_DELAY_MINUTES defaults to 60 and takes 0; ARCHIVE_ROWS_PER_TICK defaults to 300, at most 10000; /healthz names a refused value", () => {
+    for (const bad of [undefined, "", "abc", "-1", "1.5"]) expect(archiveDelayMinutes(bad)).toBe(60);
+    expect(archiveDelayMinutes("0")).toBe(0);
+    expect(archiveDelayMinutes("15")).toBe(15);
+    for (const bad of [undefined, "", "abc", "-1", "0"]) expect(archiveRowsPerTick(bad)).toBe(300);
+    expect(archiveRowsPerTick("2000")).toBe(2_000);
+    expect(archiveRowsPerTick("50000")).toBe(10_000);
+    expect(configProblems({ ARCHIVE_DELAY_MINUTES: "0", ARCHIVE_ROWS_PER_TICK: "10000" })).toEqual([]);
+    expect(configProblems({ ARCHIVE_DELAY_MINUTES: "-5" })).toEqual([expect.stringContaining("ARCHIVE_DELAY_MINUTES")]);
+    expect(configProblems({ ARCHIVE_ROWS_PER_TICK: "20000" })).toEqual([expect.stringContaining("ARCHIVE_ROWS_PER_TICK")]);
   });
 
   it.each([
