@@ -104,6 +104,25 @@ describe("ingest and fan-out", () => {
     expect(cost.rows_read).toBeLessThanOrEqual(27);
   });
 
+  it("the request path before the reply: one D1 round trip of 6 statements, ≤ 6 rows written, ≤ 6 read (measured 6 and 4); after it, one coalesced mark", async () => {
+    const p = payload(STORED + 2, Date.now());
+    const cost = zeroCost();
+    const ctx = createExecutionContext();
+    const res = await worker.fetch(
+      new Request("https://worker.test/webhooks/1flow/test-secret", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(p) }),
+      { ...env, DB: meterD1(env.DB, cost) },
+      ctx,
+    );
+    expect(res.status).toBe(200);
+    // What the request did before its reply: the one batch.
+    expect({ calls: cost.calls, statements: cost.statements }).toEqual({ calls: 1, statements: 6 });
+    expect(cost.rows_written).toBeLessThanOrEqual(6);
+    expect(cost.rows_read).toBeLessThanOrEqual(6);
+    await waitOnExecutionContext(ctx);
+    // After the reply: the outbox mark, once for the whole coalesced window.
+    expect(cost.calls).toBe(2);
+  });
+
   it("a duplicate delivery: ≤ 2 rows written, ≤ 5 read (measured 1 and 3)", async () => {
     const p = payload(STORED + 2, Date.now());
     await post(p);
