@@ -132,7 +132,11 @@ export async function noteGarbage(db: D1Database, keys: string[], due: string): 
 
 /** Up to `limit` objects that are due for deletion (a crash's leftovers, replaced parts). */
 export async function dueGarbage(db: D1Database, now: string, limit: number): Promise<string[]> {
-  const { results } = await db.prepare("SELECT key FROM archive_garbage WHERE due <= ?1 LIMIT ?2").bind(now, limit).all<{ key: string }>();
+  // Never a key the manifest lists, whatever a row here says.
+  const { results } = await db
+    .prepare("SELECT key FROM archive_garbage WHERE due <= ?1 AND key NOT IN (SELECT key FROM archive_parts) LIMIT ?2")
+    .bind(now, limit)
+    .all<{ key: string }>();
   return results.map((r) => r.key);
 }
 
