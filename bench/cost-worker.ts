@@ -56,7 +56,8 @@ export default {
       const days = url.searchParams.get("retention_days") ?? undefined;
       await worker.scheduled(
         { scheduledTime: Date.now(), cron: "*/5 * * * *", noRetry() {} },
-        { ...invocation.env, RETENTION_DAYS: days },
+        // The main steps alone: the archive tick it ends with is measured through /__archive.
+        { ...invocation.env, RETENTION_DAYS: days, ARCHIVE: undefined },
       );
       await finish();
       return Response.json({ ok: true });

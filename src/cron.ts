@@ -3,7 +3,14 @@
  * upkeep and retention, within one budget of subrequests.
  */
 import type { QueueMessage } from "./alert";
-import { archiveDelayMinutes, archiveRowsPerTick, type ArchiveTickResult, runArchiveTick } from "./archive/archive";
+import {
+  ARCHIVE_DAYS_PER_TICK,
+  ARCHIVE_FIXED_SUBREQUESTS,
+  archiveDelayMinutes,
+  archiveRowsPerTick,
+  type ArchiveTickResult,
+  runArchiveTick,
+} from "./archive/archive";
 import { Budget, BudgetSpentError, meteredD1, meteredQueue } from "./budget";
 import { configProblems } from "./config";
 import type { Env } from "./env";
@@ -87,5 +94,20 @@ export async function runCron(env: Env, now: Date): Promise<void> {
         ? log("warn", "cron.budget_spent", { step, used: share.used })
         : log("error", `cron.${step}_failed`, { error: errorMessage(error) }),
     );
+  }
+  // Last, an archive tick with the subrequests the steps left (as many days as they allow): the
+  // archive goes on where only this schedule fires (a trigger by its expression, a wrangler.toml
+  // with one cron). Its own schedule, two minutes later, has a whole invocation for it.
+  const archiveDays = Math.min(ARCHIVE_DAYS_PER_TICK, Math.floor((budget.left() - ARCHIVE_FIXED_SUBREQUESTS) / 2));
+  if (env.ARCHIVE && archiveDays >= 1) {
+    await runArchiveTick({
+      db: meteredD1(env.DB, budget),
+      bucket: env.ARCHIVE,
+      now,
+      delay_minutes: archiveDelayMinutes(env.ARCHIVE_DELAY_MINUTES),
+      rows_per_tick: archiveRowsPerTick(env.ARCHIVE_ROWS_PER_TICK),
+      budget,
+      max_days: archiveDays,
+    });
   }
 }

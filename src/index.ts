@@ -1,6 +1,6 @@
 /** The Worker: HTTP ingest, the queue consumers, and the scheduled sweep and upkeep. */
 import { runArchiveCron, runCron } from "./cron";
-import { ARCHIVE_CRON, MAIN_CRON } from "./schedules";
+import { ARCHIVE_CRON } from "./schedules";
 import type { Env } from "./env";
 import { retryBaseSeconds } from "./fanout/backoff";
 import { breakerSettings } from "./fanout/breaker";
@@ -39,9 +39,11 @@ export default {
   },
 
   async scheduled(controller, env) {
-    // Each schedule its own work; a trigger by hand (wrangler dev's /__scheduled without ?cron) runs both.
+    // The archive's schedule: an archive tick with the whole invocation. Any other (the main
+    // schedule, or a trigger by hand without ?cron): the sweep, upkeep, retention, then an
+    // archive tick with what they left.
     const now = new Date(controller.scheduledTime);
-    if (controller.cron !== ARCHIVE_CRON) await runCron(env, now);
-    if (controller.cron !== MAIN_CRON) await runArchiveCron(env, now);
+    if (controller.cron === ARCHIVE_CRON) await runArchiveCron(env, now);
+    else await runCron(env, now);
   },
 } satisfies ExportedHandler<Env, unknown>;

@@ -371,6 +371,13 @@ describe("the archive tick", () => {
     await worker.scheduled(createScheduledController({ scheduledTime: inHours(2), cron: ARCHIVE_CRON }), env);
     expect(await timesListed([p.alert_id])).toEqual(once([p.alert_id]));
   });
+
+  it("the main schedule ends with an archive tick too (where only it fires), with the subrequests its steps left", async () => {
+    const p = examplePayload({ timestamp: "2026-06-02T10:00:00.000Z" });
+    await post(p);
+    await worker.scheduled(createScheduledController({ scheduledTime: inHours(2), cron: "*/5 * * * *" }), env);
+    expect(await timesListed([p.alert_id])).toEqual(once([p.alert_id]));
+  });
 });
 
 describe("GET /api/archive", () => {

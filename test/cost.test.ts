@@ -182,10 +182,10 @@ describe("every page and /api read, with 3,000 stored: each its own budget of ro
 });
 
 describe("the cron", () => {
-  it("a tick with nothing to do, retention included: ≤ 26 rows read (measured 17)", async () => {
+  it("a tick with nothing to do, retention included: ≤ 26 rows read (measured 17); its archive tick is measured below", async () => {
     const tick = (e: Env) => worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), e);
-    await tick({ ...env, RETENTION_DAYS: "365" }); // the day's folding happens on the first tick
-    const cost = await measure(tick, { RETENTION_DAYS: "365" });
+    await tick({ ...env, ARCHIVE: undefined, RETENTION_DAYS: "365" }); // the day's folding happens on the first tick
+    const cost = await measure(tick, { ARCHIVE: undefined, RETENTION_DAYS: "365" });
     expect(cost.rows_read).toBeLessThanOrEqual(26);
     expect(cost.rows_written).toBe(0);
   });

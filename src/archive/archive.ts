@@ -41,6 +41,8 @@ export const MAX_ARCHIVE_ROWS_PER_TICK = 10_000;
 export const ARCHIVE_TICK_BYTES = 8_000_000;
 /** Days a tick writes at most: two puts each, inside the tick's subrequests. */
 export const ARCHIVE_DAYS_PER_TICK = 16;
+/** Subrequests a tick makes besides its puts: garbage (3), state, read, note, commit, and a failure's cleanup and record (2). */
+export const ARCHIVE_FIXED_SUBREQUESTS = 9;
 /** Default ARCHIVE_DELAY_MINUTES. */
 export const DEFAULT_ARCHIVE_DELAY_MINUTES = 60;
 /** A part noted before its put is garbage if its commit has not come this long after. */
@@ -67,6 +69,8 @@ export interface ArchiveTickInput {
   rows_per_tick: number;
   /** Spent by every D1 call and R2 operation; the tick stops before it runs out. */
   budget?: Budget;
+  /** Days (two puts each) this tick may write; default ARCHIVE_DAYS_PER_TICK. */
+  max_days?: number;
   random?: () => number;
 }
 
@@ -127,7 +131,7 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
   let cursor = { submitted_at: state.cursor_submitted_at, alert_id: state.cursor_alert_id };
   const fits = (row: ArchiveSource) => {
     const day = row.submitted_at.slice(0, 10);
-    if (!days.has(day) && days.size >= ARCHIVE_DAYS_PER_TICK) return false;
+    if (!days.has(day) && days.size >= (input.max_days ?? ARCHIVE_DAYS_PER_TICK)) return false;
     if (chosen.length > 0 && bytes + row.payload.length > ARCHIVE_TICK_BYTES) return false;
     days.add(day);
     bytes += row.payload.length;
