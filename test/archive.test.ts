@@ -271,6 +271,20 @@ describe("the archive tick", () => {
     expect(await timesListed(ids)).toEqual(once(ids));
   });
 
+  it("reads only the bodies that fit the tick's bytes (keys first); the rest waits for the next tick", async () => {
+    await archiveAll(inHours(2));
+    const payloads = [1, 2, 3, 4].map((i) => examplePayload({ timestamp: `2026-09-0${i}T10:00:00.000Z` }));
+    for (const p of payloads) await post(p);
+    const size = JSON.stringify(payloads[0]).length;
+    const ids = payloads.map((p) => p.alert_id);
+    // Room for two bodies and a half: two are taken, and the cursor stops before the third.
+    const first = await tick(inHours(2), { max_bytes: Math.floor(size * 2.5) });
+    expect(first).toMatchObject({ responses: 2, more: true });
+    expect(Object.values(await timesListed(ids))).toEqual([1, 1, 0, 0]);
+    await archiveAll(inHours(2));
+    expect(await timesListed(ids)).toEqual(once(ids));
+  });
+
   it("archives a response stored from the spool (D1 was down when it arrived)", async () => {
     await archiveAll(inHours(2));
     const body = JSON.stringify(examplePayload({ timestamp: "2026-05-01T10:00:00.000Z" }));

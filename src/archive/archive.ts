@@ -14,7 +14,9 @@ import { sha256Hex } from "../hash";
 import { errorMessage, log } from "../log";
 import {
   type ArchivedEntry,
+  type ArchiveKey,
   type ArchiveSource,
+  archiveSources,
   archiveState,
   commitArchive,
   commitRewrite,
@@ -41,8 +43,8 @@ export const MAX_ARCHIVE_ROWS_PER_TICK = 10_000;
 export const ARCHIVE_TICK_BYTES = 8_000_000;
 /** Days a tick writes at most: two puts each, inside the tick's subrequests. */
 export const ARCHIVE_DAYS_PER_TICK = 16;
-/** Subrequests a tick makes besides its puts: garbage (3), state, read, note, commit, and a failure's cleanup and record (2). */
-export const ARCHIVE_FIXED_SUBREQUESTS = 9;
+/** Subrequests a tick makes besides its puts: garbage (3), state, keys, bodies, note, commit, and a failure's cleanup and record (2). */
+export const ARCHIVE_FIXED_SUBREQUESTS = 10;
 /** Default ARCHIVE_DELAY_MINUTES. */
 export const DEFAULT_ARCHIVE_DELAY_MINUTES = 60;
 /** A part noted before its put is garbage if its commit has not come this long after. */
@@ -71,6 +73,8 @@ export interface ArchiveTickInput {
   budget?: Budget;
   /** Days (two puts each) this tick may write; default ARCHIVE_DAYS_PER_TICK. */
   max_days?: number;
+  /** Bodies (characters) this tick may read and hold; default ARCHIVE_TICK_BYTES. */
+  max_bytes?: number;
   random?: () => number;
 }
 
@@ -123,18 +127,18 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
   });
 
   // The cursor moves over the range rows taken, skipped or deferred, and stops at the first
-  // row that would pass the tick's days or bytes.
-  const chosen: (ArchiveSource & { late: boolean })[] = [];
+  // row that would pass the tick's days or bytes. Bodies are read only for the rows taken.
+  const picked: { key: ArchiveKey; late: boolean }[] = [];
   const defer: { alert_id: string; stored_at: string }[] = [];
   const days = new Set<string>();
   let bytes = 0;
   let cursor = { submitted_at: state.cursor_submitted_at, alert_id: state.cursor_alert_id };
-  const fits = (row: ArchiveSource) => {
+  const fits = (row: ArchiveKey) => {
     const day = row.submitted_at.slice(0, 10);
     if (!days.has(day) && days.size >= (input.max_days ?? ARCHIVE_DAYS_PER_TICK)) return false;
-    if (chosen.length > 0 && bytes + row.payload.length > ARCHIVE_TICK_BYTES) return false;
+    if (picked.length > 0 && bytes + row.size > (input.max_bytes ?? ARCHIVE_TICK_BYTES)) return false;
     days.add(day);
-    bytes += row.payload.length;
+    bytes += row.size;
     return true;
   };
   let stopped = false;
@@ -145,13 +149,26 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
       else if (!fits(row)) {
         stopped = true;
         break;
-      } else chosen.push({ ...row, late: false });
+      } else picked.push({ key: row, late: false });
     }
     cursor = { submitted_at: row.submitted_at, alert_id: row.alert_id };
   }
-  for (const row of late) if (fits(row)) chosen.push({ ...row, late: true });
+  for (const row of late) {
+    if (!fits(row)) {
+      stopped = true;
+      break;
+    }
+    picked.push({ key: row, late: true });
+  }
   const more = stopped || range.length === input.rows_per_tick || late.length === input.rows_per_tick;
   const moved = cursor.submitted_at !== state.cursor_submitted_at || cursor.alert_id !== state.cursor_alert_id;
+  // A response erased since the keys were read is missing here, and not archived.
+  const sources = await archiveSources(db, picked.map((p) => p.key.alert_id));
+  const chosen: (ArchiveSource & { late: boolean })[] = [];
+  for (const { key, late: isLate } of picked) {
+    const source = sources.get(key.alert_id);
+    if (source) chosen.push({ ...source, late: isLate });
+  }
   if (chosen.length === 0) {
     if (moved || defer.length > 0) await moveCursor(db, { cursor, defer, now: now.toISOString() });
     return { responses: 0, answers: 0, parts: [], deferred: defer.length, garbage_deleted, more };

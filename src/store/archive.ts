@@ -62,16 +62,21 @@ const SOURCE_COLUMNS = `a.alert_id AS alert_id, a.alert_name AS alert_name, a.pr
   a.submitted_at AS submitted_at, a.received_at AS received_at, a.payload AS payload, a.answers_json AS answers_json,
   a.user_sha256 AS user_sha256`;
 
-/** The cursor's next rows (alerts_by_time from the cursor on), each with whether it is archived or late already. */
-export const ARCHIVE_RANGE_SQL = `SELECT ${SOURCE_COLUMNS},
+/**
+ * The cursor's next rows (alerts_by_time from the cursor on), as keys with their body's size,
+ * each with whether it is archived or late already: the tick picks what fits before it reads
+ * any body.
+ */
+export const ARCHIVE_RANGE_SQL = `SELECT a.alert_id AS alert_id, a.submitted_at AS submitted_at, a.received_at AS received_at,
+  length(a.payload) AS size,
   (EXISTS (SELECT 1 FROM archived_alerts AS x WHERE x.alert_id = a.alert_id)
    OR EXISTS (SELECT 1 FROM archive_late AS l WHERE l.alert_id = a.alert_id)) AS skip
 FROM alerts AS a INDEXED BY alerts_by_time
 WHERE (a.submitted_at, a.alert_id) > (?1, ?2) AND a.submitted_at <= ?3
 ORDER BY a.submitted_at, a.alert_id LIMIT ?4`;
 
-/** Late rows whose delay has passed (archive_late_by_time), oldest first. */
-export const ARCHIVE_LATE_SQL = `SELECT ${SOURCE_COLUMNS}, l.stored_at AS stored_at
+/** Late rows whose delay has passed (archive_late_by_time), oldest first, as keys with their body's size. */
+export const ARCHIVE_LATE_SQL = `SELECT l.alert_id AS alert_id, a.submitted_at AS submitted_at, l.stored_at AS stored_at, length(a.payload) AS size
 FROM archive_late AS l INDEXED BY archive_late_by_time JOIN alerts AS a ON a.alert_id = l.alert_id
 WHERE l.stored_at <= ?1 ORDER BY l.stored_at, l.alert_id LIMIT ?2`;
 
@@ -95,30 +100,44 @@ export async function archiveState(db: D1Reader): Promise<ArchiveState> {
   return row;
 }
 
+/** A row the tick may take: its key, its day, and the size of its body. */
+export interface ArchiveKey {
+  alert_id: string;
+  submitted_at: string;
+  /** The body's length in characters. */
+  size: number;
+}
+
 /**
  * One tick's reading, in one batch (a transaction): first the mark (`read_through`), so that
  * a response stored after this batch and submitted at or before `through` is noted late by
- * its own insert; then up to `limit` rows after the cursor submitted at or before `through`
+ * its own insert; then up to `limit` keys after the cursor submitted at or before `through`
  * (alerts_by_time), each with `skip` when it is archived or late already; then up to `limit`
- * late rows stored at or before `late_before` (archive_late_by_time).
+ * late keys stored at or before `late_before` (archive_late_by_time). No body is read here.
  */
 export async function readForArchive(
   db: D1Database,
   input: { cursor: { submitted_at: string; alert_id: string }; through: string; late_before: string; limit: number },
-): Promise<{ range: (ArchiveSource & { skip: number })[]; late: (ArchiveSource & { stored_at: string })[] }> {
+): Promise<{ range: (ArchiveKey & { received_at: string; skip: number })[]; late: (ArchiveKey & { stored_at: string })[] }> {
   const [, range, late] = await db.batch([
     db.prepare("UPDATE archive_state SET read_through = MAX(read_through, ?1) WHERE id = 1").bind(input.through),
-    db
-      .prepare(ARCHIVE_RANGE_SQL)
-      .bind(input.cursor.submitted_at, input.cursor.alert_id, input.through, input.limit),
-    db
-      .prepare(ARCHIVE_LATE_SQL)
-      .bind(input.late_before, input.limit),
+    db.prepare(ARCHIVE_RANGE_SQL).bind(input.cursor.submitted_at, input.cursor.alert_id, input.through, input.limit),
+    db.prepare(ARCHIVE_LATE_SQL).bind(input.late_before, input.limit),
   ]);
   return {
-    range: (range?.results ?? []) as (ArchiveSource & { skip: number })[],
-    late: (late?.results ?? []) as (ArchiveSource & { stored_at: string })[],
+    range: (range?.results ?? []) as (ArchiveKey & { received_at: string; skip: number })[],
+    late: (late?.results ?? []) as (ArchiveKey & { stored_at: string })[],
   };
+}
+
+/** The stored responses of these ids (by key; one erased meanwhile is simply missing). */
+export async function archiveSources(db: D1Database, alert_ids: string[]): Promise<Map<string, ArchiveSource>> {
+  if (alert_ids.length === 0) return new Map();
+  const { results } = await db
+    .prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts AS a WHERE a.alert_id IN (SELECT value FROM json_each(?1))`)
+    .bind(JSON.stringify(alert_ids))
+    .all<ArchiveSource>();
+  return new Map(results.map((r) => [r.alert_id, r]));
 }
 
 /** Notes objects about to be written: if their commit never comes, the cleanup deletes them once `due`. */
