@@ -7,7 +7,7 @@
 // shared machine hits all rows alike; each figure is the median over the rounds.
 // Prints one table of ratios and writes it to bench/results/latest.json.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
@@ -102,6 +102,7 @@ function startOurs() {
   return startWorker({
     scriptPath: oursScript,
     bindings: { WEBHOOK_SECRET: SECRET, MAX_BODY_BYTES: "65536" },
+    // NO_CONSUMER=1: without its queue consumer, to measure the consumer's share (docs/cost-and-performance.md).
     consumers: process.env.NO_CONSUMER ? {} : { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } },
     setupSql: schemaStatements(),
   });
@@ -297,7 +298,7 @@ console.log(
   `median of ${rounds} rounds, ${connections} connections, ${duration} s per workload and round, Node ${process.version}, ${new Date().toISOString()}`,
 );
 
-const out = join(ROOT, values.out);
+const out = isAbsolute(values.out) ? values.out : join(ROOT, values.out);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,
