@@ -36,8 +36,12 @@ export const CRON_SHARES = { outbox: 9, destinations: 6, notify: 14, upkeep: 5, 
  * responses into Parquet parts in R2. Without the ARCHIVE binding it does nothing.
  */
 export async function runArchiveCron(env: Env, now: Date): Promise<ArchiveTickResult | null> {
-  if (!env.ARCHIVE) return null;
-  const budget = new Budget(CRON_SUBREQUEST_BUDGET);
+  return archiveWithin(env, now, new Budget(CRON_SUBREQUEST_BUDGET), ARCHIVE_DAYS_PER_TICK);
+}
+
+/** An archive tick on `budget`, writing at most `max_days` days; null without the ARCHIVE binding. */
+function archiveWithin(env: Env, now: Date, budget: Budget, max_days: number): Promise<ArchiveTickResult | null> {
+  if (!env.ARCHIVE) return Promise.resolve(null);
   return runArchiveTick({
     db: meteredD1(env.DB, budget),
     bucket: env.ARCHIVE,
@@ -45,6 +49,7 @@ export async function runArchiveCron(env: Env, now: Date): Promise<ArchiveTickRe
     delay_minutes: archiveDelayMinutes(env.ARCHIVE_DELAY_MINUTES),
     rows_per_tick: archiveRowsPerTick(env.ARCHIVE_ROWS_PER_TICK),
     budget,
+    max_days,
   });
 }
 
@@ -99,15 +104,5 @@ export async function runCron(env: Env, now: Date): Promise<void> {
   // archive goes on where only this schedule fires (a trigger by its expression, a wrangler.toml
   // with one cron). Its own schedule, two minutes later, has a whole invocation for it.
   const archiveDays = Math.min(ARCHIVE_DAYS_PER_TICK, Math.floor((budget.left() - ARCHIVE_FIXED_SUBREQUESTS) / 2));
-  if (env.ARCHIVE && archiveDays >= 1) {
-    await runArchiveTick({
-      db: meteredD1(env.DB, budget),
-      bucket: env.ARCHIVE,
-      now,
-      delay_minutes: archiveDelayMinutes(env.ARCHIVE_DELAY_MINUTES),
-      rows_per_tick: archiveRowsPerTick(env.ARCHIVE_ROWS_PER_TICK),
-      budget,
-      max_days: archiveDays,
-    });
-  }
+  if (archiveDays >= 1) await archiveWithin(env, now, budget, archiveDays);
 }

@@ -8,25 +8,11 @@ import { parquetReadObjects } from "hyparquet";
 import { type ColumnSource, parquetWriteBuffer } from "hyparquet-writer";
 import type { ArchiveSource } from "../store/archive";
 
-/** One row of `responses/`: a stored alert as the archive keeps it. */
-export interface ResponseRow {
-  alert_id: string;
-  alert_name: string;
-  project_name: string | null;
-  survey_id: string;
-  survey_name: string | null;
-  platform: string | null;
-  user_system_id: string | null;
-  user_parameters: string | null;
-  trigger_event_name: string | null;
-  trigger_event_parameters: string | null;
-  submitted_at: string;
-  received_at: string;
+/** One row of `responses/`: a stored alert as the archive keeps it (`payload` byte for byte). */
+export type ResponseRow = Omit<ArchiveSource, "answers_json" | "user_sha256"> & {
   /** The first nps answer's value, else null. */
   nps: number | null;
-  /** The original body, byte for byte. */
-  payload: string;
-}
+};
 
 /** One row of `answers/`: one screen of a response. */
 export interface AnswerRow {

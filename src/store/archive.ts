@@ -9,27 +9,17 @@
  * The commit asserts that every response it archives is still stored (erasure may have run
  * meanwhile) through archive_state's `guard` CHECK: if not, nothing of it is kept.
  */
+import type { Alert } from "../alert";
 import type { D1Reader } from "./d1";
 
-/** A stored response as the archive reads it (answers still as answers_json). */
-export interface ArchiveSource {
-  alert_id: string;
-  alert_name: string;
-  project_name: string | null;
-  survey_id: string;
-  survey_name: string | null;
-  platform: string | null;
-  user_system_id: string | null;
-  user_parameters: string | null;
-  trigger_event_name: string | null;
-  trigger_event_parameters: string | null;
-  submitted_at: string;
+/** A stored response as the archive reads it: the alert's columns, answers still as answers_json. */
+export type ArchiveSource = Omit<Alert, "answers"> & {
   received_at: string;
   payload: string;
   answers_json: string;
   /** SHA-256 of user_system_id as ingest stored it (null for rows stored before 0.4, or without a user). */
   user_sha256?: string | null;
-}
+};
 
 export interface ArchiveState {
   /** The largest id archive_parts has given (0 for none). */
