@@ -11,12 +11,9 @@
 //   3. erases the user: no listed part holds them, the others are all still there once, and
 //      the bucket holds only listed parts.
 // Exits non-zero when any check fails. Bounded: every wait has a deadline.
-import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pullArchive, queryArchive } from "../scripts/archive-query.mjs";
-import { EXAMPLE, ROOT } from "./lib.mjs";
+import { EXAMPLE, startWranglerDev } from "./lib.mjs";
 
 const PORT = 8798;
 const BASE = `http://127.0.0.1:${PORT}`;
@@ -28,29 +25,9 @@ const check = (ok, text) => {
 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const state = mkdtempSync(join(tmpdir(), "dev-archive-"));
-const vars = join(state, ".dev.vars");
-copyFileSync(join(ROOT, ".dev.vars.example"), vars);
-writeFileSync(vars, "\nARCHIVE_DELAY_MINUTES=0\nRETENTION_DAYS=30\n", { flag: "a" });
-const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" };
-const migrate = spawnSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", state], { cwd: ROOT, env, encoding: "utf8" });
-if (migrate.status !== 0) throw new Error(`migrations: ${migrate.stderr}`);
-const dev = spawn("npx", ["wrangler", "dev", "--port", String(PORT), "--ip", "127.0.0.1", "--persist-to", state, "--env-file", vars], {
-  cwd: ROOT,
-  env,
-  stdio: ["ignore", "pipe", "pipe"],
-  detached: true,
-});
-let devLog = "";
-dev.stdout.on("data", (d) => (devLog += d));
-dev.stderr.on("data", (d) => (devLog += d));
-const stop = () => {
-  try {
-    process.kill(-dev.pid, "SIGTERM");
-  } catch {
-    // Already gone.
-  }
-};
+const dev = startWranglerDev({ port: PORT, extraVars: "ARCHIVE_DELAY_MINUTES=0\nRETENTION_DAYS=30", prefix: "dev-archive-" });
+const { state } = dev;
+const stop = () => dev.stop();
 
 const api = async (method, path) => {
   const res = await fetch(`${BASE}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}` } });
@@ -159,7 +136,7 @@ try {
   check(Number(all) === others.length, `the bucket holds only listed parts: ${all} responses rows in all of it`);
 } catch (error) {
   check(false, `error: ${error instanceof Error ? error.stack : error}`);
-  console.log(devLog.slice(-3_000));
+  console.log(dev.log().slice(-3_000));
 } finally {
   stop();
 }

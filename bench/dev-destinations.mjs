@@ -10,13 +10,10 @@
 //   4. reads D1 (while the 12 exist) and every API answer of the run for the secrets: none
 //      appears in plain text.
 // Exits non-zero when any check fails. Bounded: every wait has a deadline.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { EXAMPLE, ROOT } from "./lib.mjs";
+import { EXAMPLE, ROOT, startWranglerDev } from "./lib.mjs";
 
 const PORT = 8797;
 const BASE = `http://127.0.0.1:${PORT}`;
@@ -43,34 +40,10 @@ const receiver = createServer((req, res) => {
 await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
 const hook = (path) => `http://127.0.0.1:${receiver.address().port}${path}`;
 
-// wrangler dev with its own state directory, so that the user's local data is untouched.
-const state = mkdtempSync(join(tmpdir(), "dev-destinations-"));
-const vars = join(state, ".dev.vars");
-if (!existsSync(join(ROOT, ".dev.vars.example"))) throw new Error(".dev.vars.example is missing");
-copyFileSync(join(ROOT, ".dev.vars.example"), vars);
-writeFileSync(vars, "\nSUBREQUEST_BUDGET=20\nRETRY_BASE_SECONDS=1\n", { flag: "a" });
-const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" };
-const migrate = spawnSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", state], { cwd: ROOT, env, encoding: "utf8" });
-if (migrate.status !== 0) throw new Error(`migrations: ${migrate.stderr}`);
-const dev = spawn("npx", ["wrangler", "dev", "--port", String(PORT), "--ip", "127.0.0.1", "--persist-to", state, "--env-file", vars, "--test-scheduled"], {
-  cwd: ROOT,
-  env,
-  stdio: ["ignore", "pipe", "pipe"],
-  // Its own process group: stopping it stops wrangler's workerd too.
-  detached: true,
-});
-let devLog = "";
-dev.stdout.on("data", (d) => (devLog += d));
-dev.stderr.on("data", (d) => (devLog += d));
-let stopped = false;
+const dev = startWranglerDev({ port: PORT, extraVars: "SUBREQUEST_BUDGET=20\nRETRY_BASE_SECONDS=1", prefix: "dev-destinations-" });
+const { state, env } = dev;
 const stop = () => {
-  if (stopped) return;
-  stopped = true;
-  try {
-    process.kill(-dev.pid, "SIGTERM");
-  } catch {
-    // Already gone.
-  }
+  dev.stop();
   receiver.close();
 };
 try {
@@ -179,10 +152,10 @@ try {
   check(!JSON.stringify(rows).includes(SECRET_VALUE.slice(6)) && !JSON.stringify(rows).includes(HEADER_VALUE), "no secret or header value in plain text in D1");
 } catch (error) {
   check(false, `error: ${error instanceof Error ? error.message : error}`);
-  console.log(devLog.slice(-3_000));
+  console.log(dev.log().slice(-3_000));
 } finally {
   stop();
 }
-console.log(`consumer invocations that carried jobs over (log fanout.carried_over): ${(devLog.match(/fanout\.carried_over/g) ?? []).length}`);
+console.log(`consumer invocations that carried jobs over (log fanout.carried_over): ${(dev.log().match(/fanout\.carried_over/g) ?? []).length}`);
 console.log(failures.length === 0 ? "dev destinations: all checks passed" : `dev destinations: ${failures.length} failed`);
 process.exit(failures.length === 0 ? 0 : 1);

@@ -1,6 +1,7 @@
 // Shared by the benchmark and the soak: bundling, starting workers in Miniflare, payloads.
-import { execFileSync, spawn } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 
@@ -103,4 +104,45 @@ export function workerdRssMiB() {
     }
   }
   return total;
+}
+
+/**
+ * Starts `wrangler dev` as `npm run dev` runs it, with its own state directory (the user's local
+ * data is untouched), `.dev.vars.example` plus `extraVars` as its variables, and the local
+ * migrations applied. `log()` is what it printed; `stop()` ends it and its workerd.
+ */
+export function startWranglerDev({ port, extraVars = "", prefix = "dev-" }) {
+  const state = mkdtempSync(join(tmpdir(), prefix));
+  const vars = join(state, ".dev.vars");
+  if (!existsSync(join(ROOT, ".dev.vars.example"))) throw new Error(".dev.vars.example is missing");
+  copyFileSync(join(ROOT, ".dev.vars.example"), vars);
+  writeFileSync(vars, `\n${extraVars}\n`, { flag: "a" });
+  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" };
+  const migrate = spawnSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", state], { cwd: ROOT, env, encoding: "utf8" });
+  if (migrate.status !== 0) throw new Error(`migrations: ${migrate.stderr}`);
+  const dev = spawn("npx", ["wrangler", "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", state, "--env-file", vars, "--test-scheduled"], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group: stopping it stops wrangler's workerd too.
+    detached: true,
+  });
+  let output = "";
+  dev.stdout.on("data", (d) => (output += d));
+  dev.stderr.on("data", (d) => (output += d));
+  let stopped = false;
+  return {
+    state,
+    env,
+    log: () => output,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      try {
+        process.kill(-dev.pid, "SIGTERM");
+      } catch {
+        // Already gone.
+      }
+    },
+  };
 }
