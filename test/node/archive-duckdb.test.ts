@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { schemaStatements } from "../../bench/lib.mjs";
 import { ARCHIVE_CRON } from "../../src/schedules";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -18,22 +19,6 @@ const SECRET = "archive-secret";
 const ADMIN = "archive-admin";
 const BUNDLE = join(ROOT, "bench", ".build", "archive-test");
 const EXAMPLE = JSON.parse(readFileSync(join(ROOT, "examples/1flow-example.json"), "utf8")) as Record<string, unknown> & { user: Record<string, unknown> };
-
-/** The statements of schema.sql (a trigger ends at its END;). */
-function schemaStatements(): string[] {
-  const statements: string[] = [];
-  let current = "";
-  for (const line of readFileSync(join(ROOT, "schema.sql"), "utf8").split("\n")) {
-    if (line.trim().startsWith("--") || line.trim() === "") continue;
-    current += `${line}\n`;
-    const inTrigger = /^\s*CREATE TRIGGER/i.test(current) && !/\bEND;\s*$/i.test(current);
-    if (/;\s*$/.test(line) && !inTrigger) {
-      statements.push(current.trim().replace(/;$/, ""));
-      current = "";
-    }
-  }
-  return statements;
-}
 
 interface Listed {
   key: string;

@@ -1,0 +1,4 @@
+// Types of what TypeScript callers (test/node) use from bench/lib.mjs.
+/** The statements of schema.sql, split on the semicolons that end them (a trigger ends at its END;). */
+export function schemaStatements(): string[];
+export const ROOT: string;
