@@ -5,12 +5,17 @@
  */
 import type { Env } from "./env";
 import { isEncryptionKey } from "./secrets";
-import { MAX_ARCHIVE_ROWS_PER_TICK } from "./archive/archive";
+import { DEFAULT_ARCHIVE_ROWS_PER_TICK, MAX_ARCHIVE_ROWS_PER_TICK } from "./limits";
 
 /** The largest MAX_BODY_BYTES accepted: past it, a row could outgrow what D1 and the spool take. */
 export const MAX_BODY_BYTES_LIMIT = 1_048_576;
 
 const positiveInteger = (raw: string) => /^\s*[1-9]\d*\s*$/.test(raw);
+
+/** A variable that must be a positive whole number, or null (unset, empty, or anything else). */
+export function positiveWholeNumber(raw: string | undefined): number | null {
+  return raw !== undefined && positiveInteger(raw) ? Number(raw) : null;
+}
 const set = (raw: string | undefined): raw is string => raw !== undefined && raw.trim() !== "";
 
 /** What is wrong with the configuration, one sentence per variable; empty when nothing is. */
@@ -46,7 +51,7 @@ export function configProblems(
     problems.push("ARCHIVE_DELAY_MINUTES must be a whole number of minutes (0 or more); the default 60 applies until it is");
   }
   if (set(env.ARCHIVE_ROWS_PER_TICK) && (!positiveInteger(env.ARCHIVE_ROWS_PER_TICK) || Number(env.ARCHIVE_ROWS_PER_TICK) > MAX_ARCHIVE_ROWS_PER_TICK)) {
-    problems.push(`ARCHIVE_ROWS_PER_TICK must be a whole number from 1 to ${MAX_ARCHIVE_ROWS_PER_TICK}; the default 300 applies until it is`);
+    problems.push(`ARCHIVE_ROWS_PER_TICK must be a whole number from 1 to ${MAX_ARCHIVE_ROWS_PER_TICK}; the default ${DEFAULT_ARCHIVE_ROWS_PER_TICK} applies until it is`);
   }
   for (const name of ["ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIOUS"] as const) {
     const raw = env[name];

@@ -6,6 +6,7 @@
  * Unset: everything is kept.
  */
 import type { Budget } from "./budget";
+import { positiveWholeNumber } from "./config";
 import { log } from "./log";
 import { addErasure, alertsSubmittedBefore, type ErasureCounts, eraseAlerts, eraseRejectedBefore, noErasure } from "./store/erasure";
 
@@ -15,8 +16,7 @@ export const RETENTION_BATCHES_PER_RUN = 5;
 
 /** RETENTION_DAYS: a positive whole number of days, or null (unset, or not a positive integer). */
 export function retentionDays(raw: string | undefined): number | null {
-  if (raw === undefined || raw.trim() === "") return null;
-  return /^\s*[1-9]\d*\s*$/.test(raw) ? Number(raw) : null;
+  return positiveWholeNumber(raw);
 }
 
 /**

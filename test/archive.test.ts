@@ -410,7 +410,19 @@ describe("GET /api/archive", () => {
       .bind(whole.archived_through)
       .first<number>("n");
     expect(missing).toBe(0);
-    for (const f of whole.files) expect(f.key.startsWith(`${f.table}/date=${f.date}/`)).toBe(true);
+    for (const f of whole.files) {
+      expect(f.key.startsWith(`${f.table}/date=${f.date}/`)).toBe(true);
+      expect(new Date(f.created_at).toISOString()).toBe(f.created_at);
+      expect(f.rows).toBeGreaterThan(0);
+    }
+  });
+
+  it("archived_through is null while the archive has read nothing", async () => {
+    const saved = await env.DB.prepare("SELECT cursor_submitted_at AS t, cursor_alert_id AS id FROM archive_state").first<{ t: string; id: string }>();
+    await env.DB.prepare("UPDATE archive_state SET cursor_submitted_at = '', cursor_alert_id = ''").run();
+    const body = (await (await callWorker("/api/archive")).json()) as { archived_through: string | null };
+    await env.DB.prepare("UPDATE archive_state SET cursor_submitted_at = ?1, cursor_alert_id = ?2").bind(saved?.t ?? "", saved?.id ?? "").run();
+    expect(body.archived_through).toBeNull();
   });
 
   it("answers 503 not_configured without the ARCHIVE binding, and 400 for a cursor it never gave", async () => {

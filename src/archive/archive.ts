@@ -10,6 +10,8 @@
  * deletes them (or leaves them to the garbage step): a response is in exactly one listed part.
  */
 import type { Budget } from "../budget";
+import { positiveWholeNumber } from "../config";
+import { DEFAULT_ARCHIVE_DELAY_MINUTES, DEFAULT_ARCHIVE_ROWS_PER_TICK, MAX_ARCHIVE_ROWS_PER_TICK } from "../limits";
 import { sha256Hex } from "../hash";
 import { errorMessage, log } from "../log";
 import {
@@ -31,22 +33,12 @@ import {
 } from "../store/archive";
 import { type AnswerRow, answerRows, answersParquet, type ArchiveTable, type ResponseRow, responseRow, responsesParquet, withoutAlerts } from "./parquet";
 
-/**
- * Responses a tick archives at most by default. `npm run bench` measures 12-15 ms of CPU per
- * 1,000 (rows and both parts): 300 take about 4.5 ms, under half the free plan's 10 ms, which
- * leaves the rest to reading them from D1.
- */
-export const DEFAULT_ARCHIVE_ROWS_PER_TICK = 300;
-/** The most ARCHIVE_ROWS_PER_TICK may ask for: a tick's rows stay well inside 128 MB of memory. */
-export const MAX_ARCHIVE_ROWS_PER_TICK = 10_000;
 /** Bodies a tick reads at most (bytes): past it the tick stops early and the next goes on. */
 export const ARCHIVE_TICK_BYTES = 8_000_000;
 /** Days a tick writes at most: two puts each, inside the tick's subrequests. */
 export const ARCHIVE_DAYS_PER_TICK = 16;
 /** Subrequests a tick makes besides its puts: garbage (3), state, keys, bodies, note, commit, and a failure's cleanup and record (2). */
 export const ARCHIVE_FIXED_SUBREQUESTS = 10;
-/** Default ARCHIVE_DELAY_MINUTES. */
-export const DEFAULT_ARCHIVE_DELAY_MINUTES = 60;
 /** A part noted before its put is garbage if its commit has not come this long after. */
 export const PART_COMMIT_GRACE_IN_MINUTES = 30;
 /** Leftover objects one tick deletes at most. */
@@ -54,13 +46,13 @@ export const GARBAGE_PER_TICK = 100;
 /** Parts one erasure request rewrites at most (each a get, a put, a commit and a delete; about 2 ms of CPU for 300 rows). */
 export const REWRITES_PER_REQUEST = 2;
 
+/** ARCHIVE_DELAY_MINUTES: a whole number of minutes, 0 or more; else the default. */
 export function archiveDelayMinutes(raw: string | undefined): number {
-  return raw !== undefined && /^\s*\d+\s*$/.test(raw) ? Number(raw) : DEFAULT_ARCHIVE_DELAY_MINUTES;
+  return raw === "0" || raw?.trim() === "0" ? 0 : (positiveWholeNumber(raw) ?? DEFAULT_ARCHIVE_DELAY_MINUTES);
 }
 
 export function archiveRowsPerTick(raw: string | undefined): number {
-  const n = raw !== undefined && /^\s*[1-9]\d*\s*$/.test(raw) ? Number(raw) : DEFAULT_ARCHIVE_ROWS_PER_TICK;
-  return Math.min(n, MAX_ARCHIVE_ROWS_PER_TICK);
+  return Math.min(positiveWholeNumber(raw) ?? DEFAULT_ARCHIVE_ROWS_PER_TICK, MAX_ARCHIVE_ROWS_PER_TICK);
 }
 
 export interface ArchiveTickInput {
@@ -226,7 +218,6 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
       cursor,
       first_part_id: state.last_part_id + 1,
       newest_submitted_at: chosen.reduce((max, s) => (s.submitted_at > max ? s.submitted_at : max), ""),
-      answers: objects.filter((o) => o.part.table === "answers").reduce((n, o) => n + o.part.rows, 0),
       now: now.toISOString(),
     });
   } catch (error) {
@@ -267,11 +258,10 @@ export async function eraseUserFromArchive(
   for (const part of parts) {
     const object = await bucket.get(part.key);
     if (object === null) throw new Error(`archive part ${part.key} is listed but missing from R2`);
-    const date = /date=(\d{4}-\d{2}-\d{2})/.exec(part.key)?.[1] ?? "unknown";
     const rewritten = await withoutAlerts(part.table, await object.arrayBuffer(), new Set(part.alert_ids));
     let new_key: string | null = null;
     if (rewritten.rows > 0) {
-      new_key = partKey(part.table, date, now, random);
+      new_key = partKey(part.table, part.date, now, random);
       await noteGarbage(db, [new_key], new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString());
       await bucket.put(new_key, rewritten.bytes, { httpMetadata: { contentType: "application/vnd.apache.parquet" } });
     }

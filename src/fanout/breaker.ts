@@ -1,5 +1,7 @@
 /** The circuit breaker's settings: PAUSE_AFTER_FAILURES consecutive failed attempts pause a destination for PAUSE_SECONDS. */
 
+import { positiveWholeNumber } from "../config";
+
 export const DEFAULT_PAUSE_AFTER_FAILURES = 10;
 export const DEFAULT_PAUSE_SECONDS = 300;
 
@@ -8,10 +10,7 @@ export interface BreakerSettings {
   pause_seconds: number;
 }
 
-const positive = (raw: string | undefined, fallback: number) => {
-  const parsed = Number(raw);
-  return raw !== undefined && /^\s*[1-9]\d*\s*$/.test(raw) ? parsed : fallback;
-};
+const positive = (raw: string | undefined, fallback: number) => positiveWholeNumber(raw) ?? fallback;
 
 export function breakerSettings(env: { PAUSE_AFTER_FAILURES?: string; PAUSE_SECONDS?: string }): BreakerSettings {
   return {

@@ -5,6 +5,7 @@
  * A message is acknowledged only when every delivery of its alert has an outcome in the
  * ledger; one whose alert another consumer holds comes back when that claim ends.
  */
+import { positiveWholeNumber } from "../config";
 import { isAlertMessage, isSpoolMessage, type QueueMessage, type SpoolMessage } from "../alert";
 import { Budget, meteredD1, meteredQueue } from "../budget";
 import { DEFAULT_SUBREQUEST_BUDGET } from "../limits";
@@ -70,7 +71,7 @@ export interface ConsumerContext {
 export { DEFAULT_SUBREQUEST_BUDGET };
 
 export function subrequestBudget(raw: string | undefined): number {
-  return raw !== undefined && /^\s*[1-9]\d*\s*$/.test(raw) ? Number(raw) : DEFAULT_SUBREQUEST_BUDGET;
+  return positiveWholeNumber(raw) ?? DEFAULT_SUBREQUEST_BUDGET;
 }
 
 /**

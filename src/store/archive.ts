@@ -71,7 +71,7 @@ FROM archive_late AS l INDEXED BY archive_late_by_time JOIN alerts AS a ON a.ale
 WHERE l.stored_at <= ?1 ORDER BY l.stored_at, l.alert_id LIMIT ?2`;
 
 /** The parts that hold a user's archived responses (archived_by_user), with those responses. */
-export const PARTS_OF_USER_SQL = `SELECT p.id AS id, p.key AS key, p.table_name AS "table", json_group_array(u.alert_id) AS alert_ids
+export const PARTS_OF_USER_SQL = `SELECT p.id AS id, p.key AS key, p.table_name AS "table", p.date AS date, json_group_array(u.alert_id) AS alert_ids
 FROM (SELECT alert_id, responses_part AS part FROM archived_alerts WHERE user_sha256 = ?1 AND responses_part IS NOT NULL
       UNION ALL
       SELECT alert_id, answers_part AS part FROM archived_alerts WHERE user_sha256 = ?1 AND answers_part IS NOT NULL) AS u
@@ -192,7 +192,6 @@ export async function commitArchive(
     /** The id of the first new part (the largest id so far, plus one); the rest follow. */
     first_part_id: number;
     newest_submitted_at: string | null;
-    answers: number;
     now: string;
   },
 ): Promise<void> {
@@ -239,7 +238,7 @@ export async function commitArchive(
         input.cursor.alert_id,
         input.parts.length,
         input.entries.length,
-        input.answers,
+        input.parts.filter((p) => p.table === "answers").reduce((n, p) => n + p.rows, 0),
         bytes,
         input.newest_submitted_at,
         input.now,
@@ -295,6 +294,7 @@ export interface UserPart {
   id: number;
   key: string;
   table: "responses" | "answers";
+  date: string;
   alert_ids: string[];
 }
 
@@ -306,7 +306,7 @@ export async function partsOfUser(db: D1Reader, user_sha256: string, limit: numb
   const { results } = await db
     .prepare(PARTS_OF_USER_SQL)
     .bind(user_sha256, limit + 1)
-    .all<{ id: number; key: string; table: "responses" | "answers"; alert_ids: string }>();
+    .all<{ id: number; key: string; table: "responses" | "answers"; date: string; alert_ids: string }>();
   const parts = results.slice(0, limit).map((r) => ({ ...r, alert_ids: JSON.parse(r.alert_ids) as string[] }));
   return { parts, more: results.length > limit };
 }
