@@ -15,11 +15,24 @@ export const DESTINATIONS_CACHE_IN_MS = 30_000;
 
 type Stored = { ok: true; destinations: Destination[] } | { ok: false; error: string };
 
-let cache: { version: string; checked_at: number; stored: Stored } | null = null;
+/**
+ * One isolate's cached list. Module state in the Worker (`isolateCache`); a test or the
+ * simulation passes its own, one per simulated isolate.
+ */
+export interface DestinationsCache {
+  entry: { version: string; checked_at: number; stored: Stored } | null;
+}
+
+export function newDestinationsCache(): DestinationsCache {
+  return { entry: null };
+}
+
+/** This isolate's cache. */
+const isolateCache: DestinationsCache = newDestinationsCache();
 
 /** Forgets the cached list: the next read goes to D1 (after a change made in this isolate). */
-export function forgetDestinations(): void {
-  cache = null;
+export function forgetDestinations(cache: DestinationsCache = isolateCache): void {
+  cache.entry = null;
 }
 
 /** A stored row as a destination: its secret and header values decrypted, checked against the schema. */
@@ -36,14 +49,15 @@ export async function destinationOfRow(row: DestinationRow, keys: SecretKeys): P
   }
 }
 
-async function readStored(db: D1Reader, keys: SecretKeys, now: number): Promise<{ stored: Stored; calls: number }> {
-  if (cache !== null && now - cache.checked_at < DESTINATIONS_CACHE_IN_MS) return { stored: cache.stored, calls: 0 };
-  const checked = cache !== null;
-  if (cache !== null) {
+async function readStored(db: D1Reader, keys: SecretKeys, now: number, cache: DestinationsCache): Promise<{ stored: Stored; calls: number }> {
+  const cached = cache.entry;
+  if (cached !== null && now - cached.checked_at < DESTINATIONS_CACHE_IN_MS) return { stored: cached.stored, calls: 0 };
+  const checked = cached !== null;
+  if (cached !== null) {
     const version = await destinationsVersion(db);
-    if (version === cache.version) {
-      cache.checked_at = now;
-      return { stored: cache.stored, calls: 1 };
+    if (version === cached.version) {
+      cached.checked_at = now;
+      return { stored: cached.stored, calls: 1 };
     }
   }
   const { version, rows } = await storedDestinations(db);
@@ -58,7 +72,7 @@ async function readStored(db: D1Reader, keys: SecretKeys, now: number): Promise<
     destinations.push(parsed.destination);
   }
   stored ??= { ok: true, destinations };
-  cache = { version, checked_at: now, stored };
+  cache.entry = { version, checked_at: now, stored };
   return { stored, calls: checked ? 2 : 1 };
 }
 
@@ -68,13 +82,19 @@ async function readStored(db: D1Reader, keys: SecretKeys, now: number): Promise<
  * stored one that cannot be opened, makes the whole configuration an error to report:
  * nothing is sent and nothing dropped until it is fixed. `calls` counts the D1 calls made.
  */
-export async function destinationsInForce(input: { raw: string | undefined; db: D1Reader; keys: SecretKeys; now?: number }): Promise<{
+export async function destinationsInForce(input: {
+  raw: string | undefined;
+  db: D1Reader;
+  keys: SecretKeys;
+  now?: number;
+  cache?: DestinationsCache;
+}): Promise<{
   config: DestinationsConfig;
   calls: number;
 }> {
   const fromConfig = destinationsFrom(input.raw);
   if (!fromConfig.ok) return { config: fromConfig, calls: 0 };
-  const { stored, calls } = await readStored(input.db, input.keys, input.now ?? Date.now());
+  const { stored, calls } = await readStored(input.db, input.keys, input.now ?? Date.now(), input.cache ?? isolateCache);
   if (!stored.ok) return { config: { ok: false, error: stored.error }, calls };
   const taken = new Set(fromConfig.destinations.map((d) => d.name));
   return { config: { ok: true, destinations: [...fromConfig.destinations, ...stored.destinations.filter((d) => !taken.has(d.name))] }, calls };
@@ -87,14 +107,17 @@ export async function destinationsInForce(input: { raw: string | undefined; db: 
  * @example
  * const { config } = await destinationsOf(env);
  */
-export async function destinationsOf(env: {
-  DESTINATIONS?: string;
-  DB: D1Database;
-  ENCRYPTION_KEY?: string;
-  ENCRYPTION_KEY_PREVIOUS?: string;
-}): Promise<{ config: DestinationsConfig; calls: number }> {
+export async function destinationsOf(
+  env: {
+    DESTINATIONS?: string;
+    DB: D1Database;
+    ENCRYPTION_KEY?: string;
+    ENCRYPTION_KEY_PREVIOUS?: string;
+  },
+  isolate: { cache?: DestinationsCache; now?: number } = {},
+): Promise<{ config: DestinationsConfig; calls: number }> {
   try {
-    return await destinationsInForce({ raw: env.DESTINATIONS, db: env.DB, keys: await secretKeys(env) });
+    return await destinationsInForce({ raw: env.DESTINATIONS, db: env.DB, keys: await secretKeys(env), ...isolate });
   } catch (error) {
     return { config: { ok: false, error: `the destinations could not be read from D1: ${error instanceof Error ? error.message : String(error)}` }, calls: 1 };
   }

@@ -15,7 +15,12 @@ export const ENQUEUE_BATCH_SIZE = SEND_BATCH_SIZE;
 
 export type SendBatch = (alert_ids: string[]) => Promise<void>;
 
-let buffered: string[] = [];
+/** One isolate's buffered ids. Module state in the Worker; the simulation passes one per isolate. */
+export interface EnqueueBuffer {
+  ids: string[];
+}
+
+const isolateBuffer: EnqueueBuffer = { ids: [] };
 
 /**
  * Buffers an alert id. Returns the send that this call is responsible for (to
@@ -26,18 +31,23 @@ let buffered: string[] = [];
  * const sending = bufferEnqueue(alert_id, (ids) => sendAll(queue, ids));
  * if (sending) ctx.waitUntil(sending);
  */
-export function bufferEnqueue(alert_id: string, send: SendBatch, window_ms = ENQUEUE_WINDOW_IN_MS): Promise<void> | null {
-  buffered.push(alert_id);
-  if (buffered.length >= ENQUEUE_BATCH_SIZE) return send(take());
-  if (buffered.length > 1) return null;
+export function bufferEnqueue(
+  alert_id: string,
+  send: SendBatch,
+  window_ms = ENQUEUE_WINDOW_IN_MS,
+  buffer: EnqueueBuffer = isolateBuffer,
+): Promise<void> | null {
+  buffer.ids.push(alert_id);
+  if (buffer.ids.length >= ENQUEUE_BATCH_SIZE) return send(take(buffer));
+  if (buffer.ids.length > 1) return null;
   return new Promise<void>((resolve) => setTimeout(resolve, window_ms)).then(() => {
-    const alert_ids = take();
+    const alert_ids = take(buffer);
     return alert_ids.length > 0 ? send(alert_ids) : undefined;
   });
 }
 
-function take(): string[] {
-  const alert_ids = buffered;
-  buffered = [];
+function take(buffer: EnqueueBuffer): string[] {
+  const alert_ids = buffer.ids;
+  buffer.ids = [];
   return alert_ids;
 }

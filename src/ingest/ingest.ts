@@ -11,7 +11,7 @@ import { spoolMessage } from "../spool";
 import { answersJson, countSpooled, markEnqueued, storeAlert } from "../store/alerts";
 import { isConstraintError, isTooBigError, StorageUnavailableError, withDeadline } from "../store/d1";
 import { quarantine, type Rejection } from "../store/rejected";
-import { bufferEnqueue } from "./enqueue-buffer";
+import { bufferEnqueue, type EnqueueBuffer } from "./enqueue-buffer";
 import { jsonDepthExceeds, type PayloadIssue, parsePayload } from "./payload";
 
 /** JSON nested deeper than this is refused (422): no retry could make it acceptable. */
@@ -40,6 +40,8 @@ export interface IngestContext {
   received_at?: string;
   /** False when the caller fans the alert out itself (the spool's consumer): no Queue message. */
   enqueue?: boolean;
+  /** The isolate's enqueue buffer (module state by default; the simulation gives each isolate its own). */
+  enqueue_buffer?: EnqueueBuffer;
 }
 
 export type IngestOutcome =
@@ -123,7 +125,7 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
     });
   }
   if (stored.needs_enqueue && ctx.enqueue !== false) {
-    const sending = bufferEnqueue(alert.alert_id, (alert_ids) => enqueue(ctx, alert_ids));
+    const sending = bufferEnqueue(alert.alert_id, (alert_ids) => enqueue(ctx, alert_ids), undefined, ctx.enqueue_buffer);
     if (sending) ctx.waitUntil(sending);
   }
   if (stored.inserted && ctx.received_at !== undefined) {
