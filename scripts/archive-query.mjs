@@ -64,6 +64,18 @@ export async function pullArchive(persistTo, out) {
   }
 }
 
+/**
+ * A DuckDB value as JSON shows it: numbers as numbers (a BIGINT or HUGEINT as a number while it
+ * is exact, else as its digits), decimals as numbers, timestamps and other values as their text.
+ */
+export function plain(value) {
+  if (value === null || typeof value === "number" || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "bigint") return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  if (typeof value === "object" && value !== null && typeof value.toDouble === "function" && value.constructor?.name === "DuckDBDecimalValue") return value.toDouble();
+  if (Array.isArray(value)) return value.map(plain);
+  return String(value);
+}
+
 /** Runs `sql` in DuckDB with `responses` and `answers` as views over the parts under `out`. */
 export async function queryArchive(out, sql) {
   const instance = await DuckDBInstance.create(":memory:");
@@ -78,7 +90,7 @@ export async function queryArchive(out, sql) {
       else await connection.run(`CREATE VIEW ${table} AS SELECT NULL AS alert_id WHERE false`);
     }
     const reader = await connection.runAndReadAll(sql);
-    return { columns: reader.columnNames(), rows: reader.getRowObjectsJson() };
+    return { columns: reader.columnNames(), rows: reader.getRowObjects().map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, plain(v)]))) };
   } finally {
     connection.closeSync();
   }
