@@ -1,6 +1,6 @@
 /** The dashboard, through the Worker: sign-in, CSP, pages, and the replay and reprocess buttons. */
 import { env } from "cloudflare:workers";
-import { describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import type { Env } from "../src/env";
 import { ADMIN_TOKEN, callWorker, examplePayload, post, quarantinedValidBody, rejectedRow } from "./fixtures";
 
@@ -172,6 +172,59 @@ describe("pages", () => {
     const row = await env.DB.prepare("SELECT status FROM deliveries WHERE alert_id = ?").bind(p.alert_id).first();
     expect(row).toEqual({ status: "pending" });
     const after = await (await request("/dashboard/deliveries", { headers: { cookie } })).text();
-    expect(after).toMatch(new RegExp(`${p.alert_id}</code></td><td>crm</td><td class="status">pending`));
+    expect(after).toMatch(new RegExp(`${p.alert_id}</code></td><td data-label="Destination">crm</td><td data-label="Status" class="status">pending`));
+  });
+});
+
+describe("first contact", () => {
+  // One sign-in for the block: sign-ins are rate limited (10 a minute per client).
+  let cookie = "";
+  beforeAll(async () => {
+    cookie = await session();
+  });
+
+  it("the quarantine has column headers, labels that stay on a phone, and a page per body with its issues", async () => {
+    const invalid = { ...examplePayload(), survey_id: 42 };
+    expect((await post(invalid)).status).toBe(422);
+    const list = await (await request("/dashboard/quarantine", { headers: { cookie } })).text();
+    expect(list).toMatch(/<tr class="head"><th>Reason<\/th><th>alert_id<\/th><th>Attempts<\/th><th>Last seen<\/th><th>Body<\/th><th>Action<\/th><\/tr>/);
+    expect(list).toContain('<td data-label="Reason">');
+    // The phone layout hides the header row and shows each cell's label before it.
+    expect(list).toContain('td[data-label]::before{content:attr(data-label)');
+    const id = /href="\/dashboard\/quarantine\/([0-9a-f]{64})"/.exec(list)?.[1];
+    expect(id).toBeDefined();
+    const page = await request(`/dashboard/quarantine/${id}`, { headers: { cookie } });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toMatch(/<ul id="issues"><li>survey_id: [^<]+<\/li>/);
+    expect(html).toContain(invalid.alert_id);
+  });
+
+  it("Reprocess is offered only where it can succeed: never for a body that is not JSON", async () => {
+    const notJson = `{"alert_id": "${crypto.randomUUID()}", oops`;
+    expect((await post(notJson)).status).toBe(400);
+    const { id: valid } = await quarantinedValidBody();
+    const list = await (await request("/dashboard/quarantine", { headers: { cookie } })).text();
+    const rows = list.split("<tr>").slice(1);
+    const notJsonRow = rows.find((r) => r.includes("invalid_json"));
+    expect(notJsonRow).toBeDefined();
+    expect(notJsonRow).not.toContain("Reprocess");
+    expect(list).toContain(`/dashboard/rejected/${valid}/reprocess`);
+  });
+
+  it("with no destination, the Undelivered page says so instead of 'every delivery has arrived'", async () => {
+    const html = await (await request("/dashboard/deliveries", { headers: { cookie } }, { ...env, ADMIN_TOKEN, DESTINATIONS: "" })).text();
+    expect(html).toContain('id="no-destinations"');
+    expect(html).not.toContain("Every delivery has arrived");
+    const withOne = { ...env, ADMIN_TOKEN, DESTINATIONS: JSON.stringify([{ name: "crm", url: "https://crm.test/x" }]) };
+    const other = await (await request("/dashboard/deliveries", { headers: { cookie } }, withOne)).text();
+    expect(other).not.toContain('id="no-destinations"');
+  });
+
+  it("an unknown dashboard URL is an HTML page that says so, not the API's JSON", async () => {
+    const res = await request("/dashboard/no-such-page", { headers: { cookie } });
+    expect(res.status).toBe(404);
+    expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(await res.text()).toContain('id="not-found"');
   });
 });

@@ -10,6 +10,7 @@ import { csrf } from "hono/csrf";
 import { NONCE, secureHeaders } from "hono/secure-headers";
 import type { AppEnv } from "../app-env";
 import { deliveries } from "./pages/deliveries";
+import { notFound } from "./pages/not-found";
 import { destinations } from "./pages/destinations";
 import { overview } from "./pages/overview";
 import { quarantine } from "./pages/quarantine";
@@ -40,3 +41,5 @@ dashboard.use("/dashboard", requireSession);
 dashboard.use("/dashboard/*", requireSession);
 
 for (const pages of [session, overview, survey, responses, quarantine, deliveries, destinations]) dashboard.route("/", pages);
+// Last: any other URL under /dashboard is a dashboard page that says so.
+dashboard.route("/", notFound);

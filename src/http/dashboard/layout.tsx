@@ -11,7 +11,8 @@ td,th{border-bottom:1px solid #e3e6eb;padding:.35rem .5rem;text-align:left;verti
 .cards{display:flex;flex-wrap:wrap;gap:.75rem}.card{background:#fff;padding:.75rem 1rem;border-radius:.5rem;min-width:9rem}
 .card b{display:block;font-size:1.6rem}.error{color:#b42318}.ok{color:#067647}button{cursor:pointer}
 form.inline{display:inline}pre{white-space:pre-wrap;word-break:break-all;background:#fff;padding:.5rem}
-@media (max-width:40rem){td,th{display:block;border:0}tr{display:block;border-bottom:1px solid #e3e6eb}}`;
+@media (max-width:40rem){td,th{display:block;border:0}tr{display:block;border-bottom:1px solid #e3e6eb}
+tr.head{display:none}td[data-label]::before{content:attr(data-label) ": ";font-weight:600;color:#475467}}`;
 
 export const Page: FC<{ title: string; nonce: string; signedIn?: boolean; children?: Child }> = ({ title, nonce, signedIn = true, children }) => (
   <>

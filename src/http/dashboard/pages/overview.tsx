@@ -105,7 +105,7 @@ overview.get("/dashboard", async (c) => {
       <Archive state={archive} />
       <h2>Surveys</h2>
       <table>
-        <tr>
+        <tr class="head">
           <th>Survey</th>
           <th>Responses</th>
           <th>Last response</th>
@@ -113,12 +113,12 @@ overview.get("/dashboard", async (c) => {
         </tr>
         {surveys.map((s) => (
           <tr>
-            <td>
+            <td data-label="Survey">
               <a href={`/dashboard/surveys/${encodeURIComponent(s.survey_id)}`}>{s.survey_name ?? s.survey_id}</a>
             </td>
-            <td>{s.responses}</td>
-            <td>{s.last_response_at}</td>
-            <td>{s.nps ?? "–"}</td>
+            <td data-label="Responses">{s.responses}</td>
+            <td data-label="Last response">{s.last_response_at}</td>
+            <td data-label="NPS">{s.nps ?? "–"}</td>
           </tr>
         ))}
       </table>

@@ -39,7 +39,7 @@ survey.get("/dashboard/surveys/:survey_id", async (c) => {
     <Page title={`NPS of ${survey_id}`} nonce={nonceOf(c)}>
       {series.length === 0 ? <p>No NPS answers for this survey yet.</p> : <NpsChart series={series} />}
       <table>
-        <tr>
+        <tr class="head">
           <th>Week</th>
           <th>Responses</th>
           <th>Promoters</th>
@@ -49,12 +49,12 @@ survey.get("/dashboard/surveys/:survey_id", async (c) => {
         </tr>
         {series.map((b) => (
           <tr>
-            <td>{b.bucket}</td>
-            <td>{b.responses}</td>
-            <td>{b.promoters}</td>
-            <td>{b.passives}</td>
-            <td>{b.detractors}</td>
-            <td>{b.nps}</td>
+            <td data-label="Week">{b.bucket}</td>
+            <td data-label="Responses">{b.responses}</td>
+            <td data-label="Promoters">{b.promoters}</td>
+            <td data-label="Passives">{b.passives}</td>
+            <td data-label="Detractors">{b.detractors}</td>
+            <td data-label="NPS">{b.nps}</td>
           </tr>
         ))}
       </table>
