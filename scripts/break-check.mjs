@@ -57,6 +57,9 @@ const BREAKS = [
   { id: "18-tick-bytes", file: "src/archive/archive.ts", from: "if (picked.length > 0 && bytes + row.size > (input.max_bytes ?? ARCHIVE_TICK_BYTES)) return false;", to: "if (false) return false;", test: "test/archive.test.ts", name: "reads only the bodies that fit" },
   // Issue 20: the request path.
   { id: "20-token-no-digest", file: "src/http/auth.ts", from: "  const a = encoder.encode(given);\n", to: '  const a = encoder.encode(given);\n  void crypto.subtle.digest("SHA-256", a);\n', test: "test/auth.test.ts", name: "compares without a digest" },
+  // Issue 25: security (quarantine erasure, secrets, paths, test send, request budget, token).
+  { id: "25-quarantine-tombstone", file: "src/store/rejected.ts", from: "WHERE NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?8 AND erased_at >= COALESCE(?9, ''))", to: "WHERE true", test: "test/quarantine-erasure.test.ts", name: "the quarantine after a user's erasure" },
+  // End of issue 25: security.
   // The tests issue 16 tightened.
   { id: "t-one-deadline", file: "src/ingest/ingest.ts", from: "seen_at: ctx.now().toISOString() }), remaining(ctx));", to: "seen_at: ctx.now().toISOString() }), 400);", test: "test/faults.test.ts", name: "one deadline for the whole request" },
   { id: "t-one-probe-two-consumers", file: "src/store/health.ts", from: " AND (probe_until IS NULL OR probe_until <= ?2)", to: "", test: "test/breaker.test.ts", name: "two concurrent batches" },
