@@ -35,7 +35,7 @@ const BREAKS = [
   { id: "11-probe-once", file: "src/fanout/consumer.ts", from: "      probeAsked.add(job.key.destination);\n", to: "", test: "test/cron-budget.test.ts", name: "asked for once per batch" },
   // Issue 17: destinations as data.
   { id: "17-budget", file: "src/fanout/consumer.ts", from: "Math.max(0, budget.left() - AFTER_DELIVERIES),", to: "Number.POSITIVE_INFINITY,", test: "test/destinations-api.test.ts", name: "12 destinations with SUBREQUEST_BUDGET=20" },
-  { id: "17-path-origin", file: "src/fanout/deliver.ts", from: "if (url.origin !== new URL(destination.url).origin) return", to: "if (false) return", test: "test/destinations-api.test.ts", name: "a path that leaves the url's origin" },
+  { id: "17-path-origin", file: "src/fanout/deliver.ts", from: "if (url.origin !== base.origin) return", to: "if (false) return", test: "test/destinations-api.test.ts", name: "a path that leaves the url's origin" },
   { id: "17-step-bound", file: "src/fanout/jsonata.ts", from: "if (steps > MAX_STEPS) throw", to: "if (steps < 0) throw", test: "test/destinations-api.test.ts", name: "a tail-recursive loop" },
   { id: "17-secrets-sealed", file: "src/manage-destinations.ts", from: "if (entry.secret !== undefined) secret = await seal(deps.keys, entry.secret);", to: "if (entry.secret !== undefined) secret = entry.secret;", test: "test/destinations-api.test.ts", name: "then replaces" },
   { id: "17-disabled-holds", file: "src/fanout/consumer.ts", from: 'const breaker = destination.enabled === false ? "paused"', to: 'const breaker = false ? "paused"', test: "test/destinations-api.test.ts", name: "PATCH enabled:false holds" },
@@ -59,6 +59,8 @@ const BREAKS = [
   { id: "20-token-no-digest", file: "src/http/auth.ts", from: "  const a = encoder.encode(given);\n", to: '  const a = encoder.encode(given);\n  void crypto.subtle.digest("SHA-256", a);\n', test: "test/auth.test.ts", name: "compares without a digest" },
   // Issue 25: security (quarantine erasure, secrets, paths, test send, request budget, token).
   { id: "25-quarantine-tombstone", file: "src/store/rejected.ts", from: "WHERE NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?8 AND erased_at >= COALESCE(?9, ''))", to: "WHERE true", test: "test/quarantine-erasure.test.ts", name: "the quarantine after a user's erasure" },
+  { id: "25-path-dot-segment", file: "src/fanout/deliver.ts", from: "if (hasDotSegment(result.value)) return", to: "if (false) return", test: "test/path-climb.test.ts", name: "fails permanently, nothing sent" },
+  { id: "25-path-under-url", file: "src/fanout/deliver.ts", from: "if (!url.pathname.startsWith(base.pathname)) return", to: "if (false) return", test: "test/path-climb.test.ts", name: "fails permanently, nothing sent" },
   // End of issue 25: security.
   // The tests issue 16 tightened.
   { id: "t-one-deadline", file: "src/ingest/ingest.ts", from: "seen_at: ctx.now().toISOString() }), remaining(ctx));", to: "seen_at: ctx.now().toISOString() }), 400);", test: "test/faults.test.ts", name: "one deadline for the whole request" },
