@@ -19,6 +19,7 @@ afterEach(() => {
 
 const jsonata = (path: string, url = "https://api.path.test/v1/hooks"): Destination => ({
   name: "climb",
+  enabled: true,
   url,
   format: "jsonata",
   transform: `{ "id": alert_id }`,
