@@ -61,6 +61,7 @@ const BREAKS = [
   { id: "25-quarantine-tombstone", file: "src/store/rejected.ts", from: "WHERE NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?8 AND erased_at >= COALESCE(?9, ''))", to: "WHERE true", test: "test/quarantine-erasure.test.ts", name: "the quarantine after a user's erasure" },
   { id: "25-path-dot-segment", file: "src/fanout/deliver.ts", from: "if (hasDotSegment(result.value)) return", to: "if (false) return", test: "test/path-climb.test.ts", name: "fails permanently, nothing sent" },
   { id: "25-path-under-url", file: "src/fanout/deliver.ts", from: "if (!url.pathname.startsWith(base.pathname)) return", to: "if (false) return", test: "test/path-climb.test.ts", name: "fails permanently, nothing sent" },
+  { id: "25-testsend-bounded", file: "src/manage-destinations.ts", from: "const bytes = await firstBytes(res, TEST_RESPONSE_BYTES);", to: "const bytes = new Uint8Array(await res.arrayBuffer()).subarray(0, TEST_RESPONSE_BYTES);", test: "test/test-send-bounded.test.ts", name: "a 10 MB answer" },
   // End of issue 25: security.
   // The tests issue 16 tightened.
   { id: "t-one-deadline", file: "src/ingest/ingest.ts", from: "seen_at: ctx.now().toISOString() }), remaining(ctx));", to: "seen_at: ctx.now().toISOString() }), 400);", test: "test/faults.test.ts", name: "one deadline for the whole request" },

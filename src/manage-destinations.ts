@@ -255,6 +255,29 @@ export async function previewDelivery(
 export const TEST_RESPONSE_BYTES = 2_048;
 
 /**
+ * The first `limit` bytes of an answer's body: read chunk by chunk until there are as many,
+ * then the rest is cancelled unread (a receiver's answer may be of any size).
+ */
+async function firstBytes(res: Response, limit: number): Promise<Uint8Array> {
+  if (res.body === null) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const kept = new Uint8Array(limit);
+  let length = 0;
+  try {
+    while (length < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const take = value.subarray(0, limit - length);
+      kept.set(take, length);
+      length += take.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return kept.subarray(0, length);
+}
+
+/**
  * Sends one request now (an alert, or 1Flow's example payload): no ledger row, and the
  * breaker is not moved. Returns the status, the time taken and the answer's first 2 KB.
  */
@@ -274,7 +297,7 @@ export async function testDelivery(
   const started = performance.now();
   try {
     const res = await fetch(built.value, { signal: AbortSignal.timeout(input.timeout_ms ?? DELIVERY_TIMEOUT_IN_MS), redirect: "manual" });
-    const bytes = new Uint8Array(await res.arrayBuffer()).subarray(0, TEST_RESPONSE_BYTES);
+    const bytes = await firstBytes(res, TEST_RESPONSE_BYTES);
     return { ok: true, status: res.status, duration_ms: Math.round(performance.now() - started), response: new TextDecoder().decode(bytes) };
   } catch (error) {
     return { ok: true, status: null, duration_ms: Math.round(performance.now() - started), response: null, error: error instanceof Error ? error.message : String(error) };
