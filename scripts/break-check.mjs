@@ -62,6 +62,8 @@ const BREAKS = [
   { id: "25-path-dot-segment", file: "src/fanout/deliver.ts", from: "if (hasDotSegment(result.value)) return", to: "if (false) return", test: "test/path-climb.test.ts", name: "fails permanently, nothing sent" },
   { id: "25-path-under-url", file: "src/fanout/deliver.ts", from: "if (!url.pathname.startsWith(base.pathname)) return", to: "if (false) return", test: "test/path-climb.test.ts", name: "fails permanently, nothing sent" },
   { id: "25-testsend-bounded", file: "src/manage-destinations.ts", from: "const bytes = await firstBytes(res, TEST_RESPONSE_BYTES);", to: "const bytes = new Uint8Array(await res.arrayBuffer()).subarray(0, TEST_RESPONSE_BYTES);", test: "test/test-send-bounded.test.ts", name: "a 10 MB answer" },
+  { id: "25-secrets-origin", file: "src/manage-destinations.ts", from: "  if (originOf(from) === originOf(to)) return [];\n", to: "  return [];\n", test: "test/secrets-origin.test.ts", name: "another origin without the secret and headers" },
+  { id: "25-secrets-dashboard-origin", file: "src/manage-destinations.ts", from: "  if (originOf(from) === originOf(to)) return [];\n", to: "  return [];\n", test: "test/secrets-origin.test.ts", name: "another origin with the secret fields left empty" },
   // End of issue 25: security.
   // The tests issue 16 tightened.
   { id: "t-one-deadline", file: "src/ingest/ingest.ts", from: "seen_at: ctx.now().toISOString() }), remaining(ctx));", to: "seen_at: ctx.now().toISOString() }), 400);", test: "test/faults.test.ts", name: "one deadline for the whole request" },
