@@ -64,6 +64,7 @@ const BREAKS = [
   { id: "25-testsend-bounded", file: "src/manage-destinations.ts", from: "const bytes = await firstBytes(res, TEST_RESPONSE_BYTES);", to: "const bytes = new Uint8Array(await res.arrayBuffer()).subarray(0, TEST_RESPONSE_BYTES);", test: "test/test-send-bounded.test.ts", name: "a 10 MB answer" },
   { id: "25-secrets-origin", file: "src/manage-destinations.ts", from: "  if (originOf(from) === originOf(to)) return [];\n", to: "  return [];\n", test: "test/secrets-origin.test.ts", name: "another origin without the secret and headers" },
   { id: "25-secrets-dashboard-origin", file: "src/manage-destinations.ts", from: "  if (originOf(from) === originOf(to)) return [];\n", to: "  return [];\n", test: "test/secrets-origin.test.ts", name: "another origin with the secret fields left empty" },
+  { id: "25-budget-resume", file: "src/operations.ts", from: "const budget = new Budget(RESUME_NOW_SUBREQUESTS);", to: "const budget = new Budget(1_000);", test: "test/request-budget.test.ts", name: "subrequests of one request" },
   // End of issue 25: security.
   // The tests issue 16 tightened.
   { id: "t-one-deadline", file: "src/ingest/ingest.ts", from: "seen_at: ctx.now().toISOString() }), remaining(ctx));", to: "seen_at: ctx.now().toISOString() }), 400);", test: "test/faults.test.ts", name: "one deadline for the whole request" },

@@ -21,7 +21,7 @@ import {
 } from "./fanout/destinations";
 import { parsePayload } from "./ingest/payload";
 import { log } from "./log";
-import { sweepDestinations } from "./outbox";
+import { sendResumed } from "./operations";
 import { open, seal, type SecretKeys, SecretsUnavailableError } from "./secrets";
 import { CANCEL_LIMIT, CANCELLED_REMOVED, cancelPending, loadAlerts, type StoredAlert } from "./store/deliveries";
 import { type DestinationRow, deleteDestination, patchDestination, putDestination, storedDestination, storedDestinations } from "./store/destinations";
@@ -263,7 +263,8 @@ export async function patchDestinationEntry(
     if (!written) continue;
     forgetDestinations();
     const reenabled = current.enabled === false && result.value.enabled !== false;
-    if (reenabled && (await resumeAfterEnable(deps.db, name))) await sweepDestinations({ db: deps.db, queue: deps.queue, now: deps.now() });
+    // Its own waiting deliveries only, within the request's budget (sendResumed); the cron sends the rest.
+    if (reenabled && (await resumeAfterEnable(deps.db, name))) await sendResumed(deps, name);
     log("info", "destination.patch", { request_id: deps.request_id, destination: name, fields: Object.keys(patch.value).join(","), reenabled });
     const has_secret = newSecret === undefined ? row.secret !== null : newSecret !== null;
     return {
