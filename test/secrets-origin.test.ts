@@ -112,6 +112,57 @@ describe("PATCH of url", () => {
   });
 });
 
+describe("a PATCH racing another write", () => {
+  it("a PUT to another origin lands between the PATCH's read and its write: the PATCH never pairs that origin's secret with its own url", async () => {
+    const name = await sealedDestination();
+    const NEW_ORIGIN_SECRET = "whsec_c2VjcmV0LWdpdmVuLWZvci10aGUtbmV3LW9yaWdpbg==";
+    let raced = false;
+    // Another request's PUT (the destination moved, with a secret given for its new origin) runs
+    // just before the PATCH's write reaches D1.
+    const racing = new Proxy(env.DB, {
+      get(target, prop) {
+        if (prop !== "prepare") return Reflect.get(target, prop, target);
+        return (sql: string) => {
+          const statement = target.prepare(sql);
+          if (!sql.startsWith("UPDATE destinations SET config")) return statement;
+          return new Proxy(statement, {
+            get(st, p) {
+              if (p !== "bind") return Reflect.get(st, p, st);
+              return (...values: unknown[]) => {
+                const bound = st.bind(...values);
+                return new Proxy(bound, {
+                  get(b, q) {
+                    if (q !== "first") return Reflect.get(b, q, b);
+                    return async () => {
+                      if (!raced) {
+                        raced = true;
+                        const put = await api(`/api/destinations/${name}`, "PUT", { url: "https://moved-origin.test/hook", format: "json", secret: NEW_ORIGIN_SECRET });
+                        expect(put.status).toBe(200);
+                      }
+                      return b.first();
+                    };
+                  },
+                });
+              };
+            },
+          });
+        };
+      },
+    });
+    const res = await callWorker(
+      `/api/destinations/${name}`,
+      { method: "PATCH", body: JSON.stringify({ url: "https://old-origin.test/other-hook" }), headers: { "content-type": "application/json" } },
+      { ...ENV, DB: racing },
+    );
+    expect(raced).toBe(true);
+    // Read again after the race, the PATCH moves the url off the PUT's origin without its secret.
+    expect(res.status).toBe(400);
+    expect(JSON.parse((await row(name))?.config ?? "{}")).toMatchObject({ url: "https://moved-origin.test/hook" });
+    const seen = await testSend(name);
+    expect(seen.host).toBe("moved-origin.test");
+  });
+});
+
 describe("PUT", () => {
   it("replaces the whole entry: no old sealed value is kept for the new url", async () => {
     const name = await sealedDestination();
