@@ -33,7 +33,7 @@ const api = async (method, path) => {
   const res = await fetch(`${BASE}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}` } });
   return { status: res.status, json: await res.json() };
 };
-const cron = (expression) => fetch(`${BASE}/cdn-cgi/handler/scheduled?cron=${encodeURIComponent(expression)}`);
+const cron = (expression) => fetch(`${BASE}/__scheduled?cron=${encodeURIComponent(expression)}`);
 const listed = async () => {
   const files = [];
   let cursor = null;

@@ -21,10 +21,10 @@ import {
 } from "./fanout/destinations";
 import { parsePayload } from "./ingest/payload";
 import { log } from "./log";
-import { sweepDestinations } from "./outbox";
-import { seal, type SecretKeys, SecretsUnavailableError } from "./secrets";
+import { sendResumed } from "./operations";
+import { open, seal, type SecretKeys, SecretsUnavailableError } from "./secrets";
 import { CANCEL_LIMIT, CANCELLED_REMOVED, cancelPending, loadAlerts, type StoredAlert } from "./store/deliveries";
-import { deleteDestination, patchDestination, putDestination, storedDestination, storedDestinations } from "./store/destinations";
+import { type DestinationRow, deleteDestination, patchDestination, putDestination, storedDestination, storedDestinations } from "./store/destinations";
 import { resumeAfterEnable } from "./store/health";
 import { validate, type Issue } from "./validation";
 
@@ -96,8 +96,54 @@ function storedConfig(entry: DestinationEntry): string {
   return JSON.stringify(rest);
 }
 
+/** The origin of a URL, or null when it is not one. */
+function originOf(url: unknown): string | null {
+  try {
+    return typeof url === "string" ? new URL(url).origin : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The sealed fields of a stored destination. */
+const SEALED = ["secret", "headers"] as const;
+type Sealed = (typeof SEALED)[number];
+
 /**
- * Creates or replaces a stored destination (the whole entry). 201 vs 200 is `created`.
+ * The issues of a write that moves a destination to another origin without supplying its
+ * sealed values again: a secret or header value is never sent to an origin it was not given for.
+ */
+function movedWithout(row: DestinationRow, from: unknown, to: unknown, supplied: Record<Sealed, boolean>, nullRemoves: boolean): Issue[] {
+  if (originOf(from) === originOf(to)) return [];
+  const what = { secret: "the signing secret", headers: "the header values" } as const;
+  return SEALED.filter((field) => row[field] !== null && !supplied[field]).map((field) => ({
+    path: field,
+    message: `the url's origin changes: give ${what[field]} again in the same request${nullRemoves ? " (null removes them)" : ""}; a sealed value is never sent to an origin it was not given for`,
+  }));
+}
+
+const CHANGED_MEANWHILE: ManageFailure = {
+  ok: false,
+  error: "invalid_request",
+  issues: [{ path: "", message: "the destination was changed by another request meanwhile: read it again and retry" }],
+};
+
+/** Seals what is given; null (or no header) stays null. Throws `SecretsUnavailableError` without a key. */
+async function sealed(keys: SecretKeys, input: { secret?: string | null; headers?: Record<string, string> | null }): Promise<{ secret: string | null; headers: string | null }> {
+  return {
+    secret: typeof input.secret === "string" ? await seal(keys, input.secret) : null,
+    headers: input.headers && Object.keys(input.headers).length > 0 ? await seal(keys, JSON.stringify(input.headers)) : null,
+  };
+}
+
+function notConfigured(error: SecretsUnavailableError): ManageFailure {
+  return { ok: false, error: "not_configured", message: `${error.message}: a secret or header value cannot be stored` };
+}
+
+/**
+ * Creates or replaces a stored destination (the whole entry). 201 vs 200 is `created`. A PUT
+ * keeps nothing of the old entry; the dashboard's edit asks to `keep_sealed` values it does not
+ * supply (its secret fields left empty), which it may only while the url keeps its origin.
  *
  * @example
  * await putDestinationEntry(deps, "discord", { url: "https://discord.com/api/webhooks/…", format: "jsonata", transform: "{ 'content': … }" });
@@ -106,6 +152,7 @@ export async function putDestinationEntry(
   deps: ManageDeps,
   name: string,
   body: unknown,
+  options: { keep_sealed?: boolean } = {},
 ): Promise<{ ok: true; created: boolean; destination: DestinationView } | ManageFailure> {
   const bad = badName(name);
   if (bad !== null) return bad;
@@ -116,22 +163,43 @@ export async function putDestinationEntry(
   const { rows } = await storedDestinations(deps.db);
   const config = destinationsFrom(deps.config);
   const total = rows.length + (config.ok ? config.destinations.length : 0);
-  if (!rows.some((r) => r.name === name) && total >= MAX_DESTINATIONS) {
+  const existing = rows.find((r) => r.name === name);
+  if (existing === undefined && total >= MAX_DESTINATIONS) {
     return { ok: false, error: "invalid_request", issues: [{ path: "name", message: `at most ${MAX_DESTINATIONS} destinations` }] };
   }
-  let secret: string | null = null;
-  let headers: string | null = null;
+  const keep = options.keep_sealed === true && existing !== undefined ? existing : undefined;
+  if (keep !== undefined) {
+    const issues = movedWithout(keep, (JSON.parse(keep.config) as { url?: unknown }).url, entry.url, { secret: entry.secret !== undefined, headers: entry.headers !== undefined }, false);
+    if (issues.length > 0) return { ok: false, error: "invalid_request", issues };
+  }
+  let secret: string | null;
+  let headers: string | null;
+  const kept: Partial<Pick<Destination, "secret" | "headers">> = {};
   try {
-    if (entry.secret !== undefined) secret = await seal(deps.keys, entry.secret);
-    if (entry.headers !== undefined && Object.keys(entry.headers).length > 0) headers = await seal(deps.keys, JSON.stringify(entry.headers));
+    ({ secret, headers } = await sealed(deps.keys, entry));
+    // A kept value is sealed again, under the current key.
+    if (keep?.secret && entry.secret === undefined) {
+      kept.secret = await open(deps.keys, keep.secret);
+      secret = await seal(deps.keys, kept.secret);
+    }
+    if (keep?.headers && entry.headers === undefined) {
+      kept.headers = JSON.parse(await open(deps.keys, keep.headers)) as Record<string, string>;
+      headers = await seal(deps.keys, JSON.stringify(kept.headers));
+    }
   } catch (error) {
-    if (error instanceof SecretsUnavailableError) return { ok: false, error: "not_configured", message: `${error.message}: a secret or header value cannot be stored` };
+    if (error instanceof SecretsUnavailableError) return notConfigured(error);
     throw error;
   }
-  const created = await putDestination(deps.db, { name, config: storedConfig(entry), secret, headers, updated_at: deps.now().toISOString() });
+  const row = { name, config: storedConfig(entry), secret, headers, updated_at: deps.now().toISOString() };
+  const created = await putDestination(deps.db, row, keep);
+  if (created === null) return CHANGED_MEANWHILE;
   forgetDestinations();
   log("info", "destination.put", { request_id: deps.request_id, destination: name, created });
-  return { ok: true, created, destination: destinationView({ ...entry, name, source: "api" }) };
+  return {
+    ok: true,
+    created,
+    destination: destinationView({ ...entry, secret: entry.secret ?? kept.secret, headers: entry.headers ?? kept.headers, name, source: "api" }),
+  };
 }
 
 const nullable = <S extends v.GenericSchema>(schema: S) => v.optional(v.nullable(schema));
@@ -146,9 +214,19 @@ export const patchSchema = v.strictObject({
   path: nullable(v.string()),
   method: nullable(v.picklist(METHODS)),
   format: v.optional(v.picklist(FORMATS)),
+  // Sealed like a PUT's; a url on another origin needs them again (or null) in the same request.
+  secret: nullable(v.string()),
+  headers: nullable(v.record(v.string(), v.string())),
 });
 
-/** Changes some fields of a stored destination; re-enabling it sends what waited. */
+/** Times a PATCH reads and writes again when another request changed the row in between. */
+const PATCH_ATTEMPTS = 3;
+
+/**
+ * Changes some fields of a stored destination; re-enabling it sends what waited. Its secret
+ * and header values stay unless given (null removes them); when `url` moves to another origin
+ * they must be given, or the answer is 400.
+ */
 export async function patchDestinationEntry(
   deps: ManageDeps,
   name: string,
@@ -157,25 +235,44 @@ export async function patchDestinationEntry(
   if (isConfigName(deps, name)) return { ok: false, error: "managed_by_config" };
   const patch = validate(patchSchema, body);
   if (!patch.ok) return { ok: false, error: "invalid_request", issues: patch.issues };
-  const row = await storedDestination(deps.db, name);
-  if (row === null) return { ok: false, error: "not_found" };
-  const current = JSON.parse(row.config) as Record<string, unknown>;
-  const merged: Record<string, unknown> = { ...current };
-  for (const [field, value] of Object.entries(patch.value)) {
-    if (value === null) delete merged[field];
-    else if (value !== undefined) merged[field] = value;
+  const { secret: newSecret, headers: newHeaders, ...fields } = patch.value;
+  for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
+    const row = await storedDestination(deps.db, name);
+    if (row === null) return { ok: false, error: "not_found" };
+    const current = JSON.parse(row.config) as Record<string, unknown>;
+    const merged: Record<string, unknown> = { ...current };
+    for (const [field, value] of Object.entries(fields)) {
+      if (value === null) delete merged[field];
+      else if (value !== undefined) merged[field] = value;
+    }
+    const given = { ...(typeof newSecret === "string" ? { secret: newSecret } : {}), ...(newHeaders ? { headers: newHeaders } : {}) };
+    const result = validate(entrySchema, { ...merged, ...given });
+    if (!result.ok) return { ok: false, error: "invalid_request", issues: result.issues };
+    const moved = movedWithout(row, current.url, result.value.url, { secret: newSecret !== undefined, headers: newHeaders !== undefined }, true);
+    if (moved.length > 0) return { ok: false, error: "invalid_request", issues: moved };
+    const seals: { secret?: string | null; headers?: string | null } = {};
+    try {
+      const values = await sealed(deps.keys, { secret: newSecret, headers: newHeaders });
+      if (newSecret !== undefined) seals.secret = values.secret;
+      if (newHeaders !== undefined) seals.headers = values.headers;
+    } catch (error) {
+      if (error instanceof SecretsUnavailableError) return notConfigured(error);
+      throw error;
+    }
+    const written = await patchDestination(deps.db, { name, config: storedConfig(result.value), updated_at: deps.now().toISOString(), ...seals, expected: row });
+    if (!written) continue;
+    forgetDestinations();
+    const reenabled = current.enabled === false && result.value.enabled !== false;
+    // Its own waiting deliveries only, within the request's budget (sendResumed); the cron sends the rest.
+    if (reenabled && (await resumeAfterEnable(deps.db, name))) await sendResumed(deps, name);
+    log("info", "destination.patch", { request_id: deps.request_id, destination: name, fields: Object.keys(patch.value).join(","), reenabled });
+    const has_secret = newSecret === undefined ? row.secret !== null : newSecret !== null;
+    return {
+      ok: true,
+      destination: destinationView({ ...result.value, name, source: "api", secret: has_secret ? MASK : undefined, headers: newHeaders ?? undefined }),
+    };
   }
-  const result = validate(entrySchema, merged);
-  if (!result.ok) return { ok: false, error: "invalid_request", issues: result.issues };
-  await patchDestination(deps.db, { name, config: storedConfig(result.value), updated_at: deps.now().toISOString() });
-  forgetDestinations();
-  const reenabled = current.enabled === false && result.value.enabled !== false;
-  if (reenabled && (await resumeAfterEnable(deps.db, name))) await sweepDestinations({ db: deps.db, queue: deps.queue, now: deps.now() });
-  log("info", "destination.patch", { request_id: deps.request_id, destination: name, fields: Object.keys(patch.value).join(","), reenabled });
-  return {
-    ok: true,
-    destination: destinationView({ ...result.value, name, source: "api", secret: row.secret === null ? undefined : MASK, headers: undefined }),
-  };
+  return CHANGED_MEANWHILE;
 }
 
 /** Cancel calls one removal makes at most; a sweep cancels what is left (the destination is gone). */
@@ -255,6 +352,29 @@ export async function previewDelivery(
 export const TEST_RESPONSE_BYTES = 2_048;
 
 /**
+ * The first `limit` bytes of an answer's body: read chunk by chunk until there are as many,
+ * then the rest is cancelled unread (a receiver's answer may be of any size).
+ */
+async function firstBytes(res: Response, limit: number): Promise<Uint8Array> {
+  if (res.body === null) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const kept = new Uint8Array(limit);
+  let length = 0;
+  try {
+    while (length < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const take = value.subarray(0, limit - length);
+      kept.set(take, length);
+      length += take.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return kept.subarray(0, length);
+}
+
+/**
  * Sends one request now (an alert, or 1Flow's example payload): no ledger row, and the
  * breaker is not moved. Returns the status, the time taken and the answer's first 2 KB.
  */
@@ -274,7 +394,7 @@ export async function testDelivery(
   const started = performance.now();
   try {
     const res = await fetch(built.value, { signal: AbortSignal.timeout(input.timeout_ms ?? DELIVERY_TIMEOUT_IN_MS), redirect: "manual" });
-    const bytes = new Uint8Array(await res.arrayBuffer()).subarray(0, TEST_RESPONSE_BYTES);
+    const bytes = await firstBytes(res, TEST_RESPONSE_BYTES);
     return { ok: true, status: res.status, duration_ms: Math.round(performance.now() - started), response: new TextDecoder().decode(bytes) };
   } catch (error) {
     return { ok: true, status: null, duration_ms: Math.round(performance.now() - started), response: null, error: error instanceof Error ? error.message : String(error) };

@@ -4,6 +4,7 @@
  * face turns into its own answer (JSON or a page).
  */
 import type { QueueMessage } from "./alert";
+import { Budget, meteredD1, meteredQueue } from "./budget";
 import type { DestinationsConfig } from "./fanout/destinations";
 import { type IngestContext, type IngestOutcome, ingest } from "./ingest/ingest";
 import { errorMessage, log } from "./log";
@@ -12,9 +13,8 @@ import { alertExists } from "./store/alerts";
 import { CANCEL_LIMIT, CANCELLED_BY_OPERATOR, cancelPending, resetAlertDeliveries, resetDeliveries } from "./store/deliveries";
 import { deleteRejected, getRejected } from "./store/rejected";
 import type { D1Reader } from "./store/d1";
-import { healthOf, resumeNow } from "./store/health";
+import { advanceResume, healthOf, pendingOf, resumeNow } from "./store/health";
 import { destinationCounts } from "./store/reads";
-import { sweepDestinations } from "./outbox";
 
 /** Deliveries one bulk replay resets at most; call again while `more` is true. */
 export const REPLAY_LIMIT = 1_000;
@@ -142,9 +142,48 @@ export async function destinationsReport(db: D1Reader, destinations: Destination
   });
 }
 
+/** Subrequests a request spends sending a resumed destination's waiting deliveries; the cron's sweep sends the rest. */
+export const RESUME_NOW_SUBREQUESTS = 12;
+/** Deliveries a page of that sending reads. */
+const RESUME_NOW_PAGE = 100;
+
+/**
+ * Sends the first pages of one resumed destination's waiting deliveries, within
+ * RESUME_NOW_SUBREQUESTS (a page is a read and a Queue send, the cursor one write), and keeps
+ * its cursor for the cron, which goes on from there. Only this destination: the others that
+ * are paused or being resumed are the cron's, however many there are. Never throws: what
+ * fails here the cron does.
+ */
+export async function sendResumed(deps: Pick<ReplayDeps, "db" | "queue" | "request_id">, destination: string): Promise<number> {
+  const budget = new Budget(RESUME_NOW_SUBREQUESTS);
+  const db = meteredD1(deps.db, budget);
+  const queue = meteredQueue(deps.queue, budget);
+  let after: [string, string] = ["", ""];
+  let sent = 0;
+  try {
+    let finished = false;
+    // Room for a page (read, send) and for the cursor's write after it.
+    while (budget.left() >= 3) {
+      const { keys, last } = await pendingOf(db, { destination, after, limit: RESUME_NOW_PAGE });
+      if (keys.length > 0) await sendAlerts(queue, [...new Set(keys.map((k) => k.alert_id))]);
+      sent += keys.length;
+      if (last === null || keys.length < RESUME_NOW_PAGE) {
+        finished = true;
+        break;
+      }
+      after = last;
+    }
+    await advanceResume(db, destination, finished ? null : after);
+  } catch (error) {
+    // The cursor stays where the last write left it: the cron sends from there (again, at worst).
+    log("warn", "destination.resume_send_failed", { request_id: deps.request_id, destination, error: errorMessage(error) });
+  }
+  return sent;
+}
+
 /**
  * Resumes a paused destination now (the operator's Resume now), and sends its waiting
- * deliveries: the first pages at once, the rest from the cron.
+ * deliveries: the first pages at once (sendResumed), the rest from the cron.
  */
 export async function resumeDestination(
   deps: ReplayDeps,
@@ -153,7 +192,7 @@ export async function resumeDestination(
   if (!isConfigured(deps.destinations, name)) return { ok: false, error: "unknown_destination" };
   const resumed = await resumeNow(deps.db, name, deps.now().toISOString());
   log("info", "destination.resume_now", { request_id: deps.request_id, destination: name, resumed });
-  if (resumed) await sweepDestinations({ db: deps.db, queue: deps.queue, now: deps.now() });
+  if (resumed) await sendResumed(deps, name);
   return { ok: true, resumed };
 }
 

@@ -54,21 +54,42 @@ async function bodyOf(destination: Destination, alert: StoredAlert): Promise<Bui
 }
 
 /**
+ * Whether a path (before its query) has a segment that is `.` or `..` once percent-decoded
+ * (`%2e%2e` too), split at `/` and at `\` (which URLs of http and https read as `/`).
+ */
+function hasDotSegment(path: string): boolean {
+  const beforeQuery = path.split(/[?#]/, 1)[0] ?? "";
+  return beforeQuery.split(/[/\\]/).some((segment) => {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      decoded = segment.replace(/%2e/gi, ".");
+    }
+    return decoded.split(/[/\\]/).some((part) => part === "." || part === "..");
+  });
+}
+
+/**
  * Where a jsonata destination's request goes: `url`, with `path` (JSONata giving the path
- * and query) appended. The result must keep `url`'s origin, or nothing is sent.
+ * and query) appended. A segment that is `.` or `..` (decoded) is refused, and the result
+ * must stay under `url`'s path (so under its origin), or nothing is sent.
  */
 async function urlOf(destination: Destination, alert: StoredAlert): Promise<Built<string>> {
   if (destination.format !== "jsonata" || destination.path === undefined) return { ok: true, value: destination.url };
   const result = await evaluate(destination.path, normalisedAlert(alert));
   if (!result.ok) return { ok: false, error: `path: ${result.error}` };
   if (typeof result.value !== "string") return { ok: false, error: "path: must give a string" };
+  if (hasDotSegment(result.value)) return { ok: false, error: "path: has a . or .. segment" };
   let url: URL;
   try {
     url = new URL(destination.url + result.value);
   } catch {
     return { ok: false, error: "path: does not make a URL" };
   }
-  if (url.origin !== new URL(destination.url).origin) return { ok: false, error: `path: leaves ${new URL(destination.url).origin}` };
+  const base = new URL(destination.url);
+  if (url.origin !== base.origin) return { ok: false, error: `path: leaves ${base.origin}` };
+  if (!url.pathname.startsWith(base.pathname)) return { ok: false, error: "path: leaves the url's path" };
   return { ok: true, value: url.toString() };
 }
 

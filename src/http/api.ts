@@ -140,7 +140,7 @@ api.put("/api/destinations/:name", documented({ summary: "Create (201) or replac
   return c.json({ ok: true, destination: result.destination }, result.created ? 201 : 200);
 });
 
-api.patch("/api/destinations/:name", documented({ summary: "Change some fields of an API destination (enabled, filter, survey_ids, url, transform, path, method, format)", body: patchSchema }), async (c) => {
+api.patch("/api/destinations/:name", documented({ summary: "Change some fields of an API destination (enabled, filter, survey_ids, url, transform, path, method, format, secret, headers); a url on another origin needs secret and headers again", body: patchSchema }), async (c) => {
   const body = await readJson(c, v.unknown(), { optional: false });
   if (!body.ok) return body.response;
   const result = await patchDestinationEntry(await manageDeps(c), c.req.param("name"), body.value);

@@ -74,7 +74,7 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
   const json = text === null ? { ok: false as const, message: "body is not UTF-8" } : parseJson(text);
   if (text === null || !json.ok) {
     const detail = { message: json.ok ? "" : json.message };
-    await reject(ctx, { id: sha, reason: "invalid_json", detail, body: text ?? body, alert_id: null, size });
+    await reject(ctx, { id: sha, reason: "invalid_json", detail, body: text ?? body, alert_id: null, size, ...NO_USER });
     return { outcome: "invalid_json", alert_id: null };
   }
 
@@ -82,7 +82,8 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
     const alert_id = readableAlertId(json.value);
     // The first issues and a count: a body of 20,000 bad screens must not make a 2 MB row that D1 refuses.
     const issues = all.slice(0, MAX_ISSUES_KEPT);
-    await reject(ctx, { id: sha, reason: "invalid_payload", detail: { issues, issues_total: all.length }, body: text, alert_id, size });
+    const owner = await readableOwner(json.value);
+    await reject(ctx, { id: sha, reason: "invalid_payload", detail: { issues, issues_total: all.length }, body: text, alert_id, size, ...owner });
     return { outcome: "invalid_payload", alert_id, issues, issues_total: all.length };
   };
   if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) return refuse([{ path: "", message: `JSON nested deeper than ${MAX_JSON_DEPTH} levels` }]);
@@ -122,6 +123,9 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
       body: text,
       alert_id: alert.alert_id,
       size,
+      // This body's own user, which may not be the stored one's.
+      user_sha256,
+      submitted_at: alert.submitted_at,
     });
   }
   if (stored.needs_enqueue && ctx.enqueue !== false) {
@@ -147,13 +151,37 @@ export async function rejectUnread(
 ): Promise<void> {
   const id = body ? await sha256Hex(body) : await sha256Hex(`${reason}:${size}`);
   const kept = body ? (decodeUtf8(body) ?? body) : null;
-  await reject(ctx, { id, reason, detail, body: kept, alert_id: null, size });
+  // A JSON body sent with the wrong media type still names its user.
+  const json = typeof kept === "string" ? parseJson(kept) : null;
+  const owner = json?.ok ? await readableOwner(json.value) : NO_USER;
+  await reject(ctx, { id, reason, detail, body: kept, alert_id: null, size, ...owner });
 }
 
 async function reject(ctx: IngestContext, r: Omit<Rejection, "seen_at">): Promise<void> {
   if (ctx.quarantine === false) return;
-  await withDeadline(() => quarantine(ctx.db, { ...r, seen_at: ctx.now().toISOString() }), remaining(ctx));
+  const kept = await withDeadline(() => quarantine(ctx.db, { ...r, seen_at: ctx.now().toISOString() }), remaining(ctx));
+  if (!kept) {
+    // Its user was erased on request: the answer stays the same, and nothing of it is kept.
+    log("info", "payload.erased_user", { request_id: ctx.request_id, reason: r.reason, size: r.size });
+    return;
+  }
   log("warn", "payload.quarantined", { request_id: ctx.request_id, alert_id: r.alert_id, reason: r.reason, size: r.size });
+}
+
+const NO_USER = { user_sha256: null, submitted_at: null } as const;
+
+/**
+ * The user a body names (`user.user_system_id`, when a string) as its SHA-256, and when it says
+ * it was submitted (`timestamp`, when it reads as a time): what the quarantine checks against
+ * the user tombstones, even for a body that fails the schema.
+ */
+async function readableOwner(json: unknown): Promise<{ user_sha256: string | null; submitted_at: string | null }> {
+  if (typeof json !== "object" || json === null) return NO_USER;
+  const { user, timestamp } = json as { user?: unknown; timestamp?: unknown };
+  const id = typeof user === "object" && user !== null ? (user as { user_system_id?: unknown }).user_system_id : undefined;
+  if (typeof id !== "string") return NO_USER;
+  const at = typeof timestamp === "string" ? Date.parse(timestamp) : Number.NaN;
+  return { user_sha256: await sha256Hex(id), submitted_at: Number.isNaN(at) ? null : new Date(at).toISOString() };
 }
 
 /**

@@ -151,7 +151,7 @@ destinations.post("/dashboard/destinations/:name/delete", async (c) => {
 });
 
 /** The form's fields as a destination entry (lists comma-separated, headers one `Name: value` a line). */
-function entryOfForm(form: Record<string, string>, kept: Destination | undefined): Record<string, unknown> {
+function entryOfForm(form: Record<string, string>): Record<string, unknown> {
   const list = (text: string | undefined) => {
     const items = (text ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
     return items.length > 0 ? items : undefined;
@@ -177,9 +177,10 @@ function entryOfForm(form: Record<string, string>, kept: Destination | undefined
     transform: jsonata ? text(form.transform) : undefined,
     method: jsonata ? text(form.method) : undefined,
     path: jsonata ? text(form.path) : undefined,
-    // Left empty on an edit: the stored secret and headers stay.
-    secret: text(form.secret) ?? kept?.secret,
-    headers: headerLines.length > 0 ? headers : kept?.headers,
+    // Left empty on an edit: the stored secret and headers stay (putDestinationEntry's keep_sealed),
+    // and only while the url keeps its origin.
+    secret: text(form.secret),
+    headers: headerLines.length > 0 ? headers : undefined,
     enabled: form.enabled === "on",
   };
 }
@@ -291,7 +292,7 @@ const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Rec
         <pre id="preview">—</pre>
       </fieldset>
       <fieldset>
-        <legend>Secrets (stored encrypted; left empty on an edit, they stay as they are)</legend>
+        <legend>Secrets (stored encrypted; left empty on an edit, they stay as they are while the URL keeps its origin: a new origin needs them given again)</legend>
         <p>
           <label>
             Signing secret <input name="secret" type="password" size={50} placeholder={d?.secret ? MASK : "whsec_…"} autocomplete="off" />
@@ -351,7 +352,7 @@ destinations.post("/dashboard/destinations/save", async (c) => {
   const name = (form.name ?? "").trim();
   const { config } = await destinationsOf(c.env);
   const kept = config.ok ? config.destinations.find((d) => d.name === name && d.source === "api") : undefined;
-  const result = await putDestinationEntry(await manageDeps(c), name, entryOfForm(form, kept));
+  const result = await putDestinationEntry(await manageDeps(c), name, entryOfForm(form), { keep_sealed: true });
   if (result.ok) return back(c, `${result.created ? "Added" : "Saved"} ${name}.`);
   const issues = result.error === "invalid_request" ? result.issues : [{ path: "", message: result.error === "not_configured" ? result.message : `${result.error}` }];
   return c.html(
@@ -368,7 +369,7 @@ const PREVIEW_CANDIDATES = 20;
 /** What the form would send for the latest response it matches: the body, or why not. */
 destinations.post("/dashboard/destinations/preview", async (c) => {
   const form = (await c.req.parseBody()) as Record<string, string>;
-  const entry = validate(entrySchema, entryOfForm(form, undefined));
+  const entry = validate(entrySchema, entryOfForm(form));
   if (!entry.ok) return c.json({ ok: false, message: entry.issues.map((i) => `${i.path ? `${i.path}: ` : ""}${i.message}`).join("; ") });
   const destination: Destination = { ...entry.value, name: (form.name ?? "").trim() || "preview" };
   const alerts = await latestAlerts(c.env.DB, PREVIEW_CANDIDATES);
