@@ -71,7 +71,8 @@ export type ErrorCode =
   | "queue_unavailable"
   | "managed_by_config"
   | "alert_id_conflict"
-  | "archived";
+  | "archived"
+  | "no_answer";
 
 /** Why a body sits in `rejected_payloads`. */
 export type RejectReason =

@@ -376,14 +376,16 @@ async function firstBytes(res: Response, limit: number): Promise<Uint8Array> {
 
 /**
  * Sends one request now (an alert, or 1Flow's example payload): no ledger row, and the
- * breaker is not moved. Returns the status, the time taken and the answer's first 2 KB.
+ * breaker is not moved. Returns the status, the time taken and the answer's first 2 KB; when
+ * nothing answered (no such host, refused, timed out), `no_answer` with why.
  */
 export async function testDelivery(
   db: D1Database,
   destinations: DestinationsConfig,
   input: { name: string; alert_id?: string; now: Date; timeout_ms?: number },
 ): Promise<
-  | { ok: true; status: number | null; duration_ms: number; response: string | null; error?: string }
+  | { ok: true; status: number; duration_ms: number; response: string }
+  | { ok: false; error: "no_answer"; status: null; duration_ms: number; detail: string }
   | { ok: false; error: "not_found" | "bad_destinations" }
   | { ok: false; error: "invalid_request"; issues: Issue[] }
 > {
@@ -397,6 +399,6 @@ export async function testDelivery(
     const bytes = await firstBytes(res, TEST_RESPONSE_BYTES);
     return { ok: true, status: res.status, duration_ms: Math.round(performance.now() - started), response: new TextDecoder().decode(bytes) };
   } catch (error) {
-    return { ok: true, status: null, duration_ms: Math.round(performance.now() - started), response: null, error: error instanceof Error ? error.message : String(error) };
+    return { ok: false, error: "no_answer", status: null, duration_ms: Math.round(performance.now() - started), detail: error instanceof Error ? error.message : String(error) };
   }
 }

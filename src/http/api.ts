@@ -26,7 +26,7 @@ import type { AppEnv } from "./app-env";
 import { documented } from "./openapi";
 import { tokenMatches } from "./auth";
 import { readJson } from "./input";
-import { errorResponse } from "./responses";
+import { errorResponse, UNAUTHORIZED_API } from "./responses";
 
 export const api = new Hono<AppEnv>({ strict: false });
 
@@ -34,12 +34,13 @@ export const api = new Hono<AppEnv>({ strict: false });
 export const requireAdmin: MiddlewareHandler<AppEnv> = async function requireAdmin(c, next) {
   const admin = c.env.ADMIN_TOKEN;
   if (!admin) return errorResponse(c, 404, "not_found");
-  const unauthorized = (c: Context<AppEnv>) => errorResponse(c, 401, "unauthorized");
+  // The error string is the contract's; the sentence says which part of the credential was wrong.
+  const unauthorized = (why: keyof typeof UNAUTHORIZED_API) => (c: Context<AppEnv>) => errorResponse(c, 401, "unauthorized", { message: UNAUTHORIZED_API[why] });
   return bearerAuth<AppEnv>({
     verifyToken: (token) => tokenMatches(token, [admin]),
-    noAuthenticationHeader: { message: unauthorized },
-    invalidAuthenticationHeader: { message: unauthorized },
-    invalidToken: { message: unauthorized },
+    noAuthenticationHeader: { message: unauthorized("missing") },
+    invalidAuthenticationHeader: { message: unauthorized("malformed") },
+    invalidToken: { message: unauthorized("wrong") },
   })(c, next);
 };
 
@@ -176,6 +177,8 @@ api.post("/api/destinations/:name/test", documented({ summary: "Send one request
     now: new Date(),
     timeout_ms: deliveryTimeoutMs(c.env.DELIVERY_TIMEOUT_MS),
   });
+  // Nothing answered (no such host, refused, timed out): not a success, whatever the request was.
+  if (!result.ok && result.error === "no_answer") return errorResponse(c, 502, "no_answer", { status: null, duration_ms: result.duration_ms, detail: result.detail });
   if (!result.ok) return manageFailure(c, result);
   return c.json(result);
 });

@@ -21,7 +21,15 @@ const MESSAGES: Record<ErrorCode, string> = {
   managed_by_config: "This destination is set in DESTINATIONS: change it there, or give the API's one another name.",
   alert_id_conflict: "A different body is already stored under this alert_id.",
   archived: "Retention removed this response from D1; the archive part `key` in R2 holds it.",
+  no_answer: "Nothing answered the test send: `detail` says why (no such host, refused, timed out).",
 };
+
+/** What a 401 from /api says, by what was wrong with the credential (the webhook's says the URL's token). */
+export const UNAUTHORIZED_API = {
+  missing: "This route needs an `Authorization: Bearer <ADMIN_TOKEN>` header, and none was sent.",
+  malformed: "The Authorization header is not `Bearer <ADMIN_TOKEN>`.",
+  wrong: "The bearer token in the Authorization header is not this Worker's ADMIN_TOKEN.",
+} as const;
 
 /** Seconds a sender is asked to wait after a 503 storage_unavailable. */
 export const RETRY_AFTER_IN_SECONDS = 30;

@@ -120,8 +120,9 @@ destinations.post("/dashboard/destinations/:name/test", async (c) => {
   const { config } = await destinationsOf(c.env);
   const name = c.req.param("name");
   const result = await testDelivery(c.env.DB, config, { name, now: new Date(), timeout_ms: deliveryTimeoutMs(c.env.DELIVERY_TIMEOUT_MS) });
+  if (!result.ok && result.error === "no_answer") return back(c, `Test send to ${name}: no answer (${result.detail}) after ${result.duration_ms} ms.`);
   if (!result.ok) return back(c, result.error === "invalid_request" ? `Test send to ${name}: ${result.issues.map((i) => i.message).join("; ")}` : `No destination ${name}.`);
-  return back(c, `Test send to ${name}: ${result.status === null ? `no answer (${result.error})` : `HTTP ${result.status}`} in ${result.duration_ms} ms.`);
+  return back(c, `Test send to ${name}: HTTP ${result.status} in ${result.duration_ms} ms.`);
 });
 
 for (const [action, enabled] of [["enable", true], ["disable", false]] as const) {
