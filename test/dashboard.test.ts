@@ -2,7 +2,8 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import type { Env } from "../src/env";
-import { ADMIN_TOKEN, callWorker, examplePayload, post, quarantinedValidBody, rejectedRow } from "./fixtures";
+import { RECIPES, recipeFields } from "../src/http/dashboard/recipes";
+import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post, quarantinedValidBody, rejectedRow } from "./fixtures";
 
 /** Dashboard requests carry no bearer token (only the session cookie signs them in) and come from the Worker's own origin, as a browser's form posts do. */
 function request(path: string, init: RequestInit = {}, environment?: Env): Promise<Response> {
@@ -227,4 +228,27 @@ describe("first contact", () => {
     expect(res.headers.get("content-type")).toMatch(/^text\/html/);
     expect(await res.text()).toContain('id="not-found"');
   });
+
+  it("Start from a recipe loads each shipped recipe into the Add form unescaped, and the form saves as it is", async () => {
+    const page = await (await request("/dashboard/destinations/new", { headers: { cookie } })).text();
+    expect(page).toContain('id="recipe-picker"');
+    for (const recipe of Object.keys(RECIPES)) {
+      const html = await (await request(`/dashboard/destinations/new?recipe=${recipe}`, { headers: { cookie } })).text();
+      const fields = recipeFields(recipe) ?? {};
+      // The transform as JSONata, as one would type it (the page escapes it as HTML text, never as a JSON string).
+      if (fields.transform !== undefined) {
+        const shown = /<textarea name="transform"[^>]*>([\s\S]*?)<\/textarea>/.exec(html)?.[1] ?? "";
+        const text = shown.replaceAll("&quot;", '"').replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&#39;", "'").replaceAll("&amp;", "&");
+        expect(text.trim()).toBe(fields.transform);
+        expect(text).not.toContain('\\"');
+      }
+      // Saved as loaded (with the placeholders replaced by a reachable URL): accepted.
+      const name = freshId(recipe);
+      const body = new URLSearchParams({ ...fields, name, url: `https://${recipe}.test/hook` });
+      const saved = await request("/dashboard/destinations/save", { method: "POST", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: body.toString() });
+      expect(saved.status, `${recipe}: ${saved.status === 400 ? await saved.text() : ""}`).toBe(303);
+    }
+    expect(recipeFields("nosuch")).toBeUndefined();
+  });
 });
+

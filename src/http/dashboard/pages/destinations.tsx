@@ -25,6 +25,7 @@ import { manageDeps, replayDeps } from "../../api";
 import type { AppEnv } from "../../app-env";
 import { readerOf } from "../../reader";
 import { nonceOf, Page } from "../layout";
+import { RECIPES, recipeFields } from "../recipes";
 
 export const destinations = new Hono<AppEnv>({ strict: false });
 
@@ -329,13 +330,35 @@ const PREVIEW_SCRIPT = `(() => {
   document.getElementById("preview-now").addEventListener("click", run);
 })();`;
 
-destinations.get("/dashboard/destinations/new", async (c) =>
-  c.html(
-    <Page title="Add a destination" nonce={nonceOf(c)}>
-      <Form nonce={nonceOf(c)} />
-    </Page>,
-  ),
+/** *Start from a recipe*: a plain GET form, so that it works without the page's script. */
+const RecipePicker = ({ chosen }: { chosen: string | undefined }) => (
+  <form method="get" action="/dashboard/destinations/new" id="recipe-picker">
+    <label>
+      Start from a recipe{" "}
+      <select name="recipe">
+        <option value="">(none)</option>
+        {Object.keys(RECIPES).map((r) => (
+          <option value={r} selected={r === chosen}>
+            {r}
+          </option>
+        ))}
+      </select>
+    </label>{" "}
+    <button type="submit">Load</button> <small>then replace the &lt;placeholders&gt; in the URL and headers</small>
+  </form>
 );
+
+destinations.get("/dashboard/destinations/new", async (c) => {
+  const chosen = c.req.query("recipe") || undefined;
+  const fields = chosen === undefined ? undefined : recipeFields(chosen);
+  return c.html(
+    <Page title="Add a destination" nonce={nonceOf(c)}>
+      <RecipePicker chosen={chosen} />
+      {chosen !== undefined && fields === undefined && <p class="error">No recipe named {chosen}.</p>}
+      <Form nonce={nonceOf(c)} form={fields} />
+    </Page>,
+  );
+});
 
 destinations.get("/dashboard/destinations/:name/edit", async (c) => {
   const { config } = await destinationsOf(c.env);
