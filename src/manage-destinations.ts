@@ -18,12 +18,14 @@ import {
   MAX_DESTINATIONS,
   METHODS,
   nameSchema,
+  wants,
+  wantsStatically,
 } from "./fanout/destinations";
 import { parsePayload } from "./ingest/payload";
 import { log } from "./log";
 import { sendResumed } from "./operations";
 import { open, seal, type SecretKeys, SecretsUnavailableError } from "./secrets";
-import { CANCEL_LIMIT, CANCELLED_REMOVED, cancelPending, loadAlerts, type StoredAlert } from "./store/deliveries";
+import { CANCEL_LIMIT, CANCELLED_REMOVED, cancelPending, latestAlerts, loadAlerts, type StoredAlert } from "./store/deliveries";
 import { type DestinationRow, deleteDestination, patchDestination, putDestination, storedDestination, storedDestinations } from "./store/destinations";
 import { resumeAfterEnable } from "./store/health";
 import { validate, type Issue } from "./validation";
@@ -140,6 +142,41 @@ function notConfigured(error: SecretsUnavailableError): ManageFailure {
   return { ok: false, error: "not_configured", message: `${error.message}: a secret or header value cannot be stored` };
 }
 
+/** Responses looked at for the latest one a destination matches (alerts_by_time, newest first). */
+export const LATEST_CANDIDATES = 20;
+
+/** The fields whose change a PATCH tries on the latest matching response. */
+const TRIED_FIELDS = ["transform", "path", "filter", "format", "method"] as const;
+
+/** A body's `force` (taken out of it): a PUT may carry it beside the entry's fields. */
+function forced(body: unknown): { ok: true; force: boolean; body: unknown } | { ok: false; error: "invalid_request"; issues: Issue[] } {
+  if (typeof body !== "object" || body === null || Array.isArray(body) || !("force" in body)) return { ok: true, force: false, body };
+  const { force, ...rest } = body as Record<string, unknown>;
+  if (typeof force !== "boolean") return { ok: false, error: "invalid_request", issues: [{ path: "force", message: "must be true or false" }] };
+  return { ok: true, force, body: rest };
+}
+
+/**
+ * Runs a destination's filter expression and its request (transform, path) on the latest
+ * response it matches, or on 1Flow's example when none of the latest does: the issues, with the
+ * error's code and position, when either fails (a destination that would fail every delivery
+ * is refused at save unless `"force": true`).
+ */
+export async function failsOnLatest(db: D1Database, destination: Destination, now: Date): Promise<Issue[]> {
+  const candidates = await latestAlerts(db, LATEST_CANDIDATES);
+  const latest = candidates.find((a) => wantsStatically(destination, a));
+  const alert = latest ?? exampleAlert(now);
+  const on = latest === undefined ? "1Flow's example payload" : `the latest matching response (${latest.alert_id})`;
+  const hint = `; it fails on ${on}. Send "force": true to save it anyway.`;
+  const wanted = await wants(destination, alert);
+  if (wanted.error !== undefined) return [{ ...buildIssue(wanted.error), message: `${buildIssue(wanted.error).message}${hint}` }];
+  if (!wanted.wanted) return [];
+  const built = await buildRequest(destination, alert, now);
+  if (built.ok) return [];
+  const issue = buildIssue(built.error);
+  return [{ ...issue, message: `${issue.message}${hint}` }];
+}
+
 /**
  * Creates or replaces a stored destination (the whole entry). 201 vs 200 is `created`. A PUT
  * keeps nothing of the old entry; the dashboard's edit asks to `keep_sealed` values it does not
@@ -152,14 +189,20 @@ export async function putDestinationEntry(
   deps: ManageDeps,
   name: string,
   body: unknown,
-  options: { keep_sealed?: boolean } = {},
+  options: { keep_sealed?: boolean; force?: boolean } = {},
 ): Promise<{ ok: true; created: boolean; destination: DestinationView } | ManageFailure> {
   const bad = badName(name);
   if (bad !== null) return bad;
   if (isConfigName(deps, name)) return { ok: false, error: "managed_by_config" };
-  const result = validate(entrySchema, body);
+  const asked = forced(body);
+  if (!asked.ok) return asked;
+  const result = validate(entrySchema, asked.body);
   if (!result.ok) return { ok: false, error: "invalid_request", issues: result.issues };
   const entry = result.value;
+  if (!asked.force && !options.force) {
+    const failing = await failsOnLatest(deps.db, { ...entry, name, source: "api" }, deps.now());
+    if (failing.length > 0) return { ok: false, error: "invalid_request", issues: failing };
+  }
   const { rows } = await storedDestinations(deps.db);
   const config = destinationsFrom(deps.config);
   const total = rows.length + (config.ok ? config.destinations.length : 0);
@@ -217,6 +260,8 @@ export const patchSchema = v.strictObject({
   // Sealed like a PUT's; a url on another origin needs them again (or null) in the same request.
   secret: nullable(v.string()),
   headers: nullable(v.record(v.string(), v.string())),
+  // Saves a transform, path or filter that fails on the latest matching response anyway.
+  force: v.optional(v.boolean()),
 });
 
 /** Times a PATCH reads and writes again when another request changed the row in between. */
@@ -235,7 +280,7 @@ export async function patchDestinationEntry(
   if (isConfigName(deps, name)) return { ok: false, error: "managed_by_config" };
   const patch = validate(patchSchema, body);
   if (!patch.ok) return { ok: false, error: "invalid_request", issues: patch.issues };
-  const { secret: newSecret, headers: newHeaders, ...fields } = patch.value;
+  const { secret: newSecret, headers: newHeaders, force, ...fields } = patch.value;
   for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
     const row = await storedDestination(deps.db, name);
     if (row === null) return { ok: false, error: "not_found" };
@@ -248,6 +293,10 @@ export async function patchDestinationEntry(
     const given = { ...(typeof newSecret === "string" ? { secret: newSecret } : {}), ...(newHeaders ? { headers: newHeaders } : {}) };
     const result = validate(entrySchema, { ...merged, ...given });
     if (!result.ok) return { ok: false, error: "invalid_request", issues: result.issues };
+    if (force !== true && TRIED_FIELDS.some((f) => fields[f] !== undefined)) {
+      const failing = await failsOnLatest(deps.db, { ...result.value, name, source: "api" }, deps.now());
+      if (failing.length > 0) return { ok: false, error: "invalid_request", issues: failing };
+    }
     const moved = movedWithout(row, current.url, result.value.url, { secret: newSecret !== undefined, headers: newHeaders !== undefined }, true);
     if (moved.length > 0) return { ok: false, error: "invalid_request", issues: moved };
     const seals: { secret?: string | null; headers?: string | null } = {};

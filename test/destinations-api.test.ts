@@ -237,7 +237,11 @@ describe("format jsonata", () => {
     ["a huge range", "range", { transform: `[1..100000000]` }, /transform: /],
   ])("%s: failed permanently with the reason, nothing sent", async (_, host, fields, reason) => {
     const name = freshId("runaway");
-    await put(name, { url: `https://${host}.runaway.test`, format: "jsonata", transform: TRANSFORM, ...fields });
+    // Refused at save without "force" (it fails on every response); saved with it, to see the delivery fail.
+    const refused = await api(`/api/destinations/${name}`, "PUT", { url: `https://${host}.runaway.test`, format: "jsonata", transform: TRANSFORM, ...fields });
+    expect(refused.status).toBe(400);
+    expect(JSON.stringify(await refused.json())).toMatch(/force/);
+    await put(name, { url: `https://${host}.runaway.test`, format: "jsonata", transform: TRANSFORM, ...fields, force: true });
     try {
       const received = stubDestinations();
       const { alert_id } = await quietAlert();
@@ -259,7 +263,7 @@ describe("format jsonata", () => {
     const broken = freshId("broken");
     await put(yes, { url: "https://expr-yes.test/h", filter: { expression: `answers[type = "nps"].value >= 9` } });
     await put(no, { url: "https://expr-no.test/h", filter: { expression: `answers[type = "nps"].value <= 6`, project_names: ["Sample"] } });
-    await put(broken, { url: "https://expr-broken.test/h", filter: { expression: `$count([1..100000000]) > 0` } });
+    await put(broken, { url: "https://expr-broken.test/h", filter: { expression: `$count([1..100000000]) > 0` }, force: true });
     const received = stubDestinations();
     const { alert_id } = await quietAlert();
     await runQueue(QUEUE, [message(alert_id)], ENV);

@@ -71,7 +71,7 @@ describe("a transform's path", () => {
       {
         method: "PUT",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ url: "https://climb.path.test/tenant/42/hook", format: "jsonata", transform: `{ "id": alert_id }`, path: `"/../../../admin/" & alert_id` }),
+        body: JSON.stringify({ url: "https://climb.path.test/tenant/42/hook", format: "jsonata", transform: `{ "id": alert_id }`, path: `"/../../../admin/" & alert_id`, force: true }),
       },
       ENV,
     );

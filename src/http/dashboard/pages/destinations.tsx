@@ -311,6 +311,11 @@ const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Rec
       <p>
         <button type="submit" id="save">Save</button> <a href="/dashboard/destinations">Cancel</a>
       </p>
+      <p>
+        <label>
+          <input type="checkbox" name="force" /> save even if the transform or filter fails on the latest matching response
+        </label>
+      </p>
       <script nonce={props.nonce}>{raw(PREVIEW_SCRIPT)}</script>
     </form>
   );
@@ -376,7 +381,7 @@ destinations.post("/dashboard/destinations/save", async (c) => {
   const name = (form.name ?? "").trim();
   const { config } = await destinationsOf(c.env);
   const kept = config.ok ? config.destinations.find((d) => d.name === name && d.source === "api") : undefined;
-  const result = await putDestinationEntry(await manageDeps(c), name, entryOfForm(form), { keep_sealed: true });
+  const result = await putDestinationEntry(await manageDeps(c), name, entryOfForm(form), { keep_sealed: true, force: form.force === "on" });
   if (result.ok) return back(c, `${result.created ? "Added" : "Saved"} ${name}.`);
   const issues = result.error === "invalid_request" ? result.issues : [{ path: "", message: result.error === "not_configured" ? result.message : `${result.error}` }];
   return c.html(
