@@ -133,7 +133,7 @@ function manageFailure(c: Context<AppEnv>, failure: ManageFailure | { ok: false;
   }
 }
 
-api.put("/api/destinations/:name", documented({ summary: "Create (201) or replace (200) a destination managed from the API", body: entrySchema }), async (c) => {
+api.put("/api/destinations/:name", documented({ summary: "Create (201) or replace (200) a destination managed from the API; one whose transform, path or filter fails on the latest matching response is refused unless \"force\": true", body: entrySchema }), async (c) => {
   const body = await readJson(c, v.unknown(), { optional: false });
   if (!body.ok) return body.response;
   const result = await putDestinationEntry(await manageDeps(c), c.req.param("name"), body.value);
