@@ -110,6 +110,8 @@ export async function eraseUser(
   user_system_id: string,
   max_chunks: number,
   now: string,
+  /** Subrequests the caller has left: a chunk is begun only with 3 left (its read, its erase, and the last batch). */
+  calls_left: () => number = () => Number.POSITIVE_INFINITY,
 ): Promise<{ erased: ErasureCounts; more: boolean }> {
   await db
     .prepare(
@@ -119,7 +121,7 @@ export async function eraseUser(
     .bind(await sha256Hex(user_system_id), now)
     .run();
   let erased = noErasure();
-  for (let chunk = 0; chunk < max_chunks; chunk++) {
+  for (let chunk = 0; chunk < max_chunks && calls_left() >= 3; chunk++) {
     // alerts_by_user
     const { results } = await db
       .prepare("SELECT alert_id FROM alerts WHERE user_system_id = ?1 LIMIT ?2")
