@@ -262,8 +262,13 @@ describe("erasure and retention", () => {
   it("without RETENTION_DAYS the cron keeps everything", async () => {
     const old = examplePayload({ timestamp: "2019-01-01T00:00:00.000Z" });
     await post(old);
-    await env.DB.prepare("UPDATE alerts SET enqueued_at = '2019-01-01T00:00:00.000Z' WHERE alert_id = ?").bind(old.alert_id).run();
-    await worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), env);
+    // Finished, and the archive unbound: any retention period at all would delete it.
+    await env.DB.prepare("UPDATE alerts SET enqueued_at = '2019-01-01T00:00:00.000Z', fanned_out_at = '2019-01-01T00:00:00.000Z' WHERE alert_id = ?")
+      .bind(old.alert_id)
+      .run();
+    for (const unset of ["", undefined]) {
+      await worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), { ...env, ARCHIVE: undefined, RETENTION_DAYS: unset } as typeof env);
+    }
     expect(await alertRow(old.alert_id)).not.toBeNull();
   });
 });

@@ -327,3 +327,44 @@ describe("the archive", () => {
     expect(parts).not.toMatch(/SCAN (archived_alerts|archive_parts)/);
   });
 });
+
+describe("issue 25: the cron's folding, the idle archive tick, and erasure's R2 operations", () => {
+  it("the fold tick (the first of a day: each survey's finished days into its totals): ≤ 75 rows read, ≤ 4 written (measured 49 and 3)", async () => {
+    // Folded through today first (whatever ran before), then the tick a day later folds one day for every survey.
+    await worker.scheduled(createScheduledController({ scheduledTime: new Date(Date.now() + DAY_MS), cron: "*/5 * * * *" }), { ...env, ARCHIVE: undefined });
+    const at = new Date(Date.now() + 2 * DAY_MS);
+    const cost = await measure((e) => worker.scheduled(createScheduledController({ scheduledTime: at, cron: "*/5 * * * *" }), e), { ARCHIVE: undefined });
+    expect(cost.rows_read).toBeLessThanOrEqual(75);
+    expect(cost.rows_written).toBeLessThanOrEqual(4);
+  });
+
+  it("an idle archive tick: ≤ 9 rows read, ≤ 1 written (measured 6 and 1: the read mark)", async () => {
+    const cost = zeroCost();
+    await archiveTick({ db: meterD1(env.DB, cost), bucket: env.ARCHIVE as R2Bucket, now: new Date(Date.now() + 2 * 3_600_000), delay_minutes: 60, rows_per_tick: 500 });
+    expect(cost.rows_read).toBeLessThanOrEqual(9);
+    expect(cost.rows_written).toBeLessThanOrEqual(1);
+  });
+
+  it("an archived user's erasure counts its R2 operations: 2 parts rewritten (a get and a put each) and one delete of the replaced objects, ≤ 45 subrequests, ≤ 1,150 rows read (measured 16 subrequests and 769 rows)", async () => {
+    const r2 = { calls: 0 };
+    const counting = new Proxy(env.ARCHIVE as R2Bucket, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          if (["put", "get", "delete", "list", "head"].includes(String(prop))) r2.calls += 1;
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    let answer: { erased: { archive_parts: number }; more: boolean } | null = null;
+    const cost = await measure(async (e) => {
+      answer = await (await api("/api/users/cost-user-12", { method: "DELETE" })({ ...e, ARCHIVE: counting })).json();
+    });
+    // Its 10 responses are of one day: one responses part and one answers part.
+    expect(answer).toMatchObject({ erased: { alerts: 10, archive_parts: 2 }, more: false });
+    expect(r2.calls).toBe(5);
+    expect(cost.calls + r2.calls).toBeLessThanOrEqual(45);
+    expect(cost.rows_read).toBeLessThanOrEqual(1_150);
+  });
+});

@@ -6,8 +6,10 @@
  *
  * A tick: delete what a crash left (due garbage), read (the cursor's next rows and the late
  * ones), note the new keys as garbage, put the parts, then commit the manifest and the cursor
- * in one batch. Until that commit nothing lists the parts, and a failure anywhere before it
- * deletes them (or leaves them to the garbage step): a response is in exactly one listed part.
+ * in one batch. Until that commit nothing lists the parts: a failed put deletes what was written
+ * (or leaves it to the garbage step); after a commit attempt nothing is deleted here (it may
+ * have committed), and the garbage step, which checks the manifest, removes what it does not
+ * list. A response is in exactly one listed part.
  */
 import type { Budget } from "../budget";
 import { positiveWholeNumber } from "../config";
@@ -91,8 +93,8 @@ function take(budget: Budget | undefined, n = 1): void {
   budget?.take(n);
 }
 
-/** Deletes due leftovers from R2, then forgets them. */
-async function collectGarbage(input: ArchiveTickInput): Promise<number> {
+/** Deletes due leftovers from R2, then forgets them (never a key the manifest lists). */
+async function collectGarbage(input: { db: D1Database; bucket: R2Bucket; now: Date; budget?: Budget }): Promise<number> {
   const keys = await dueGarbage(input.db, input.now.toISOString(), GARBAGE_PER_TICK);
   if (keys.length === 0) return 0;
   take(input.budget);
@@ -102,13 +104,14 @@ async function collectGarbage(input: ArchiveTickInput): Promise<number> {
 }
 
 /**
- * One archive tick. Throws when D1 or R2 fails; what it wrote is then deleted (or left to
- * a later tick's garbage step) and the next tick goes on from the same cursor.
+ * One archive tick. Throws when D1 or R2 fails; what it wrote is then deleted (a failed put)
+ * or left to a later tick's garbage step (a failed commit), and the next tick goes on from
+ * the same cursor.
  */
 export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickResult> {
   const { db, bucket, now } = input;
   const random = input.random ?? Math.random;
-  const garbage_deleted = await collectGarbage(input);
+  const garbage_deleted = await collectGarbage({ db, bucket, now, budget: input.budget });
   const state = await archiveState(db);
   const through = new Date(now.getTime() - input.delay_minutes * 60_000).toISOString();
   const { range, late } = await readForArchive(db, {
@@ -145,7 +148,10 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
     }
     cursor = { submitted_at: row.submitted_at, alert_id: row.alert_id };
   }
+  // A late row whose response the archive holds already (or that is gone) is dropped, not taken.
+  const drop = late.filter((row) => row.drop === 1).map((row) => row.alert_id);
   for (const row of late) {
+    if (row.drop === 1) continue;
     if (!fits(row)) {
       stopped = true;
       break;
@@ -162,7 +168,7 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
     if (source) chosen.push({ ...source, late: isLate });
   }
   if (chosen.length === 0) {
-    if (moved || defer.length > 0) await moveCursor(db, { cursor, defer, now: now.toISOString() });
+    if (moved || defer.length > 0 || drop.length > 0) await moveCursor(db, { cursor, defer, drop, now: now.toISOString() });
     return { responses: 0, answers: 0, parts: [], deferred: defer.length, garbage_deleted, more };
   }
 
@@ -211,20 +217,25 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
       await bucket.put(part.key, body, { httpMetadata: { contentType: "application/vnd.apache.parquet" } });
       written.push(part.key);
     }
-    await commitArchive(db, {
-      parts: objects.map((o) => o.part),
-      entries,
-      defer,
-      cursor,
-      first_part_id: state.last_part_id + 1,
-      newest_submitted_at: chosen.reduce((max, s) => (s.submitted_at > max ? s.submitted_at : max), ""),
-      now: now.toISOString(),
-    });
   } catch (error) {
-    // Nothing lists these parts: delete them now if R2 lets us; else the garbage step will.
+    // No commit was attempted, so nothing lists these parts: delete them now if R2 lets us;
+    // else the garbage step will.
     if (written.length > 0) await bucket.delete(written).catch(() => undefined);
     throw error;
   }
+  // From here on nothing is deleted: a commit that reports an error may have happened (the
+  // manifest then lists these parts). If it did not, the garbage step deletes them after
+  // PART_COMMIT_GRACE_IN_MINUTES, and it never deletes a key the manifest lists.
+  await commitArchive(db, {
+    parts: objects.map((o) => o.part),
+    entries,
+    defer,
+    drop,
+    cursor,
+    first_part_id: state.last_part_id + 1,
+    newest_submitted_at: chosen.reduce((max, s) => (s.submitted_at > max ? s.submitted_at : max), ""),
+    now: now.toISOString(),
+  });
   const answers = objects.filter((o) => o.part.table === "answers").reduce((n, o) => n + o.part.rows, 0);
   return { responses: entries.length, answers, parts: keys, deferred: defer.length, garbage_deleted, more };
 }
@@ -243,19 +254,36 @@ export async function runArchiveTick(input: ArchiveTickInput): Promise<ArchiveTi
   }
 }
 
+/** Subrequests of one part's rewrite: its get, the note of its new key, the put, the commit. */
+const REWRITE_SUBREQUESTS = 4;
+/** Subrequests of the garbage step: the due keys, their delete, forgetting them. */
+const GARBAGE_SUBREQUESTS = 3;
+
 /**
- * Takes a user's archived responses out of up to `max_parts` parts: each part is read, written
- * again without them under a new key, the manifest updated, and the old object deleted.
- * `more` is true while a part still holds them.
+ * Takes a user's archived responses out of up to `max_parts` parts (fewer when `budget` has not
+ * room for them): each part is read, written again without them under a new key, and the
+ * manifest updated; the old objects, garbage due at once, are then deleted with the other due
+ * garbage. `more` is true while a listed part still holds them, or a replaced object could not
+ * be deleted yet (the R2 delete failed, or the budget ran short): call again.
  */
-export async function eraseUserFromArchive(
-  input: { db: D1Database; bucket: R2Bucket; user_system_id: string; now: Date; max_parts: number; random?: () => number },
-): Promise<{ parts_rewritten: number; more: boolean }> {
-  const { db, bucket, now } = input;
+export async function eraseUserFromArchive(input: {
+  db: D1Database;
+  bucket: R2Bucket;
+  user_system_id: string;
+  now: Date;
+  max_parts: number;
+  budget?: Budget;
+  random?: () => number;
+}): Promise<{ parts_rewritten: number; more: boolean }> {
+  const { db, bucket, now, budget } = input;
   const random = input.random ?? Math.random;
-  const { parts, more } = await partsOfUser(db, await sha256Hex(input.user_system_id), input.max_parts);
+  const left = () => budget?.left() ?? Number.POSITIVE_INFINITY;
+  if (left() < 1 + GARBAGE_SUBREQUESTS) return { parts_rewritten: 0, more: true };
+  const room = Math.floor((left() - 1 - GARBAGE_SUBREQUESTS) / REWRITE_SUBREQUESTS);
+  const { parts, more } = await partsOfUser(db, await sha256Hex(input.user_system_id), Math.max(0, Math.min(input.max_parts, room)));
   let parts_rewritten = 0;
   for (const part of parts) {
+    take(budget);
     const object = await bucket.get(part.key);
     if (object === null) throw new Error(`archive part ${part.key} is listed but missing from R2`);
     const rewritten = await withoutAlerts(part.table, await object.arrayBuffer(), new Set(part.alert_ids));
@@ -263,8 +291,10 @@ export async function eraseUserFromArchive(
     if (rewritten.rows > 0) {
       new_key = partKey(part.table, part.date, now, random);
       await noteGarbage(db, [new_key], new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString());
+      take(budget);
       await bucket.put(new_key, rewritten.bytes, { httpMetadata: { contentType: "application/vnd.apache.parquet" } });
     }
+    // The old object becomes garbage due now, deleted below (or by the next call or tick).
     await commitRewrite(db, {
       part,
       new_key,
@@ -273,10 +303,17 @@ export async function eraseUserFromArchive(
       removed: rewritten.removed,
       now: now.toISOString(),
     });
-    // The old object is garbage now (due at once): deleted here, or by the next tick.
-    await bucket.delete(part.key);
-    await forgetGarbage(db, [part.key]);
     parts_rewritten++;
   }
-  return { parts_rewritten, more };
+  // The replaced objects still hold the user: the answer is not complete until they are gone.
+  let garbage_left = left() < GARBAGE_SUBREQUESTS;
+  if (!garbage_left) {
+    try {
+      garbage_left = (await collectGarbage({ db, bucket, now, budget })) === GARBAGE_PER_TICK;
+    } catch (error) {
+      log("warn", "archive.garbage_failed", { error: errorMessage(error) });
+      garbage_left = true;
+    }
+  }
+  return { parts_rewritten, more: more || garbage_left };
 }

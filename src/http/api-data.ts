@@ -9,8 +9,7 @@ import { errorMessage, log } from "../log";
 import { exportBoundary, exportColumns, exportPage, getAlert, type Keyset, listAlerts, listSurveys, npsSeries } from "../store/reads";
 import { stream } from "hono/streaming";
 import { csvLine } from "./csv";
-import { eraseUser } from "../store/erasure";
-import { eraseUserFromArchive, REWRITES_PER_REQUEST } from "../archive/archive";
+import { eraseUserData } from "../erase-user";
 import { archivedKey, archiveState, manifestPage } from "../store/archive";
 import { readerOf } from "./reader";
 import { listRejected, type RejectedRow } from "../store/rejected";
@@ -70,8 +69,6 @@ export function exportPartRows(raw: string | undefined): number {
   return Number.isInteger(parsed) && parsed > 0 && parsed <= DEFAULT_EXPORT_PART_ROWS ? parsed : DEFAULT_EXPORT_PART_ROWS;
 }
 
-/** Chunks of a user's alerts one erasure request takes (two D1 calls each); `more` says call again. */
-export const ERASE_CHUNKS_PER_REQUEST = 20;
 
 const utc = (iso: string | undefined): string | null => (iso ? new Date(iso).toISOString() : null);
 
@@ -195,18 +192,9 @@ function refusal(c: Context<AppEnv>, outcome: Extract<ReprocessResult, { error: 
 }
 
 apiData.delete("/api/users/:user_system_id", documented({ summary: "Erase everything stored about one user" }), async (c) => {
-  const user_system_id = c.req.param("user_system_id");
-  const now = new Date();
-  const d1 = await eraseUser(c.env.DB, user_system_id, ERASE_CHUNKS_PER_REQUEST, now.toISOString());
-  // Once D1 holds nothing of theirs, the archive's parts that do are rewritten without them.
-  const archive =
-    d1.more || !c.env.ARCHIVE
-      ? { parts_rewritten: 0, more: false }
-      : await eraseUserFromArchive({ db: c.env.DB, bucket: c.env.ARCHIVE, user_system_id, now, max_parts: REWRITES_PER_REQUEST });
-  const erased = { ...d1.erased, archive_parts: archive.parts_rewritten };
-  const more = d1.more || archive.more;
-  log("info", "privacy.erased_user", { request_id: c.get("requestId"), ...erased, more });
-  return c.json({ ok: true, erased, more });
+  // D1 first, then the archive's parts; `more` stays true until nothing of theirs is left.
+  const result = await eraseUserData({ db: c.env.DB, bucket: c.env.ARCHIVE, now: new Date(), request_id: c.get("requestId") }, c.req.param("user_system_id"));
+  return c.json({ ok: true, ...result });
 });
 
 apiData.get("/api/surveys", documented({ summary: "Each survey with responses, last response time and NPS" }), async (c) => c.json({ ok: true, surveys: await listSurveys(readerOf(c.env)) }));

@@ -78,10 +78,13 @@ ON CONFLICT (day) DO UPDATE SET duplicates = duplicates + 1`;
 
 // Last in the batch: a response this request stored (its received_at and body are the row's)
 // whose submitted_at the archive has already read past is noted as late, so the archive takes
-// it on a later tick. Otherwise it reads one row and writes none.
+// it on a later tick; never one the archive holds already (a spool message that came back after
+// the archive took its response: noting it would archive it twice). Otherwise it reads one row
+// and writes none.
 const NOTE_LATE = `INSERT INTO archive_late (alert_id, stored_at)
 SELECT ?1, ?2 WHERE ?3 <= (SELECT read_through FROM archive_state WHERE id = 1)
   AND EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1 AND received_at = ?4 AND payload_sha256 = ?5)
+  AND NOT EXISTS (SELECT 1 FROM archived_alerts WHERE alert_id = ?1)
 ON CONFLICT (alert_id) DO NOTHING`;
 
 /** The answers as `alerts.answers_json` keeps them (position is the array index). */

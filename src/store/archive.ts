@@ -65,9 +65,14 @@ FROM alerts AS a INDEXED BY alerts_by_time
 WHERE (a.submitted_at, a.alert_id) > (?1, ?2) AND a.submitted_at <= ?3
 ORDER BY a.submitted_at, a.alert_id LIMIT ?4`;
 
-/** Late rows whose delay has passed (archive_late_by_time), oldest first, as keys with their body's size. */
-export const ARCHIVE_LATE_SQL = `SELECT l.alert_id AS alert_id, a.submitted_at AS submitted_at, l.stored_at AS stored_at, length(a.payload) AS size
-FROM archive_late AS l INDEXED BY archive_late_by_time JOIN alerts AS a ON a.alert_id = l.alert_id
+/**
+ * Late rows whose delay has passed (archive_late_by_time), oldest first, as keys with their
+ * body's size; `drop` when the response is archived already or no longer stored: such a row
+ * is deleted, never archived (a second archived_alerts row would fail every tick).
+ */
+export const ARCHIVE_LATE_SQL = `SELECT l.alert_id AS alert_id, a.submitted_at AS submitted_at, l.stored_at AS stored_at, length(a.payload) AS size,
+  (a.alert_id IS NULL OR EXISTS (SELECT 1 FROM archived_alerts AS x WHERE x.alert_id = l.alert_id)) AS "drop"
+FROM archive_late AS l INDEXED BY archive_late_by_time LEFT JOIN alerts AS a ON a.alert_id = l.alert_id
 WHERE l.stored_at <= ?1 ORDER BY l.stored_at, l.alert_id LIMIT ?2`;
 
 /** The parts that hold a user's archived responses (archived_by_user), with those responses. */
@@ -108,7 +113,7 @@ export interface ArchiveKey {
 export async function readForArchive(
   db: D1Database,
   input: { cursor: { submitted_at: string; alert_id: string }; through: string; late_before: string; limit: number },
-): Promise<{ range: (ArchiveKey & { received_at: string; skip: number })[]; late: (ArchiveKey & { stored_at: string })[] }> {
+): Promise<{ range: (ArchiveKey & { received_at: string; skip: number })[]; late: (ArchiveKey & { stored_at: string; drop: number })[] }> {
   const [, range, late] = await db.batch([
     db.prepare("UPDATE archive_state SET read_through = MAX(read_through, ?1) WHERE id = 1").bind(input.through),
     db.prepare(ARCHIVE_RANGE_SQL).bind(input.cursor.submitted_at, input.cursor.alert_id, input.through, input.limit),
@@ -116,7 +121,7 @@ export async function readForArchive(
   ]);
   return {
     range: (range?.results ?? []) as (ArchiveKey & { received_at: string; skip: number })[],
-    late: (late?.results ?? []) as (ArchiveKey & { stored_at: string })[],
+    late: (late?.results ?? []) as (ArchiveKey & { stored_at: string; drop: number })[],
   };
 }
 
@@ -188,6 +193,8 @@ export async function commitArchive(
     parts: NewPart[];
     entries: ArchivedEntry[];
     defer: { alert_id: string; stored_at: string }[];
+    /** Late rows to delete unarchived: their response is archived already, or gone. */
+    drop: string[];
     cursor: { submitted_at: string; alert_id: string };
     /** The id of the first new part (the largest id so far, plus one); the rest follow. */
     first_part_id: number;
@@ -203,7 +210,7 @@ export async function commitArchive(
     input.entries.map((e) => [e.alert_id, e.user_sha256, ids_by_key.get(e.responses_key), e.answers_key === null ? null : ids_by_key.get(e.answers_key)]),
   );
   const ids = JSON.stringify(input.entries.map((e) => e.alert_id));
-  const late = JSON.stringify(input.entries.filter((e) => e.late).map((e) => e.alert_id));
+  const late = JSON.stringify([...input.entries.filter((e) => e.late).map((e) => e.alert_id), ...input.drop]);
   const bytes = input.parts.reduce((n, p) => n + p.bytes, 0);
   await db.batch([
     db
@@ -248,12 +255,13 @@ export async function commitArchive(
   ]);
 }
 
-/** A tick with nothing to archive still moves the cursor past what it skipped or deferred. */
+/** A tick with nothing to archive still moves the cursor past what it skipped or deferred, and drops late rows archived already. */
 export async function moveCursor(
   db: D1Database,
-  input: { cursor: { submitted_at: string; alert_id: string }; defer: { alert_id: string; stored_at: string }[]; now: string },
+  input: { cursor: { submitted_at: string; alert_id: string }; defer: { alert_id: string; stored_at: string }[]; drop: string[]; now: string },
 ): Promise<void> {
   await db.batch([
+    db.prepare("DELETE FROM archive_late WHERE alert_id IN (SELECT value FROM json_each(?1))").bind(JSON.stringify(input.drop)),
     db
       .prepare("INSERT INTO archive_late (alert_id, stored_at) SELECT value ->> 0, value ->> 1 FROM json_each(?1) WHERE true ON CONFLICT (alert_id) DO NOTHING")
       .bind(JSON.stringify(input.defer.map((d) => [d.alert_id, d.stored_at]))),

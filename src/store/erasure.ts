@@ -47,19 +47,33 @@ GROUP BY survey_id, day`;
 export const TOMBSTONE_DAYS = 7;
 
 /**
+ * How long after a response was received 1Flow may still send it again: three days of hourly
+ * retries from its first attempt (which came at or before our received_at), and an hour more.
+ * Retention tombstones a response it deletes inside this window, so that the retry is refused
+ * as a duplicate instead of being stored, delivered and archived again.
+ */
+export const SENDER_RETRY_WINDOW_IN_HOURS = 3 * 24 + 1;
+
+/** Tombstones to leave: these alerts' ids, refused for TOMBSTONE_DAYS from `at`. */
+export interface Tombstones {
+  at: string;
+  alert_ids: string[];
+}
+
+/**
  * Deletes the given alerts (at most ERASE_CHUNK) with their deliveries and quarantined
- * conflicts, in one batch; with `tombstone_at`, leaves a tombstone per alert so that a
+ * conflicts, in one batch; with `tombstones`, leaves one for each of those alerts so that a
  * later retry does not store it again.
  */
-async function eraseChunk(db: D1Database, alert_ids: string[], tombstone_at: string | null = null): Promise<ErasureCounts> {
+async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombstones | null = null): Promise<ErasureCounts> {
   if (alert_ids.length === 0) return noErasure();
   const ids = JSON.stringify(alert_ids);
-  const tombstones = tombstone_at === null
+  const leave = tombstones === null || tombstones.alert_ids.length === 0
     ? []
     : [
         db
           .prepare(`INSERT INTO erased_alerts (alert_id, erased_at) SELECT value, ?2 FROM json_each(?1) WHERE true ON CONFLICT (alert_id) DO NOTHING`)
-          .bind(ids, tombstone_at),
+          .bind(JSON.stringify(tombstones.alert_ids), tombstones.at),
       ];
   const [, , deliveries, rejected, alerts] = await db.batch([
     db
@@ -86,7 +100,7 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstone_at: str
     db.prepare(`DELETE FROM rejected_payloads WHERE ${IN_IDS}`).bind(ids),
     db.prepare(`DELETE FROM alerts WHERE ${IN_IDS} RETURNING json_array_length(answers_json) AS answers`).bind(ids),
     db.prepare(`DELETE FROM archive_late WHERE ${IN_IDS}`).bind(ids),
-    ...tombstones,
+    ...leave,
   ]);
   const erased = (alerts?.results ?? []) as { answers: number }[];
   return {
@@ -110,6 +124,8 @@ export async function eraseUser(
   user_system_id: string,
   max_chunks: number,
   now: string,
+  /** Subrequests the caller has left: a chunk is begun only with 3 left (its read, its erase, and the last batch). */
+  calls_left: () => number = () => Number.POSITIVE_INFINITY,
 ): Promise<{ erased: ErasureCounts; more: boolean }> {
   await db
     .prepare(
@@ -119,13 +135,14 @@ export async function eraseUser(
     .bind(await sha256Hex(user_system_id), now)
     .run();
   let erased = noErasure();
-  for (let chunk = 0; chunk < max_chunks; chunk++) {
+  for (let chunk = 0; chunk < max_chunks && calls_left() >= 3; chunk++) {
     // alerts_by_user
     const { results } = await db
       .prepare("SELECT alert_id FROM alerts WHERE user_system_id = ?1 LIMIT ?2")
       .bind(user_system_id, ERASE_CHUNK)
       .all<{ alert_id: string }>();
-    erased = addErasure(erased, await eraseChunk(db, results.map((r) => r.alert_id), now));
+    const ids = results.map((r) => r.alert_id);
+    erased = addErasure(erased, await eraseChunk(db, ids, { at: now, alert_ids: ids }));
     if (results.length < ERASE_CHUNK) {
       const [, byUser, asText] = await db.batch([
         // identify_latest_by_user
@@ -150,6 +167,7 @@ export async function eraseUser(
 export interface RetentionCandidate {
   alert_id: string;
   submitted_at: string;
+  received_at: string;
   /**
    * Its fan-out is unfinished: not on the Queue yet, on it but not consumed (no ledger row, and
    * not marked as wanted by none), held by a consumer, or a delivery pending; or, with the
@@ -158,45 +176,84 @@ export interface RetentionCandidate {
   unfinished: boolean;
 }
 
+/** Where retention goes on from: the keyset of the last alert it looked at. */
+export interface RetentionKeyset {
+  submitted_at: string;
+  alert_id: string;
+}
+
+/** The settings row that keeps retention's place between runs (absent: from the oldest alert). */
+const RETENTION_CURSOR = "retention_cursor";
+
 /**
- * Up to `limit` alerts submitted before `before`, oldest first, after the keyset `after`,
- * each with whether its fan-out is unfinished (alerts_by_time, then the ledger by key).
+ * The candidates' read: alerts submitted before ?1, after the keyset (?2, ?3) or, when those
+ * are NULL, after the kept cursor (alerts_by_time, a seek), each with whether it is unfinished.
  */
-export async function alertsSubmittedBefore(
-  db: D1Reader,
-  input: { before: string; now: string; after: { submitted_at: string; alert_id: string } | null; limit: number; archive?: boolean },
-): Promise<RetentionCandidate[]> {
-  const { results } = await db
-    .prepare(
-      `SELECT a.alert_id AS alert_id, a.submitted_at AS submitted_at,
+export const RETENTION_CANDIDATES_SQL = `SELECT a.alert_id AS alert_id, a.submitted_at AS submitted_at, a.received_at AS received_at,
               (a.enqueued_at IS NULL OR a.fanout_claimed_until > ?4
                OR EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id AND d.status = 'pending')
                OR (a.fanned_out_at IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id))
                OR (?6 AND NOT EXISTS (SELECT 1 FROM archived_alerts AS x WHERE x.alert_id = a.alert_id))) AS unfinished
-       FROM alerts AS a WHERE a.submitted_at < ?1 AND (a.submitted_at, a.alert_id) > (?2, ?3)
-       ORDER BY a.submitted_at, a.alert_id LIMIT ?5`,
-    )
-    .bind(input.before, input.after?.submitted_at ?? "", input.after?.alert_id ?? "", input.now, input.limit, input.archive === true ? 1 : 0)
-    .all<{ alert_id: string; submitted_at: string; unfinished: number }>();
+FROM alerts AS a
+WHERE a.submitted_at < ?1
+  AND (a.submitted_at, a.alert_id) > (COALESCE(?2, (SELECT value ->> 0 FROM settings WHERE key = '${RETENTION_CURSOR}'), ''),
+                                      COALESCE(?3, (SELECT value ->> 1 FROM settings WHERE key = '${RETENTION_CURSOR}'), ''))
+ORDER BY a.submitted_at, a.alert_id LIMIT ?5`;
+
+/**
+ * Up to `limit` alerts submitted before `before`, oldest first, after the keyset `after` (null:
+ * after the cursor the last run kept), each with whether its fan-out is unfinished
+ * (alerts_by_time, then the ledger by key).
+ */
+export async function alertsSubmittedBefore(
+  db: D1Reader,
+  input: { before: string; now: string; after: RetentionKeyset | null; limit: number; archive?: boolean },
+): Promise<RetentionCandidate[]> {
+  const { results } = await db
+    .prepare(RETENTION_CANDIDATES_SQL)
+    .bind(input.before, input.after?.submitted_at ?? null, input.after?.alert_id ?? null, input.now, input.limit, input.archive === true ? 1 : 0)
+    .all<{ alert_id: string; submitted_at: string; received_at: string; unfinished: number }>();
   return results.map((r) => ({ ...r, unfinished: r.unfinished === 1 }));
 }
 
-/** Erases these alerts (in chunks), with their deliveries and quarantined conflicts. */
-export async function eraseAlerts(db: D1Database, alert_ids: string[]): Promise<ErasureCounts> {
+/** Erases these alerts (in chunks), with their deliveries and quarantined conflicts; `tombstones` as eraseChunk. */
+export async function eraseAlerts(db: D1Database, alert_ids: string[], tombstones: Tombstones | null = null): Promise<ErasureCounts> {
   let erased = noErasure();
   for (let i = 0; i < alert_ids.length; i += ERASE_CHUNK) {
-    erased = addErasure(erased, await eraseChunk(db, alert_ids.slice(i, i + ERASE_CHUNK)));
+    const chunk = alert_ids.slice(i, i + ERASE_CHUNK);
+    const leave = tombstones === null ? null : { at: tombstones.at, alert_ids: tombstones.alert_ids.filter((id) => chunk.includes(id)) };
+    erased = addErasure(erased, await eraseChunk(db, chunk, leave));
   }
   return erased;
 }
 
-/** Deletes up to `limit` quarantined bodies last seen before `before` (rejected_by_time). */
-export async function eraseRejectedBefore(db: D1Database, before: string, limit: number): Promise<number> {
-  const result = await db
-    .prepare("DELETE FROM rejected_payloads WHERE id IN (SELECT id FROM rejected_payloads WHERE last_seen_at < ?1 LIMIT ?2)")
-    .bind(before, limit)
-    .run();
-  return result.meta.changes ?? 0;
+/**
+ * The end of a retention run, in one batch: deletes up to `limit` quarantined bodies last seen
+ * before `before` (rejected_by_time), and keeps where the next run goes on (`cursor`; null: from
+ * the oldest again; undefined: unchanged). Writes no row when the cursor does not change.
+ */
+export async function endRetention(
+  db: D1Database,
+  input: { before: string; limit: number; cursor: RetentionKeyset | null | undefined },
+): Promise<number> {
+  const keep =
+    input.cursor === undefined
+      ? []
+      : input.cursor === null
+        ? [db.prepare(`DELETE FROM settings WHERE key = '${RETENTION_CURSOR}'`)]
+        : [
+            db
+              .prepare(
+                `INSERT INTO settings (key, value) VALUES ('${RETENTION_CURSOR}', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE settings.value IS NOT excluded.value`,
+              )
+              .bind(JSON.stringify([input.cursor.submitted_at, input.cursor.alert_id])),
+          ];
+  const [rejected] = await db.batch([
+    db.prepare("DELETE FROM rejected_payloads WHERE id IN (SELECT id FROM rejected_payloads WHERE last_seen_at < ?1 LIMIT ?2)").bind(input.before, input.limit),
+    ...keep,
+  ]);
+  return rejected?.meta.changes ?? 0;
 }
 
 /** Forgets tombstones (of responses and of users) older than `before` (the cron), in one round trip. */
