@@ -147,11 +147,11 @@ export async function recordOutcomes(
   const record = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at)
      SELECT ?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)
-       AND (?8 IS NULL OR ${CURRENT_VERSION} = ?8)
+       AND (?8 IS NULL OR ${CURRENT_VERSION} = ?8) -- no row to insert: no conflict, no update either
      ON CONFLICT (alert_id, destination) DO UPDATE SET status = excluded.status, attempts = deliveries.attempts + ?7,
        last_status = excluded.last_status, last_error = excluded.last_error,
        updated_at = excluded.updated_at, delivered_at = excluded.delivered_at
-     WHERE deliveries.status = 'pending' AND (?8 IS NULL OR ${CURRENT_VERSION} = ?8)`,
+     WHERE deliveries.status = 'pending'`,
   );
   const count = db.prepare(
     `INSERT INTO destination_hourly (destination, hour, delivered, failed, last_delivered_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -265,18 +265,26 @@ export async function markDead(
   at: string,
   reason: string,
   finish: Parameters<typeof finishClaimsStatement>[1],
-): Promise<DeliveryKey[]> {
+): Promise<DeliveryKey[] & { confirmed?: boolean }> {
+  const version = finish.version ?? null;
   const dead = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_error, updated_at)
-     SELECT ?1, ?2, 'dead', 0, ?4, ?3 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)
+     SELECT ?1, ?2, 'dead', 0, ?4, ?3 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1) AND (?5 IS NULL OR ${CURRENT_VERSION} = ?5)
      ON CONFLICT (alert_id, destination) DO UPDATE SET status = 'dead', updated_at = ?3,
        last_error = COALESCE(deliveries.last_error, ?4)
      WHERE deliveries.status = 'pending' AND deliveries.attempts > 0
      RETURNING alert_id, destination`,
   );
-  // The claims end (and the alerts are finished) in the same batch as their rows.
-  const results = await db.batch([...keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason)), finishClaimsStatement(db, finish)]);
-  const died = results.slice(0, keys.length).flatMap((r) => r.results as DeliveryKey[]);
+  // The claims end (and the alerts are finished) in the same batch as their rows; with a
+  // cached list's version, only while it is the current one (the last statement tells).
+  const results = await db.batch([
+    ...keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason, version)),
+    finishClaimsStatement(db, finish),
+    versionStatement(db),
+  ]);
+  const current = (results.at(-1)?.results[0] as { value: string } | undefined)?.value ?? "0";
+  const died: DeliveryKey[] & { confirmed?: boolean } = results.slice(0, keys.length).flatMap((r) => r.results as DeliveryKey[]);
+  died.confirmed = version === null || current === version;
   const perDestination = new Map<string, number>();
   for (const k of died) perDestination.set(k.destination, (perDestination.get(k.destination) ?? 0) + 1);
   if (perDestination.size > 0) {
