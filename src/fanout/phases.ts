@@ -2,11 +2,11 @@
  * The consumer's phases, each callable on its own with typed inputs and outputs, so that a
  * simulation can drive and interleave them (consumeAlerts runs them in order):
  *
- *   claim   one D1 batch: the alerts, their ledger rows and the breakers; a short claim
+ *   claim   one D1 batch: the alerts, their ledger rows and the breakers; each alert claimed
+ *           for the requests that can go out up to its own (see claimEnds)
  *   plan    what each (alert, destination) gets: send, hold, cancel, refuse, carry over; the
  *           identify leases and probes; which jobs this invocation sends, within its
- *           subrequest and evaluation budgets; the claim extended to cover them when they
- *           take more than one round of requests
+ *           subrequest and evaluation budgets
  *   send    the requests, six at a time
  *   record  one D1 batch: the ledger, the counters, the breakers, and the end of everything
  *           the invocation holds (its claims and its leases)
@@ -15,8 +15,8 @@
  * Whatever an invocation holds ends when it ends: the claims and leases end in the batch that
  * records the ledger (or, when that batch fails, in one statement of their own), so a retry,
  * a replay or retention never waits for a consumer that has finished. A claim is sized from
- * the jobs the batch sends, so that it never ends while one of its requests is in flight
- * (should the invocation die mid-way). No final decision (cancel, refuse, finish) is taken
+ * the requests the batch can send up to that alert's last one, so that it never ends while
+ * one of its requests is in flight, with no second write to extend it. No final decision (cancel, refuse, finish) is taken
  * from a cached destinations list that D1 has moved past: those writes hold only while the
  * list's version is the current one, checked in the batch that makes them.
  */
@@ -31,15 +31,14 @@ import {
   claimsOf,
   type DeliveryKey,
   type DeliveryStatus,
-  extendClaimsStatement,
   finishClaimsStatement,
   type HourlyRecord,
   recordOutcomes,
   type StoredAlert,
   versionStatement,
 } from "../store/deliveries";
-import { type BatchHealth, extendProbesStatement, type HealthRow, healthStatements, takeProbe } from "../store/health";
-import { extendLeasesStatement, isSuperseded, pairKey, settleLeaseStatement, takeLeases } from "../store/identify";
+import { type BatchHealth, type HealthRow, healthStatements, takeProbe } from "../store/health";
+import { isSuperseded, pairKey, settleLeaseStatement, takeLeases } from "../store/identify";
 import { DESTINATIONS_CACHE_IN_MS } from "./configured";
 import { retryDelaySeconds } from "./backoff";
 import type { BreakerSettings } from "./breaker";
@@ -112,9 +111,8 @@ export interface Job {
    * `superseded`: a newer response of the same user is at (or going to) this identify destination.
    * `busy`: another consumer is sending to this identify destination for the same user: later.
    * `deferred`: past the invocation's subrequest or evaluation budget: carried over.
-   * `lost`: its claim could not be extended (another consumer has it): nothing sent or written.
    */
-  mode: "send" | "probe" | "held" | "superseded" | "busy" | "deferred" | "lost";
+  mode: "send" | "probe" | "held" | "superseded" | "busy" | "deferred";
   /** Its breaker allows one probe now (its pause has run out). */
   may_probe?: boolean;
   /** Why a deferred job waits. */
@@ -130,7 +128,11 @@ export interface Claimed {
   now: Date;
   /** This invocation's name on the leases it takes. */
   owner: string;
-  /** When the claims end unless extended: one round of requests and the margin. */
+  /** The batch's alerts, once each, in the order of their messages: the order of the plan's jobs. */
+  order: string[];
+  /** Each alert's claim end (what this invocation set, and what ending it must match). */
+  ends: Record<string, string>;
+  /** The latest of them: how long the leases and probes this invocation takes may last. */
   claimed_until: string;
   claimed: Map<string, StoredAlert>;
   statuses: Map<string, Map<string, DeliveryStatus>>;
@@ -140,17 +142,38 @@ export interface Claimed {
 }
 
 /**
- * Claims the alerts for one round of requests (the plan extends the claim when it sends
- * more), and reads them with their ledger rows and the breakers, in one round trip; then, only
- * when some are held elsewhere, who holds them and until when.
+ * How long to claim each alert: the plan sends jobs in fair order (each destination's first
+ * job before any second), built alert by alert in `order`, so the job of the k-th alert (from
+ * 0) for a destination is at most at position (k + 1) × destinations - 1, and never past what
+ * the budget lets the batch send. That alert's last request ends within that many requests,
+ * six at a time, each up to the delivery timeout, plus the margin: its claim covers exactly
+ * that, so one alone in its batch is held one round (60 s), and no claim needs extending.
+ */
+export function claimEnds(input: { order: string[]; destinations: number; sendable: number; now: Date; delivery_timeout_ms: number }): Record<string, string> {
+  return Object.fromEntries(
+    input.order.map((id, k) => {
+      const before = Math.max(1, Math.min((k + 1) * Math.max(1, input.destinations), input.sendable));
+      return [id, new Date(input.now.getTime() + claimMilliseconds(before, input.delivery_timeout_ms)).toISOString()];
+    }),
+  );
+}
+
+/**
+ * Claims the alerts, each for the requests that can go out up to its own (claimEnds), and
+ * reads them with their ledger rows and the breakers, in one round trip; then, only when
+ * some are held elsewhere, who holds them and until when.
  */
 export async function claim(ctx: PhaseContext, alert_ids: string[]): Promise<Claimed> {
   const now = ctx.now();
-  const claimed_until = new Date(now.getTime() + claimMilliseconds(1, ctx.delivery_timeout_ms)).toISOString();
-  const { claimed, statuses, health } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until);
-  const unclaimed = alert_ids.filter((id) => !claimed.has(id));
+  const order = [...new Set(alert_ids)];
+  // What the batch may send at most: the budget after this claim and what follows the deliveries.
+  const sendable = ctx.budget.left() - 1 - AFTER_DELIVERIES;
+  const ends = claimEnds({ order, destinations: ctx.destinations.length, sendable, now, delivery_timeout_ms: ctx.delivery_timeout_ms });
+  const claimed_until = Object.values(ends).reduce((a, b) => (b > a ? b : a), now.toISOString());
+  const { claimed, statuses, health } = await claimAlerts(ctx.db, order, now.toISOString(), ends);
+  const unclaimed = order.filter((id) => !claimed.has(id));
   const held = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { alert: StoredAlert; until: string | null }>();
-  return { now, owner: crypto.randomUUID(), claimed_until, claimed, statuses, health, held };
+  return { now, owner: crypto.randomUUID(), order, ends, claimed_until, claimed, statuses, health, held };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,8 +190,6 @@ export interface Plan {
   leased: Job[];
   /** The destinations whose probe this invocation took. */
   probes: string[];
-  /** When the claims (and leases, and probes) end unless the invocation ends them first. */
-  claimed_until: string;
 }
 
 /** Whether a ledger status is final (only `pending` is not). */
@@ -177,11 +198,10 @@ export function isFinal(status: string | undefined): boolean {
 }
 
 /**
- * Decides every (alert, destination) of the claimed alerts. Filters are evaluated within the
- * invocation's evaluation budget (what does not fit is carried over, undecided); the identify
- * leases and the probes are taken; the jobs to send are chosen fairly within both budgets; and
- * when they take more than one round of requests, the claims, leases and probes are extended
- * to cover them in one statement batch (an alert whose claim could not be extended is left).
+ * Decides every (alert, destination) of the claimed alerts, in the order of their messages.
+ * Filters are evaluated within the invocation's evaluation budget (what does not fit is
+ * carried over, undecided); the identify leases and the probes are taken; the jobs to send
+ * are chosen fairly within both budgets, in the order the claims were sized for.
  */
 export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
   const { now, statuses, health } = claimed;
@@ -191,7 +211,9 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
   // A filter expression that fails (a runaway one, stopped at its bound) fails that delivery, with the reason.
   const refused: AttemptRecord[] = [];
   const guard = { version: ctx.version ?? null };
-  for (const alert of claimed.claimed.values()) {
+  for (const id of claimed.order) {
+    const alert = claimed.claimed.get(id);
+    if (alert === undefined) continue;
     const done = statuses.get(alert.alert_id);
     const wanted = new Map<string, Wanted>();
     // Only what is still open is evaluated: a final row needs no filter.
@@ -246,10 +268,8 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
 
   // What the budget allows, taken fairly: each destination's first job before any second one,
   // from a starting destination that rotates, so that no destination waits behind the others.
-  // More than one round of requests needs the claim extended first: one more subrequest.
   const candidates = jobs.filter((j) => j.mode === "send" || j.mode === "probe");
-  const room = Math.max(0, ctx.budget.left() - AFTER_DELIVERIES);
-  const fair = fairShare(candidates, ctx.destinations.map((d) => d.name), room > OUTBOUND_CONNECTIONS ? room - 1 : room, ctx.random());
+  const fair = fairShare(candidates, ctx.destinations.map((d) => d.name), Math.max(0, ctx.budget.left() - AFTER_DELIVERIES), ctx.random());
   // Transforms and paths are evaluated as they are sent: each takes, from the evaluation
   // budget, the most steps it took in this isolate (its bound when never run).
   const sending: Job[] = [];
@@ -269,41 +289,14 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
       job.reason = CARRIED_OVER;
     }
   }
-
-  let claimed_until = claimed.claimed_until;
-  const needed = new Date(now.getTime() + claimMilliseconds(sending.length, ctx.delivery_timeout_ms)).toISOString();
-  if (needed > claimed_until) {
-    const kept = await extendHolds(ctx, { claimed, jobs, leased, probes, from: claimed_until, until: needed });
-    claimed_until = needed;
-    for (const job of jobs) if (!kept.has(job.key.alert_id)) job.mode = "lost";
-    for (let i = sending.length - 1; i >= 0; i--) if (sending[i]?.mode === "lost") sending.splice(i, 1);
-  }
   ctx.budget.take(sending.length);
-  return { jobs, sending, cancelled, refused, leased, probes, claimed_until };
+  return { jobs, sending, cancelled, refused, leased, probes };
 }
 
 /** Evaluation steps a job's request takes to build: its transform and path (jsonata format). */
 function sendSteps(destination: Destination): number {
   if (destination.format !== "jsonata") return 0;
   return (destination.transform === undefined ? 0 : expectedSteps(destination.transform)) + (destination.path === undefined ? 0 : expectedSteps(destination.path));
-}
-
-/**
- * Extends this invocation's claims (and the leases and probes it took) from `from` to `until`,
- * in one round trip. Returns the alerts whose claim it still held.
- */
-async function extendHolds(
-  ctx: PhaseContext,
-  input: { claimed: Claimed; jobs: Job[]; leased: Job[]; probes: string[]; from: string; until: string },
-): Promise<Set<string>> {
-  const pairs = input.leased.map((j) => ({ destination: j.key.destination, user_system_id: j.alert.user_system_id ?? "" }));
-  const statements = [
-    extendClaimsStatement(ctx.db, { alert_ids: [...input.claimed.claimed.keys()], from: input.from, until: input.until }),
-    ...(pairs.length > 0 ? [extendLeasesStatement(ctx.db, { pairs, owner: input.claimed.owner, until: input.until })] : []),
-    ...(input.probes.length > 0 ? [extendProbesStatement(ctx.db, { destinations: input.probes, from: input.from, until: input.until })] : []),
-  ];
-  const [claims] = await ctx.db.batch(statements);
-  return new Set(((claims?.results ?? []) as { alert_id: string }[]).map((r) => r.alert_id));
 }
 
 /**
@@ -461,8 +454,7 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
     log("info", "fanout.superseded", { alert_id: job.key.alert_id, destination: job.key.destination });
     records.push({ ...job.key, status: "delivered", last_status: null, last_error: SUPERSEDED, at, attempted: false });
   }
-  const lost = new Set(jobs.filter((j) => j.mode === "lost").map((j) => j.key.alert_id));
-  const final = [...planned.cancelled, ...planned.refused].filter((r) => !lost.has(r.alert_id));
+  const final = [...planned.cancelled, ...planned.refused];
   for (const row of final) {
     log("info", row.status === "cancelled" ? "fanout.cancelled" : "fanout.refused", { alert_id: row.alert_id, destination: row.destination, reason: row.last_error });
     records.push(row);
@@ -470,7 +462,7 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
   const withJobs = new Set([...jobs.map((j) => j.key.alert_id), ...final.map((c) => c.alert_id)]);
   // An alert no destination wants (in this isolate's list) is finished: final, so confirmed too.
   const fanned_out = [...claimed.claimed.keys()].filter((id) => !withJobs.has(id) && (statuses.get(id)?.size ?? 0) === 0);
-  const finish = { release: [...claimed.claimed.keys()], claimed_until: planned.claimed_until, fanned_out, at: ctx.now().toISOString(), version: ctx.version ?? null };
+  const finish = { release: [...claimed.claimed.keys()], claimed_until: claimed.ends, fanned_out, at: ctx.now().toISOString(), version: ctx.version ?? null };
   const paused_until = new Date(Date.parse(at) + ctx.breaker.pause_seconds * 1000).toISOString();
   const breakers = healthStatements(ctx.db, batchHealth(attempts, claimed.health), {
     now: at,
@@ -516,7 +508,7 @@ async function release(ctx: PhaseContext, claimed: Claimed, planned: Plan): Prom
   if (ctx.budget.left() < 1) return;
   try {
     await ctx.db.batch([
-      finishClaimsStatement(ctx.db, { release: [...claimed.claimed.keys()], claimed_until: planned.claimed_until, fanned_out: [], at: ctx.now().toISOString() }),
+      finishClaimsStatement(ctx.db, { release: [...claimed.claimed.keys()], claimed_until: claimed.ends, fanned_out: [], at: ctx.now().toISOString() }),
       ...planned.leased.map((job) => settleLeaseStatement(ctx.db, { ...leaseEnd(job, claimed.owner, []), delivered: null })),
     ]);
   } catch (error) {
@@ -588,12 +580,11 @@ export async function settle(
   };
   const { jobs } = planned;
   const busy = new Set(jobs.filter((j) => j.mode === "busy").map((j) => j.key.alert_id));
-  const lost = new Set(jobs.filter((j) => j.mode === "lost").map((j) => j.key.alert_id));
   const deferred = new Set(jobs.filter((j) => j.mode === "deferred").map((j) => j.key.alert_id));
   const retryableOf = (alert_id: string) => attempts.filter((a) => a.key.alert_id === alert_id && isRetryable(a));
   // Alerts with jobs past the budget, whose message would otherwise be acknowledged, go back as new messages.
   const carryOver = recorded.ok
-    ? [...deferred].filter((id) => !busy.has(id) && !lost.has(id) && !recorded.unconfirmed.has(id) && retryableOf(id).length === 0)
+    ? [...deferred].filter((id) => !busy.has(id) && !recorded.unconfirmed.has(id) && retryableOf(id).length === 0)
     : [];
   let carriedOver = false;
   if (carryOver.length > 0) {
@@ -641,14 +632,9 @@ export async function settle(
       retry(message, alert_id, Math.ceil(DESTINATIONS_CACHE_IN_MS / 1000) + 1);
       continue;
     }
-    if (lost.has(alert_id)) {
-      // Another consumer took it while this one planned: that one decides.
-      retry(message, alert_id, 1);
-      continue;
-    }
     if (busy.has(alert_id)) {
       // Another consumer is sending this user's newer or older response: after its lease.
-      retry(message, alert_id, secondsUntil(planned.claimed_until, now));
+      retry(message, alert_id, secondsUntil(claimed.claimed_until, now));
       continue;
     }
     const retryable = retryableOf(alert_id);

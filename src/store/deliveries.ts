@@ -53,22 +53,31 @@ export interface Claim {
   health: Map<string, HealthRow>;
 }
 
+/** One end for every claim, or each alert's own. */
+export type ClaimEnds = string | Record<string, string>;
+
+/** `{alert_id: until}` for these alerts. */
+function endsOf(alert_ids: string[], until: ClaimEnds): Record<string, string> {
+  return Object.fromEntries(alert_ids.map((id) => [id, typeof until === "string" ? until : (until[id] ?? "")]).filter(([, u]) => u !== ""));
+}
+
 /**
- * Claims the batch's alerts for this consumer until `claimed_until` and reads them with
- * their ledger rows, in one round trip. An alert held by another consumer, or missing, is
- * not in `claimed`. The claim also marks the alert enqueued (the producer's mark may
- * have failed).
+ * Claims the batch's alerts for this consumer, each until its end in `claimed_until` (one
+ * for all, or one per alert), and reads them with their ledger rows, in one round trip. An
+ * alert held by another consumer, or missing, is not in `claimed`. The claim also marks the
+ * alert enqueued (the producer's mark may have failed).
  */
-export async function claimAlerts(db: D1Database, alert_ids: string[], now: string, claimed_until: string): Promise<Claim> {
+export async function claimAlerts(db: D1Database, alert_ids: string[], now: string, claimed_until: ClaimEnds): Promise<Claim> {
   const ids = JSON.stringify([...new Set(alert_ids)]);
   const [alerts, ledger, breakers] = await db.batch([
     db
       .prepare(
-        `UPDATE alerts SET fanout_claimed_until = ?2, enqueued_at = COALESCE(enqueued_at, ?1), outbox_claimed_until = NULL
-         WHERE alert_id IN (SELECT value FROM json_each(?3)) AND (fanout_claimed_until IS NULL OR fanout_claimed_until <= ?1)
+        `UPDATE alerts SET fanout_claimed_until = (SELECT value FROM json_each(?2) WHERE key = alerts.alert_id),
+           enqueued_at = COALESCE(enqueued_at, ?1), outbox_claimed_until = NULL
+         WHERE alert_id IN (SELECT key FROM json_each(?2)) AND (fanout_claimed_until IS NULL OR fanout_claimed_until <= ?1)
          RETURNING ${STORED_COLUMNS}`,
       )
-      .bind(now, claimed_until, ids),
+      .bind(now, JSON.stringify(endsOf([...new Set(alert_ids)], claimed_until))),
     db.prepare(`SELECT alert_id, destination, status FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1))`).bind(ids),
     healthStatement(db),
   ]);
@@ -169,38 +178,25 @@ export async function recordOutcomes(
 }
 
 /**
- * Ends a consumer's claims (`release`; only its own claim: `claimed_until` is the value it
- * set), and marks `fanned_out` ones finished: alerts that no destination wanted (an alert with
- * ledger rows is finished by them), only while `version` (when given) is the current one.
- * Goes in the batch that records the outcomes. Writes nothing for any other alert.
+ * Ends a consumer's claims (`release`; only its own claim: `claimed_until` is the end it set,
+ * one for all or one per alert), and marks `fanned_out` ones finished: alerts that no
+ * destination wanted (an alert with ledger rows is finished by them), only while `version`
+ * (when given) is the current one. Goes in the batch that records the outcomes. Writes
+ * nothing for any other alert.
  */
 export function finishClaimsStatement(
   db: D1Database,
-  input: { release: string[]; claimed_until: string; fanned_out: string[]; at: string; version?: string | null },
+  input: { release: string[]; claimed_until: ClaimEnds; fanned_out: string[]; at: string; version?: string | null },
 ): D1PreparedStatement {
   return db
     .prepare(
       `UPDATE alerts SET
-         fanout_claimed_until = CASE WHEN alert_id IN (SELECT value FROM json_each(?1)) AND fanout_claimed_until = ?2 THEN NULL ELSE fanout_claimed_until END,
-         fanned_out_at = CASE WHEN alert_id IN (SELECT value FROM json_each(?3)) AND (?5 IS NULL OR ${CURRENT_VERSION} = ?5) THEN COALESCE(fanned_out_at, ?4) ELSE fanned_out_at END
-       WHERE (alert_id IN (SELECT value FROM json_each(?1)) AND fanout_claimed_until = ?2)
-          OR (alert_id IN (SELECT value FROM json_each(?3)) AND fanned_out_at IS NULL AND (?5 IS NULL OR ${CURRENT_VERSION} = ?5))`,
+         fanout_claimed_until = CASE WHEN fanout_claimed_until = (SELECT value FROM json_each(?1) WHERE key = alerts.alert_id) THEN NULL ELSE fanout_claimed_until END,
+         fanned_out_at = CASE WHEN alert_id IN (SELECT value FROM json_each(?2)) AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4) THEN COALESCE(fanned_out_at, ?3) ELSE fanned_out_at END
+       WHERE (alert_id IN (SELECT key FROM json_each(?1)) AND fanout_claimed_until = (SELECT value FROM json_each(?1) WHERE key = alerts.alert_id))
+          OR (alert_id IN (SELECT value FROM json_each(?2)) AND fanned_out_at IS NULL AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4))`,
     )
-    .bind(JSON.stringify(input.release), input.claimed_until, JSON.stringify(input.fanned_out), input.at, input.version ?? null);
-}
-
-/**
- * Extends this consumer's claims from `from` (the value it set) to `until`, before it sends
- * more than one round of requests. Returns (RETURNING) the alerts it still held.
- */
-export function extendClaimsStatement(db: D1Database, input: { alert_ids: string[]; from: string; until: string }): D1PreparedStatement {
-  return db
-    .prepare(
-      `UPDATE alerts SET fanout_claimed_until = ?3
-       WHERE alert_id IN (SELECT value FROM json_each(?1)) AND fanout_claimed_until = ?2
-       RETURNING alert_id`,
-    )
-    .bind(JSON.stringify(input.alert_ids), input.from, input.until);
+    .bind(JSON.stringify(endsOf(input.release, input.claimed_until)), JSON.stringify(input.fanned_out), input.at, input.version ?? null);
 }
 
 /**

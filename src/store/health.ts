@@ -47,16 +47,6 @@ export async function takeProbe(db: D1Database, destination: string, now: string
   return results.length === 1;
 }
 
-/** Extends the probes this consumer took (held until `from`) to `until`, with its claims. */
-export function extendProbesStatement(db: D1Database, input: { destinations: string[]; from: string; until: string }): D1PreparedStatement {
-  return db
-    .prepare(
-      `UPDATE destination_health SET probe_until = ?3
-       WHERE destination IN (SELECT value FROM json_each(?1)) AND probe_until = ?2`,
-    )
-    .bind(JSON.stringify(input.destinations), input.from, input.until);
-}
-
 /** A notification for the cron to send, left only when `when` (SQL over ?5, ?6, … = `more`) holds. */
 function notify(
   db: D1Database,

@@ -64,17 +64,6 @@ export function settleLeaseStatement(db: D1Database, input: Pair & { owner: stri
     .bind(input.destination, input.user_system_id, input.owner, input.delivered?.submitted_at ?? null, input.delivered?.alert_id ?? null);
 }
 
-/** Extends `owner`'s leases on these pairs to `until` (keyed by the pairs: no scan), with its claims. */
-export function extendLeasesStatement(db: D1Database, input: { pairs: Pair[]; owner: string; until: string }): D1PreparedStatement {
-  return db
-    .prepare(
-      `UPDATE identify_latest SET lease_until = ?3
-       WHERE (destination, user_system_id) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))
-         AND lease_owner = ?2`,
-    )
-    .bind(JSON.stringify(input.pairs.map((p) => [p.destination, p.user_system_id])), input.owner, input.until);
-}
-
 /** Takes the leases of these pairs in one round trip; each result is the pair's newest delivered response, or null when busy. */
 export async function takeLeases(
   db: D1Database,
