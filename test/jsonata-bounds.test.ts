@@ -188,4 +188,28 @@ describe("an invocation's budget of evaluation steps", () => {
     expect((await deliveries(payload.alert_id)).map((r) => r.status)).toEqual(names.map(() => "delivered"));
     expect(received).toHaveLength(12);
   });
+
+  it("filters that would spend the whole budget never starve the sends: every invocation sends at least one, and all arrive", async () => {
+    // About 4,800 steps each: three of them alone nearly fill INVOCATION_STEPS.
+    const expression = "$count($map([1..1600], function($x) { $x + 1 })) > 0";
+    const names = Array.from({ length: 3 }, (_, i) => freshId(`starve${i}`));
+    const ENV: Env = {
+      ...env,
+      DESTINATIONS: JSON.stringify(
+        names.map((name, i) => ({ name, url: `https://starve${i}.test/h`, format: "jsonata", transform: `{ "n": ${i} }`, filter: { expression } })),
+      ),
+      SUBREQUEST_BUDGET: "1000",
+    };
+    const received = stubDestinations();
+    const payload = examplePayload();
+    expect((await post(payload)).status).toBe(200);
+    for (let i = 0; i < 3; i++) {
+      const before = received.length;
+      await runQueue("oneflow-alerts", [message(payload.alert_id)], ENV);
+      if ((await deliveries(payload.alert_id)).every((r) => r.status === "delivered") && received.length === 3) break;
+      expect(received.length).toBeGreaterThan(before);
+    }
+    expect((await deliveries(payload.alert_id)).map((r) => r.status)).toEqual(names.map(() => "delivered"));
+    expect(received).toHaveLength(3);
+  });
 });

@@ -216,22 +216,12 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
     if (alert === undefined) continue;
     const done = statuses.get(alert.alert_id);
     const wanted = new Map<string, Wanted>();
-    // Only what is still open is evaluated: a final row needs no filter.
-    for (const destination of ctx.destinations) {
-      if (!isFinal(done?.get(destination.name))) wanted.set(destination.name, await wants(destination, alert, ctx.evaluation));
-    }
-    // Pending rows nobody wants any more: final, so that no sweep re-sends them forever.
-    for (const [name, status] of done ?? []) {
-      if (status !== "pending") continue;
-      const w = wanted.get(name);
-      if (w?.wanted || w?.error !== undefined || w?.deferred) continue;
-      const reason = w === undefined ? CANCELLED_REMOVED : CANCELLED_UNWANTED;
-      cancelled.push({ alert_id: alert.alert_id, destination: name, status: "cancelled", last_status: null, last_error: reason, at, attempted: false, ...guard });
-    }
     for (const destination of ctx.destinations) {
       const status = done?.get(destination.name);
-      const w = wanted.get(destination.name);
-      if (isFinal(status) || w === undefined) continue;
+      // Only what is still open is evaluated: a final row needs no filter.
+      if (isFinal(status)) continue;
+      const w = await wants(destination, alert, ctx.evaluation);
+      wanted.set(destination.name, w);
       const key = { alert_id: alert.alert_id, destination: destination.name };
       if (w.deferred) {
         jobs.push({ key, alert, destination, mode: "deferred", reason: EVALUATION_CARRIED_OVER });
@@ -244,7 +234,25 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
       if (!w.wanted) continue;
       // Disabled by hand: held like a pause, with no probe; re-enabling sends what waited.
       const breaker = destination.enabled === false ? "paused" : breakerMode(health.get(destination.name), now);
-      jobs.push({ key, alert, destination, mode: breaker === "active" ? "send" : "held", may_probe: breaker === "probe" });
+      const job: Job = { key, alert, destination, mode: breaker === "active" ? "send" : "held", may_probe: breaker === "probe" };
+      // A job that may be sent sets aside now what building its request takes (its transform
+      // and path, evaluated as it is sent: the most steps each took in this isolate, its bound
+      // when never run), so that the filters after it never leave the invocation nothing to send.
+      const steps = job.mode === "send" || job.may_probe ? sendSteps(destination) : 0;
+      if (steps > 0 && !ctx.evaluation.fits(steps)) {
+        job.mode = "deferred";
+        job.may_probe = false;
+        job.reason = EVALUATION_CARRIED_OVER;
+      } else ctx.evaluation.spend(steps);
+      jobs.push(job);
+    }
+    // Pending rows nobody wants any more: final, so that no sweep re-sends them forever.
+    for (const [name, status] of done ?? []) {
+      if (status !== "pending") continue;
+      const w = wanted.get(name);
+      if (w?.wanted || w?.error !== undefined || w?.deferred) continue;
+      const reason = w === undefined ? CANCELLED_REMOVED : CANCELLED_UNWANTED;
+      cancelled.push({ alert_id: alert.alert_id, destination: name, status: "cancelled", last_status: null, last_error: reason, at, attempted: false, ...guard });
     }
   }
 
@@ -269,22 +277,9 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
   // What the budget allows, taken fairly: each destination's first job before any second one,
   // from a starting destination that rotates, so that no destination waits behind the others.
   const candidates = jobs.filter((j) => j.mode === "send" || j.mode === "probe");
-  const fair = fairShare(candidates, ctx.destinations.map((d) => d.name), Math.max(0, ctx.budget.left() - AFTER_DELIVERIES), ctx.random());
-  // Transforms and paths are evaluated as they are sent: each takes, from the evaluation
-  // budget, the most steps it took in this isolate (its bound when never run).
-  const sending: Job[] = [];
-  for (const job of fair) {
-    const steps = sendSteps(job.destination);
-    if (steps > 0 && !ctx.evaluation.fits(steps)) {
-      job.mode = "deferred";
-      job.reason = EVALUATION_CARRIED_OVER;
-      continue;
-    }
-    ctx.evaluation.spend(steps);
-    sending.push(job);
-  }
+  const sending = fairShare(candidates, ctx.destinations.map((d) => d.name), Math.max(0, ctx.budget.left() - AFTER_DELIVERIES), ctx.random());
   for (const job of candidates) {
-    if (job.mode !== "deferred" && !sending.includes(job)) {
+    if (!sending.includes(job)) {
       job.mode = "deferred";
       job.reason = CARRIED_OVER;
     }
