@@ -180,8 +180,10 @@ describe("the 30 s propagation: its effect", () => {
     iso.now += 2;
     expect(await names()).toContain(name);
     await patch(name, { enabled: false });
-    expect(await destinationsVersion(env.DB)).not.toBe(v1);
+    const v2 = await destinationsVersion(env.DB);
+    expect(v2).not.toBe(v1);
     await remove(name);
+    expect(await destinationsVersion(env.DB)).not.toBe(v2);
     iso.now += DESTINATIONS_CACHE_IN_MS + 1;
     expect(await names()).not.toContain(name);
   });
