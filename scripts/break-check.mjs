@@ -13,17 +13,17 @@ import { readFileSync, writeFileSync } from "node:fs";
 
 const BREAKS = [
   // Issue 16's holes.
-  { id: "1-ack-needs-ledger", file: "src/fanout/consumer.ts", from: "      if (!recorded) {\n        backoff(message);\n        continue;\n      }\n", to: "", test: "test/delivery-guarantees.test.ts", name: "every destination paused and the ledger write failing" },
-  { id: "2-cancel-orphans", file: "src/fanout/consumer.ts", from: 'if (status !== "pending") continue;', to: "continue;", test: "test/delivery-guarantees.test.ts", name: "a removed destination and a narrowed filter" },
+  { id: "1-ack-needs-ledger", file: "src/fanout/phases.ts", from: "    if (!recorded.ok) {\n      retry(message, alert_id, backoffSeconds(ctx, message));\n      continue;\n    }\n", to: "", test: "test/delivery-guarantees.test.ts", name: "every destination paused and the ledger write failing" },
+  { id: "2-cancel-orphans", file: "src/fanout/phases.ts", from: 'if (status !== "pending") continue;', to: "continue;", test: "test/delivery-guarantees.test.ts", name: "a removed destination and a narrowed filter" },
   { id: "2-cancel-api", file: "src/store/deliveries.ts", from: "WHERE destination = ?1 AND status = 'pending' ORDER BY updated_at LIMIT ?4)", to: "WHERE destination = ?1 AND status = 'none' ORDER BY updated_at LIMIT ?4)", test: "test/delivery-guarantees.test.ts", name: "POST /api/deliveries/cancel cancels" },
-  { id: "3-probe-superseded", file: "src/fanout/consumer.ts", from: 'if (job.mode !== "send" && !job.may_probe) continue;', to: 'if (job.mode !== "send") continue;', test: "test/delivery-guarantees.test.ts", name: "a probe never sends" },
-  { id: "3-newest-in-batch", file: "src/fanout/consumer.ts", from: "const pair = pairKey(job.key.destination, job.alert.user_system_id);", to: "const pair = job.alert.alert_id;", test: "test/delivery-guarantees.test.ts", name: "two responses of one user in one batch" },
+  { id: "3-probe-superseded", file: "src/fanout/phases.ts", from: 'if (job.mode !== "send" && !job.may_probe) continue;', to: 'if (job.mode !== "send") continue;', test: "test/delivery-guarantees.test.ts", name: "a probe never sends" },
+  { id: "3-newest-in-batch", file: "src/fanout/phases.ts", from: "const pair = pairKey(job.key.destination, job.alert.user_system_id);", to: "const pair = job.alert.alert_id;", test: "test/delivery-guarantees.test.ts", name: "two responses of one user in one batch" },
   { id: "3-lease", file: "src/store/identify.ts", from: "WHERE identify_latest.lease_until IS NULL OR identify_latest.lease_until <= ?5", to: "WHERE true", test: "test/delivery-guarantees.test.ts", name: "another consumer sending to the same user" },
   { id: "4-identify-rows", file: "src/store/erasure.ts", from: 'db.prepare("DELETE FROM identify_latest WHERE user_system_id = ?1")', to: 'db.prepare("DELETE FROM identify_latest WHERE user_system_id = ?1 AND 0")', test: "test/erasure-complete.test.ts", name: "leaves no row in any table" },
   { id: "4-user-tombstone", file: "src/store/alerts.ts", from: "  AND NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?16 AND erased_at >= ?11)\n", to: "", test: "test/erasure-complete.test.ts", name: "leaves no row in any table" },
   { id: "4-in-flight-ledger", file: "src/store/deliveries.ts", from: "CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)", to: "CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE true", test: "test/erasure-complete.test.ts", name: "leaves no row in any table" },
   { id: "4-unparsed-quarantine", file: "src/store/erasure.ts", from: "AND instr(CAST(body AS TEXT), ?1) > 0", to: "AND instr(CAST(body AS TEXT), ?1) > 0 AND 0", test: "test/erasure-complete.test.ts", name: "leaves no row in any table" },
-  { id: "5-claim-sized", file: "src/fanout/consumer.ts", from: "Math.ceil(Math.max(1, jobs) / OUTBOUND_CONNECTIONS) * delivery_timeout_ms", to: "delivery_timeout_ms", test: "test/delivery-guarantees.test.ts", name: "the last request is in flight" },
+  { id: "5-claim-sized", file: "src/fanout/phases.ts", from: "Math.ceil(Math.max(1, jobs) / OUTBOUND_CONNECTIONS) * delivery_timeout_ms", to: "delivery_timeout_ms", test: "test/delivery-guarantees.test.ts", name: "the last request is in flight" },
   { id: "5-replay-keeps-claim", file: "src/store/deliveries.ts", from: "  return results.map((r) => r.destination);", to: '  await db.prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id = ?1").bind(input.alert_id).run();\n  return results.map((r) => r.destination);', test: "test/delivery-guarantees.test.ts", name: "a replay never clears" },
   { id: "6-dlq-claims", file: "src/fanout/dead-letters.ts", from: "await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until)", to: 'await claimAlerts(ctx.db, alert_ids, "9999", claimed_until)', test: "test/delivery-guarantees.test.ts", name: "leaves an alert that a consumer is still delivering" },
   { id: "6-dlq-held", file: "src/store/deliveries.ts", from: "WHERE deliveries.status = 'pending' AND deliveries.attempts > 0", to: "WHERE deliveries.status = 'pending'", test: "test/delivery-guarantees.test.ts", name: "never makes dead a delivery that a pause held" },
@@ -32,13 +32,13 @@ const BREAKS = [
   { id: "9-issues-capped", file: "src/ingest/ingest.ts", from: "const issues = all.slice(0, MAX_ISSUES_KEPT);", to: "const issues = all;", test: "test/spool-limits.test.ts", name: "20,000 empty screens" },
   { id: "10-export-boundary", file: "src/http/api-data.ts", from: "through: next,", to: "through: null,", test: "test/export-consistency.test.ts", name: "inserted inside the first part" },
   { id: "11-cron-shares", file: "src/cron.ts", from: "const share = budget.share(CRON_SHARES[step]);", to: "const share = new Budget(1_000);", test: "test/cron-budget.test.ts", name: "every step at its worst case" },
-  { id: "11-probe-once", file: "src/fanout/consumer.ts", from: "      probeAsked.add(job.key.destination);\n", to: "", test: "test/cron-budget.test.ts", name: "asked for once per batch" },
+  { id: "11-probe-once", file: "src/fanout/phases.ts", from: "    probeAsked.add(job.key.destination);\n", to: "", test: "test/cron-budget.test.ts", name: "asked for once per batch" },
   // Issue 17: destinations as data.
-  { id: "17-budget", file: "src/fanout/consumer.ts", from: "Math.max(0, budget.left() - AFTER_DELIVERIES),", to: "Number.POSITIVE_INFINITY,", test: "test/destinations-api.test.ts", name: "12 destinations with SUBREQUEST_BUDGET=20" },
+  { id: "17-budget", file: "src/fanout/phases.ts", from: "Math.max(0, ctx.budget.left() - AFTER_DELIVERIES), ctx.random());", to: "Number.POSITIVE_INFINITY, ctx.random());", test: "test/destinations-api.test.ts", name: "12 destinations with SUBREQUEST_BUDGET=20" },
   { id: "17-path-origin", file: "src/fanout/deliver.ts", from: "if (url.origin !== base.origin) return", to: "if (false) return", test: "test/destinations-api.test.ts", name: "a path that leaves the url's origin" },
-  { id: "17-step-bound", file: "src/fanout/jsonata.ts", from: "if (steps > MAX_STEPS) throw", to: "if (steps < 0) throw", test: "test/destinations-api.test.ts", name: "a tail-recursive loop" },
+  { id: "17-step-bound", file: "src/fanout/jsonata.ts", from: "if (counter.steps > MAX_STEPS) throw", to: "if (counter.steps < 0) throw", test: "test/jsonata-bounds.test.ts", name: "a tail loop" },
   { id: "17-secrets-sealed", file: "src/manage-destinations.ts", from: 'secret: typeof input.secret === "string" ? await seal(keys, input.secret) : null,', to: 'secret: typeof input.secret === "string" ? input.secret : null,', test: "test/destinations-api.test.ts", name: "then replaces" },
-  { id: "17-disabled-holds", file: "src/fanout/consumer.ts", from: 'const breaker = destination.enabled === false ? "paused"', to: 'const breaker = false ? "paused"', test: "test/destinations-api.test.ts", name: "PATCH enabled:false holds" },
+  { id: "17-disabled-holds", file: "src/fanout/phases.ts", from: 'const breaker = destination.enabled === false ? "paused"', to: 'const breaker = false ? "paused"', test: "test/destinations-api.test.ts", name: "PATCH enabled:false holds" },
   { id: "17-config-read-only", file: "src/manage-destinations.ts", from: "return config.ok && config.destinations.some((d) => d.name === name);", to: "return false;", test: "test/destinations-api.test.ts", name: "read-only: 409" },
   { id: "17-delete-cancels", file: "src/manage-destinations.ts", from: "for (let i = 0; i < REMOVE_CANCEL_CALLS; i++) {", to: "for (let i = 0; i < 0; i++) {", test: "test/destinations-api.test.ts", name: "DELETE cancels its pending deliveries" },
   // Issue 18: the archive.
@@ -90,6 +90,25 @@ const BREAKS = [
   { id: "25-secrets-rotation-reads-previous", file: "src/secrets.ts", from: "for (const key of [keys.current, keys.previous])", to: "for (const key of [keys.current])", test: "test/secrets-audit.test.ts", name: "a key rotation, end to end" },
   { id: "25-secrets-rotation-writes-current", file: "src/secrets.ts", from: "return { current: await importKey(env.ENCRYPTION_KEY),", to: "return { current: await importKey(env.ENCRYPTION_KEY_PREVIOUS || env.ENCRYPTION_KEY),", test: "test/secrets-audit.test.ts", name: "a key rotation, end to end" },
   // End of issue 25: security.
+  // Issue 25: consumer (claims end with the invocation, sized from what is sent; no final decision from a stale cache; JSONata budgets and error text).
+  { id: "25-claim-release", file: "src/fanout/phases.ts", from: "const finish = { release: [...claimed.claimed.keys()],", to: "const finish = { release: [] as string[],", test: "test/claims.test.ts", name: "a delivered alert's claim ends" },
+  { id: "25-claim-replay", file: "src/fanout/phases.ts", from: "const finish = { release: [...claimed.claimed.keys()],", to: "const finish = { release: [] as string[],", test: "test/claims.test.ts", name: "a forced replay of a just-delivered alert" },
+  { id: "25-claim-release-on-failure", file: "src/fanout/phases.ts", from: "    await release(ctx, claimed, planned);\n", to: "", test: "test/claims.test.ts", name: "a ledger write that fails still ends the claim" },
+  { id: "25-claim-sized", file: "src/fanout/phases.ts", from: "Math.min((k + 1) * Math.max(1, input.destinations), input.sendable)", to: "input.sendable", test: "test/claims.test.ts", name: "ten alerts of which one is wanted" },
+  { id: "25-claim-position", file: "src/fanout/phases.ts", from: "Math.min((k + 1) * Math.max(1, input.destinations), input.sendable)", to: "Math.min(1, input.sendable)", test: "test/delivery-guarantees.test.ts", name: "the last request is in flight" },
+  { id: "25-claim-order", file: "src/fanout/phases.ts", from: "  for (const id of claimed.order) {\n    const alert = claimed.claimed.get(id);", to: "  for (const id of [...claimed.order].reverse()) {\n    const alert = claimed.claimed.get(id);", test: "test/delivery-guarantees.test.ts", name: "the last request is in flight" },
+  { id: "25-claim-lease-ends", file: "src/fanout/phases.ts", from: "also: [...breakers, ...settleLeases,", to: "also: [...breakers,", test: "test/claims.test.ts", name: "no lease is left on the pair" },
+  { id: "25-cache-record", file: "src/store/deliveries.ts", from: "       AND (?8 IS NULL OR ${CURRENT_VERSION} = ?8) -- no row to insert: no conflict, no update either\n", to: "       AND (?8 IS NULL OR 1)\n", test: "test/destinations-cache.test.ts", name: "not cancelled as removed" },
+  { id: "25-cache-widened", file: "src/store/deliveries.ts", from: "       AND (?8 IS NULL OR ${CURRENT_VERSION} = ?8) -- no row to insert: no conflict, no update either\n", to: "       AND (?8 IS NULL OR 1)\n", test: "test/destinations-cache.test.ts", name: "a PATCH that widens a filter" },
+  { id: "25-cache-empty", file: "src/store/deliveries.ts", from: "WHERE status = 'pending' AND alert_id IN (SELECT value FROM json_each(?1)) AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4)", to: "WHERE status = 'pending' AND alert_id IN (SELECT value FROM json_each(?1)) AND (?4 IS NULL OR 1)", test: "test/destinations-cache.test.ts", name: "a stale empty list" },
+  { id: "25-cache-fanned-out", file: "src/store/deliveries.ts", from: "AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4) THEN COALESCE(fanned_out_at, ?3)", to: "AND (?4 IS NULL OR 1) THEN COALESCE(fanned_out_at, ?3)", test: "test/destinations-cache.test.ts", name: "no destination of it wants" },
+  { id: "25-jsonata-filter-budget", file: "src/fanout/jsonata.ts", from: "if (budget !== undefined && !budget.fits()) return", to: "if (false) return", test: "test/jsonata-bounds.test.ts", name: "twelve costly filters" },
+  { id: "25-jsonata-send-budget", file: "src/fanout/phases.ts", from: "if (steps > 0 && !ctx.evaluation.fits(steps)) {", to: "if (false) {", test: "test/jsonata-bounds.test.ts", name: "twelve costly transforms" },
+  { id: "25-jsonata-sends-first", file: "src/fanout/phases.ts", from: "      const steps = job.mode === \"send\" || job.may_probe ? sendSteps(destination) : 0;", to: "      const steps = job.mode === \"send\" || job.may_probe ? 4 * sendSteps(destination) : 0;", test: "test/jsonata-bounds.test.ts", name: "never starve the sends" },
+  { id: "25-jsonata-regex", file: "src/fanout/destinations.ts", from: "const problem = boundProblem(dataset.value);", to: "const problem = null as string | null;", test: "test/jsonata-bounds.test.ts", name: "are refused at PUT" },
+  { id: "25-jsonata-safe-error", file: "src/fanout/jsonata.ts", from: "return { ok: false, error: safeError(error) };", to: "return { ok: false, error: `${(error as { code?: string }).code}: ${(error as Error).message}` };", test: "test/jsonata-bounds.test.ts", name: "the email appears in no" },
+  { id: "25-jsonata-sequence", file: "src/fanout/jsonata.ts", from: "{ stack: MAX_DEPTH, sequence: MAX_SEQUENCE }", to: "{ stack: MAX_DEPTH }", test: "test/jsonata-bounds.test.ts", name: "a sequence past MAX_SEQUENCE" },
+  { id: "25-jsonata-depth", file: "src/fanout/jsonata.ts", from: "{ stack: MAX_DEPTH, sequence: MAX_SEQUENCE }", to: "{ sequence: MAX_SEQUENCE }", test: "test/jsonata-bounds.test.ts", name: "recursion past MAX_DEPTH" },
   // The tests issue 16 tightened.
   { id: "t-one-deadline", file: "src/ingest/ingest.ts", from: "seen_at: ctx.now().toISOString() }), remaining(ctx));", to: "seen_at: ctx.now().toISOString() }), 400);", test: "test/faults.test.ts", name: "one deadline for the whole request" },
   { id: "t-one-probe-two-consumers", file: "src/store/health.ts", from: " AND (probe_until IS NULL OR probe_until <= ?2)", to: "", test: "test/breaker.test.ts", name: "two concurrent batches" },
@@ -102,12 +121,6 @@ const BREAKS = [
   { id: "t-property-oracle", file: "src/ingest/payload.ts", from: "  type: nonEmptyString,\n  answer: answerSchema,", to: "  type: v.string(),\n  answer: answerSchema,", test: "test/property.test.ts", name: "near the valid shape", env: { FC_SEED: "1" } },
   { id: "t-empty-type", file: "src/ingest/payload.ts", from: "  type: nonEmptyString,\n  answer: answerSchema,", to: "  type: v.string(),\n  answer: answerSchema,", test: "test/payload.test.ts", name: "an empty or missing type is invalid" },
 ];
-
-/** The workerd processes running now, by pid. */
-function workerds() {
-  const listed = spawnSync("pgrep", ["-f", "workerd serve"], { encoding: "utf8" }).stdout ?? "";
-  return new Set(listed.split("\n").filter((pid) => pid !== ""));
-}
 
 const only = process.argv.slice(2);
 const chosen = BREAKS.filter((b) => only.length === 0 || only.some((w) => b.id.includes(w)));
@@ -123,10 +136,10 @@ for (const b of chosen) {
     continue;
   }
   writeFileSync(b.file, edits.reduce((text, e) => text.replace(e.from, e.to), original));
-  const workerdBefore = workerds();
   let result;
   try {
-    result = spawnSync(process.execPath, ["node_modules/vitest/vitest.mjs", "run", "--project", "worker", b.test, "-t", b.name], {
+    // In a session of its own (setsid), so that what it starts can be ended by its id alone.
+    result = spawnSync("setsid", [process.execPath, "node_modules/vitest/vitest.mjs", "run", "--project", "worker", b.test, "-t", b.name], {
       encoding: "utf8",
       env: { ...process.env, WRANGLER_SEND_METRICS: "false", ...(b.env ?? {}) },
       // A guarantee whose removal only makes its test hang is NOT caught: its test must fail.
@@ -135,9 +148,15 @@ for (const b of chosen) {
     });
   } finally {
     writeFileSync(b.file, original);
-    // A hung run leaves its workerd behind, still running the loop: end what this run started.
-    spawnSync("pkill", ["-f", "vitest/vitest.mjs run --project worker"]);
-    for (const pid of workerds()) if (!workerdBefore.has(pid)) spawnSync("kill", ["-9", pid]);
+    // A hung run leaves its workerd behind, still running the loop: end this run's process
+    // group, and nothing else (other runs on the machine are not this script's).
+    if (result?.pid) {
+      try {
+        process.kill(-result.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
   }
   const hung = result.error !== undefined && /ETIMEDOUT/.test(String(result.error));
   const ran = /Tests\s+.*?(\d+) (failed|passed)/.test(result.stdout ?? "");

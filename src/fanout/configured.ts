@@ -8,12 +8,12 @@ import { open, type SecretKeys, secretKeys } from "../secrets";
 import type { D1Reader } from "../store/d1";
 import { type DestinationRow, destinationsVersion, storedDestinations } from "../store/destinations";
 import { validate } from "../validation";
-import { type Destination, type DestinationsConfig, destinationsFrom, destinationSchema } from "./destinations";
+import { type Destination, type DestinationsConfig, destinationsFrom, storedDestinationSchema } from "./destinations";
 
 /** How long a list read from D1 is used before its version is checked again. */
 export const DESTINATIONS_CACHE_IN_MS = 30_000;
 
-type Stored = { ok: true; destinations: Destination[] } | { ok: false; error: string };
+type Stored = { ok: true; destinations: Destination[]; version: string } | { ok: false; error: string };
 
 /**
  * One isolate's cached list. Module state in the Worker (`isolateCache`); a test or the
@@ -41,7 +41,7 @@ export async function destinationOfRow(row: DestinationRow, keys: SecretKeys): P
     const entry = JSON.parse(row.config) as Record<string, unknown>;
     const secret = row.secret === null ? undefined : await open(keys, row.secret);
     const headers = row.headers === null ? undefined : (JSON.parse(await open(keys, row.headers)) as Record<string, string>);
-    const result = validate(destinationSchema, { ...entry, name: row.name, secret, headers });
+    const result = validate(storedDestinationSchema, { ...entry, name: row.name, secret, headers });
     if (!result.ok) return { ok: false, error: `destination ${row.name}: ${result.issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ")}` };
     return { ok: true, destination: { ...result.value, source: "api" } };
   } catch (error) {
@@ -71,7 +71,7 @@ async function readStored(db: D1Reader, keys: SecretKeys, now: number, cache: De
     }
     destinations.push(parsed.destination);
   }
-  stored ??= { ok: true, destinations };
+  stored ??= { ok: true, destinations, version };
   cache.entry = { version, checked_at: now, stored };
   return { stored, calls: checked ? 2 : 1 };
 }
@@ -97,7 +97,10 @@ export async function destinationsInForce(input: {
   const { stored, calls } = await readStored(input.db, input.keys, input.now ?? Date.now(), input.cache ?? isolateCache);
   if (!stored.ok) return { config: { ok: false, error: stored.error }, calls };
   const taken = new Set(fromConfig.destinations.map((d) => d.name));
-  return { config: { ok: true, destinations: [...fromConfig.destinations, ...stored.destinations.filter((d) => !taken.has(d.name))] }, calls };
+  return {
+    config: { ok: true, destinations: [...fromConfig.destinations, ...stored.destinations.filter((d) => !taken.has(d.name))], version: stored.version },
+    calls,
+  };
 }
 
 /**

@@ -11,7 +11,9 @@ import { errorMessage, log } from "../log";
 import { returnToOutbox } from "../store/alerts";
 import { claimAlerts, claimsOf, type DeliveryKey, markDead } from "../store/deliveries";
 import { retryDelaySeconds } from "./backoff";
+import { DESTINATIONS_CACHE_IN_MS } from "./configured";
 import { type DestinationsConfig, wants } from "./destinations";
+import { EvaluationBudget, INVOCATION_STEPS } from "./jsonata";
 
 /** Backoff base of a dead letter that could not be recorded, in seconds (capped at an hour). */
 export const DEAD_LETTER_RETRY_BASE_IN_SECONDS = 60;
@@ -66,27 +68,40 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
     const unclaimed = alert_ids.filter((id) => !claimed.has(id));
     const elsewhere = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { until: string | null }>();
     const keys: DeliveryKey[] = [];
+    // Filters within the invocation's evaluation budget; an alert whose filters did not all
+    // fit is left as it is and its dead letter comes back (nothing is decided for it now).
+    const evaluation = new EvaluationBudget(INVOCATION_STEPS);
+    const undecided = new Set<string>();
     for (const alert of claimed.values()) {
+      const mine: DeliveryKey[] = [];
       for (const d of destinations) {
         const status = statuses.get(alert.alert_id)?.get(d.name);
         // A paused destination's deliveries wait for its resume: a pause never makes one dead.
         if (status !== undefined && status !== "pending") continue;
-        if (health.get(d.name)?.state !== "paused" && d.enabled !== false && (await wants(d, alert)).wanted) {
-          keys.push({ alert_id: alert.alert_id, destination: d.name });
-        }
+        if (health.get(d.name)?.state === "paused" || d.enabled === false) continue;
+        const wanted = await wants(d, alert, evaluation);
+        if (wanted.deferred) undecided.add(alert.alert_id);
+        else if (wanted.wanted) mine.push({ alert_id: alert.alert_id, destination: d.name });
       }
+      if (!undecided.has(alert.alert_id)) keys.push(...mine);
     }
+    const finished = [...claimed.keys()].filter((id) => !undecided.has(id));
     const dead = await markDead(ctx.db, keys, now.toISOString(), "retries exhausted", {
       release: [...claimed.keys()],
       claimed_until,
-      fanned_out: [...claimed.keys()],
+      fanned_out: finished,
       at: now.toISOString(),
+      version: ctx.destinations.version ?? null,
     });
     for (const key of dead) log("error", "deadletter.dead", { ...key });
     for (const m of alerts) {
       const alert_id = (m.body as { alert_id: string }).alert_id;
       const other = elsewhere.get(alert_id);
-      if (claimed.has(alert_id) || other === undefined) m.ack();
+      if (claimed.has(alert_id) && dead.confirmed === false) {
+        // This isolate's destinations were stale: nothing was marked; decided again once its cache has expired.
+        m.retry({ delaySeconds: Math.ceil(DESTINATIONS_CACHE_IN_MS / 1000) + 1 });
+      } else if (undecided.has(alert_id)) m.retry({ delaySeconds: 1 });
+      else if (claimed.has(alert_id) || other === undefined) m.ack();
       else {
         // A consumer holds it: its outcome decides; look again when its claim ends.
         const seconds = other.until === null ? 1 : Math.ceil((Date.parse(other.until) - ctx.now().getTime()) / 1000) + 1;

@@ -9,7 +9,7 @@ import type { StoredAlert } from "../store/deliveries";
 import { MAX_DESTINATIONS } from "../limits";
 import { validate } from "../validation";
 import { normalisedAlert } from "./json-format";
-import { evaluate, syntaxError } from "./jsonata";
+import { boundProblem, evaluate, type EvaluationBudget, syntaxError } from "./jsonata";
 
 /** Headers a destination may not set: the Worker's own, the host, and hop-by-hop ones. */
 const RESERVED_HEADERS = new Set([
@@ -47,10 +47,25 @@ const expressionSchema = v.pipe(
   }),
 );
 
-const filterSchema = v.strictObject({
+/**
+ * An expression that may be stored from now on: it compiles, and it holds no regular
+ * expression (no step bound stops one on respondents' free text); the refusal names its
+ * position. A row stored before this rule is still read (`storedDestinationSchema`): its
+ * regular expression fails each delivery with the reason instead of being run.
+ */
+const boundedExpressionSchema = v.pipe(
+  expressionSchema,
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const problem = boundProblem(dataset.value);
+    if (problem !== null) addIssue({ message: problem });
+  }),
+);
+
+const filterSchemaOf = (expression: typeof expressionSchema | typeof boundedExpressionSchema) => v.strictObject({
   platforms: v.optional(names),
   project_names: v.optional(names),
-  expression: v.optional(expressionSchema),
+  expression: v.optional(expression),
   alert_names: v.optional(names),
   event_names: v.optional(names),
   score: v.optional(
@@ -74,7 +89,7 @@ export const METHODS = ["POST", "PUT", "PATCH"] as const;
 
 export const nameSchema = v.pipe(v.string(), v.regex(/^[\w.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"));
 
-const entryFields = {
+const entryFieldsOf = (expression: typeof expressionSchema | typeof boundedExpressionSchema) => ({
   url: v.pipe(
     v.string(),
     v.url("must be a URL"),
@@ -85,17 +100,20 @@ const entryFields = {
   ),
   format: v.optional(v.picklist(FORMATS, `must be one of ${FORMATS.join(", ")}`), "raw"),
   survey_ids: v.optional(names),
-  filter: v.optional(filterSchema),
+  filter: v.optional(filterSchemaOf(expression)),
   headers: v.optional(headersSchema),
   /** jsonata: the body, a JSONata expression over the normalised alert (the json format's body). */
-  transform: v.optional(expressionSchema),
+  transform: v.optional(expression),
   /** jsonata: the HTTP method, POST by default. */
   method: v.optional(v.picklist(METHODS, `must be one of ${METHODS.join(", ")}`)),
   /** jsonata: a JSONata expression giving the path and query appended to `url`. */
-  path: v.optional(expressionSchema),
+  path: v.optional(expression),
   /** False holds new deliveries pending, as a pause does. */
   enabled: v.optional(v.boolean(), true),
-};
+});
+
+/** What PUT, PATCH, the dashboard and `DESTINATIONS` accept. */
+const entryFields = entryFieldsOf(boundedExpressionSchema);
 
 /** Whether a destination's fields fit its format: what is only for `jsonata`, and what `jsonata` needs. */
 function formatProblem(d: { format: string; transform?: string | undefined; method?: string | undefined; path?: string | undefined }): string | null {
@@ -117,6 +135,15 @@ export const entrySchema = v.pipe(
 
 export const destinationSchema = v.pipe(
   v.strictObject({ name: nameSchema, ...entryFields }),
+  v.rawCheck(({ dataset, addIssue }) => {
+    const problem = dataset.typed ? formatProblem(dataset.value) : null;
+    if (problem !== null) addIssue({ message: problem });
+  }),
+);
+
+/** A destination row read back from D1: as `destinationSchema`, but one stored with a regular expression still opens. */
+export const storedDestinationSchema = v.pipe(
+  v.strictObject({ name: nameSchema, ...entryFieldsOf(expressionSchema) }),
   v.rawCheck(({ dataset, addIssue }) => {
     const problem = dataset.typed ? formatProblem(dataset.value) : null;
     if (problem !== null) addIssue({ message: problem });
@@ -156,7 +183,12 @@ export function isAllowedUrl(raw: string): boolean {
   return host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-export type DestinationsConfig = { ok: true; destinations: Destination[] } | { ok: false; error: string };
+/**
+ * The destinations in force. `version`: the stored destinations' version the list was read
+ * at (a cached list may be older than D1's); a consumer's final decisions hold only while it
+ * is still the current one. Absent for a list that is not cached (DESTINATIONS alone, a test).
+ */
+export type DestinationsConfig = { ok: true; destinations: Destination[]; version?: string } | { ok: false; error: string };
 
 let cached: { raw: string | undefined; config: DestinationsConfig } | undefined;
 
@@ -212,18 +244,23 @@ export function wantsStatically(destination: Destination, alert: WantedAlert): b
   return alert.answers.some((a) => a.type === score.type && a.value !== null && a.value >= score.min && a.value <= score.max);
 }
 
-export type Wanted = { wanted: boolean; error?: undefined } | { wanted: false; error: string };
+/**
+ * `deferred`: the invocation's evaluation budget had no room for its filter; nothing was
+ * decided, and the job is carried over like one past the subrequest budget.
+ */
+export type Wanted = { wanted: boolean; error?: undefined; deferred?: undefined } | { wanted: false; error: string; deferred?: undefined } | { wanted: false; deferred: true; error?: undefined };
 
 /**
  * Whether a destination wants this alert: its static conditions, then `filter.expression`
  * (JSONata over the normalised alert), which must be `true`. An expression that fails (a
  * runaway one stopped at its bound) says why: that delivery fails, with the reason.
  */
-export async function wants(destination: Destination, alert: StoredAlert): Promise<Wanted> {
+export async function wants(destination: Destination, alert: StoredAlert, budget?: EvaluationBudget): Promise<Wanted> {
   if (!wantsStatically(destination, alert)) return { wanted: false };
   const expression = destination.filter?.expression;
   if (expression === undefined) return { wanted: true };
-  const result = await evaluate(expression, normalisedAlert(alert));
+  const result = await evaluate(expression, normalisedAlert(alert), budget);
+  if (!result.ok && result.deferred) return { wanted: false, deferred: true };
   if (!result.ok) return { wanted: false, error: `filter.expression: ${result.error}` };
   return { wanted: result.value === true };
 }

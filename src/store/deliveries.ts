@@ -53,22 +53,31 @@ export interface Claim {
   health: Map<string, HealthRow>;
 }
 
+/** One end for every claim, or each alert's own. */
+export type ClaimEnds = string | Record<string, string>;
+
+/** `{alert_id: until}` for these alerts. */
+function endsOf(alert_ids: string[], until: ClaimEnds): Record<string, string> {
+  return Object.fromEntries(alert_ids.map((id) => [id, typeof until === "string" ? until : (until[id] ?? "")]).filter(([, u]) => u !== ""));
+}
+
 /**
- * Claims the batch's alerts for this consumer until `claimed_until` and reads them with
- * their ledger rows, in one round trip. An alert held by another consumer, or missing, is
- * not in `claimed`. The claim also marks the alert enqueued (the producer's mark may
- * have failed).
+ * Claims the batch's alerts for this consumer, each until its end in `claimed_until` (one
+ * for all, or one per alert), and reads them with their ledger rows, in one round trip. An
+ * alert held by another consumer, or missing, is not in `claimed`. The claim also marks the
+ * alert enqueued (the producer's mark may have failed).
  */
-export async function claimAlerts(db: D1Database, alert_ids: string[], now: string, claimed_until: string): Promise<Claim> {
+export async function claimAlerts(db: D1Database, alert_ids: string[], now: string, claimed_until: ClaimEnds): Promise<Claim> {
   const ids = JSON.stringify([...new Set(alert_ids)]);
   const [alerts, ledger, breakers] = await db.batch([
     db
       .prepare(
-        `UPDATE alerts SET fanout_claimed_until = ?2, enqueued_at = COALESCE(enqueued_at, ?1), outbox_claimed_until = NULL
-         WHERE alert_id IN (SELECT value FROM json_each(?3)) AND (fanout_claimed_until IS NULL OR fanout_claimed_until <= ?1)
+        `UPDATE alerts SET fanout_claimed_until = (SELECT value FROM json_each(?2) WHERE key = alerts.alert_id),
+           enqueued_at = COALESCE(enqueued_at, ?1), outbox_claimed_until = NULL
+         WHERE alert_id IN (SELECT key FROM json_each(?2)) AND (fanout_claimed_until IS NULL OR fanout_claimed_until <= ?1)
          RETURNING ${STORED_COLUMNS}`,
       )
-      .bind(now, claimed_until, ids),
+      .bind(now, JSON.stringify(endsOf([...new Set(alert_ids)], claimed_until))),
     db.prepare(`SELECT alert_id, destination, status FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1))`).bind(ids),
     healthStatement(db),
   ]);
@@ -109,6 +118,19 @@ export interface AttemptRecord extends DeliveryKey {
   at: string;
   /** False when nothing was sent (a paused destination): the attempt count stays. */
   attempted?: boolean;
+  /**
+   * A final decision taken from a cached destinations list read at this version: written
+   * only while it is still the current one (null or absent: unconditional).
+   */
+  version?: string | null;
+}
+
+/** The stored destinations' version as SQL (what a cached list is confirmed against). */
+const CURRENT_VERSION = "COALESCE((SELECT value FROM settings WHERE key = 'destinations_version'), '0')";
+
+/** Reads the stored destinations' version: the last statement of a batch whose guarded writes it tells about. */
+export function versionStatement(db: D1Database): D1PreparedStatement {
+  return db.prepare(`SELECT ${CURRENT_VERSION} AS value`);
 }
 
 export interface HourlyRecord {
@@ -122,16 +144,19 @@ export interface HourlyRecord {
 
 /**
  * Records a batch's outcomes in one round trip: the ledger rows (a row that is already
- * delivered, failed, dead or cancelled stays as it is; an alert erased meanwhile gets none),
- * the destinations' hourly counters, and `also` (the breakers' statements, the claims' end).
+ * delivered, failed, dead or cancelled stays as it is; an alert erased meanwhile gets none; a
+ * final decision whose destinations version is no longer current is not written), the
+ * destinations' hourly counters, and `also` (the breakers' statements, the claims' end).
+ * Returns the batch's results, `also`'s last.
  */
 export async function recordOutcomes(
   db: D1Database,
   input: { attempts: AttemptRecord[]; hourly: HourlyRecord[]; also?: D1PreparedStatement[] },
-): Promise<void> {
+): Promise<D1Result[]> {
   const record = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at)
      SELECT ?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)
+       AND (?8 IS NULL OR ${CURRENT_VERSION} = ?8) -- no row to insert: no conflict, no update either
      ON CONFLICT (alert_id, destination) DO UPDATE SET status = excluded.status, attempts = deliveries.attempts + ?7,
        last_status = excluded.last_status, last_error = excluded.last_error,
        updated_at = excluded.updated_at, delivered_at = excluded.delivered_at
@@ -144,55 +169,61 @@ export async function recordOutcomes(
   );
   const statements = [
     ...input.attempts.map((r) =>
-      record.bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at, r.attempted === false ? 0 : 1),
+      record.bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at, r.attempted === false ? 0 : 1, r.version ?? null),
     ),
     ...input.hourly.map((h) => count.bind(h.destination, h.hour, h.delivered, h.failed, h.last_delivered_at)),
     ...(input.also ?? []),
   ];
-  if (statements.length > 0) await db.batch(statements);
+  return statements.length > 0 ? db.batch(statements) : [];
 }
 
 /**
- * Ends a consumer's claims on the alerts whose message comes back (`release`; only its own
- * claim: `claimed_until` is the value it set), and marks `fanned_out` ones finished: alerts
- * that no destination wanted (an alert with ledger rows is finished by them). Goes in the
- * batch that records the outcomes. Writes nothing for any other alert.
+ * Ends a consumer's claims (`release`; only its own claim: `claimed_until` is the end it set,
+ * one for all or one per alert), and marks `fanned_out` ones finished: alerts that no
+ * destination wanted (an alert with ledger rows is finished by them), only while `version`
+ * (when given) is the current one. Goes in the batch that records the outcomes. Writes
+ * nothing for any other alert.
  */
 export function finishClaimsStatement(
   db: D1Database,
-  input: { release: string[]; claimed_until: string; fanned_out: string[]; at: string },
+  input: { release: string[]; claimed_until: ClaimEnds; fanned_out: string[]; at: string; version?: string | null },
 ): D1PreparedStatement {
   return db
     .prepare(
       `UPDATE alerts SET
-         fanout_claimed_until = CASE WHEN alert_id IN (SELECT value FROM json_each(?1)) AND fanout_claimed_until = ?2 THEN NULL ELSE fanout_claimed_until END,
-         fanned_out_at = CASE WHEN alert_id IN (SELECT value FROM json_each(?3)) THEN COALESCE(fanned_out_at, ?4) ELSE fanned_out_at END
-       WHERE alert_id IN (SELECT value FROM json_each(?1))
-          OR (alert_id IN (SELECT value FROM json_each(?3)) AND fanned_out_at IS NULL)`,
+         fanout_claimed_until = CASE WHEN fanout_claimed_until = (SELECT value FROM json_each(?1) WHERE key = alerts.alert_id) THEN NULL ELSE fanout_claimed_until END,
+         fanned_out_at = CASE WHEN alert_id IN (SELECT value FROM json_each(?2)) AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4) THEN COALESCE(fanned_out_at, ?3) ELSE fanned_out_at END
+       WHERE (alert_id IN (SELECT key FROM json_each(?1)) AND fanout_claimed_until = (SELECT value FROM json_each(?1) WHERE key = alerts.alert_id))
+          OR (alert_id IN (SELECT value FROM json_each(?2)) AND fanned_out_at IS NULL AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4))`,
     )
-    .bind(JSON.stringify(input.release), input.claimed_until, JSON.stringify(input.fanned_out), input.at);
+    .bind(JSON.stringify(endsOf(input.release, input.claimed_until)), JSON.stringify(input.fanned_out), input.at, input.version ?? null);
 }
 
 /**
  * With no destination configured: the alerts are finished, and their pending deliveries
- * (left by destinations since removed) cancelled, in one round trip.
+ * (left by destinations since removed) cancelled, in one round trip; both only while
+ * `version` (the list's, when it was cached) is the current one. False when it was not: an
+ * isolate whose cache predates a PUT wrote nothing final.
  */
-export async function finishWithoutDestinations(db: D1Database, alert_ids: string[], at: string): Promise<void> {
+export async function finishWithoutDestinations(db: D1Database, alert_ids: string[], at: string, version: string | null = null): Promise<boolean> {
   const ids = JSON.stringify(alert_ids);
-  await db.batch([
+  const results = await db.batch([
     db
       .prepare(
         `UPDATE alerts SET enqueued_at = COALESCE(enqueued_at, ?2), outbox_claimed_until = NULL, fanned_out_at = COALESCE(fanned_out_at, ?2)
-         WHERE alert_id IN (SELECT value FROM json_each(?1))`,
+         WHERE alert_id IN (SELECT value FROM json_each(?1)) AND (?3 IS NULL OR ${CURRENT_VERSION} = ?3)`,
       )
-      .bind(ids, at),
+      .bind(ids, at, version),
     db
       .prepare(
         `UPDATE deliveries SET status = 'cancelled', last_error = ?3, updated_at = ?2
-         WHERE status = 'pending' AND alert_id IN (SELECT value FROM json_each(?1))`,
+         WHERE status = 'pending' AND alert_id IN (SELECT value FROM json_each(?1)) AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4)`,
       )
-      .bind(ids, at, CANCELLED_REMOVED),
+      .bind(ids, at, CANCELLED_REMOVED, version),
+    versionStatement(db),
   ]);
+  const current = (results[2]?.results[0] as { value: string } | undefined)?.value ?? "0";
+  return version === null || current === version;
 }
 
 /** Deliveries one cancel call ends at most; call again while `more` is true. */
@@ -230,18 +261,26 @@ export async function markDead(
   at: string,
   reason: string,
   finish: Parameters<typeof finishClaimsStatement>[1],
-): Promise<DeliveryKey[]> {
+): Promise<DeliveryKey[] & { confirmed?: boolean }> {
+  const version = finish.version ?? null;
   const dead = db.prepare(
     `INSERT INTO deliveries (alert_id, destination, status, attempts, last_error, updated_at)
-     SELECT ?1, ?2, 'dead', 0, ?4, ?3 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)
+     SELECT ?1, ?2, 'dead', 0, ?4, ?3 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1) AND (?5 IS NULL OR ${CURRENT_VERSION} = ?5)
      ON CONFLICT (alert_id, destination) DO UPDATE SET status = 'dead', updated_at = ?3,
        last_error = COALESCE(deliveries.last_error, ?4)
      WHERE deliveries.status = 'pending' AND deliveries.attempts > 0
      RETURNING alert_id, destination`,
   );
-  // The claims end (and the alerts are finished) in the same batch as their rows.
-  const results = await db.batch([...keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason)), finishClaimsStatement(db, finish)]);
-  const died = results.slice(0, keys.length).flatMap((r) => r.results as DeliveryKey[]);
+  // The claims end (and the alerts are finished) in the same batch as their rows; with a
+  // cached list's version, only while it is the current one (the last statement tells).
+  const results = await db.batch([
+    ...keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason, version)),
+    finishClaimsStatement(db, finish),
+    versionStatement(db),
+  ]);
+  const current = (results.at(-1)?.results[0] as { value: string } | undefined)?.value ?? "0";
+  const died: DeliveryKey[] & { confirmed?: boolean } = results.slice(0, keys.length).flatMap((r) => r.results as DeliveryKey[]);
+  died.confirmed = version === null || current === version;
   const perDestination = new Map<string, number>();
   for (const k of died) perDestination.set(k.destination, (perDestination.get(k.destination) ?? 0) + 1);
   if (perDestination.size > 0) {

@@ -1,0 +1,647 @@
+/**
+ * The consumer's phases, each callable on its own with typed inputs and outputs, so that a
+ * simulation can drive and interleave them (consumeAlerts runs them in order):
+ *
+ *   claim   one D1 batch: the alerts, their ledger rows and the breakers; each alert claimed
+ *           for the requests that can go out up to its own (see claimEnds)
+ *   plan    what each (alert, destination) gets: send, hold, cancel, refuse, carry over; the
+ *           identify leases and probes; which jobs this invocation sends, within its
+ *           subrequest and evaluation budgets
+ *   send    the requests, six at a time
+ *   record  one D1 batch: the ledger, the counters, the breakers, and the end of everything
+ *           the invocation holds (its claims and its leases)
+ *   settle  the carry-over, then each message acknowledged or retried
+ *
+ * Whatever an invocation holds ends when it ends: the claims and leases end in the batch that
+ * records the ledger (or, when that batch fails, in one statement of their own), so a retry,
+ * a replay or retention never waits for a consumer that has finished. A claim is sized from
+ * the requests the batch can send up to that alert's last one, so that it never ends while
+ * one of its requests is in flight, with no second write to extend it. No final decision (cancel, refuse, finish) is taken
+ * from a cached destinations list that D1 has moved past: those writes hold only while the
+ * list's version is the current one, checked in the batch that makes them.
+ */
+import type { Budget } from "../budget";
+import { errorMessage, log } from "../log";
+import { sendAlerts } from "../queue";
+import {
+  type AttemptRecord,
+  CANCELLED_REMOVED,
+  CANCELLED_UNWANTED,
+  claimAlerts,
+  claimsOf,
+  type DeliveryKey,
+  type DeliveryStatus,
+  finishClaimsStatement,
+  type HourlyRecord,
+  recordOutcomes,
+  type StoredAlert,
+  versionStatement,
+} from "../store/deliveries";
+import { type BatchHealth, type HealthRow, healthStatements, takeProbe } from "../store/health";
+import { isSuperseded, pairKey, settleLeaseStatement, takeLeases } from "../store/identify";
+import { DESTINATIONS_CACHE_IN_MS } from "./configured";
+import { retryDelaySeconds } from "./backoff";
+import type { BreakerSettings } from "./breaker";
+import { type DeliveryAttempt, deliver } from "./deliver";
+import { type Destination, type Wanted, wants, wantsStatically } from "./destinations";
+import { type EvaluationBudget, expectedSteps } from "./jsonata";
+import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
+
+/** The ledger's word for an identify delivery that waits while another consumer sends to the same user. */
+export const LEASED_ELSEWHERE = "waiting for another consumer sending to this user";
+
+/** The ledger's word for an identify delivery that a newer response of the same user made moot. */
+export const SUPERSEDED = "superseded by a newer response";
+
+/** The ledger's word for a delivery left for a later invocation (the subrequest budget was spent). */
+export const CARRIED_OVER = "carried over to a later invocation (subrequest budget)";
+
+/** The ledger's word for a delivery left for a later invocation (the evaluation budget was spent). */
+export const EVALUATION_CARRIED_OVER = "carried over to a later invocation (evaluation budget)";
+
+/** How long a consumer holds an alert beyond the time its deliveries can take. */
+export const CLAIM_MARGIN_IN_SECONDS = 50;
+
+/**
+ * How long a consumer holds the alerts of a batch: the jobs it sends, six at a time, each up
+ * to the delivery timeout, plus the margin (for D1 and the Queue), so that a claim never ends
+ * while one of its requests is in flight.
+ */
+export function claimMilliseconds(jobs: number, delivery_timeout_ms: number): number {
+  return Math.ceil(Math.max(1, jobs) / OUTBOUND_CONNECTIONS) * delivery_timeout_ms + CLAIM_MARGIN_IN_SECONDS * 1000;
+}
+
+/**
+ * Subrequests kept for what follows the deliveries: the record batch and the one
+ * `sendBatch` that carries deferred alerts over.
+ */
+export const AFTER_DELIVERIES = 2;
+
+/** What every phase needs: the bindings (metered), the invocation's budgets, the settings. */
+export interface PhaseContext {
+  db: D1Database;
+  queue: Queue<import("../alert").QueueMessage>;
+  /** The destinations in force, as this isolate sees them, and the version they were read at. */
+  destinations: Destination[];
+  version?: string;
+  retry_base_seconds: number;
+  delivery_timeout_ms: number;
+  breaker: BreakerSettings;
+  now: () => Date;
+  random: () => number;
+  metrics?: AnalyticsEngineDataset;
+  /** The invocation's subrequests (D1 calls, Queue sends, deliveries). */
+  budget: Budget;
+  /** The invocation's JSONata evaluation steps. */
+  evaluation: EvaluationBudget;
+}
+
+/** A message of the batch and the alert it is about. */
+export interface Entry {
+  message: Message<unknown>;
+  alert_id: string;
+}
+
+export interface Job {
+  key: DeliveryKey;
+  alert: StoredAlert;
+  destination: Destination;
+  /**
+   * `held`: its destination is paused; nothing is sent and no retry is spent.
+   * `superseded`: a newer response of the same user is at (or going to) this identify destination.
+   * `busy`: another consumer is sending to this identify destination for the same user: later.
+   * `deferred`: past the invocation's subrequest or evaluation budget: carried over.
+   */
+  mode: "send" | "probe" | "held" | "superseded" | "busy" | "deferred";
+  /** Its breaker allows one probe now (its pause has run out). */
+  may_probe?: boolean;
+  /** Why a deferred job waits. */
+  reason?: typeof CARRIED_OVER | typeof EVALUATION_CARRIED_OVER;
+}
+
+export type Attempt = { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt };
+
+// ---------------------------------------------------------------------------------------------
+// claim
+
+export interface Claimed {
+  now: Date;
+  /** This invocation's name on the leases it takes. */
+  owner: string;
+  /** The batch's alerts, once each, in the order of their messages: the order of the plan's jobs. */
+  order: string[];
+  /** Each alert's claim end (what this invocation set, and what ending it must match). */
+  ends: Record<string, string>;
+  /** The latest of them: how long the leases and probes this invocation takes may last. */
+  claimed_until: string;
+  claimed: Map<string, StoredAlert>;
+  statuses: Map<string, Map<string, DeliveryStatus>>;
+  health: Map<string, HealthRow>;
+  /** The batch's alerts another consumer holds (or that are gone: absent). */
+  held: Map<string, { alert: StoredAlert; until: string | null }>;
+}
+
+/**
+ * How long to claim each alert: the plan sends jobs in fair order (each destination's first
+ * job before any second), built alert by alert in `order`, so the job of the k-th alert (from
+ * 0) for a destination is at most at position (k + 1) × destinations - 1, and never past what
+ * the budget lets the batch send. That alert's last request ends within that many requests,
+ * six at a time, each up to the delivery timeout, plus the margin: its claim covers exactly
+ * that, so one alone in its batch is held one round (60 s), and no claim needs extending.
+ */
+export function claimEnds(input: { order: string[]; destinations: number; sendable: number; now: Date; delivery_timeout_ms: number }): Record<string, string> {
+  return Object.fromEntries(
+    input.order.map((id, k) => {
+      const before = Math.max(1, Math.min((k + 1) * Math.max(1, input.destinations), input.sendable));
+      return [id, new Date(input.now.getTime() + claimMilliseconds(before, input.delivery_timeout_ms)).toISOString()];
+    }),
+  );
+}
+
+/**
+ * Claims the alerts, each for the requests that can go out up to its own (claimEnds), and
+ * reads them with their ledger rows and the breakers, in one round trip; then, only when
+ * some are held elsewhere, who holds them and until when.
+ */
+export async function claim(ctx: PhaseContext, alert_ids: string[]): Promise<Claimed> {
+  const now = ctx.now();
+  const order = [...new Set(alert_ids)];
+  // What the batch may send at most: the budget after this claim and what follows the deliveries.
+  const sendable = ctx.budget.left() - 1 - AFTER_DELIVERIES;
+  const ends = claimEnds({ order, destinations: ctx.destinations.length, sendable, now, delivery_timeout_ms: ctx.delivery_timeout_ms });
+  const claimed_until = Object.values(ends).reduce((a, b) => (b > a ? b : a), now.toISOString());
+  const { claimed, statuses, health } = await claimAlerts(ctx.db, order, now.toISOString(), ends);
+  const unclaimed = order.filter((id) => !claimed.has(id));
+  const held = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { alert: StoredAlert; until: string | null }>();
+  return { now, owner: crypto.randomUUID(), order, ends, claimed_until, claimed, statuses, health, held };
+}
+
+// ---------------------------------------------------------------------------------------------
+// plan
+
+export interface Plan {
+  jobs: Job[];
+  /** The jobs this invocation sends, in order. */
+  sending: Job[];
+  /** Pending rows nobody wants any more, and deliveries whose filter failed: final, so confirmed against the version. */
+  cancelled: AttemptRecord[];
+  refused: AttemptRecord[];
+  /** The identify jobs whose lease this invocation took. */
+  leased: Job[];
+  /** The destinations whose probe this invocation took. */
+  probes: string[];
+}
+
+/** Whether a ledger status is final (only `pending` is not). */
+export function isFinal(status: string | undefined): boolean {
+  return status !== undefined && status !== "pending";
+}
+
+/**
+ * Decides every (alert, destination) of the claimed alerts, in the order of their messages.
+ * Filters are evaluated within the invocation's evaluation budget (what does not fit is
+ * carried over, undecided); the identify leases and the probes are taken; the jobs to send
+ * are chosen fairly within both budgets, in the order the claims were sized for.
+ */
+export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
+  const { now, statuses, health } = claimed;
+  const at = now.toISOString();
+  const jobs: Job[] = [];
+  const cancelled: AttemptRecord[] = [];
+  // A filter expression that fails (a runaway one, stopped at its bound) fails that delivery, with the reason.
+  const refused: AttemptRecord[] = [];
+  const guard = { version: ctx.version ?? null };
+  for (const id of claimed.order) {
+    const alert = claimed.claimed.get(id);
+    if (alert === undefined) continue;
+    const done = statuses.get(alert.alert_id);
+    const wanted = new Map<string, Wanted>();
+    for (const destination of ctx.destinations) {
+      const status = done?.get(destination.name);
+      // Only what is still open is evaluated: a final row needs no filter.
+      if (isFinal(status)) continue;
+      const w = await wants(destination, alert, ctx.evaluation);
+      wanted.set(destination.name, w);
+      const key = { alert_id: alert.alert_id, destination: destination.name };
+      if (w.deferred) {
+        jobs.push({ key, alert, destination, mode: "deferred", reason: EVALUATION_CARRIED_OVER });
+        continue;
+      }
+      if (w.error !== undefined) {
+        refused.push({ ...key, status: "failed", last_status: null, last_error: w.error, at, ...guard });
+        continue;
+      }
+      if (!w.wanted) continue;
+      // Disabled by hand: held like a pause, with no probe; re-enabling sends what waited.
+      const breaker = destination.enabled === false ? "paused" : breakerMode(health.get(destination.name), now);
+      const job: Job = { key, alert, destination, mode: breaker === "active" ? "send" : "held", may_probe: breaker === "probe" };
+      // A job that may be sent sets aside now what building its request takes (its transform
+      // and path, evaluated as it is sent: the most steps each took in this isolate, its bound
+      // when never run), so that the filters after it never leave the invocation nothing to send.
+      const steps = job.mode === "send" || job.may_probe ? sendSteps(destination) : 0;
+      if (steps > 0 && !ctx.evaluation.fits(steps)) {
+        job.mode = "deferred";
+        job.may_probe = false;
+        job.reason = EVALUATION_CARRIED_OVER;
+      } else ctx.evaluation.spend(steps);
+      jobs.push(job);
+    }
+    // Pending rows nobody wants any more: final, so that no sweep re-sends them forever.
+    for (const [name, status] of done ?? []) {
+      if (status !== "pending") continue;
+      const w = wanted.get(name);
+      if (w?.wanted || w?.error !== undefined || w?.deferred) continue;
+      const reason = w === undefined ? CANCELLED_REMOVED : CANCELLED_UNWANTED;
+      cancelled.push({ alert_id: alert.alert_id, destination: name, status: "cancelled", last_status: null, last_error: reason, at, attempted: false, ...guard });
+    }
+  }
+
+  // Identify: one response per user in flight, never one older than what 1Flow has (probes too).
+  const leased = await leaseIdentify(ctx.db, jobs, { owner: claimed.owner, now: at, until: claimed.claimed_until });
+
+  // A paused destination whose pause has run out gets one probe; everything else for it waits.
+  const probeAsked = new Set<string>();
+  const probes: string[] = [];
+  for (const job of jobs) {
+    if (job.mode !== "held" || !job.may_probe || probeAsked.has(job.key.destination)) continue;
+    // A probe costs its ask and its request: only while the budget has room for both.
+    if (ctx.budget.left() < AFTER_DELIVERIES + 2) break;
+    // Once per destination per batch, whether or not this consumer gets it.
+    probeAsked.add(job.key.destination);
+    if (await takeProbe(ctx.db, job.key.destination, at, claimed.claimed_until)) {
+      job.mode = "probe";
+      probes.push(job.key.destination);
+    }
+  }
+
+  // What the budget allows, taken fairly: each destination's first job before any second one,
+  // from a starting destination that rotates, so that no destination waits behind the others.
+  const candidates = jobs.filter((j) => j.mode === "send" || j.mode === "probe");
+  const sending = fairShare(candidates, ctx.destinations.map((d) => d.name), Math.max(0, ctx.budget.left() - AFTER_DELIVERIES), ctx.random());
+  for (const job of candidates) {
+    if (!sending.includes(job)) {
+      job.mode = "deferred";
+      job.reason = CARRIED_OVER;
+    }
+  }
+  ctx.budget.take(sending.length);
+  return { jobs, sending, cancelled, refused, leased, probes };
+}
+
+/** Evaluation steps a job's request takes to build: its transform and path (jsonata format). */
+function sendSteps(destination: Destination): number {
+  if (destination.format !== "jsonata") return 0;
+  return (destination.transform === undefined ? 0 : expectedSteps(destination.transform)) + (destination.path === undefined ? 0 : expectedSteps(destination.path));
+}
+
+/**
+ * For 1flow-identify destinations, per (destination, user): only the newest response of
+ * the batch is a candidate (the others are superseded), and it is sent only under the
+ * pair's lease, and only when it is newer than what was delivered. Held jobs (a pause) are
+ * left alone, but a held job that may probe is checked too, so that a probe never sends an
+ * older response. Returns the jobs whose lease this consumer took.
+ */
+async function leaseIdentify(db: D1Database, jobs: Job[], lease: { owner: string; now: string; until: string }): Promise<Job[]> {
+  const newest = new Map<string, Job>();
+  for (const job of jobs) {
+    if (job.destination.format !== "1flow-identify" || job.alert.user_system_id === null) continue;
+    if (job.mode !== "send" && !job.may_probe) continue;
+    const pair = pairKey(job.key.destination, job.alert.user_system_id);
+    const other = newest.get(pair);
+    if (other === undefined) newest.set(pair, job);
+    else if (isSuperseded(other.alert, job.alert)) {
+      other.mode = "superseded";
+      newest.set(pair, job);
+    } else job.mode = "superseded";
+  }
+  const candidates = [...newest.values()];
+  const latest = await takeLeases(
+    db,
+    candidates.map((j) => ({ destination: j.key.destination, user_system_id: j.alert.user_system_id ?? "", alert_id: j.alert.alert_id })),
+    lease,
+  );
+  const leased: Job[] = [];
+  candidates.forEach((job, i) => {
+    const row = latest[i] ?? null;
+    if (row === null) {
+      job.mode = "busy";
+      job.may_probe = false;
+      return;
+    }
+    leased.push(job);
+    if (isSuperseded(job.alert, row)) {
+      job.mode = "superseded";
+      job.may_probe = false;
+    }
+  });
+  return leased;
+}
+
+/** What the breaker does with a destination now: send as usual, send one probe, or hold everything. */
+function breakerMode(row: HealthRow | undefined, now: Date): "active" | "probe" | "paused" {
+  if (row === undefined || row.state === "active") return "active";
+  const due = row.paused_until === null || Date.parse(row.paused_until) <= now.getTime();
+  const probeFree = row.probe_until === null || Date.parse(row.probe_until) <= now.getTime();
+  return due && probeFree ? "probe" : "paused";
+}
+
+/**
+ * Orders the jobs that may be sent so that each destination's first job comes before any
+ * destination's second, starting from a destination chosen by `random`, and returns the
+ * first `limit` of them.
+ */
+export function fairShare<T extends { key: DeliveryKey }>(jobs: T[], order: string[], limit: number, random: number): T[] {
+  const start = Math.floor(random * Math.max(1, order.length));
+  const rank = new Map(order.map((name, i) => [name, (i - start + order.length) % order.length]));
+  const seen = new Map<string, number>();
+  const ranked = jobs.map((job) => {
+    const round = seen.get(job.key.destination) ?? 0;
+    seen.set(job.key.destination, round + 1);
+    return { job, round, rank: rank.get(job.key.destination) ?? 0 };
+  });
+  ranked.sort((a, b) => a.round - b.round || a.rank - b.rank);
+  return ranked.slice(0, limit).map((r) => r.job);
+}
+
+// ---------------------------------------------------------------------------------------------
+// send
+
+/** Sends the plan's jobs, at most six requests open at once (the Workers limit); never throws. */
+export async function send(ctx: PhaseContext, planned: Pick<Plan, "sending">): Promise<Attempt[]> {
+  // Each timeout starts when its request is sent.
+  const attempts: Attempt[] = await mapWithConcurrency(planned.sending, OUTBOUND_CONNECTIONS, async (job) => ({
+    key: job.key,
+    probe: job.mode === "probe",
+    attempt: await deliver(job.destination, job.alert, ctx.now(), ctx.delivery_timeout_ms),
+  }));
+  for (const { key, attempt } of attempts) {
+    ctx.metrics?.writeDataPoint({
+      indexes: [key.destination],
+      blobs: [key.destination, attempt.ok ? "delivered" : attempt.permanent ? "failed" : "retry", String(attempt.status ?? "")],
+      doubles: [attempt.status ?? 0, attempt.latency_ms],
+    });
+  }
+  return attempts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// record
+
+export interface Recorded {
+  /** D1 took the batch: every destination that wants an alert of it has its row. */
+  ok: boolean;
+  /**
+   * Alerts with a final decision (cancel, refuse, finish) that the current version did not
+   * confirm: this isolate's list was stale, nothing final was written, their message comes
+   * back once the cache has expired.
+   */
+  unconfirmed: Set<string>;
+}
+
+/** Whether an attempt is a transient failure: its message comes back after its backoff. */
+export function isRetryable(a: Attempt): boolean {
+  return !a.attempt.ok && !a.attempt.permanent;
+}
+
+/**
+ * Records the batch in one D1 batch: the attempts, new deliveries held by a pause (pending,
+ * no attempt spent), superseded, cancelled and refused ones, the identify leases' end, the
+ * hourly counters, the breakers, and the end of every claim of this invocation (with which
+ * alerts are finished). Not ok when D1 did not take it, so that every message is retried:
+ * none is acknowledged without its rows; the claims and leases are then ended on their own.
+ */
+export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan, attempts: Attempt[]): Promise<Recorded> {
+  const { jobs } = planned;
+  const { statuses } = claimed;
+  const isNew = (j: Job) => statuses.get(j.key.alert_id)?.get(j.key.destination) === undefined;
+  const at = ctx.now().toISOString();
+  const hourly = new Map<string, HourlyRecord>();
+  const records: AttemptRecord[] = attempts.map(({ key, attempt }) => {
+    const status = attempt.ok ? "delivered" : attempt.permanent ? "failed" : "pending";
+    log(attempt.ok ? "info" : "warn", "fanout.attempt", {
+      alert_id: key.alert_id,
+      destination: key.destination,
+      outcome: status,
+      http_status: attempt.status,
+      error: attempt.error,
+    });
+    const counter = hourly.get(key.destination) ?? { destination: key.destination, hour: at.slice(0, 13), delivered: 0, failed: 0, last_delivered_at: null };
+    if (attempt.ok) {
+      counter.delivered += 1;
+      counter.last_delivered_at = at;
+    } else counter.failed += 1;
+    hourly.set(key.destination, counter);
+    return { ...key, status, last_status: attempt.status, last_error: attempt.error, at };
+  });
+  const pending = (job: Job, last_error: string): AttemptRecord => ({ ...job.key, status: "pending", last_status: null, last_error, at, attempted: false });
+  for (const job of jobs) {
+    if (!isNew(job)) continue;
+    if (job.mode === "held") records.push(pending(job, "destination paused"));
+    // A job waiting for another consumer's lease gets a pending row too: every destination that
+    // wants an alert has its row once this batch is recorded (retention and the sweep see it).
+    else if (job.mode === "busy") records.push(pending(job, LEASED_ELSEWHERE));
+    // Jobs past a budget: a pending row (no attempt spent) and a fresh message for their alert.
+    else if (job.mode === "deferred") records.push(pending(job, job.reason ?? CARRIED_OVER));
+  }
+  // Not sent, and no failure: 1Flow already has (or is getting) this user's newer answer.
+  for (const job of jobs) {
+    if (job.mode !== "superseded") continue;
+    log("info", "fanout.superseded", { alert_id: job.key.alert_id, destination: job.key.destination });
+    records.push({ ...job.key, status: "delivered", last_status: null, last_error: SUPERSEDED, at, attempted: false });
+  }
+  const final = [...planned.cancelled, ...planned.refused];
+  for (const row of final) {
+    log("info", row.status === "cancelled" ? "fanout.cancelled" : "fanout.refused", { alert_id: row.alert_id, destination: row.destination, reason: row.last_error });
+    records.push(row);
+  }
+  const withJobs = new Set([...jobs.map((j) => j.key.alert_id), ...final.map((c) => c.alert_id)]);
+  // An alert no destination wants (in this isolate's list) is finished: final, so confirmed too.
+  const fanned_out = [...claimed.claimed.keys()].filter((id) => !withJobs.has(id) && (statuses.get(id)?.size ?? 0) === 0);
+  const finish = { release: [...claimed.claimed.keys()], claimed_until: claimed.ends, fanned_out, at: ctx.now().toISOString(), version: ctx.version ?? null };
+  const paused_until = new Date(Date.parse(at) + ctx.breaker.pause_seconds * 1000).toISOString();
+  const breakers = healthStatements(ctx.db, batchHealth(attempts, claimed.health), {
+    now: at,
+    paused_until,
+    pause_after: ctx.breaker.pause_after_failures,
+  });
+  const guarded = new Set([...final.map((r) => r.alert_id), ...fanned_out]);
+  const check = ctx.version !== undefined && guarded.size > 0;
+  const settleLeases = planned.leased.map((job) => settleLeaseStatement(ctx.db, leaseEnd(job, claimed.owner, attempts)));
+  try {
+    const results = await recordOutcomes(ctx.db, {
+      attempts: records,
+      hourly: [...hourly.values()],
+      also: [...breakers, ...settleLeases, finishClaimsStatement(ctx.db, finish), ...(check ? [versionStatement(ctx.db)] : [])],
+    });
+    const current = check ? ((results.at(-1)?.results[0] as { value: string } | undefined)?.value ?? "0") : ctx.version;
+    const unconfirmed = current === ctx.version ? new Set<string>() : guarded;
+    if (unconfirmed.size > 0) log("warn", "fanout.stale_destinations", { alerts: unconfirmed.size, version: ctx.version ?? null, current: current ?? null });
+    return { ok: true, unconfirmed };
+  } catch (error) {
+    log("error", "fanout.record_failed", { deliveries: records.length, error: errorMessage(error) });
+    await release(ctx, claimed, planned);
+    return { ok: false, unconfirmed: new Set() };
+  }
+}
+
+/** A lease's end: with the response it delivered, when it did. */
+function leaseEnd(job: Job, owner: string, attempts: Attempt[]): Parameters<typeof settleLeaseStatement>[1] {
+  const delivered = attempts.some((a) => a.attempt.ok && a.key.alert_id === job.key.alert_id && a.key.destination === job.key.destination);
+  return {
+    destination: job.key.destination,
+    user_system_id: job.alert.user_system_id ?? "",
+    owner,
+    delivered: delivered ? { submitted_at: job.alert.submitted_at, alert_id: job.alert.alert_id } : null,
+  };
+}
+
+/**
+ * After a record batch that failed: ends the claims and leases on their own (nothing is in
+ * flight any more), when the budget has room; if this fails too, they run out by themselves.
+ */
+async function release(ctx: PhaseContext, claimed: Claimed, planned: Plan): Promise<void> {
+  if (ctx.budget.left() < 1) return;
+  try {
+    await ctx.db.batch([
+      finishClaimsStatement(ctx.db, { release: [...claimed.claimed.keys()], claimed_until: claimed.ends, fanned_out: [], at: ctx.now().toISOString() }),
+      ...planned.leased.map((job) => settleLeaseStatement(ctx.db, { ...leaseEnd(job, claimed.owner, []), delivered: null })),
+    ]);
+  } catch (error) {
+    log("warn", "fanout.release_failed", { error: errorMessage(error) });
+  }
+}
+
+/** The breakers' part of a batch: counts per destination, written only when they change something. */
+function batchHealth(attempts: Attempt[], health: Map<string, HealthRow>): BatchHealth[] {
+  const byDestination = new Map<string, BatchHealth>();
+  for (const { key, probe, attempt } of attempts) {
+    const h = byDestination.get(key.destination) ?? { destination: key.destination, delivered: 0, failed: 0, last_status: null, last_error: null, probe: false };
+    if (attempt.ok) h.delivered += 1;
+    else {
+      h.failed += 1;
+      h.last_status = attempt.status;
+      h.last_error = attempt.error;
+    }
+    h.probe ||= probe;
+    byDestination.set(key.destination, h);
+  }
+  return [...byDestination.values()].filter(
+    (h) => h.probe || h.failed > 0 || (health.get(h.destination)?.consecutive_failures ?? 0) > 0,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// settle
+
+/** How each message of the batch ended: what the simulation and the logs look at. */
+export interface Settled {
+  acked: string[];
+  retried: { alert_id: string; delay_seconds: number }[];
+  carried_over: string[];
+}
+
+/** A message's retry after its backoff (its attempts so far), never sooner than a Retry-After. */
+export function backoffSeconds(ctx: Pick<PhaseContext, "retry_base_seconds" | "random">, message: Message<unknown>, retry_after_seconds: number | null = null): number {
+  return retryDelaySeconds({ attempts: message.attempts, base_seconds: ctx.retry_base_seconds, random: ctx.random(), retry_after_seconds });
+}
+
+/** Seconds until a claim (or lease) held until `until` has ended; spends no backoff step. */
+export function secondsUntil(until: string | null, now: Date): number {
+  const seconds = until === null ? 1 : Math.ceil((Date.parse(until) - now.getTime()) / 1000) + 1;
+  return Math.max(1, seconds);
+}
+
+/**
+ * Carries over the alerts with jobs past a budget (a new message each, when their own message
+ * would otherwise be acknowledged), then acknowledges or retries each message: acknowledged
+ * only when every destination that wants its alert has its row in the ledger.
+ */
+export async function settle(
+  ctx: PhaseContext,
+  entries: Entry[],
+  claimed: Claimed,
+  planned: Plan,
+  attempts: Attempt[],
+  recorded: Recorded,
+): Promise<Settled> {
+  const out: Settled = { acked: [], retried: [], carried_over: [] };
+  const ack = (m: Message<unknown>) => {
+    m.ack();
+    out.acked.push(m.id);
+  };
+  const retry = (m: Message<unknown>, alert_id: string, delay_seconds: number) => {
+    m.retry({ delaySeconds: delay_seconds });
+    out.retried.push({ alert_id, delay_seconds });
+  };
+  const { jobs } = planned;
+  const busy = new Set(jobs.filter((j) => j.mode === "busy").map((j) => j.key.alert_id));
+  const deferred = new Set(jobs.filter((j) => j.mode === "deferred").map((j) => j.key.alert_id));
+  const retryableOf = (alert_id: string) => attempts.filter((a) => a.key.alert_id === alert_id && isRetryable(a));
+  // Alerts with jobs past the budget, whose message would otherwise be acknowledged, go back as new messages.
+  const carryOver = recorded.ok
+    ? [...deferred].filter((id) => !busy.has(id) && !recorded.unconfirmed.has(id) && retryableOf(id).length === 0)
+    : [];
+  let carriedOver = false;
+  if (carryOver.length > 0) {
+    try {
+      await sendAlerts(ctx.queue, carryOver);
+      carriedOver = true;
+      out.carried_over = carryOver;
+      log("info", "fanout.carried_over", { alerts: carryOver.length, jobs: jobs.filter((j) => j.mode === "deferred").length });
+    } catch (error) {
+      log("warn", "fanout.carry_over_failed", { error: errorMessage(error), alerts: carryOver.length });
+    }
+  }
+
+  const now = ctx.now();
+  const scheduled = new Set<string>();
+  for (const { message, alert_id } of entries) {
+    if (!claimed.claimed.has(alert_id)) {
+      const other = claimed.held.get(alert_id);
+      if (other === undefined) {
+        log("warn", "fanout.alert_missing", { alert_id });
+        ack(message);
+      } else if (ctx.destinations.every((d) => !wantsStatically(d, other.alert) || isFinal(claimed.statuses.get(alert_id)?.get(d.name)))) {
+        // A repeat of a message whose alert every destination already has.
+        ack(message);
+      } else {
+        // Another consumer holds it (or held it, and died): come back when that claim ends, never ack.
+        retry(message, alert_id, secondsUntil(other.until, now));
+        log("info", "fanout.claimed_elsewhere", { alert_id, until: other.until });
+      }
+      continue;
+    }
+    // A message repeated in one batch is answered once.
+    if (scheduled.has(alert_id)) {
+      ack(message);
+      continue;
+    }
+    scheduled.add(alert_id);
+    // Acknowledged only when every destination that wants the alert has its row in the ledger.
+    if (!recorded.ok) {
+      retry(message, alert_id, backoffSeconds(ctx, message));
+      continue;
+    }
+    if (recorded.unconfirmed.has(alert_id)) {
+      // This isolate's destinations were stale: decided again once its cache has expired.
+      retry(message, alert_id, Math.ceil(DESTINATIONS_CACHE_IN_MS / 1000) + 1);
+      continue;
+    }
+    if (busy.has(alert_id)) {
+      // Another consumer is sending this user's newer or older response: after its lease.
+      retry(message, alert_id, secondsUntil(claimed.claimed_until, now));
+      continue;
+    }
+    const retryable = retryableOf(alert_id);
+    if (retryable.length === 0 && deferred.has(alert_id) && !carriedOver) {
+      // Its carry-over could not be sent: this message comes back instead.
+      retry(message, alert_id, 1);
+      continue;
+    }
+    if (retryable.length === 0) ack(message);
+    else retry(message, alert_id, backoffSeconds(ctx, message, Math.max(0, ...retryable.map((a) => a.attempt.retry_after_seconds ?? 0))));
+  }
+  return out;
+}
+
+export type { Wanted };
