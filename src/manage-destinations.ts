@@ -328,18 +328,22 @@ export async function patchDestinationEntry(
 const REMOVE_CANCEL_CALLS = 5;
 
 /** Removes a stored destination and cancels its pending deliveries ("destination removed"). */
-export async function removeDestination(deps: ManageDeps, name: string): Promise<{ ok: true; cancelled: number } | ManageFailure> {
+export async function removeDestination(deps: ManageDeps, name: string): Promise<{ ok: true; cancelled: number; more: boolean } | ManageFailure> {
   if (isConfigName(deps, name)) return { ok: false, error: "managed_by_config" };
   if (!(await deleteDestination(deps.db, name))) return { ok: false, error: "not_found" };
   forgetDestinations();
   let cancelled = 0;
+  // More may be left only when the last call cancelled a whole page: POST /api/deliveries/cancel
+  // goes on (and the consumer cancels the rest as their alerts come round).
+  let more = false;
   for (let i = 0; i < REMOVE_CANCEL_CALLS; i++) {
     const n = await cancelPending(deps.db, { destination: name, reason: CANCELLED_REMOVED, at: deps.now().toISOString() });
     cancelled += n;
-    if (n < CANCEL_LIMIT) break;
+    more = n === CANCEL_LIMIT;
+    if (!more) break;
   }
-  log("info", "destination.delete", { request_id: deps.request_id, destination: name, cancelled });
-  return { ok: true, cancelled };
+  log("info", "destination.delete", { request_id: deps.request_id, destination: name, cancelled, more });
+  return { ok: true, cancelled, more };
 }
 
 /** 1Flow's documented example payload, as a stored alert: what a test send uses by default. */

@@ -131,7 +131,8 @@ describe("cancelled deliveries", () => {
     const { alert_id } = await storedAlert();
     await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at) VALUES (?, ?, 'pending', 1, '2021-01-01T00:00:00.000Z')").bind(alert_id, name).run();
     const res = await callWorker(`/api/destinations/${name}`, json("DELETE"), API_ENV);
-    expect(await res.json()).toMatchObject({ ok: true, cancelled: 5_000 });
+    // `more`: the operator knows to go on with POST /api/deliveries/cancel.
+    expect(await res.json()).toEqual({ ok: true, cancelled: 5_000, more: true });
     expect((await deliveries(alert_id)).map((r) => r.status)).toEqual(["pending"]);
     // Its alert's next message (the stale sweep sends it) meets a current list without the destination.
     stubDestinations();

@@ -189,7 +189,7 @@ describe("the consumer with destinations from D1", () => {
     await runQueue(QUEUE, alerts.map((a) => message(a.alert_id)), ENV);
     expect(received.filter((r) => r.host === "down.test")).toHaveLength(2);
     const res = await api(`/api/destinations/${name}`, "DELETE");
-    expect(await res.json()).toEqual({ ok: true, cancelled: 2 });
+    expect(await res.json()).toEqual({ ok: true, cancelled: 2, more: false });
     for (const a of alerts) {
       expect((await deliveries(a.alert_id)).filter((d) => d.destination === name)).toMatchObject([{ status: "cancelled", last_error: "destination removed" }]);
     }

@@ -149,7 +149,7 @@ destinations.get("/dashboard/destinations/:name/delete", async (c) => {
 destinations.post("/dashboard/destinations/:name/delete", async (c) => {
   const name = c.req.param("name");
   const result = await removeDestination(await manageDeps(c), name);
-  return back(c, result.ok ? `Deleted ${name}; ${result.cancelled} pending cancelled.` : `${name}: ${result.error}.`);
+  return back(c, result.ok ? `Deleted ${name}; ${result.cancelled} pending cancelled${result.more ? "; more are left, cancel them from the API (POST /api/deliveries/cancel)" : ""}.` : `${name}: ${result.error}.`);
 });
 
 /** The form's fields as a destination entry (lists comma-separated, headers one `Name: value` a line). */
