@@ -145,6 +145,24 @@ describe("a stale cache never cancels", () => {
     expect(received.filter((r) => r.host === "wide.test")).toHaveLength(1);
   });
 
+  it("a stale list with a transform the operator has since fixed: the delivery is not failed, and a fresh isolate delivers it", async () => {
+    const name = freshId("fixed");
+    await put(name, { url: "https://fixed.test/hook", format: "jsonata", transform: `{ "a": $nosuchfn() }`, force: true });
+    const a = isolate();
+    await destinationsOf(ENV, { cache: a.cache, now: a.now }); // A: the broken transform
+    await put(name, { url: "https://fixed.test/hook", format: "jsonata", transform: `{ "a": alert_id }` });
+    const received = stubDestinations();
+    const { alert_id } = await storedAlert();
+    const m = message(alert_id);
+    const stale = await consumeIn(a, [m]);
+    expect(stale.explicitAcks).toEqual([]);
+    expect((await deliveries(alert_id)).find((r) => r.destination === name)?.status ?? "none").not.toBe("failed");
+    const fresh = await consumeIn(isolate(), [message(alert_id, 2)]);
+    expect(fresh.explicitAcks).toHaveLength(1);
+    expect((await deliveries(alert_id)).find((r) => r.destination === name)).toMatchObject({ status: "delivered" });
+    expect(received.filter((r) => r.host === "fixed.test").map((r) => JSON.parse(r.body))).toEqual([{ a: alert_id }]);
+  });
+
   it("a current list still cancels what a DELETE removed (the version confirms it)", async () => {
     const name = freshId("deleted");
     await put(name, { url: "https://deleted.test/hook" });

@@ -189,6 +189,34 @@ describe("an invocation's budget of evaluation steps", () => {
     expect(received).toHaveLength(12);
   });
 
+  it("a transform cheap on the responses seen so far and costly on this one is metered as it runs: no more is sent than the budget holds", async () => {
+    // About 4,200 steps on a response of three answers or more, a handful on the example's two.
+    const transform = `{ "n": $count(answers) > 2 ? $count($map([1..1400], function($x) { $x + 1 })) : 0 }`;
+    const names = Array.from({ length: 12 }, (_, i) => freshId(`tgrow${i}`));
+    const ENV: Env = {
+      ...env,
+      DESTINATIONS: JSON.stringify(names.map((name, i) => ({ name, url: `https://tgrow${i}.test/h`, format: "jsonata", transform }))),
+      SUBREQUEST_BUDGET: "1000",
+    };
+    const received = stubDestinations();
+    // First the cheap one: every transform has been seen to cost almost nothing.
+    const cheap = examplePayload();
+    expect((await post(cheap)).status).toBe(200);
+    await runQueue("oneflow-alerts", [message(cheap.alert_id)], ENV);
+    expect((await deliveries(cheap.alert_id)).map((r) => r.status)).toEqual(names.map(() => "delivered"));
+    // Then a costly one: each transform now takes about 4,200 steps, so one invocation holds three.
+    const screens = [...cheap.survey_info.screens, { id: "s3", title: "Why?", type: "text", answer: "because" }];
+    const costly = examplePayload({ survey_info: { ...cheap.survey_info, screens } });
+    expect((await post(costly)).status).toBe(200);
+    const before = received.length;
+    await runQueue("oneflow-alerts", [message(costly.alert_id)], ENV);
+    const sent = received.length - before;
+    expect(sent).toBeGreaterThan(0);
+    expect(sent).toBeLessThanOrEqual(Math.floor(INVOCATION_STEPS / 4_000));
+    const rows = await deliveries(costly.alert_id);
+    expect(rows.filter((r) => r.status === "pending").every((r) => r.attempts === 0 && r.last_error === EVALUATION_CARRIED_OVER)).toBe(true);
+  });
+
   it("filters that would spend the whole budget never starve the sends: every invocation sends at least one, and all arrive", async () => {
     // About 4,800 steps each: three of them alone nearly fill INVOCATION_STEPS.
     const expression = "$count($map([1..1600], function($x) { $x + 1 })) > 0";

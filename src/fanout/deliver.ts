@@ -3,7 +3,7 @@ import type { StoredAlert } from "../store/deliveries";
 import { parseRetryAfter } from "./backoff";
 import type { Destination } from "./destinations";
 import { identifyBody } from "./identify";
-import { evaluate } from "./jsonata";
+import { type EvaluationBudget, evaluate } from "./jsonata";
 import { normalisedAlert } from "./json-format";
 import { sign } from "./signing";
 import { slackMessage } from "./slack";
@@ -31,10 +31,11 @@ export interface DeliveryAttempt {
   latency_ms: number;
 }
 
-type Built<T> = { ok: true; value: T } | { ok: false; error: string };
+/** Built, or why not; `deferred`: the invocation's evaluation budget had no room (nothing failed). */
+type Built<T> = { ok: true; value: T } | { ok: false; error: string; deferred?: true };
 
 /** The body a destination of this format receives for an alert; a transform that fails says why. */
-async function bodyOf(destination: Destination, alert: StoredAlert): Promise<Built<string>> {
+async function bodyOf(destination: Destination, alert: StoredAlert, budget?: EvaluationBudget): Promise<Built<string>> {
   switch (destination.format) {
     case "raw":
       return { ok: true, value: alert.payload };
@@ -45,8 +46,8 @@ async function bodyOf(destination: Destination, alert: StoredAlert): Promise<Bui
     case "1flow-identify":
       return { ok: true, value: JSON.stringify(identifyBody(alert)) };
     case "jsonata": {
-      const result = await evaluate(destination.transform ?? "", normalisedAlert(alert));
-      if (!result.ok) return { ok: false, error: `transform: ${result.error}` };
+      const result = await evaluate(destination.transform ?? "", normalisedAlert(alert), budget);
+      if (!result.ok) return { ok: false, error: `transform: ${result.error}`, ...(result.deferred ? { deferred: true as const } : {}) };
       if (result.value === undefined) return { ok: false, error: "transform: gave no value (nothing matched)" };
       return { ok: true, value: JSON.stringify(result.value) };
     }
@@ -75,10 +76,10 @@ function hasDotSegment(path: string): boolean {
  * and query) appended. A segment that is `.` or `..` (decoded) is refused, and the result
  * must stay under `url`'s path (so under its origin), or nothing is sent.
  */
-async function urlOf(destination: Destination, alert: StoredAlert): Promise<Built<string>> {
+async function urlOf(destination: Destination, alert: StoredAlert, budget?: EvaluationBudget): Promise<Built<string>> {
   if (destination.format !== "jsonata" || destination.path === undefined) return { ok: true, value: destination.url };
-  const result = await evaluate(destination.path, normalisedAlert(alert));
-  if (!result.ok) return { ok: false, error: `path: ${result.error}` };
+  const result = await evaluate(destination.path, normalisedAlert(alert), budget);
+  if (!result.ok) return { ok: false, error: `path: ${result.error}`, ...(result.deferred ? { deferred: true as const } : {}) };
   if (typeof result.value !== "string") return { ok: false, error: "path: must give a string" };
   if (hasDotSegment(result.value)) return { ok: false, error: "path: has a . or .. segment" };
   let url: URL;
@@ -98,11 +99,15 @@ async function urlOf(destination: Destination, alert: StoredAlert): Promise<Buil
  * Worker's (which a destination may not set). `raw`, `json` and `jsonata` carry the
  * Standard Webhooks headers, signed when the destination has a secret. A transform or
  * path that fails, or a URL that leaves the destination's origin, gives the reason instead:
- * nothing is sent, and no retry could change it.
+ * nothing is sent, and no retry could change it. With an evaluation budget, the transform and
+ * path spend it (the consumer builds its requests when it plans them), and one that does not
+ * fit is `deferred`.
  */
-export async function buildRequest(destination: Destination, alert: StoredAlert, now: Date): Promise<Built<Request>> {
-  const [body, url] = await Promise.all([bodyOf(destination, alert), urlOf(destination, alert)]);
+export async function buildRequest(destination: Destination, alert: StoredAlert, now: Date, budget?: EvaluationBudget): Promise<Built<Request>> {
+  // One after the other: each evaluation checks the budget's room before it starts.
+  const body = await bodyOf(destination, alert, budget);
   if (!body.ok) return body;
+  const url = await urlOf(destination, alert, budget);
   if (!url.ok) return url;
   const headers = new Headers(destination.headers);
   headers.set("content-type", "application/json");
@@ -124,6 +129,11 @@ export async function deliveryRequest(destination: Destination, alert: StoredAle
   return built.value;
 }
 
+/** A request that could not be built: failed for good, nothing sent (no retry could change it). */
+export function unbuilt(error: string): DeliveryAttempt {
+  return { ok: false, permanent: true, status: null, error, retry_after_seconds: null, latency_ms: 0 };
+}
+
 /** Sends one alert to one destination; never throws. */
 export async function deliver(
   destination: Destination,
@@ -131,12 +141,21 @@ export async function deliver(
   now: Date,
   timeout_ms: number = DELIVERY_TIMEOUT_IN_MS,
 ): Promise<DeliveryAttempt> {
+  const built = await buildRequest(destination, alert, now);
+  if (!built.ok) return unbuilt(built.error);
+  return sendRequest(destination, built.value, now, timeout_ms);
+}
+
+/** Sends a request built for a destination (buildRequest) and classifies the answer; never throws. */
+export async function sendRequest(
+  destination: Destination,
+  request: Request,
+  now: Date,
+  timeout_ms: number = DELIVERY_TIMEOUT_IN_MS,
+): Promise<DeliveryAttempt> {
   const started = performance.now();
   const latency = () => Math.round(performance.now() - started);
   try {
-    const built = await buildRequest(destination, alert, now);
-    if (!built.ok) return { ok: false, permanent: true, status: null, error: built.error, retry_after_seconds: null, latency_ms: latency() };
-    const request = built.value;
     if (destination.format === "1flow-identify" && (await request.clone().arrayBuffer()).byteLength > IDENTIFY_MAX_BYTES) {
       // 1Flow would refuse it every time: failed, not retried (the traits are bounded; only a huge user id gets here).
       return { ok: false, permanent: true, status: null, error: "body over 1Flow's 32 KB limit", retry_after_seconds: null, latency_ms: latency() };

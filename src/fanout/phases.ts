@@ -42,9 +42,9 @@ import { isSuperseded, pairKey, settleLeaseStatement, takeLeases } from "../stor
 import { DESTINATIONS_CACHE_IN_MS } from "./configured";
 import { retryDelaySeconds } from "./backoff";
 import type { BreakerSettings } from "./breaker";
-import { type DeliveryAttempt, deliver } from "./deliver";
+import { buildRequest, type DeliveryAttempt, deliver, sendRequest } from "./deliver";
 import { type Destination, type Wanted, wants, wantsStatically } from "./destinations";
-import { type EvaluationBudget, expectedSteps } from "./jsonata";
+import type { EvaluationBudget } from "./jsonata";
 import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
 
 /** The ledger's word for an identify delivery that waits while another consumer sends to the same user. */
@@ -117,6 +117,8 @@ export interface Job {
   may_probe?: boolean;
   /** Why a deferred job waits. */
   reason?: typeof CARRIED_OVER | typeof EVALUATION_CARRIED_OVER;
+  /** Its request, built when it was planned (the transform and path spent the evaluation budget then). */
+  request?: Request;
 }
 
 export type Attempt = { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt };
@@ -235,15 +237,22 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
       // Disabled by hand: held like a pause, with no probe; re-enabling sends what waited.
       const breaker = destination.enabled === false ? "paused" : breakerMode(health.get(destination.name), now);
       const job: Job = { key, alert, destination, mode: breaker === "active" ? "send" : "held", may_probe: breaker === "probe" };
-      // A job that may be sent sets aside now what building its request takes (its transform
-      // and path, evaluated as it is sent: the most steps each took in this isolate, its bound
-      // when never run), so that the filters after it never leave the invocation nothing to send.
-      const steps = job.mode === "send" || job.may_probe ? sendSteps(destination) : 0;
-      if (steps > 0 && !ctx.evaluation.fits(steps)) {
-        job.mode = "deferred";
-        job.may_probe = false;
-        job.reason = EVALUATION_CARRIED_OVER;
-      } else ctx.evaluation.spend(steps);
+      // A job that may be sent builds its request now, right after its filter, within the
+      // evaluation budget (its transform and path are evaluated here, never as it is sent), so
+      // that the budget is exact and the filters after it never leave the invocation nothing to
+      // send. One that does not fit waits; one that cannot be built fails, from the current list only.
+      if (job.mode === "send" || job.may_probe) {
+        const built = await buildRequest(destination, alert, now, ctx.evaluation);
+        if (built.ok) job.request = built.value;
+        else if (built.deferred) {
+          job.mode = "deferred";
+          job.may_probe = false;
+          job.reason = EVALUATION_CARRIED_OVER;
+        } else {
+          refused.push({ ...key, status: "failed", last_status: null, last_error: built.error, at, ...guard });
+          continue;
+        }
+      }
       jobs.push(job);
     }
     // Pending rows nobody wants any more: final, so that no sweep re-sends them forever.
@@ -286,12 +295,6 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
   }
   ctx.budget.take(sending.length);
   return { jobs, sending, cancelled, refused, leased, probes };
-}
-
-/** Evaluation steps a job's request takes to build: its transform and path (jsonata format). */
-function sendSteps(destination: Destination): number {
-  if (destination.format !== "jsonata") return 0;
-  return (destination.transform === undefined ? 0 : expectedSteps(destination.transform)) + (destination.path === undefined ? 0 : expectedSteps(destination.path));
 }
 
 /**
@@ -372,7 +375,10 @@ export async function send(ctx: PhaseContext, planned: Pick<Plan, "sending">): P
   const attempts: Attempt[] = await mapWithConcurrency(planned.sending, OUTBOUND_CONNECTIONS, async (job) => ({
     key: job.key,
     probe: job.mode === "probe",
-    attempt: await deliver(job.destination, job.alert, ctx.now(), ctx.delivery_timeout_ms),
+    attempt:
+      job.request === undefined
+        ? await deliver(job.destination, job.alert, ctx.now(), ctx.delivery_timeout_ms)
+        : await sendRequest(job.destination, job.request, ctx.now(), ctx.delivery_timeout_ms),
   }));
   for (const { key, attempt } of attempts) {
     ctx.metrics?.writeDataPoint({
