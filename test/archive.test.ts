@@ -369,6 +369,9 @@ describe("the archive tick", () => {
       },
     });
     await expect(tick(inHours(2), { bucket: racing })).rejects.toThrow(/CHECK constraint failed/);
+    // The guard refused the commit: nothing committed, so its parts (which hold the erased user)
+    // are deleted at once, not left for the garbage step's 30 minutes.
+    expect(await objectKeys()).toEqual((await manifest()).files.map((f) => f.key).sort());
     await archiveAll(inHours(2));
     const rows = await listedRows("responses");
     expect(rows.filter((r) => r.user_system_id === user)).toEqual([]);

@@ -41,6 +41,9 @@ export const ARCHIVE_TICK_BYTES = 8_000_000;
 export const ARCHIVE_DAYS_PER_TICK = 16;
 /** Subrequests a tick makes besides its puts: garbage (3), state, keys, bodies, note, commit, and a failure's cleanup and record (2). */
 export const ARCHIVE_FIXED_SUBREQUESTS = 10;
+/** The error of a commit that its guard refused: SQLite rolled the whole batch back. */
+const GUARD_REFUSED = /CHECK constraint failed/;
+
 /** A part noted before its put is garbage if its commit has not come this long after. */
 export const PART_COMMIT_GRACE_IN_MINUTES = 30;
 /** Leftover objects one tick deletes at most. */
@@ -223,9 +226,11 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
     if (written.length > 0) await bucket.delete(written).catch(() => undefined);
     throw error;
   }
-  // From here on nothing is deleted: a commit that reports an error may have happened (the
-  // manifest then lists these parts). If it did not, the garbage step deletes them after
-  // PART_COMMIT_GRACE_IN_MINUTES, and it never deletes a key the manifest lists.
+  // From here on nothing is deleted on an error that may hide a commit (the manifest then lists
+  // these parts): the garbage step deletes them after PART_COMMIT_GRACE_IN_MINUTES if not, and
+  // never a key the manifest lists. One error is certain: the guard's CHECK refused the batch
+  // (an erasure came between the read and the commit), so nothing committed and the parts,
+  // which may hold the erased user, are deleted now.
   await commitArchive(db, {
     parts: objects.map((o) => o.part),
     entries,
@@ -235,6 +240,9 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
     first_part_id: state.last_part_id + 1,
     newest_submitted_at: chosen.reduce((max, s) => (s.submitted_at > max ? s.submitted_at : max), ""),
     now: now.toISOString(),
+  }).catch(async (error: unknown) => {
+    if (GUARD_REFUSED.test(errorMessage(error))) await bucket.delete(keys).catch(() => undefined);
+    throw error;
   });
   const answers = objects.filter((o) => o.part.table === "answers").reduce((n, o) => n + o.part.rows, 0);
   return { responses: entries.length, answers, parts: keys, deferred: defer.length, garbage_deleted, more };

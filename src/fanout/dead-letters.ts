@@ -83,7 +83,9 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
         if (wanted.deferred) undecided.add(alert.alert_id);
         else if (wanted.wanted) mine.push({ alert_id: alert.alert_id, destination: d.name });
       }
-      if (!undecided.has(alert.alert_id)) keys.push(...mine);
+      // What was decided is marked now, even when a later filter of the same alert did not fit:
+      // the next try then spends its budget on the undecided ones only, so it always progresses.
+      keys.push(...mine);
     }
     const finished = [...claimed.keys()].filter((id) => !undecided.has(id));
     const dead = await markDead(ctx.db, keys, now.toISOString(), "retries exhausted", {
