@@ -38,6 +38,7 @@ describe("a transform's path", () => {
     ["$encodeUrlComponent of ..", `"/" & $encodeUrlComponent("..") & "/admin"`],
     ["a newline inside the dots (the URL parser drops it, so only the resolved path shows the climb)", `"/.\\n./admin"`],
     ["a respondent's answer of ..", `"/" & $encodeUrlComponent(answers[1].answer)`],
+    ["no slash, so that the url's last segment grows (/v1/hooks-admin)", `"-admin"`],
   ])("with %s fails permanently, nothing sent", async (_, path) => {
     const received = stubDestinations();
     const alert = exampleAlert(new Date());

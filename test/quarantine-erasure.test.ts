@@ -46,6 +46,23 @@ describe("the quarantine after a user's erasure", () => {
     expect(await rowsNaming(user)).toBe(0);
   });
 
+  it("an erased user's body that is not JSON but names them answers 400 as before and stores nothing", async () => {
+    const user = freshId("user");
+    // Cut short: not JSON, and its user id is still there in the text.
+    const body = invalidBodyOf(user).slice(0, -20);
+    expect((await post(body)).status).toBe(400);
+    await erase(user);
+    expect(await rowsNaming(user)).toBe(0);
+    const retry = await post(body);
+    expect(retry.status).toBe(400);
+    expect(await retry.json()).toMatchObject({ ok: false, error: "invalid_json" });
+    expect(await rowsNaming(user)).toBe(0);
+    // Another user's broken body is kept.
+    const other = invalidBodyOf(freshId("user")).slice(0, -20);
+    await post(other);
+    expect(await rejectedRow(await sha256Hex(other))).not.toBeNull();
+  });
+
   it("another user's invalid body is still quarantined, and a repeat counts an attempt", async () => {
     const body = invalidBodyOf(freshId("user"));
     await post(body);

@@ -90,7 +90,9 @@ async function urlOf(destination: Destination, alert: StoredAlert, budget?: Eval
   }
   const base = new URL(destination.url);
   if (url.origin !== base.origin) return { ok: false, error: `path: leaves ${base.origin}` };
-  if (!url.pathname.startsWith(base.pathname)) return { ok: false, error: "path: leaves the url's path" };
+  // Under the url's path as a folder: `/api` admits `/api`, `/api/…` and `/api?…`, never `/api-admin`.
+  const folder = base.pathname.endsWith("/") ? base.pathname : `${base.pathname}/`;
+  if (url.pathname !== base.pathname && !url.pathname.startsWith(folder)) return { ok: false, error: "path: leaves the url's path" };
   return { ok: true, value: url.toString() };
 }
 

@@ -74,7 +74,8 @@ export async function ingest(body: ArrayBuffer, ctx: IngestContext): Promise<Ing
   const json = text === null ? { ok: false as const, message: "body is not UTF-8" } : parseJson(text);
   if (text === null || !json.ok) {
     const detail = { message: json.ok ? "" : json.message };
-    await reject(ctx, { id: sha, reason: "invalid_json", detail, body: text ?? body, alert_id: null, size, ...NO_USER });
+    // Not JSON, but it may still name its user: an erased user's broken body is not kept either.
+    await reject(ctx, { id: sha, reason: "invalid_json", detail, body: text ?? body, alert_id: null, size, ...(await ownerInText(text)) });
     return { outcome: "invalid_json", alert_id: null };
   }
 
@@ -153,7 +154,7 @@ export async function rejectUnread(
   const kept = body ? (decodeUtf8(body) ?? body) : null;
   // A JSON body sent with the wrong media type still names its user.
   const json = typeof kept === "string" ? parseJson(kept) : null;
-  const owner = json?.ok ? await readableOwner(json.value) : NO_USER;
+  const owner = json?.ok ? await readableOwner(json.value) : await ownerInText(kept);
   await reject(ctx, { id, reason, detail, body: kept, alert_id: null, size, ...owner });
 }
 
@@ -169,6 +170,26 @@ async function reject(ctx: IngestContext, r: Omit<Rejection, "seen_at">): Promis
 }
 
 const NO_USER = { user_sha256: null, submitted_at: null } as const;
+
+/** `"user_system_id": "<id>"` in a body's text, as JSON writes it. */
+const USER_IN_TEXT = /"user_system_id"\s*:\s*"((?:[^"\\]|\\.)*)"/;
+
+/**
+ * The user a body that does not parse names in its text (the first `"user_system_id": "…"`),
+ * as the tombstones know it; its time unknown, so that any tombstone of that user refuses it.
+ */
+async function ownerInText(text: string | ArrayBuffer | null): Promise<{ user_sha256: string | null; submitted_at: string | null }> {
+  if (typeof text !== "string") return NO_USER;
+  const match = USER_IN_TEXT.exec(text)?.[1];
+  if (match === undefined) return NO_USER;
+  let id: unknown;
+  try {
+    id = JSON.parse(`"${match}"`);
+  } catch {
+    return NO_USER;
+  }
+  return typeof id === "string" ? { user_sha256: await sha256Hex(id), submitted_at: null } : NO_USER;
+}
 
 /**
  * The user a body names (`user.user_system_id`, when a string) as its SHA-256, and when it says
