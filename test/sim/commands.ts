@@ -17,7 +17,7 @@ import { app } from "../../src/http/app";
 import { ingest } from "../../src/ingest/ingest";
 import { type ManageDeps, patchDestinationEntry, putDestinationEntry, removeDestination } from "../../src/manage-destinations";
 import { secretKeys } from "../../src/secrets";
-import { cpu, type Binding, type FaultMode, type Invocation, type InvocationKind, MAX_BATCH, type ReceiverMode, type World } from "./world";
+import { cpu, type FaultTarget, type FaultMode, type Invocation, type InvocationKind, MAX_BATCH, type ReceiverMode, type World } from "./world";
 
 /** The simulation's settings (its Worker variables). */
 export const SIM_VARS = {
@@ -163,7 +163,8 @@ export class Post implements Cmd {
       sent = payload(m, USERS[this.what.user % USERS.length] ?? USERS[0], this.what.body);
       m.bodies.push(sent);
     } else {
-      const earlier = m.bodies[this.what.index % m.bodies.length];
+      // Counted back from the latest body: 1Flow retries what it sent recently most.
+      const earlier = m.bodies[m.bodies.length - 1 - (this.what.index % m.bodies.length)];
       if (earlier === undefined) return;
       sent = earlier;
       if (this.what.kind === "conflict" && earlier.kind === "valid") {
@@ -175,7 +176,7 @@ export class Post implements Cmd {
     const world = m.world;
     const isolate = world.isolates[this.isolate];
     world.start("webhook", `webhook#${sent.alert_id}@${this.isolate}`, async (inv) => {
-      await ingest(new TextEncoder().encode(sent.text).buffer as ArrayBuffer, {
+      return ingest(new TextEncoder().encode(sent.text).buffer as ArrayBuffer, {
         db: world.db(inv),
         queue: world.queue(inv),
         waitUntil: (p) => inv.pending.push(p.catch(() => undefined)),
@@ -189,7 +190,7 @@ export class Post implements Cmd {
   }
   toString(): string {
     const w = this.what;
-    return w.kind === "new" ? `Post(${this.isolate}, new ${w.body} of user ${w.user})` : `Post(${this.isolate}, ${w.kind} of body #${w.index})`;
+    return w.kind === "new" ? `Post(${this.isolate}, new ${w.body} of user ${w.user})` : `Post(${this.isolate}, ${w.kind} of the ${w.index === 0 ? "latest body" : `body ${w.index} before the latest`})`;
   }
 }
 
@@ -288,7 +289,7 @@ export class Cron implements Cmd {
 export function startCron(m: Model, archive: boolean): Invocation {
   const world = m.world;
   return world.start(archive ? "archive" : "cron", archive ? "archive-cron" : "main-cron", async (inv) => {
-    if (archive) await runArchiveCron(simEnv(world, inv), world.date());
+    if (archive) world.lastArchiveTick = (await runArchiveCron(simEnv(world, inv), world.date())) === null ? "failed" : "ok";
     else await runCron(simEnv(world, inv), world.date());
   });
 }
@@ -429,7 +430,7 @@ export class Receiver implements Cmd {
 export class Fault implements Cmd {
   constructor(
     readonly on: InvocationKind,
-    readonly binding: Binding | "any",
+    readonly binding: FaultTarget,
     readonly nth: number,
     readonly mode: FaultMode,
     readonly span: number,
@@ -459,6 +460,24 @@ export class Outage implements Cmd {
   }
 }
 
+/** A flaky D1: each of the next `calls` D1 calls (whoever makes them) fails with probability `rate`, before or after it took effect. */
+export class Flaky implements Cmd {
+  constructor(
+    readonly calls: number,
+    readonly rate: number,
+    readonly mode: "before" | "after",
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: Model): Promise<void> {
+    m.world.flaky = { calls: this.calls, rate: this.rate, mode: this.mode };
+  }
+  toString(): string {
+    return `Flaky(next ${this.calls} D1 calls, ${Math.round(this.rate * 100)}% fail ${this.mode})`;
+  }
+}
+
 /** The Queue delivers at least once: a copy of an earlier message comes again. */
 export class Redeliver implements Cmd {
   constructor(readonly index: number) {}
@@ -482,8 +501,8 @@ export function commandArbitraries(): fc.Arbitrary<Cmd>[] {
   const newPost = fc
     .record({ isolate, user: fc.nat(2), body: fc.constantFrom<BodyKind>("valid", "valid", "valid", "valid", "invalid", "nonjson") })
     .map((r) => new Post(r.isolate, { kind: "new", user: r.user, body: r.body }));
-  const again = fc.record({ isolate, index: fc.nat(20) }).map((r) => new Post(r.isolate, { kind: "again", index: r.index }));
-  const conflict = fc.record({ isolate, index: fc.nat(20) }).map((r) => new Post(r.isolate, { kind: "conflict", index: r.index }));
+  const again = fc.record({ isolate, index: fc.nat(6) }).map((r) => new Post(r.isolate, { kind: "again", index: r.index }));
+  const conflict = fc.record({ isolate, index: fc.nat(6) }).map((r) => new Post(r.isolate, { kind: "conflict", index: r.index }));
   const consume = fc.record({ isolate, max: fc.integer({ min: 1, max: MAX_BATCH }) }).map((r) => new Consume(r.isolate, r.max));
   const change = fc.oneof(
     { weight: 4, arbitrary: fc.constantFrom(...TEMPLATES).map((template): DestinationChange => ({ kind: "put", template })) },
@@ -492,7 +511,14 @@ export function commandArbitraries(): fc.Arbitrary<Cmd>[] {
     { weight: 1, arbitrary: fc.boolean().map((enabled): DestinationChange => ({ kind: "patch-enabled", enabled })) },
     { weight: 1, arbitrary: fc.constant<DestinationChange>({ kind: "delete" }) },
   );
+  const cron = fc.boolean().map((archive) => new Cron(archive));
+  const advance = fc.oneof(
+    { weight: 3, arbitrary: fc.integer({ min: 1, max: 25 }).map((s) => new Advance(s * 1000)) },
+    { weight: 3, arbitrary: fc.integer({ min: 5, max: 90 }).map((min) => new Advance(min * 60_000)) },
+    { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }).map((d) => new Advance(d * 86_400_000)) },
+  );
   return [
+    newPost,
     newPost,
     newPost,
     newPost,
@@ -506,30 +532,31 @@ export function commandArbitraries(): fc.Arbitrary<Cmd>[] {
     consume,
     consume,
     consume,
+    consume,
     fc.constant(new DeadLetters()),
-    fc.boolean().map((archive) => new Cron(archive)),
-    fc.boolean().map((archive) => new Cron(archive)),
-    fc.boolean().map((archive) => new Cron(archive)),
-    fc.oneof(
-      fc.integer({ min: 1, max: 40 }).map((s) => new Advance(s * 1000)),
-      fc.integer({ min: 1, max: 90 }).map((min) => new Advance(min * 60_000)),
-      fc.integer({ min: 1, max: 3 }).map((d) => new Advance(d * 86_400_000)),
-    ),
+    cron,
+    cron,
+    fc.constant(new Cron(true)),
+    advance,
+    advance,
+    advance,
     fc.nat(2).map((u) => new Erase(u)),
-    fc.record({ name, change }).map((r) => new Manage(r.name, r.change)),
     fc.record({ name, change }).map((r) => new Manage(r.name, r.change)),
     fc.record({ name, change }).map((r) => new Manage(r.name, r.change)),
     fc.record({ name, mode: fc.constantFrom<ReceiverMode>("ok", "fail", "slow-down", "hang") }).map((r) => new Receiver(r.name, r.mode)),
     fc
       .record({
         on: fc.constantFrom<InvocationKind>("webhook", "consumer", "dlq", "cron", "archive", "erase", "manage"),
-        binding: fc.constantFrom<Binding | "any">("d1", "d1", "r2", "queue", "any"),
-        nth: fc.nat(7),
+        binding: fc.constantFrom<FaultTarget>("batch", "batch", "d1", "r2", "queue", "any"),
+        nth: fc.nat(4),
         mode: fc.constantFrom<FaultMode>("before", "after", "kill"),
         span: fc.integer({ min: 1, max: 2 }),
       })
       .map((r) => new Fault(r.on, r.binding, r.nth, r.mode, r.span)),
     fc.integer({ min: 1, max: 6 }).map((n) => new Outage(n)),
+    fc
+      .record({ calls: fc.integer({ min: 5, max: 40 }), rate: fc.constantFrom(0.2, 0.35, 0.5), mode: fc.constantFrom<"before" | "after">("before", "after") })
+      .map((r) => new Flaky(r.calls, r.rate, r.mode)),
     fc.nat(30).map((i) => new Redeliver(i)),
   ];
 }

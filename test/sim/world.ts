@@ -14,6 +14,8 @@ import { type DestinationsCache, newDestinationsCache } from "../../src/fanout/c
 import type { EnqueueBuffer } from "../../src/ingest/enqueue-buffer";
 
 export type Binding = "d1" | "r2" | "queue" | "fetch";
+/** What a fault counts: every call to a binding, or only D1 batches (the commits). */
+export type FaultTarget = Binding | "any" | "batch";
 export type InvocationKind = "webhook" | "consumer" | "dlq" | "cron" | "archive" | "erase" | "manage";
 export type FaultMode = "before" | "after" | "kill";
 
@@ -39,7 +41,7 @@ export interface Invocation {
   /** Work after the reply (`waitUntil`). */
   pending: Promise<unknown>[];
   onKill: (() => void)[];
-  fault: { binding: Binding | "any"; nth: number; mode: FaultMode; span: number; seen: number } | null;
+  fault: { binding: FaultTarget; nth: number; mode: FaultMode; span: number; seen: number } | null;
 }
 
 export interface SimMessage {
@@ -89,14 +91,22 @@ export class World {
   received: Received[] = [];
   notifications: string[] = [];
   logs: string[] = [];
+  /** How each invocation ended (its value or its error), for a failing run's report. */
+  outcomes: string[] = [];
   isolates: Record<"A" | "B", Isolate> = {
     A: { name: "A", cache: newDestinationsCache(), buffer: { ids: [] } },
     B: { name: "B", cache: newDestinationsCache(), buffer: { ids: [] } },
   };
+  /** How the last archive tick of its own schedule ended. */
+  lastArchiveTick: "ok" | "failed" | null = null;
   /** Faults armed on the next invocation of a kind. */
   armed = new Map<InvocationKind, NonNullable<Invocation["fault"]>>();
   /** D1 calls that fail (before reaching D1) from now on, whoever makes them. */
   outage = 0;
+  /** A flaky D1: each of the next `calls` D1 calls fails with probability `rate`, before or after it took effect. */
+  flaky: { calls: number; rate: number; mode: "before" | "after" } | null = null;
+  /** The run's seeded random numbers (faults of a flaky D1). */
+  random: () => number = Math.random;
   private nextMessage = 0;
   private nextInvocation = 0;
 
@@ -134,7 +144,10 @@ export class World {
     this.invocations.push(inv);
     const main = Promise.resolve()
       .then(() => run(inv))
-      .catch(() => undefined);
+      .then(
+        (value) => void this.outcomes.push(`${inv.label}: ${JSON.stringify(value)?.slice(0, 120)}`),
+        (error: unknown) => void this.outcomes.push(`${inv.label}: threw ${error instanceof Error ? error.message : String(error)}`),
+      );
     inv.pending.push(main);
     void this.settle(inv);
     return inv;
@@ -203,7 +216,8 @@ export class World {
           inv.calls += 1;
           if (binding === "d1") inv.d1_calls += 1;
           const f = inv.fault;
-          if (f !== null && (f.binding === "any" || f.binding === binding)) {
+          const isBatch = binding === "d1" && label.startsWith("batch");
+          if (f !== null && (f.binding === "any" || f.binding === binding || (f.binding === "batch" && isBatch))) {
             if (f.seen >= f.nth && f.seen < f.nth + f.span) mode = f.mode;
             f.seen += 1;
           }
@@ -211,6 +225,10 @@ export class World {
         if (mode === null && binding === "d1" && this.outage > 0) {
           this.outage -= 1;
           mode = "before";
+        }
+        if (mode === null && binding === "d1" && this.flaky !== null && this.flaky.calls > 0) {
+          this.flaky.calls -= 1;
+          if (this.random() < this.flaky.rate) mode = this.flaky.mode;
         }
         if (mode !== null && inv !== null) inv.faulted = true;
         if (mode === "kill" && inv !== null) {
