@@ -204,20 +204,32 @@ export class Consume implements Cmd {
     return true;
   }
   async run(m: Model): Promise<void> {
-    startConsumer(m, this.isolate, this.max);
+    startConsumer(m, this.isolate, this.max, true);
   }
   toString(): string {
     return `Consume(${this.isolate}, ${this.max})`;
   }
 }
 
-export function startConsumer(m: Model, isolateName: "A" | "B", max: number): Invocation | null {
+/**
+ * A consumer invocation. From a command it polls: when nothing is visible yet it waits (a
+ * scheduled point, up to four times) for what other invocations are about to send, as the
+ * runtime hands a batch over once there is one. From the quiescence loop it only takes what is
+ * visible (null when nothing is).
+ */
+export function startConsumer(m: Model, isolateName: "A" | "B", max: number, poll = false): Invocation | null {
   const world = m.world;
-  const leased = world.lease("alerts", max);
-  if (leased.length === 0) return null;
+  if (!poll && !world.messages.some((x) => x.queue === "alerts" && !x.leased && x.visible_at <= world.now)) return null;
   const isolate = world.isolates[isolateName];
-  const { batch, finish } = world.batchOf("alerts", leased);
-  const inv = world.start("consumer", `consumer@${isolateName}[${leased.map((l) => l.id).join(",")}]`, async (inv) => {
+  return world.start("consumer", `consumer@${isolateName}`, async (inv) => {
+    let leased = world.lease("alerts", max);
+    for (let i = 0; poll && leased.length === 0 && i < 4; i++) {
+      await world.timer(0, inv);
+      leased = world.lease("alerts", max);
+    }
+    if (leased.length === 0) return;
+    inv.label = `consumer@${isolateName}[${leased.map((l) => l.id).join(",")}]`;
+    const { batch, finish } = world.batchOf("alerts", leased);
     inv.onKill.push(() => finish("threw"));
     try {
       const db = world.db(inv);
@@ -239,7 +251,6 @@ export function startConsumer(m: Model, isolateName: "A" | "B", max: number): In
       throw error;
     }
   });
-  return inv;
 }
 
 export class DeadLetters implements Cmd {
@@ -370,6 +381,8 @@ export class Manage implements Cmd {
         request_id: `req-${inv.id}`,
       };
       const at = world.now;
+      m.changed.set(name, at);
+      try {
       switch (change.kind) {
         case "put": {
           const body = destinationBody(name, change.template, m.generation.get(name) ?? 0);
@@ -400,7 +413,10 @@ export class Manage implements Cmd {
           break;
         }
       }
-      m.changed.set(name, Math.max(at, world.now));
+      } finally {
+        // Changed from the request on, whether or not it answered (a commit may have happened).
+        m.changed.set(name, world.now);
+      }
     });
   }
   toString(): string {
@@ -497,7 +513,7 @@ const isolate = fc.constantFrom<"A" | "B">("A", "B");
 const name = fc.constantFrom(...NAMES);
 
 /** The commands, weighted toward what makes interleavings: posts and consumers. */
-export function commandArbitraries(): fc.Arbitrary<Cmd>[] {
+export function commandArbitraries(): fc.WeightedArbitrary<Cmd>[] {
   const newPost = fc
     .record({ isolate, user: fc.nat(2), body: fc.constantFrom<BodyKind>("valid", "valid", "valid", "valid", "invalid", "nonjson") })
     .map((r) => new Post(r.isolate, { kind: "new", user: r.user, body: r.body }));
@@ -505,7 +521,7 @@ export function commandArbitraries(): fc.Arbitrary<Cmd>[] {
   const conflict = fc.record({ isolate, index: fc.nat(6) }).map((r) => new Post(r.isolate, { kind: "conflict", index: r.index }));
   const consume = fc.record({ isolate, max: fc.integer({ min: 1, max: MAX_BATCH }) }).map((r) => new Consume(r.isolate, r.max));
   const change = fc.oneof(
-    { weight: 4, arbitrary: fc.constantFrom(...TEMPLATES).map((template): DestinationChange => ({ kind: "put", template })) },
+    { weight: 4, arbitrary: fc.constantFrom<Template>("raw", "raw", "json-ios", "jsonata", "jsonata-cast", "jsonata-cast", "identify", "identify", "expression").map((template): DestinationChange => ({ kind: "put", template })) },
     { weight: 1, arbitrary: fc.constant<DestinationChange>({ kind: "patch-url" }) },
     { weight: 1, arbitrary: fc.constantFrom<string[] | null>(null, ["ios"], ["android"]).map((platforms): DestinationChange => ({ kind: "patch-filter", platforms })) },
     { weight: 1, arbitrary: fc.boolean().map((enabled): DestinationChange => ({ kind: "patch-enabled", enabled })) },
@@ -517,46 +533,38 @@ export function commandArbitraries(): fc.Arbitrary<Cmd>[] {
     { weight: 3, arbitrary: fc.integer({ min: 5, max: 90 }).map((min) => new Advance(min * 60_000)) },
     { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }).map((d) => new Advance(d * 86_400_000)) },
   );
-  return [
-    newPost,
-    newPost,
-    newPost,
-    newPost,
-    newPost,
-    newPost,
-    again,
-    again,
-    again,
-    conflict,
-    consume,
-    consume,
-    consume,
-    consume,
-    consume,
-    fc.constant(new DeadLetters()),
-    cron,
-    cron,
-    fc.constant(new Cron(true)),
-    advance,
-    advance,
-    advance,
-    fc.nat(2).map((u) => new Erase(u)),
-    fc.record({ name, change }).map((r) => new Manage(r.name, r.change)),
-    fc.record({ name, change }).map((r) => new Manage(r.name, r.change)),
-    fc.record({ name, mode: fc.constantFrom<ReceiverMode>("ok", "fail", "slow-down", "hang") }).map((r) => new Receiver(r.name, r.mode)),
-    fc
-      .record({
-        on: fc.constantFrom<InvocationKind>("webhook", "consumer", "dlq", "cron", "archive", "erase", "manage"),
-        binding: fc.constantFrom<FaultTarget>("batch", "batch", "d1", "r2", "queue", "any"),
-        nth: fc.nat(4),
-        mode: fc.constantFrom<FaultMode>("before", "after", "kill"),
-        span: fc.integer({ min: 1, max: 2 }),
-      })
-      .map((r) => new Fault(r.on, r.binding, r.nth, r.mode, r.span)),
-    fc.integer({ min: 1, max: 6 }).map((n) => new Outage(n)),
-    fc
-      .record({ calls: fc.integer({ min: 5, max: 40 }), rate: fc.constantFrom(0.2, 0.35, 0.5), mode: fc.constantFrom<"before" | "after">("before", "after") })
-      .map((r) => new Flaky(r.calls, r.rate, r.mode)),
-    fc.nat(30).map((i) => new Redeliver(i)),
+  const erase = fc.nat(2).map((u) => new Erase(u));
+  const manage = fc.record({ name, change }).map((r) => new Manage(r.name, r.change));
+  const receiver = fc.record({ name, mode: fc.constantFrom<ReceiverMode>("ok", "fail", "slow-down", "hang") }).map((r) => new Receiver(r.name, r.mode));
+  const fault = fc
+    .record({
+      on: fc.constantFrom<InvocationKind>("webhook", "consumer", "dlq", "cron", "archive", "erase", "manage"),
+      binding: fc.constantFrom<FaultTarget>("batch", "batch", "d1", "r2", "queue", "any"),
+      nth: fc.nat(4),
+      mode: fc.constantFrom<FaultMode>("before", "after", "kill"),
+      span: fc.integer({ min: 1, max: 2 }),
+    })
+    .map((r) => new Fault(r.on, r.binding, r.nth, r.mode, r.span));
+  const outage = fc.integer({ min: 1, max: 6 }).map((n) => new Outage(n));
+  const flaky = fc
+    .record({ calls: fc.integer({ min: 5, max: 40 }), rate: fc.constantFrom(0.2, 0.35, 0.5), mode: fc.constantFrom<"before" | "after">("before", "after") })
+    .map((r) => new Flaky(r.calls, r.rate, r.mode));
+  const redeliver = fc.nat(30).map((i) => new Redeliver(i));
+  const weighted: [number, fc.Arbitrary<Cmd>][] = [
+    [10, newPost],
+    [5, again],
+    [1, conflict],
+    [7, consume],
+    [1, fc.constant(new DeadLetters())],
+    [3, cron],
+    [4, advance],
+    [2, erase],
+    [3, manage],
+    [2, receiver],
+    [2, fault],
+    [1, outage],
+    [2, flaky],
+    [1, redeliver],
   ];
+  return weighted.map(([weight, arbitrary]) => ({ weight, arbitrary }));
 }

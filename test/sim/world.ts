@@ -13,7 +13,7 @@ import type { QueueMessage } from "../../src/alert";
 import { type DestinationsCache, newDestinationsCache } from "../../src/fanout/configured";
 import type { EnqueueBuffer } from "../../src/ingest/enqueue-buffer";
 
-export type Binding = "d1" | "r2" | "queue" | "fetch";
+export type Binding = "d1" | "r2" | "queue" | "fetch" | "timer";
 /** What a fault counts: every call to a binding, or only D1 batches (the commits). */
 export type FaultTarget = Binding | "any" | "batch";
 export type InvocationKind = "webhook" | "consumer" | "dlq" | "cron" | "archive" | "erase" | "manage";
@@ -94,8 +94,8 @@ export class World {
   /** How each invocation ended (its value or its error), for a failing run's report. */
   outcomes: string[] = [];
   isolates: Record<"A" | "B", Isolate> = {
-    A: { name: "A", cache: newDestinationsCache(), buffer: { ids: [] } },
-    B: { name: "B", cache: newDestinationsCache(), buffer: { ids: [] } },
+    A: { name: "A", cache: newDestinationsCache(), buffer: { ids: [], wait: (ms) => this.timer(ms) } },
+    B: { name: "B", cache: newDestinationsCache(), buffer: { ids: [], wait: (ms) => this.timer(ms) } },
   };
   /** How the last archive tick of its own schedule ended. */
   lastArchiveTick: "ok" | "failed" | null = null;
@@ -212,7 +212,7 @@ export class World {
       const exec = async (): Promise<void> => {
         if (inv?.killed) return;
         let mode: FaultMode | null = null;
-        if (inv !== null) {
+        if (inv !== null && binding !== "timer") {
           inv.calls += 1;
           if (binding === "d1") inv.d1_calls += 1;
           const f = inv.fault;
@@ -254,6 +254,11 @@ export class World {
       if (this.sched !== null) this.sched.scheduleSequence([{ label: `${inv?.label ?? "?"} ${binding}:${label}`, builder: exec }]);
       else void exec();
     });
+  }
+
+  /** A timer of the code (the enqueue window): it fires when the scheduler picks it. */
+  timer(ms: number, inv: Invocation | null = cpu.current): Promise<void> {
+    return this.point(inv, "timer", `timer ${ms} ms`, async () => undefined);
   }
 
   // ----- D1 -----
