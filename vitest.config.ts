@@ -94,6 +94,18 @@ export default defineConfig(async () => {
           test: { name: "queue-dlq", include: ["test/e2e-dlq/*.test.ts"], testTimeout: 90_000, ...shared },
         },
         {
+          // The simulation (test/sim, issue 24): the real code under a scheduler, with its own
+          // simulated Queue and clock, against the real local D1 and R2. Its own project: one
+          // long file, run alone in its workerd. Its variables are set by the simulation itself.
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: { bindings: { ...bindings, SIM_SEED: process.env.SIM_SEED ?? "", SIM_RUNS: process.env.SIM_RUNS ?? "", SIM_PATH: process.env.SIM_PATH ?? "", SIM_EXPLORE: process.env.SIM_EXPLORE ?? "", SIM_PROGRESS: process.env.SIM_PROGRESS ?? "" } },
+            }),
+          ],
+          test: { name: "sim", include: ["test/sim/*.test.ts"], testTimeout: 600_000, ...shared },
+        },
+        {
           // Scripts and configuration, in Node: the deploy script, wrangler.toml.
           test: { name: "node", include: ["test/node/*.test.ts"], environment: "node", testTimeout: 60_000 },
         },

@@ -18,6 +18,8 @@ export type SendBatch = (alert_ids: string[]) => Promise<void>;
 /** One isolate's buffered ids. Module state in the Worker; the simulation passes one per isolate. */
 export interface EnqueueBuffer {
   ids: string[];
+  /** How the window waits: a timer by default (the simulation passes its own clock). */
+  wait?: (ms: number) => Promise<void>;
 }
 
 const isolateBuffer: EnqueueBuffer = { ids: [] };
@@ -40,7 +42,8 @@ export function bufferEnqueue(
   buffer.ids.push(alert_id);
   if (buffer.ids.length >= ENQUEUE_BATCH_SIZE) return send(take(buffer));
   if (buffer.ids.length > 1) return null;
-  return new Promise<void>((resolve) => setTimeout(resolve, window_ms)).then(() => {
+  const waited = buffer.wait ? buffer.wait(window_ms) : new Promise<void>((resolve) => setTimeout(resolve, window_ms));
+  return waited.then(() => {
     const alert_ids = take(buffer);
     return alert_ids.length > 0 ? send(alert_ids) : undefined;
   });

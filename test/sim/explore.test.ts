@@ -1,0 +1,52 @@
+/**
+ * `npm run sim -- --runs N [--seed S] [--path P]`: explores further than `npm test` (skipped
+ * unless SIM_RUNS is set by scripts/sim.mjs). With SIM_EXPLORE=1 it does not stop at the first
+ * broken invariant: it records the first run that breaks each kind, then shrinks each kind on
+ * its own, and prints seed, path and shrunk commands for each.
+ */
+import { env } from "cloudflare:workers";
+import fc from "fast-check";
+import { expect, it } from "vitest";
+import { simParameters, simProperty, timing } from "./run";
+
+const vars = env as unknown as { SIM_PROGRESS?: string; SIM_RUNS: string; SIM_SEED: string; SIM_PATH: string; SIM_EXPLORE: string };
+const runs = Number(vars.SIM_RUNS);
+const seed = vars.SIM_SEED === "" ? Date.now() % 1_000_000_007 : Number(vars.SIM_SEED);
+const path = vars.SIM_PATH === "" ? undefined : vars.SIM_PATH;
+
+it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
+  const started = performance.now();
+  let done = 0;
+  const firstOfKind = new Map<string, { run: number; message: string }>();
+  const explore = vars.SIM_EXPLORE === "1";
+  const onRun = (violations: { kind: string; message: string }[]) => {
+    done += 1;
+    for (const v of violations) if (!firstOfKind.has(v.kind)) firstOfKind.set(v.kind, { run: done, message: v.message });
+  };
+  const report: string[] = [];
+  if (explore) {
+    await fc.check(simProperty({ seed, runs, onRun, only: () => false, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs }));
+  } else {
+    const result = await fc.check(simProperty({ seed, runs, path, onRun, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs, path }));
+    if (result.failed) report.push(fc.defaultReportMessage(result) ?? "failed");
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const lines = [`SIM: ${done} sequences in ${seconds.toFixed(1)} s (${(done / seconds).toFixed(2)} sequences/s, ${((done / seconds) * 60).toFixed(0)}/min), seed ${seed}`];
+  lines.push(`SIM: time in commands ${(timing.commands / 1000).toFixed(1)} s, quiescence ${(timing.quiesce / 1000).toFixed(1)} s, invariants ${(timing.checks / 1000).toFixed(1)} s`);
+  for (const [kind, v] of firstOfKind) lines.push(`SIM: first ${kind} at run ${v.run}: ${v.message}`);
+  console.log(lines.join("\n"));
+  lines.length = 0;
+  if (explore) {
+    // Each kind shrunk on its own: the seed and path to replay it, and the shrunk commands.
+    for (const kind of firstOfKind.keys()) {
+      const result = await fc.check(simProperty({ seed, runs, only: (k) => k === kind }), simParameters({ seed, runs }));
+      lines.push(`SIM-FOUND ${kind}: seed ${seed} path ${result.counterexamplePath ?? "?"}`);
+      lines.push(`SIM-FOUND ${kind} commands: ${result.counterexample ? String(result.counterexample[1]) : "?"}`);
+      if (result.errorInstance instanceof Error) lines.push(`SIM-FOUND ${kind} error: ${result.errorInstance.message.split("\n").slice(0, 4).join(" | ")}`);
+      console.log(lines.join("\n"));
+      lines.length = 0;
+    }
+  }
+  if (lines.length > 0) console.log(lines.join("\n"));
+  expect(report, report.join("\n")).toEqual([]);
+}, 3_600_000);
