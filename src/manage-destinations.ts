@@ -237,7 +237,10 @@ export async function putDestinationEntry(
   const created = await putDestination(deps.db, row, keep);
   if (created === null) return CHANGED_MEANWHILE;
   forgetDestinations();
-  log("info", "destination.put", { request_id: deps.request_id, destination: name, created });
+  // A PUT that enables a destination that was disabled sends what waited, as a PATCH does.
+  const reenabled = existing !== undefined && (JSON.parse(existing.config) as { enabled?: boolean }).enabled === false && entry.enabled !== false;
+  if (reenabled && (await resumeAfterEnable(deps.db, name))) await sendResumed(deps, name);
+  log("info", "destination.put", { request_id: deps.request_id, destination: name, created, reenabled });
   return {
     ok: true,
     created,

@@ -181,6 +181,27 @@ describe("the consumer with destinations from D1", () => {
     await remove(name);
   });
 
+  it("a PUT that enables a disabled destination sends what waited, as a PATCH does (a simulation seed found it)", async () => {
+    const name = freshId("reput");
+    await put(name, { url: "https://reput.test/hook", enabled: false });
+    const received = stubDestinations();
+    const { alert_id } = await quietAlert();
+    await runQueue(QUEUE, [message(alert_id)], ENV);
+    expect(statusByDestination(await deliveries(alert_id))).toMatchObject({ [name]: "pending" });
+    const sent: string[] = [];
+    const original = env.ALERTS_QUEUE.sendBatch.bind(env.ALERTS_QUEUE);
+    vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages, options) => {
+      for (const m of messages) sent.push((m.body as { alert_id: string }).alert_id);
+      return original(messages, options);
+    });
+    await put(name, { url: "https://reput.test/hook" });
+    expect(sent).toContain(alert_id);
+    await runQueue(QUEUE, [message(alert_id)], ENV);
+    expect(received.filter((r) => r.host === "reput.test")).toHaveLength(1);
+    expect(statusByDestination(await deliveries(alert_id))).toMatchObject({ [name]: "delivered" });
+    await remove(name);
+  });
+
   it("DELETE cancels its pending deliveries and reports how many; nothing more is sent to it", async () => {
     const name = freshId("down");
     await put(name, { url: "https://down.test/hook" });
