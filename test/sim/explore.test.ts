@@ -13,6 +13,8 @@ const vars = env as unknown as { SIM_PROGRESS?: string; SIM_RUNS: string; SIM_SE
 const runs = Number(vars.SIM_RUNS);
 const seed = vars.SIM_SEED === "" ? Date.now() % 1_000_000_007 : Number(vars.SIM_SEED);
 const path = vars.SIM_PATH === "" ? undefined : vars.SIM_PATH;
+/** Time one kind may spend shrinking before it reports what it has. */
+const SHRINK_MS = 120_000;
 
 it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
   const started = performance.now();
@@ -38,9 +40,18 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
   lines.length = 0;
   if (explore) {
     // Each kind shrunk on its own: the seed and path to replay it, and the shrunk commands.
-    for (const kind of firstOfKind.keys()) {
-      const result = await fc.check(simProperty({ seed, runs, only: (k) => k === kind }), simParameters({ seed, runs }));
-      lines.push(`SIM-FOUND ${kind}: seed ${seed} path ${result.counterexamplePath ?? "?"}`);
+    // Kinds first broken by the same run shrink together (once, for the first of them).
+    const shrunkRuns = new Set<number>();
+    for (const [kind, first] of firstOfKind) {
+      if (shrunkRuns.has(first.run)) continue;
+      shrunkRuns.add(first.run);
+      const sameRun = [...firstOfKind].filter(([, v]) => v.run === first.run).map(([k]) => k);
+      const result = await fc.check(
+        simProperty({ seed, runs, only: (k) => sameRun.includes(k), deadline: performance.now() + SHRINK_MS }),
+        // From that run itself (its index as fast-check's path), then shrunk.
+        simParameters({ seed, runs, path: String(first.run - 1) }),
+      );
+      lines.push(`SIM-FOUND ${sameRun.join(" + ")}: seed ${seed} path ${result.counterexamplePath ?? "?"}${performance.now() > started + 0 && result.numShrinks > 0 ? ` (${result.numShrinks} shrinks)` : ""}`);
       lines.push(`SIM-FOUND ${kind} commands: ${result.counterexample ? String(result.counterexample[1]) : "?"}`);
       if (result.errorInstance instanceof Error) lines.push(`SIM-FOUND ${kind} error: ${result.errorInstance.message.split("\n").slice(0, 4).join(" | ")}`);
       console.log(lines.join("\n"));

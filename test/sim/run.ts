@@ -207,6 +207,12 @@ export interface SimOptions {
   only?: (kind: string) => boolean;
   /** Called with each run's violations (the explorer records them). */
   onRun?: (violations: Violation[], cmds: string) => void;
+  /**
+   * Past this time (performance.now()), runs pass without running: a shrink stops there and
+   * reports the smallest failing sequence so far (fast-check's own time limit would abandon a
+   * run halfway, leaving it running against the next one's storage).
+   */
+  deadline?: number;
   /** Prints a progress line every this many runs (npm run sim). */
   progressEvery?: number;
 }
@@ -221,6 +227,7 @@ export function simProperty(options: SimOptions) {
     fc.array(fc.oneof(...commandArbitraries()), { minLength: MIN_COMMANDS, maxLength: options.maxCommands ?? MAX_COMMANDS }),
     fc.integer({ min: 1, max: 0x7fff_ffff }),
     async (s, cmds, seed) => {
+      if (options.deadline !== undefined && performance.now() > options.deadline) return;
       const watchdog = setTimeout(() => print(`SIM watchdog: a run is taking over 20 s: ${String(cmds)}\nrunning: ${current?.running().map((i) => i.label).join(", ")}\nscheduled: ${s.count()}`), 20_000);
       let result: RunResult;
       try {

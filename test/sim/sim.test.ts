@@ -9,17 +9,20 @@ import { describe, it } from "vitest";
 import { simParameters, simProperty } from "./run";
 import { KEPT_SEEDS } from "./seeds";
 
-/** The default seeds: together at least 200 sequences. */
+/**
+ * The default seeds: together 210 sequences (about 90 s alone on two cores). 24008 is the seed
+ * test/sim/FOUND-ON-0.4.0.md explored on 0.4.0.
+ */
 export const DEFAULT_SEEDS = [
-  { seed: 24_001, runs: 70 },
-  { seed: 24_002, runs: 70 },
-  { seed: 24_003, runs: 70 },
+  { seed: 24_008, runs: 140 },
+  { seed: 24_009, runs: 70 },
 ];
 
 describe("simulation", () => {
   for (const { seed, runs } of DEFAULT_SEEDS) {
     it(`seed ${seed}: ${runs} sequences keep every invariant`, async () => {
-      await fc.assert(simProperty({ seed, runs }), simParameters({ seed, runs }));
+      // A seed that breaks an invariant stops shrinking about 280 s after the seed started, and reports its smallest sequence.
+      await fc.assert(simProperty({ seed, runs, deadline: performance.now() + 280_000 }), simParameters({ seed, runs }));
     });
   }
   for (const kept of KEPT_SEEDS) {
