@@ -1,7 +1,7 @@
 /**
  * Failing seeds kept as regression cases (`npm test` replays each): the seed, fast-check's
  * path to the shrunk counterexample, and what it found. Found on 0.4.0 by
- * `npm run sim -- --runs 300 --seed 24008 --explore` (test/sim/FOUND-ON-0.4.0.md); each fails
+ * `npm run sim -- --runs 300 --seed 24008 --explore` and seed 24009 (test/sim/FOUND-ON-0.4.0.md); each fails
  * there and must pass once its path (issue 25) is fixed.
  */
 export interface KeptSeed {
@@ -11,6 +11,11 @@ export interface KeptSeed {
 }
 
 export const KEPT_SEEDS: KeptSeed[] = [
+  {
+    seed: 24_009,
+    path: "18:0:0:0:0:0:0:0:0:0:0:0:0:0:1:0:0:0:0:1:0:0:1:0:1:0:0:1:0:0:2:8:4:11",
+    note: "issue 25 path 2: an archive commit that took effect but reported an error deletes the parts the manifest lists (I1)",
+  },
   {
     seed: 24_008,
     path: "42:4:1:14:13:20:24:24:24:28:28:28:32:32:32:36:36:40:40:41:45:45",
