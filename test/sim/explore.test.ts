@@ -54,7 +54,7 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
         // From that run itself (its index as fast-check's path), then shrunk.
         simParameters({ seed, runs, path: String(first.run - 1) }),
       );
-      lines.push(`SIM-FOUND ${sameRun.join(" + ")}: seed ${seed} path ${result.counterexamplePath ?? "?"}${performance.now() > started + 0 && result.numShrinks > 0 ? ` (${result.numShrinks} shrinks)` : ""}`);
+      lines.push(`SIM-FOUND ${sameRun.join(" + ")}: seed ${seed} path ${result.counterexamplePath ?? "?"}${result.numShrinks > 0 ? ` (${result.numShrinks} shrinks)` : ""}`);
       lines.push(`SIM-FOUND ${kind} commands: ${result.counterexample ? String(result.counterexample[1]) : "?"}`);
       if (result.errorInstance instanceof Error) lines.push(`SIM-FOUND ${kind} error: ${result.errorInstance.message.split("\n").slice(0, 4).join(" | ")}`);
       console.log(lines.join("\n"));
