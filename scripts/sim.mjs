@@ -5,6 +5,8 @@
  *   npm run sim -- --runs 500                 500 sequences from a new seed
  *   npm run sim -- --runs 500 --seed 42       from seed 42
  *   npm run sim -- --seed 42 --path 17:3:0    replays one (shrunk) counterexample
+ *   npm run sim -- --seed 42 --path 18 --only I1-listed-part-missing
+ *                                             run 19 of seed 42, shrunk toward that kind alone
  *   npm run sim -- --runs 300 --explore       keeps going past broken invariants: the first run
  *                                             of each kind, each shrunk on its own
  *
@@ -31,6 +33,7 @@ const result = spawnSync(
       SIM_SEED: value("--seed") ?? String(Date.now() % 1_000_000_007),
       SIM_PATH: value("--path") ?? "",
       SIM_EXPLORE: args.includes("--explore") ? "1" : "",
+      SIM_ONLY: value("--only") ?? "",
     },
   },
 );

@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { expect, it } from "vitest";
 import { simParameters, simProperty, timing } from "./run";
 
-const vars = env as unknown as { SIM_PROGRESS?: string; SIM_RUNS: string; SIM_SEED: string; SIM_PATH: string; SIM_EXPLORE: string };
+const vars = env as unknown as { SIM_ONLY?: string; SIM_PROGRESS?: string; SIM_RUNS: string; SIM_SEED: string; SIM_PATH: string; SIM_EXPLORE: string };
 const runs = Number(vars.SIM_RUNS);
 const seed = vars.SIM_SEED === "" ? Date.now() % 1_000_000_007 : Number(vars.SIM_SEED);
 const path = vars.SIM_PATH === "" ? undefined : vars.SIM_PATH;
@@ -29,7 +29,10 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
   if (explore) {
     await fc.check(simProperty({ seed, runs, onRun, only: () => false, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs }));
   } else {
-    const result = await fc.check(simProperty({ seed, runs, path, onRun, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs, path }));
+    // --only KIND: only that kind of violation fails (a replay shrinks toward it alone), for at most SHRINK_MS.
+    const only = vars.SIM_ONLY ? (k: string) => k === vars.SIM_ONLY : undefined;
+    const deadline = only === undefined ? undefined : performance.now() + SHRINK_MS;
+    const result = await fc.check(simProperty({ seed, runs, path, onRun, only, deadline, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs, path }));
     if (result.failed) report.push(fc.defaultReportMessage(result) ?? "failed");
   }
   const seconds = (performance.now() - started) / 1000;
@@ -51,7 +54,7 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
         // From that run itself (its index as fast-check's path), then shrunk.
         simParameters({ seed, runs, path: String(first.run - 1) }),
       );
-      lines.push(`SIM-FOUND ${sameRun.join(" + ")}: seed ${seed} path ${result.counterexamplePath ?? "?"}${performance.now() > started + 0 && result.numShrinks > 0 ? ` (${result.numShrinks} shrinks)` : ""}`);
+      lines.push(`SIM-FOUND ${sameRun.join(" + ")}: seed ${seed} path ${result.counterexamplePath ?? "?"}${result.numShrinks > 0 ? ` (${result.numShrinks} shrinks)` : ""}`);
       lines.push(`SIM-FOUND ${kind} commands: ${result.counterexample ? String(result.counterexample[1]) : "?"}`);
       if (result.errorInstance instanceof Error) lines.push(`SIM-FOUND ${kind} error: ${result.errorInstance.message.split("\n").slice(0, 4).join(" | ")}`);
       console.log(lines.join("\n"));

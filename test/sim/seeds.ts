@@ -1,6 +1,8 @@
 /**
  * Failing seeds kept as regression cases (`npm test` replays each): the seed, fast-check's
- * path to the shrunk counterexample, and what it found.
+ * path to the shrunk counterexample, and what it found. Found on 0.4.0 by
+ * `npm run sim -- --runs 300 --seed 24008 --explore` and seed 24009 (test/sim/FOUND-ON-0.4.0.md); each fails
+ * there and must pass once its path (issue 25) is fixed.
  */
 export interface KeptSeed {
   seed: number;
@@ -8,4 +10,30 @@ export interface KeptSeed {
   note: string;
 }
 
-export const KEPT_SEEDS: KeptSeed[] = [];
+export const KEPT_SEEDS: KeptSeed[] = [
+  {
+    seed: 24_009,
+    path: "18:0:0:0:0:0:0:0:0:0:0:0:0:0:1:0:0:0:0:1:0:0:1:0:1:0:0:1:0:0:2:8:4:11",
+    note: "issue 25 path 2: an archive commit that took effect but reported an error deletes the parts the manifest lists (I1)",
+  },
+  {
+    seed: 24_008,
+    path: "42:4:1:14:13:20:24:24:24:28:28:28:32:32:32:36:36:40:40:41:45:45",
+    note: "issue 25 path 1: a spooled response redelivered after the archive took it is marked late; the archive wedges on archived_alerts' key (I1)",
+  },
+  {
+    seed: 24_008,
+    path: "43:5:10:10:12:11:11:12:2:4:8:8:8:11:12:12:19:11:20:21:21:18:17:17:17",
+    note: "issue 25 path 4: an isolate whose destinations cache predates a PUT cancels the new destination's pending deliveries (I2)",
+  },
+  {
+    seed: 24_008,
+    path: "68:2:1:1:1:1:1:3:3:3:3:3:3:3:4:0:3:1:1:0:0",
+    note: "issue 25 path 3: an erased user's invalid body comes back into the quarantine on 1Flow's retry (I4)",
+  },
+  {
+    seed: 24_008,
+    path: "134:2:0:1:0:2:3:3:4:4:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3",
+    note: "issue 25 path 6: a JSONata error message copies a respondent's e-mail into destination_health and the logs (I4)",
+  },
+];
