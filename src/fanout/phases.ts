@@ -41,9 +41,9 @@ import { type BatchHealth, type HealthRow, healthStatements, takeProbe } from ".
 import { isSuperseded, pairKey, settleLeaseStatement, takeLeases } from "../store/identify";
 import { DESTINATIONS_CACHE_IN_MS } from "./configured";
 import { retryDelaySeconds } from "./backoff";
-import type { BreakerSettings } from "./breaker";
 import { buildRequest, type DeliveryAttempt, deliver, sendRequest } from "./deliver";
 import { type Destination, type Wanted, wants, wantsStatically } from "./destinations";
+import type { ConsumerContext } from "./consumer";
 import type { EvaluationBudget } from "./jsonata";
 import { mapWithConcurrency, OUTBOUND_CONNECTIONS } from "./pool";
 
@@ -77,19 +77,13 @@ export function claimMilliseconds(jobs: number, delivery_timeout_ms: number): nu
  */
 export const AFTER_DELIVERIES = 2;
 
-/** What every phase needs: the bindings (metered), the invocation's budgets, the settings. */
-export interface PhaseContext {
-  db: D1Database;
-  queue: Queue<import("../alert").QueueMessage>;
-  /** The destinations in force, as this isolate sees them, and the version they were read at. */
+/**
+ * What every phase needs: the consumer's context (bindings metered), with the destinations in
+ * force as this isolate sees them and the version they were read at, and the invocation's budgets.
+ */
+export interface PhaseContext extends Omit<ConsumerContext, "destinations" | "subrequest_budget" | "evaluation_steps"> {
   destinations: Destination[];
   version?: string;
-  retry_base_seconds: number;
-  delivery_timeout_ms: number;
-  breaker: BreakerSettings;
-  now: () => Date;
-  random: () => number;
-  metrics?: AnalyticsEngineDataset;
   /** The invocation's subrequests (D1 calls, Queue sends, deliveries). */
   budget: Budget;
   /** The invocation's JSONata evaluation steps. */
