@@ -129,7 +129,11 @@ export class EvaluationBudget {
   used = 0;
   /** Evaluations started: what the simulation models as CPU. */
   evaluations = 0;
-  constructor(readonly limit: number = INVOCATION_STEPS) {}
+  /** Steps this invocation may spend. (No parameter property: the bench imports this file with Node's type stripping.) */
+  readonly limit: number;
+  constructor(limit: number = INVOCATION_STEPS) {
+    this.limit = limit;
+  }
 
   left(): number {
     return this.limit - this.used;
