@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Env } from "../src/env";
 import { ingest } from "../src/ingest/ingest";
 import { callWorker, examplePayload, freshId } from "./fixtures";
-import { deliveries, message, runQueue, SECRET, statusByDestination, stubDestinations } from "./fanout-fixtures";
+import { deliveries, message, runQueue, SECRET, statusByDestination, stubDestinations, watchSendBatch } from "./fanout-fixtures";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -166,15 +166,10 @@ describe("the consumer with destinations from D1", () => {
     expect(received.filter((r) => r.host === "toggle.test")).toEqual([]);
     expect(statusByDestination(await deliveries(alert_id))).toMatchObject({ [name]: "pending" });
 
-    const sent: string[] = [];
-    const original = env.ALERTS_QUEUE.sendBatch.bind(env.ALERTS_QUEUE);
-    vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages, options) => {
-      for (const m of messages) sent.push((m.body as { alert_id: string }).alert_id);
-      return original(messages, options);
-    });
+    const sent = watchSendBatch();
     expect((await api(`/api/destinations/${name}`, "PATCH", { enabled: true })).status).toBe(200);
     // What waited is sent again at once.
-    expect(sent).toContain(alert_id);
+    expect(sent.ids()).toContain(alert_id);
     await runQueue(QUEUE, [message(alert_id)], ENV);
     expect(received.filter((r) => r.host === "toggle.test")).toHaveLength(1);
     expect(statusByDestination(await deliveries(alert_id))).toMatchObject({ [name]: "delivered" });
@@ -188,14 +183,9 @@ describe("the consumer with destinations from D1", () => {
     const { alert_id } = await quietAlert();
     await runQueue(QUEUE, [message(alert_id)], ENV);
     expect(statusByDestination(await deliveries(alert_id))).toMatchObject({ [name]: "pending" });
-    const sent: string[] = [];
-    const original = env.ALERTS_QUEUE.sendBatch.bind(env.ALERTS_QUEUE);
-    vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages, options) => {
-      for (const m of messages) sent.push((m.body as { alert_id: string }).alert_id);
-      return original(messages, options);
-    });
+    const sent = watchSendBatch();
     await put(name, { url: "https://reput.test/hook" });
-    expect(sent).toContain(alert_id);
+    expect(sent.ids()).toContain(alert_id);
     await runQueue(QUEUE, [message(alert_id)], ENV);
     expect(received.filter((r) => r.host === "reput.test")).toHaveLength(1);
     expect(statusByDestination(await deliveries(alert_id))).toMatchObject({ [name]: "delivered" });
