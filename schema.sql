@@ -318,8 +318,10 @@ CREATE INDEX IF NOT EXISTS archive_late_by_time ON archive_late (stored_at);
 
 -- Objects that may be in R2 but are not (or no longer) in the manifest: a part being written
 -- (removed when its manifest row commits) or a part replaced by erasure. Deleted from R2 once
--- `due`.
+-- `due`, or at once by the erasure of a user in `users` (a JSON array of the SHA-256 of the
+-- user ids a tick's part holds; NULL for a rewrite's object).
 CREATE TABLE IF NOT EXISTS archive_garbage (
   key TEXT PRIMARY KEY,
-  due TEXT NOT NULL
+  due TEXT NOT NULL,
+  users TEXT
 ) WITHOUT ROWID;

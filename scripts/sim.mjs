@@ -34,6 +34,7 @@ const result = spawnSync(
       SIM_PATH: value("--path") ?? "",
       SIM_EXPLORE: args.includes("--explore") ? "1" : "",
       SIM_ONLY: value("--only") ?? "",
+      SIM_TRACE: args.includes("--trace") ? "1" : "",
     },
   },
 );

@@ -129,6 +129,30 @@ function committingThenFailing(db: D1Database, fragment: string, times = 1): { d
   return { db: proxy, hit: () => hit };
 }
 
+/** A D1 whose batch with `fragment` rejects before it reaches D1 (nothing of it committed). */
+function failingBefore(db: D1Database, fragment: string): D1Database {
+  const marked = new WeakSet<D1PreparedStatement>();
+  const mark = (statement: D1PreparedStatement): D1PreparedStatement => {
+    const bind = statement.bind.bind(statement);
+    statement.bind = (...values: unknown[]) => mark(bind(...values));
+    marked.add(statement);
+    return statement;
+  };
+  return new Proxy(db, {
+    get(target, prop) {
+      if (prop === "prepare") return (sql: string) => (sql.includes(fragment) ? mark(target.prepare(sql)) : target.prepare(sql));
+      if (prop === "batch") {
+        return async (statements: D1PreparedStatement[]) => {
+          if (statements.some((s) => marked.has(s))) throw new Error("D1_ERROR: Network connection lost (before the commit)");
+          return target.batch(statements);
+        };
+      }
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 describe("an archive tick over a backlog", () => {
   // First in the file: the archive has nothing yet.
   it("of 22 days stays within 45 subrequests (R2 counted), lists 16 days, and finishes on the next tick", async () => {
@@ -313,6 +337,24 @@ describe("erasure and the archive", () => {
     expect(answer.more).toBe(false);
     expect(await objectsNaming(user)).toEqual([]);
     expect(await timesListed(others.map((p) => p.alert_id))).toEqual(once(others.map((p) => p.alert_id)));
+  });
+
+  it("a tick whose commit failed left unlisted objects holding the user: the erasure deletes them, not the garbage step 30 minutes later", async () => {
+    await archiveAll(inHours(2));
+    const user = freshId("user");
+    const mine = examplePayload({ timestamp: "2026-03-16T10:00:00.000Z", user: { user_system_id: user, user_parameters: {} } });
+    const other = examplePayload({ timestamp: "2026-03-16T11:00:00.000Z" });
+    for (const p of [mine, other]) await post(p);
+    await expect(tick(inHours(2), { db: failingBefore(env.DB, "INSERT INTO archived_alerts") })).rejects.toThrow("before the commit");
+    // The tick's objects are in R2, unlisted, noted as garbage due in 30 minutes.
+    expect(await objectsNaming(user)).not.toEqual([]);
+    const answer = await erase(user);
+    expect(answer).toMatchObject({ ok: true, more: false });
+    expect(await objectsNaming(user)).toEqual([]);
+    // The other response is archived by the next tick, once, in a listed part.
+    await archiveAll(inHours(2));
+    expect(await timesListed([other.alert_id])).toEqual(once([other.alert_id]));
+    expect(await objectKeys()).toEqual(expect.arrayContaining((await listed()).map((p) => p.key)));
   });
 
   it("path 8: a user with 1,950 responses and archived parts: every call within 45 subrequests (D1 calls and R2 operations), until done", async () => {

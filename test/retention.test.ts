@@ -83,6 +83,20 @@ describe("retention's tombstones (path 1)", () => {
     expect(await alertRow(p.alert_id)).toBeNull();
   });
 
+  it("a response the archive holds is refused after retention removed it, however late its copy comes back (a spool message, a late retry)", async () => {
+    const p = examplePayload({ timestamp: "2019-08-02T00:00:00.000Z" });
+    await post(p);
+    await env.DB.prepare("UPDATE alerts SET received_at = ?2, enqueued_at = ?2, fanned_out_at = ?2 WHERE alert_id = ?1").bind(p.alert_id, "2019-08-02T00:00:01.000Z").run();
+    // The archive took it (its row, as a tick writes it), then retention removed it from D1 with no tombstone.
+    await env.DB.prepare("INSERT INTO archived_alerts (alert_id, user_sha256, responses_part, answers_part) VALUES (?1, NULL, 1, NULL)").bind(p.alert_id).run();
+    await cron({ ...env, ARCHIVE: undefined, RETENTION_DAYS: "30" } as Env, new Date());
+    expect(await alertRow(p.alert_id)).toBeNull();
+    const again = await post(p);
+    expect(await again.json()).toEqual({ ok: true, alert_id: p.alert_id, duplicate: true });
+    expect(await alertRow(p.alert_id)).toBeNull();
+    await env.DB.prepare("DELETE FROM archived_alerts WHERE alert_id = ?").bind(p.alert_id).run();
+  });
+
   it("writes no tombstone for a response received before the retry window (1Flow no longer retries it)", async () => {
     const p = examplePayload({ timestamp: "2019-08-01T00:00:00.000Z" });
     await post(p);

@@ -96,9 +96,12 @@ function take(budget: Budget | undefined, n = 1): void {
   budget?.take(n);
 }
 
-/** Deletes due leftovers from R2, then forgets them (never a key the manifest lists). */
-async function collectGarbage(input: { db: D1Database; bucket: R2Bucket; now: Date; budget?: Budget }): Promise<number> {
-  const keys = await dueGarbage(input.db, input.now.toISOString(), GARBAGE_PER_TICK);
+/**
+ * Deletes due leftovers from R2 (and, for an erasure, the unlisted ones that hold its user),
+ * then forgets them (never a key the manifest lists).
+ */
+async function collectGarbage(input: { db: D1Database; bucket: R2Bucket; now: Date; budget?: Budget; user_sha256?: string }): Promise<number> {
+  const keys = await dueGarbage(input.db, input.now.toISOString(), GARBAGE_PER_TICK, input.user_sha256 ?? null);
   if (keys.length === 0) return 0;
   take(input.budget);
   await input.bucket.delete(keys);
@@ -212,7 +215,13 @@ export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickR
 
   const keys = objects.map((o) => o.part.key);
   const grace = new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString();
-  await noteGarbage(db, keys, grace);
+  // Each part with the users it holds: an erasure deletes it at once if its commit never comes.
+  const users: Record<string, string[]> = {};
+  for (const e of entries) {
+    if (e.user_sha256 === null) continue;
+    for (const key of [e.responses_key, e.answers_key]) if (key !== null && !(users[key] ??= []).includes(e.user_sha256)) users[key].push(e.user_sha256);
+  }
+  await noteGarbage(db, keys, grace, users);
   const written: string[] = [];
   try {
     for (const { part, body } of objects) {
@@ -288,7 +297,8 @@ export async function eraseUserFromArchive(input: {
   const left = () => budget?.left() ?? Number.POSITIVE_INFINITY;
   if (left() < 1 + GARBAGE_SUBREQUESTS) return { parts_rewritten: 0, more: true };
   const room = Math.floor((left() - 1 - GARBAGE_SUBREQUESTS) / REWRITE_SUBREQUESTS);
-  const { parts, more } = await partsOfUser(db, await sha256Hex(input.user_system_id), Math.max(0, Math.min(input.max_parts, room)));
+  const user_sha256 = await sha256Hex(input.user_system_id);
+  const { parts, more } = await partsOfUser(db, user_sha256, Math.max(0, Math.min(input.max_parts, room)));
   let parts_rewritten = 0;
   for (const part of parts) {
     take(budget);
@@ -317,7 +327,7 @@ export async function eraseUserFromArchive(input: {
   let garbage_left = left() < GARBAGE_SUBREQUESTS;
   if (!garbage_left) {
     try {
-      garbage_left = (await collectGarbage({ db, bucket, now, budget })) === GARBAGE_PER_TICK;
+      garbage_left = (await collectGarbage({ db, bucket, now, budget, user_sha256 })) === GARBAGE_PER_TICK;
     } catch (error) {
       log("warn", "archive.garbage_failed", { error: errorMessage(error) });
       garbage_left = true;

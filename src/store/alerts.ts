@@ -35,12 +35,15 @@ export interface StoreAlertResult {
 
 // A response erased on request (erased_alerts) is not stored again when 1Flow retries it, nor
 // a response of an erased user submitted before their erasure (erased_users, by ?16 = the
-// SHA-256 of user_system_id; NULL without a user).
+// SHA-256 of user_system_id; NULL without a user), nor one the archive holds (archived_alerts
+// outlives retention): a copy that comes back after retention removed it from D1, a spool
+// message or a late retry, is a duplicate, never a new response to deliver again.
 const INSERT_ALERT = `INSERT INTO alerts (alert_id, alert_name, project_name, survey_id, survey_name,
   platform, user_system_id, user_parameters, trigger_event_name, trigger_event_parameters,
   submitted_at, received_at, payload, payload_sha256, answers_json, user_sha256)
 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
 WHERE NOT EXISTS (SELECT 1 FROM erased_alerts WHERE alert_id = ?1)
+  AND NOT EXISTS (SELECT 1 FROM archived_alerts WHERE alert_id = ?1)
   AND NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?16 AND erased_at >= ?11)
 ON CONFLICT (alert_id) DO NOTHING`;
 

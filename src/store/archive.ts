@@ -135,21 +135,37 @@ export async function archiveSources(db: D1Database, alert_ids: string[]): Promi
   return new Map(results.map((r) => [r.alert_id, r]));
 }
 
-/** Notes objects about to be written: if their commit never comes, the cleanup deletes them once `due`. */
-export async function noteGarbage(db: D1Database, keys: string[], due: string): Promise<void> {
+/**
+ * Notes objects about to be written: if their commit never comes, the cleanup deletes them once
+ * `due`, or at once when one of `users` (per key: the SHA-256 of the user ids it holds) is erased.
+ */
+export async function noteGarbage(db: D1Database, keys: string[], due: string, users: Record<string, string[]> = {}): Promise<void> {
   if (keys.length === 0) return;
+  const rows = keys.map((key) => ({ key, users: users[key]?.length ? users[key] : null }));
   await db
-    .prepare("INSERT INTO archive_garbage (key, due) SELECT value, ?2 FROM json_each(?1) WHERE true ON CONFLICT (key) DO UPDATE SET due = excluded.due")
-    .bind(JSON.stringify(keys), due)
+    .prepare(
+      `INSERT INTO archive_garbage (key, due, users) SELECT value ->> 'key', ?2, value ->> 'users' FROM json_each(?1) WHERE true
+       ON CONFLICT (key) DO UPDATE SET due = excluded.due, users = excluded.users`,
+    )
+    .bind(JSON.stringify(rows), due)
     .run();
 }
 
-/** Up to `limit` objects that are due for deletion (a crash's leftovers, replaced parts). */
-export async function dueGarbage(db: D1Database, now: string, limit: number): Promise<string[]> {
+/**
+ * Up to `limit` objects that are due for deletion (a crash's leftovers, replaced parts), and,
+ * with `user_sha256` (an erasure), every unlisted object a tick noted as holding that user,
+ * due or not: no commit can list it any more (the tick's guard counts the user's responses,
+ * which the erasure deleted before it came here).
+ */
+export async function dueGarbage(db: D1Database, now: string, limit: number, user_sha256: string | null = null): Promise<string[]> {
   // Never a key the manifest lists, whatever a row here says.
   const { results } = await db
-    .prepare("SELECT key FROM archive_garbage WHERE due <= ?1 AND key NOT IN (SELECT key FROM archive_parts) LIMIT ?2")
-    .bind(now, limit)
+    .prepare(
+      `SELECT key FROM archive_garbage
+       WHERE (due <= ?1 OR (?3 IS NOT NULL AND users IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(archive_garbage.users) WHERE value = ?3)))
+         AND key NOT IN (SELECT key FROM archive_parts) LIMIT ?2`,
+    )
+    .bind(now, limit, user_sha256)
     .all<{ key: string }>();
   return results.map((r) => r.key);
 }

@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { expect, it } from "vitest";
 import { simParameters, simProperty, timing } from "./run";
 
-const vars = env as unknown as { SIM_ONLY?: string; SIM_PROGRESS?: string; SIM_RUNS: string; SIM_SEED: string; SIM_PATH: string; SIM_EXPLORE: string };
+const vars = env as unknown as { SIM_TRACE?: string; SIM_ONLY?: string; SIM_PROGRESS?: string; SIM_RUNS: string; SIM_SEED: string; SIM_PATH: string; SIM_EXPLORE: string };
 const runs = Number(vars.SIM_RUNS);
 const seed = vars.SIM_SEED === "" ? Date.now() % 1_000_000_007 : Number(vars.SIM_SEED);
 const path = vars.SIM_PATH === "" ? undefined : vars.SIM_PATH;
@@ -21,8 +21,14 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
   let done = 0;
   const firstOfKind = new Map<string, { run: number; message: string }>();
   const explore = vars.SIM_EXPLORE === "1";
-  const onRun = (violations: { kind: string; message: string }[]) => {
+  let traced = false;
+  const onRun = (violations: { kind: string; message: string }[], _cmds: string, logs: string[]) => {
     done += 1;
+    // --trace: the first failing run's journal (every binding call, fault and receiver hit, with the Worker's log lines).
+    if (vars.SIM_TRACE === "1" && violations.length > 0 && !traced) {
+      traced = true;
+      console.log(`SIM trace of run ${done}:\n${logs.join("\n")}`);
+    }
     for (const v of violations) if (!firstOfKind.has(v.kind)) firstOfKind.set(v.kind, { run: done, message: v.message });
   };
   const report: string[] = [];

@@ -48,7 +48,13 @@ const CONSOLE = ["log", "info", "warn", "error", "debug"] as const;
 /** Captures every console line of the run into `world.logs` (and prints none: a failing run prints its own report). */
 function captureConsole(world: World): () => void {
   const saved = CONSOLE.map((k) => console[k]);
-  for (const k of CONSOLE) console[k] = (...args: unknown[]) => void world.logs.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" "));
+  for (const k of CONSOLE) {
+    console[k] = (...args: unknown[]) => {
+      const line = args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" ");
+      world.logs.push(line);
+      world.journal.push(line);
+    };
+  }
   return () => CONSOLE.forEach((k, i) => (console[k] = saved[i] as (typeof console)[typeof k]));
 }
 
@@ -206,7 +212,7 @@ export interface SimOptions {
   /** Only these violation kinds fail the property (the explorer shrinks one kind at a time). */
   only?: (kind: string) => boolean;
   /** Called with each run's violations (the explorer records them). */
-  onRun?: (violations: Violation[], cmds: string) => void;
+  onRun?: (violations: Violation[], cmds: string, logs: string[]) => void;
   /**
    * Past this time (performance.now()), runs pass without running: a shrink stops there and
    * reports the smallest failing sequence so far (fast-check's own time limit would abandon a
@@ -238,7 +244,7 @@ export function simProperty(options: SimOptions) {
       const { violations } = result;
       runsDone += 1;
       if (options.progressEvery !== undefined && runsDone % options.progressEvery === 0) console.log(`SIM progress: ${runsDone} runs (last: ${[...cmds].length} commands, ${result.model.world.invocations.length} invocations, ${result.model.world.received.length} deliveries, ${violations.length} violations)`);
-      options.onRun?.(violations, String(cmds));
+      options.onRun?.(violations, String(cmds), result.model.world.journal);
       const failing = violations.filter((v) => options.only?.(v.kind) ?? true);
       if (failing.length > 0) throw new Error(`invariants broken:\n${failing.map((v) => `  ${v.invariant} [${v.kind}] ${v.message}`).join("\n")}`);
     },

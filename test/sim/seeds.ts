@@ -2,7 +2,8 @@
  * Failing seeds kept as regression cases (`npm test` replays each): the seed, fast-check's
  * path to the shrunk counterexample, and what it found. Found on 0.4.0 by
  * `npm run sim -- --runs 300 --seed 24008 --explore` and seed 24009 (test/sim/FOUND-ON-0.4.0.md); each fails
- * there and must pass once its path (issue 25) is fixed.
+ * there and must pass once its path (issue 25) is fixed. Seed 25005's were found on 0.5.0's
+ * main (test/sim/FOUND-ON-MAIN.md), and each failed there before its fix.
  */
 export interface KeptSeed {
   seed: number;
@@ -35,5 +36,15 @@ export const KEPT_SEEDS: KeptSeed[] = [
     seed: 24_008,
     path: "134:2:0:1:0:2:3:3:4:4:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3:3",
     note: "issue 25 path 6: a JSONata error message copies a respondent's e-mail into destination_health and the logs (I4)",
+  },
+  {
+    seed: 25_005,
+    path: "333:4:3:3:8:13:2:9:11:15:21:21:22:8:2:2:2:2:2:2:6:7:7:7:7:7:7:7:7:7:7:7:8:8:8:8:8:8:8:8:8:10:10:10:10:10:10:10",
+    note: "found on 0.5.0's main: a spool message whose store took effect but reported an error comes back after the archive took its response and retention removed it; it is stored as new and delivered again (I3)",
+  },
+  {
+    seed: 25_005,
+    path: "215:5:16:15:15:15:22:22:25:25:25:25",
+    note: "found on 0.5.0's main: a tick's commit fails before it takes effect, leaving unlisted parts that hold a user; the user's erasure left them in R2 until the garbage delay (I4)",
   },
 ];

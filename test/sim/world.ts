@@ -91,6 +91,8 @@ export class World {
   received: Received[] = [];
   notifications: string[] = [];
   logs: string[] = [];
+  /** Every binding call (with its fault), receiver hit and log line, in order: `npm run sim -- --trace` prints it. */
+  journal: string[] = [];
   /** How each invocation ended (its value or its error), for a failing run's report. */
   outcomes: string[] = [];
   isolates: Record<"A" | "B", Isolate> = {
@@ -231,6 +233,7 @@ export class World {
           if (this.random() < this.flaky.rate) mode = this.flaky.mode;
         }
         if (mode !== null && inv !== null) inv.faulted = true;
+        if (binding !== "timer") this.journal.push(`@${new Date(this.now).toISOString().slice(11, 19)} ${inv?.label ?? "?"} ${binding}:${label}${mode === null ? "" : ` FAULT ${mode}`}`);
         if (mode === "kill" && inv !== null) {
           this.kill(inv);
           return;
@@ -406,6 +409,7 @@ export class World {
       }
       const entry: Received = { host: destination, alert_id: alert_id ?? request.headers.get("webhook-id"), body, at: this.now, acked: false, invocation: inv, user, submitted_at };
       this.received.push(entry);
+      this.journal.push(`@${new Date(this.now).toISOString().slice(11, 19)} ${inv?.label ?? "?"} RECEIVER ${destination} got ${entry.alert_id} (${mode})`);
       if (mode === "hang") {
         // No answer: the caller's timeout ends it.
         await new Promise<void>((_, reject) => {

@@ -1,0 +1,6 @@
+-- 0014: the users (SHA-256 of user_system_id) whose responses an object noted as garbage holds,
+-- when a tick noted it before its put. An erasure deletes such objects at once instead of
+-- leaving the user in R2 until the garbage delay: a tick whose parts hold the user can no
+-- longer commit them (its guard counts the responses, which the erasure deleted first).
+-- NULL for a rewrite's new object and for rows noted before 0014.
+ALTER TABLE archive_garbage ADD COLUMN users TEXT;
