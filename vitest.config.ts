@@ -100,7 +100,7 @@ export default defineConfig(async () => {
           plugins: [
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
-              miniflare: { bindings: { ...bindings, SIM_SEED: process.env.SIM_SEED ?? "", SIM_RUNS: process.env.SIM_RUNS ?? "", SIM_PATH: process.env.SIM_PATH ?? "", SIM_EXPLORE: process.env.SIM_EXPLORE ?? "", SIM_PROGRESS: process.env.SIM_PROGRESS ?? "", SIM_ONLY: process.env.SIM_ONLY ?? "", SIM_TRACE: process.env.SIM_TRACE ?? "" } },
+              miniflare: { bindings: { ...bindings, SIM_SEED: process.env.SIM_SEED ?? "", SIM_RUNS: process.env.SIM_RUNS ?? "", SIM_PATH: process.env.SIM_PATH ?? "", SIM_EXPLORE: process.env.SIM_EXPLORE ?? "", SIM_PROGRESS: process.env.SIM_PROGRESS ?? "", SIM_ONLY: process.env.SIM_ONLY ?? "", SIM_TRACE: process.env.SIM_TRACE ?? "", SIM_GENERATOR: process.env.SIM_GENERATOR ?? "" } },
             }),
           ],
           test: { name: "sim", include: ["test/sim/*.test.ts"], testTimeout: 600_000, ...shared },

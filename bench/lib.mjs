@@ -1,6 +1,6 @@
 // Shared by the benchmark and the soak: bundling, starting workers in Miniflare, payloads.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
@@ -65,7 +65,8 @@ export async function startWorker({ scriptPath, bindings = {}, consumers = {}, s
       // Open for `npm run bench -- --profile` (the DevTools protocol), closed otherwise.
       inspectorPort,
       // The Worker's log lines are not what is measured; printing them would be.
-      handleStructuredLogs: () => {},
+      // BENCH_LOG=path appends them to that file instead (to trace a soak's failure).
+      handleStructuredLogs: process.env.BENCH_LOG ? ({ timestamp, message }) => appendFileSync(process.env.BENCH_LOG, `${timestamp} ${message}\n`) : () => {},
       modules: true,
       scriptPath,
       compatibilityDate: COMPATIBILITY_DATE,

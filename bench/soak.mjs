@@ -250,7 +250,7 @@ for (const [name, destination] of [["healthy", healthy], ["flaky", flaky]]) {
   check(
     `every alert delivered to ${name} exactly once (by webhook-id)`,
     never === 0 && twice === 0 && stats.bad_signatures === 0,
-    `${byId.size} ids, ${never} never, ${twice} more than once, ${stats.requests} requests, ${stats.failed_on_purpose} failed and ${stats.hung_on_purpose} hung on purpose, ${stats.bad_signatures} bad signatures`,
+    `${byId.size} ids, ${never} never, ${twice} more than once${twice > 0 ? ` (${[...byId].filter(([, n]) => n > 1).slice(0, 5).map(([id]) => id).join(", ")}${twice > 5 ? ", …" : ""})` : ""}, ${stats.requests} requests, ${stats.failed_on_purpose} failed and ${stats.hung_on_purpose} hung on purpose, ${stats.bad_signatures} bad signatures`,
   );
 }
 if (DOWN_S > 0) {

@@ -35,6 +35,7 @@ const result = spawnSync(
       SIM_EXPLORE: args.includes("--explore") ? "1" : "",
       SIM_ONLY: value("--only") ?? "",
       SIM_TRACE: args.includes("--trace") ? "1" : "",
+      SIM_GENERATOR: value("--generator") ?? "",
     },
   },
 );

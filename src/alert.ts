@@ -35,6 +35,26 @@ export interface Alert {
 export interface AlertMessage {
   v: 1;
   alert_id: string;
+  /**
+   * Deliveries already made that the ledger could not record (the consumer's record batch
+   * failed after its requests): the Queue carries them until D1 takes them, so that they are
+   * recorded, never sent again.
+   */
+  sent?: SentOutcome[];
+}
+
+/** A delivery that a destination acknowledged before its ledger row could be written. */
+export interface SentOutcome {
+  destination: string;
+  /** The destination's HTTP status. */
+  status: number | null;
+  at: string;
+}
+
+function isSentOutcome(value: unknown): value is SentOutcome {
+  if (typeof value !== "object" || value === null) return false;
+  const { destination, status, at } = value as Record<string, unknown>;
+  return typeof destination === "string" && (status === null || typeof status === "number") && typeof at === "string";
 }
 
 /** A body D1 could not take on the request path, kept on the Queue until the consumer stores it (the spool). */
@@ -85,8 +105,9 @@ export type RejectReason =
 /** Whether a Queue message body is an `AlertMessage` this version understands. */
 export function isAlertMessage(body: unknown): body is AlertMessage {
   if (typeof body !== "object" || body === null) return false;
-  const { v, alert_id, kind } = body as Record<string, unknown>;
-  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0;
+  const { v, alert_id, kind, sent } = body as Record<string, unknown>;
+  const outcomes = sent === undefined || (Array.isArray(sent) && sent.every(isSentOutcome));
+  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0 && outcomes;
 }
 
 /** Whether a Queue message body is a `SpoolMessage` this version understands. */

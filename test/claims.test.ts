@@ -52,11 +52,12 @@ describe("a claim ends with its invocation", () => {
     expect(received.filter((r) => r.host === "replay.test")).toHaveLength(2);
   });
 
-  it("a ledger write that fails still ends the claim (and the message comes back after its backoff)", async () => {
+  it("a ledger write that fails still ends the claim (and, the Queue refusing its outcomes too, the message comes back after its backoff)", async () => {
     const name = freshId("fail");
     stubDestinations();
     const { alert_id } = await storedAlert();
     const fault = failBatchesWith("INSERT INTO deliveries");
+    vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockRejectedValue(new Error("Queue send failed"));
     const m = message(alert_id);
     const result = await runQueue(QUEUE, [m], envWith([{ name, url: "https://fail.test/hook" }], { RETRY_BASE_SECONDS: "1" }));
     expect(fault.hit).toBe(1);

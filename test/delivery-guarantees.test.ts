@@ -12,7 +12,7 @@ import { CLAIM_MARGIN_IN_SECONDS, claimMilliseconds, LEASED_ELSEWHERE, SUPERSEDE
 import { applyRetention } from "../src/retention";
 import { stalePendingAlerts } from "../src/store/deliveries";
 import { alertRow, callWorker, examplePayload, freshId } from "./fixtures";
-import { deliveries, failBatchesWith, FANOUT_ENV, message, runQueue, statusByDestination, storedAlert, stubDestinations } from "./fanout-fixtures";
+import { deliveries, failBatchesWith, FANOUT_ENV, message, runQueue, statusByDestination, storedAlert, stubDestinations, watchSendBatch } from "./fanout-fixtures";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -75,6 +75,55 @@ describe("a message is acknowledged only with its ledger rows", () => {
     expect(statusByDestination(rows)).toEqual({ [a]: "pending", [b]: "pending" });
     for (const row of rows) expect(row).toMatchObject({ attempts: 0, last_error: "destination paused" });
     expect(received).toEqual([]);
+  });
+});
+
+describe("sent, then the ledger write failing: the Queue carries what was delivered", () => {
+  it("the message comes back as a new one that names the destinations that have it: they are recorded, never sent again", async () => {
+    const a = freshId("carried-a");
+    const b = freshId("carried-b");
+    const ENV = envWith([
+      { name: a, url: "https://carried-a.test/hook" },
+      { name: b, url: "https://carried-b.test/hook" },
+    ]);
+    const received = stubDestinations();
+    const { alert_id } = await storedAlert();
+    const sent = watchSendBatch();
+    const fault = failBatchesWith("INSERT INTO deliveries"); // the ledger's batch, after both sends
+    const m = message(alert_id);
+    const first = await runQueue(QUEUE, [m], ENV);
+    expect(fault.hit).toBe(1);
+    expect(received.map((r) => r.host).sort()).toEqual(["carried-a.test", "carried-b.test"]);
+    expect(await deliveries(alert_id)).toEqual([]);
+    // Acknowledged, and replaced by a message that carries the two outcomes.
+    expect(first.explicitAcks).toEqual([m.id]);
+    const carried = sent.batches.flat().filter((x) => x.body.alert_id === alert_id);
+    expect(carried).toHaveLength(1);
+    expect(carried[0]?.body.sent?.map((o) => o.destination).sort()).toEqual([a, b].sort());
+
+    vi.restoreAllMocks();
+    const again = stubDestinations();
+    const second = await runQueue(QUEUE, [{ ...message(alert_id, 1), body: carried[0]?.body }], ENV);
+    expect(second.explicitAcks).toHaveLength(1);
+    expect(again).toEqual([]);
+    const rows = await deliveries(alert_id);
+    expect(statusByDestination(rows)).toEqual({ [a]: "delivered", [b]: "delivered" });
+    for (const row of rows) expect(row).toMatchObject({ attempts: 1, last_status: 200 });
+  });
+
+  it("the dead-letter consumer sends a message with outcomes no row has yet back to the Queue, never marks them dead", async () => {
+    const a = freshId("dl-carried");
+    const ENV = envWith([{ name: a, url: "https://dl-carried.test/hook" }]);
+    stubDestinations();
+    const { alert_id } = await storedAlert();
+    const sent = watchSendBatch();
+    const send = vi.spyOn(env.ALERTS_QUEUE, "send");
+    const body = { v: 1, alert_id, sent: [{ destination: a, status: 200, at: new Date().toISOString() }] };
+    const result = await runQueue(DLQ, [{ ...message(alert_id, 1), body }], ENV);
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(send.mock.calls.map((c) => c[0])).toEqual([body]);
+    expect(sent.batches.flat()).toEqual([]);
+    expect(await deliveries(alert_id)).toEqual([]);
   });
 });
 

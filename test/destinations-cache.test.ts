@@ -163,6 +163,30 @@ describe("a stale cache never cancels", () => {
     expect(received.filter((r) => r.host === "fixed.test").map((r) => JSON.parse(r.body))).toEqual([{ a: alert_id }]);
   });
 
+  it("a stale list that still has a destination disabled: what its re-enable sent is not held again with the message acknowledged", async () => {
+    await env.DB.prepare("DELETE FROM destinations").run();
+    const name = freshId("reenabled");
+    await put(name, { url: "https://reenabled.test/hook" });
+    await patch(name, { enabled: false });
+    const { alert_id } = await storedAlert();
+    await consumeIn(isolate(), [message(alert_id)]); // held while disabled: a pending row
+    expect((await deliveries(alert_id)).map((r) => r.status)).toEqual(["pending"]);
+    const a = isolate();
+    await destinationsOf(ENV, { cache: a.cache, now: a.now }); // A caches it disabled
+    await patch(name, { enabled: true }); // re-enabled: what waited is sent again
+    const received = stubDestinations();
+    const m = message(alert_id, 2);
+    const stale = await consumeIn(a, [m]);
+    // A's list predates the re-enable: the message comes back once the cache has expired,
+    // instead of being acknowledged with the row left for the two-hour sweep.
+    expect(stale.explicitAcks).toEqual([]);
+    expect(stale.delays[m.id]).toBeGreaterThanOrEqual(DESTINATIONS_CACHE_IN_MS / 1000);
+    const fresh = await consumeIn(isolate(), [message(alert_id, 3)]);
+    expect(fresh.explicitAcks).toHaveLength(1);
+    expect(received.filter((r) => r.host === "reenabled.test")).toHaveLength(1);
+    expect((await deliveries(alert_id)).map((r) => r.status)).toEqual(["delivered"]);
+  });
+
   it("a current list still cancels what a DELETE removed (the version confirms it)", async () => {
     const name = freshId("deleted");
     await put(name, { url: "https://deleted.test/hook" });

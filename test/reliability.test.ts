@@ -107,11 +107,13 @@ describe("consumer", () => {
     await expectSettled(alert_id);
   });
 
-  it("the ledger write fails after a 2xx: the message is retried, never acknowledged; after the claim ends it is delivered (again: receivers dedupe on webhook-id)", async () => {
+  it("the ledger write fails after a 2xx and the Queue refuses the outcomes: the message is retried, never acknowledged; it is delivered again (receivers dedupe on webhook-id)", async () => {
     const received = stubDestinations();
     const { alert_id } = await storedAlert();
-    // The record's batch (the ledger rows with the end of the claims) fails.
+    // The record's batch (the ledger rows with the end of the claims) fails, and so does the
+    // Queue send that would carry the outcomes (with the Queue up, see delivery-guarantees).
     const fault = failBatchesWith("INSERT INTO deliveries");
+    vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockRejectedValue(new Error("Queue send failed"));
     const failed = await runQueue(QUEUE, [message(alert_id)]);
     expect(fault.hit).toBe(1);
     expect(failed.explicitAcks).toHaveLength(0);

@@ -6,7 +6,7 @@
  * the Queue fails, the message comes back with backoff (the queue's max_retries is
  * high: it outlasts a D1 outage of days, past the Queue's own message retention).
  */
-import { isAlertMessage, isSpoolMessage, type QueueMessage } from "../alert";
+import { type AlertMessage, isAlertMessage, isSpoolMessage, type QueueMessage } from "../alert";
 import { errorMessage, log } from "../log";
 import { returnToOutbox } from "../store/alerts";
 import { claimAlerts, claimsOf, type DeliveryKey, markDead } from "../store/deliveries";
@@ -67,12 +67,33 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
     const { claimed, statuses, health } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until);
     const unclaimed = alert_ids.filter((id) => !claimed.has(id));
     const elsewhere = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { until: string | null }>();
+    // A message that carries deliveries no ledger row has yet (its consumer's record batch
+    // failed): back to the Queue, whose consumer records them; never made dead.
+    const carrying = new Set<string>();
+    for (const m of alerts) {
+      const body = m.body as AlertMessage;
+      if (!claimed.has(body.alert_id) || body.sent === undefined) continue;
+      if (body.sent.some((o) => statuses.get(body.alert_id)?.get(o.destination) !== "delivered")) carrying.add(body.alert_id);
+    }
+    const requeued = new Set<string>();
+    for (const m of alerts) {
+      const body = m.body as AlertMessage;
+      if (!carrying.has(body.alert_id) || requeued.has(body.alert_id)) continue;
+      try {
+        await ctx.queue.send(body, { contentType: "json" });
+        requeued.add(body.alert_id);
+        log("warn", "deadletter.outcomes_requeued", { alert_id: body.alert_id, deliveries: body.sent?.length ?? 0 });
+      } catch (error) {
+        log("error", "deadletter.outcomes_requeue_failed", { alert_id: body.alert_id, error: errorMessage(error) });
+      }
+    }
     const keys: DeliveryKey[] = [];
     // Filters within the invocation's evaluation budget; an alert whose filters did not all
     // fit is left as it is and its dead letter comes back (nothing is decided for it now).
     const evaluation = new EvaluationBudget(INVOCATION_STEPS);
     const undecided = new Set<string>();
     for (const alert of claimed.values()) {
+      if (carrying.has(alert.alert_id)) continue;
       const mine: DeliveryKey[] = [];
       for (const d of destinations) {
         const status = statuses.get(alert.alert_id)?.get(d.name);
@@ -87,7 +108,7 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
       // the next try then spends its budget on the undecided ones only, so it always progresses.
       keys.push(...mine);
     }
-    const finished = [...claimed.keys()].filter((id) => !undecided.has(id));
+    const finished = [...claimed.keys()].filter((id) => !undecided.has(id) && !carrying.has(id));
     const dead = await markDead(ctx.db, keys, now.toISOString(), "retries exhausted", {
       release: [...claimed.keys()],
       claimed_until,
@@ -99,7 +120,9 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
     for (const m of alerts) {
       const alert_id = (m.body as { alert_id: string }).alert_id;
       const other = elsewhere.get(alert_id);
-      if (claimed.has(alert_id) && dead.confirmed === false) {
+      if (requeued.has(alert_id)) m.ack();
+      else if (carrying.has(alert_id)) m.retry({ delaySeconds: 1 });
+      else if (claimed.has(alert_id) && dead.confirmed === false) {
         // This isolate's destinations were stale: nothing was marked; decided again once its cache has expired.
         m.retry({ delaySeconds: Math.ceil(DESTINATIONS_CACHE_IN_MS / 1000) + 1 });
       } else if (undecided.has(alert_id)) m.retry({ delaySeconds: 1 });

@@ -22,6 +22,7 @@
  */
 import type { Budget } from "../budget";
 import { errorMessage, log } from "../log";
+import type { SentOutcome } from "../alert";
 import { sendAlerts } from "../queue";
 import {
   type AttemptRecord,
@@ -94,6 +95,21 @@ export interface PhaseContext extends Omit<ConsumerContext, "destinations" | "su
 export interface Entry {
   message: Message<unknown>;
   alert_id: string;
+  /** Deliveries its message carries, made before a failed record batch (see AlertMessage). */
+  sent?: SentOutcome[];
+}
+
+/** What the batch's messages carry: per alert, the destinations already delivered to. */
+export function sentOf(entries: Entry[]): Map<string, Map<string, SentOutcome>> {
+  const out = new Map<string, Map<string, SentOutcome>>();
+  for (const { alert_id, sent } of entries) {
+    for (const outcome of sent ?? []) {
+      const mine = out.get(alert_id) ?? new Map<string, SentOutcome>();
+      mine.set(outcome.destination, outcome);
+      out.set(alert_id, mine);
+    }
+  }
+  return out;
 }
 
 export interface Job {
@@ -105,14 +121,23 @@ export interface Job {
    * `superseded`: a newer response of the same user is at (or going to) this identify destination.
    * `busy`: another consumer is sending to this identify destination for the same user: later.
    * `deferred`: past the invocation's subrequest or evaluation budget: carried over.
+   * `sent`: its message says it was delivered (the ledger write of that attempt failed).
    */
-  mode: "send" | "probe" | "held" | "superseded" | "busy" | "deferred";
+  mode: "send" | "probe" | "held" | "superseded" | "busy" | "deferred" | "sent";
+  /** `sent`: delivered by an earlier invocation whose record batch failed; recorded now, never sent again. */
+  sent?: SentOutcome;
   /** Its breaker allows one probe now (its pause has run out). */
   may_probe?: boolean;
   /** Why a deferred job waits. */
   reason?: typeof CARRIED_OVER | typeof EVALUATION_CARRIED_OVER;
   /** Its request, built when it was planned (the transform and path spent the evaluation budget then). */
   request?: Request;
+  /**
+   * Held because its destination is disabled in this isolate's list: its message is acknowledged
+   * only if that list is the current one (a cache older than the re-enable would leave it
+   * waiting for the two-hour sweep).
+   */
+  disabled?: boolean;
 }
 
 export type Attempt = { key: DeliveryKey; probe: boolean; attempt: DeliveryAttempt };
@@ -199,7 +224,7 @@ export function isFinal(status: string | undefined): boolean {
  * carried over, undecided); the identify leases and the probes are taken; the jobs to send
  * are chosen fairly within both budgets, in the order the claims were sized for.
  */
-export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
+export async function plan(ctx: PhaseContext, claimed: Claimed, sent: Map<string, Map<string, SentOutcome>> = new Map()): Promise<Plan> {
   const { now, statuses, health } = claimed;
   const at = now.toISOString();
   const jobs: Job[] = [];
@@ -216,9 +241,16 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
       const status = done?.get(destination.name);
       // Only what is still open is evaluated: a final row needs no filter.
       if (isFinal(status)) continue;
+      const key = { alert_id: alert.alert_id, destination: destination.name };
+      const earlier = sent.get(alert.alert_id)?.get(destination.name);
+      if (earlier !== undefined) {
+        // Delivered by an invocation whose ledger write failed: recorded now, never sent again.
+        wanted.set(destination.name, { wanted: true });
+        jobs.push({ key, alert, destination, mode: "sent", sent: earlier });
+        continue;
+      }
       const w = await wants(destination, alert, ctx.evaluation);
       wanted.set(destination.name, w);
-      const key = { alert_id: alert.alert_id, destination: destination.name };
       if (w.deferred) {
         jobs.push({ key, alert, destination, mode: "deferred", reason: EVALUATION_CARRIED_OVER });
         continue;
@@ -231,6 +263,7 @@ export async function plan(ctx: PhaseContext, claimed: Claimed): Promise<Plan> {
       // Disabled by hand: held like a pause, with no probe; re-enabling sends what waited.
       const breaker = destination.enabled === false ? "paused" : breakerMode(health.get(destination.name), now);
       const job: Job = { key, alert, destination, mode: breaker === "active" ? "send" : "held", may_probe: breaker === "probe" };
+      if (destination.enabled === false) job.disabled = true;
       // A job that may be sent builds its request now, right after its filter, within the
       // evaluation budget (its transform and path are evaluated here, never as it is sent), so
       // that the budget is exact and the filters after it never leave the invocation nothing to
@@ -433,6 +466,14 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
     hourly.set(key.destination, counter);
     return { ...key, status, last_status: attempt.status, last_error: attempt.error, at };
   });
+  for (const job of jobs) {
+    if (job.mode !== "sent" || job.sent === undefined) continue;
+    const counter = hourly.get(job.key.destination) ?? { destination: job.key.destination, hour: at.slice(0, 13), delivered: 0, failed: 0, last_delivered_at: null };
+    counter.delivered += 1;
+    counter.last_delivered_at = at;
+    hourly.set(job.key.destination, counter);
+    records.push({ ...job.key, status: "delivered", last_status: job.sent.status, last_error: null, at: job.sent.at });
+  }
   const pending = (job: Job, last_error: string): AttemptRecord => ({ ...job.key, status: "pending", last_status: null, last_error, at, attempted: false });
   for (const job of jobs) {
     if (!isNew(job)) continue;
@@ -464,7 +505,7 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
     paused_until,
     pause_after: ctx.breaker.pause_after_failures,
   });
-  const guarded = new Set([...final.map((r) => r.alert_id), ...fanned_out]);
+  const guarded = new Set([...final.map((r) => r.alert_id), ...fanned_out, ...jobs.filter((j) => j.disabled && j.mode === "held").map((j) => j.key.alert_id)]);
   const check = ctx.version !== undefined && guarded.size > 0;
   const settleLeases = planned.leased.map((job) => settleLeaseStatement(ctx.db, leaseEnd(job, claimed.owner, attempts)));
   try {
@@ -479,7 +520,6 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
     return { ok: true, unconfirmed };
   } catch (error) {
     log("error", "fanout.record_failed", { deliveries: records.length, error: errorMessage(error) });
-    await release(ctx, claimed, planned);
     return { ok: false, unconfirmed: new Set() };
   }
 }
@@ -496,10 +536,11 @@ function leaseEnd(job: Job, owner: string, attempts: Attempt[]): Parameters<type
 }
 
 /**
- * After a record batch that failed: ends the claims and leases on their own (nothing is in
- * flight any more), when the budget has room; if this fails too, they run out by themselves.
+ * After a record batch that failed (and once settle has sent what the Queue must carry): ends
+ * the claims and leases on their own (nothing is in flight any more), when the budget has
+ * room; if this fails too, they run out by themselves.
  */
-async function release(ctx: PhaseContext, claimed: Claimed, planned: Plan): Promise<void> {
+export async function release(ctx: PhaseContext, claimed: Claimed, planned: Plan): Promise<void> {
   if (ctx.budget.left() < 1) return;
   try {
     await ctx.db.batch([
@@ -593,6 +634,20 @@ export async function settle(
     }
   }
 
+  // After a failed record batch: what destinations acknowledged (and what earlier messages
+  // carried), so that a new message carries it to the ledger instead of it being sent again.
+  // Not for 1flow-identify, whose delivered response also moves the user's lease and latest:
+  // its resend (the same traits again) is what at-least-once leaves there.
+  const identify = new Set(ctx.destinations.filter((d) => d.format === "1flow-identify").map((d) => d.name));
+  const at = ctx.now().toISOString();
+  const unrecorded = (alert_id: string): SentOutcome[] => [
+    ...jobs.filter((j) => j.mode === "sent" && j.key.alert_id === alert_id && j.sent !== undefined).map((j) => j.sent as SentOutcome),
+    ...attempts
+      .filter((a) => a.key.alert_id === alert_id && a.attempt.ok && !identify.has(a.key.destination))
+      .map((a) => ({ destination: a.key.destination, status: a.attempt.status, at })),
+  ];
+  const toCarry: { message: Message<unknown>; alert_id: string; outcomes: SentOutcome[]; delay_seconds: number }[] = [];
+
   const now = ctx.now();
   const scheduled = new Set<string>();
   for (const { message, alert_id } of entries) {
@@ -617,9 +672,12 @@ export async function settle(
       continue;
     }
     scheduled.add(alert_id);
-    // Acknowledged only when every destination that wants the alert has its row in the ledger.
+    // Acknowledged only when every destination that wants the alert has its row in the ledger;
+    // what was delivered without one goes back on the Queue with the message (below).
     if (!recorded.ok) {
-      retry(message, alert_id, backoffSeconds(ctx, message));
+      const outcomes = unrecorded(alert_id);
+      if (outcomes.length > 0) toCarry.push({ message, alert_id, outcomes, delay_seconds: backoffSeconds(ctx, message) });
+      else retry(message, alert_id, backoffSeconds(ctx, message));
       continue;
     }
     if (recorded.unconfirmed.has(alert_id)) {
@@ -640,6 +698,20 @@ export async function settle(
     }
     if (retryable.length === 0) ack(message);
     else retry(message, alert_id, backoffSeconds(ctx, message, Math.max(0, ...retryable.map((a) => a.attempt.retry_after_seconds ?? 0))));
+  }
+  if (toCarry.length > 0) {
+    try {
+      await ctx.queue.sendBatch(
+        toCarry.map((c) => ({ body: { v: 1 as const, alert_id: c.alert_id, sent: c.outcomes }, contentType: "json" as const, delaySeconds: c.delay_seconds })),
+      );
+      for (const c of toCarry) ack(c.message);
+      out.carried_over.push(...toCarry.map((c) => c.alert_id));
+      log("warn", "fanout.outcomes_carried", { alerts: toCarry.length, deliveries: toCarry.reduce((n, c) => n + c.outcomes.length, 0) });
+    } catch (error) {
+      // The Queue refused too: the message comes back as it was, and those deliveries are sent again (at least once).
+      log("error", "fanout.carry_outcomes_failed", { error: errorMessage(error), alerts: toCarry.length });
+      for (const c of toCarry) retry(c.message, c.alert_id, c.delay_seconds);
+    }
   }
   return out;
 }

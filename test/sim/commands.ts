@@ -194,6 +194,28 @@ export class Post implements Cmd {
   }
 }
 
+/**
+ * A burst of one user's new responses (a survey answered again and again), then a consumer in
+ * each isolate, one message each: the same user's responses in flight side by side (identify's lease).
+ */
+export class Burst implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly n: number,
+  ) {}
+  check(m: Readonly<Model>): boolean {
+    return !m.erased.has(USERS[this.user % USERS.length] ?? "");
+  }
+  async run(m: Model): Promise<void> {
+    for (let i = 0; i < this.n; i++) await new Post(i % 2 === 0 ? "A" : "B", { kind: "new", user: this.user, body: "valid" }).run(m);
+    startConsumer(m, "A", 1, true);
+    startConsumer(m, "B", 1, true);
+  }
+  toString(): string {
+    return `Burst(${this.n} new valid of user ${this.user}, then Consume(A, 1) and Consume(B, 1))`;
+  }
+}
+
 /** A consumer invocation in isolate A or B, on up to `max` visible messages of the alerts queue. */
 export class Consume implements Cmd {
   constructor(
@@ -352,6 +374,23 @@ export function startErase(m: Model, user: string, round: number): Invocation {
   });
 }
 
+/** The operator API's dependencies for one invocation. */
+export async function manageDeps(world: World, inv: Invocation): Promise<ManageDeps> {
+  return { db: world.db(inv), queue: world.queue(inv), config: "", keys: await secretKeys(env), now: () => world.date(), request_id: `req-${inv.id}` };
+}
+
+/**
+ * At quiescence the operator enables again every destination disabled by hand (PATCH enabled
+ * true), so that what waited for it is checked too (I2): re-enabling sends what waited.
+ */
+export function startReenable(m: Model, names: string[]): Invocation {
+  const world = m.world;
+  return world.start("manage", `manage re-enable ${names.join(",")}`, async (inv) => {
+    const deps = await manageDeps(world, inv);
+    for (const name of names) await patchDestinationEntry(deps, name, { enabled: true });
+  });
+}
+
 export type DestinationChange =
   | { kind: "put"; template: Template }
   | { kind: "patch-url" }
@@ -371,17 +410,12 @@ export class Manage implements Cmd {
   async run(m: Model): Promise<void> {
     const world = m.world;
     const { name, change } = this;
+    // Only what changes which responses a destination wants (a PUT, a filter, a DELETE) opens the
+    // propagation window of I2; a URL or enabled change leaves every wanted delivery wanted.
+    const rewants = change.kind === "put" || change.kind === "patch-filter" || change.kind === "delete";
     world.start("manage", `manage ${name} ${change.kind}`, async (inv) => {
-      const deps: ManageDeps = {
-        db: world.db(inv),
-        queue: world.queue(inv),
-        config: "",
-        keys: await secretKeys(env),
-        now: () => world.date(),
-        request_id: `req-${inv.id}`,
-      };
-      const at = world.now;
-      m.changed.set(name, at);
+      const deps = await manageDeps(world, inv);
+      if (rewants) m.changed.set(name, world.now);
       try {
       switch (change.kind) {
         case "put": {
@@ -415,7 +449,7 @@ export class Manage implements Cmd {
       }
       } finally {
         // Changed from the request on, whether or not it answered (a commit may have happened).
-        m.changed.set(name, world.now);
+        if (rewants) m.changed.set(name, world.now);
       }
     });
   }
@@ -512,8 +546,14 @@ export class Redeliver implements Cmd {
 const isolate = fc.constantFrom<"A" | "B">("A", "B");
 const name = fc.constantFrom(...NAMES);
 
+/**
+ * The generators' versions: a kept seed's path replays only the commands of the version it was
+ * found with (a new command changes every draw after it). 1: 0.5.0's first commands; 2: Burst.
+ */
+export const GENERATOR = 2;
+
 /** The commands, weighted toward what makes interleavings: posts and consumers. */
-export function commandArbitraries(): fc.WeightedArbitrary<Cmd>[] {
+export function commandArbitraries(generator: number = GENERATOR): fc.WeightedArbitrary<Cmd>[] {
   const newPost = fc
     .record({ isolate, user: fc.nat(2), body: fc.constantFrom<BodyKind>("valid", "valid", "valid", "valid", "invalid", "nonjson") })
     .map((r) => new Post(r.isolate, { kind: "new", user: r.user, body: r.body }));
@@ -550,6 +590,7 @@ export function commandArbitraries(): fc.WeightedArbitrary<Cmd>[] {
     .record({ calls: fc.integer({ min: 5, max: 40 }), rate: fc.constantFrom(0.2, 0.35, 0.5), mode: fc.constantFrom<"before" | "after">("before", "after") })
     .map((r) => new Flaky(r.calls, r.rate, r.mode));
   const redeliver = fc.nat(30).map((i) => new Redeliver(i));
+  const burst = fc.record({ user: fc.nat(2), n: fc.integer({ min: 2, max: 3 }) }).map((r) => new Burst(r.user, r.n));
   const weighted: [number, fc.Arbitrary<Cmd>][] = [
     [10, newPost],
     [5, again],
@@ -565,6 +606,7 @@ export function commandArbitraries(): fc.WeightedArbitrary<Cmd>[] {
     [1, outage],
     [2, flaky],
     [1, redeliver],
+    ...(generator >= 2 ? ([[1, burst]] as [number, fc.Arbitrary<Cmd>][]) : []),
   ];
   return weighted.map(([weight, arbitrary]) => ({ weight, arbitrary }));
 }

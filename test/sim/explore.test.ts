@@ -9,10 +9,12 @@ import fc from "fast-check";
 import { expect, it } from "vitest";
 import { simParameters, simProperty, timing } from "./run";
 
-const vars = env as unknown as { SIM_TRACE?: string; SIM_ONLY?: string; SIM_PROGRESS?: string; SIM_RUNS: string; SIM_SEED: string; SIM_PATH: string; SIM_EXPLORE: string };
+const vars = env as unknown as { SIM_GENERATOR?: string; SIM_TRACE?: string; SIM_ONLY?: string; SIM_PROGRESS?: string; SIM_RUNS: string; SIM_SEED: string; SIM_PATH: string; SIM_EXPLORE: string };
 const runs = Number(vars.SIM_RUNS);
 const seed = vars.SIM_SEED === "" ? Date.now() % 1_000_000_007 : Number(vars.SIM_SEED);
 const path = vars.SIM_PATH === "" ? undefined : vars.SIM_PATH;
+/** --generator N: the commands of an older generator version (a kept seed's). */
+const generator = vars.SIM_GENERATOR ? Number(vars.SIM_GENERATOR) : undefined;
 /** Time one kind may spend shrinking before it reports what it has. */
 const SHRINK_MS = 120_000;
 
@@ -33,12 +35,12 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
   };
   const report: string[] = [];
   if (explore) {
-    await fc.check(simProperty({ seed, runs, onRun, only: () => false, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs }));
+    await fc.check(simProperty({ seed, runs, generator, onRun, only: () => false, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs }));
   } else {
     // --only KIND: only that kind of violation fails (a replay shrinks toward it alone), for at most SHRINK_MS.
     const only = vars.SIM_ONLY ? (k: string) => k === vars.SIM_ONLY : undefined;
     const deadline = only === undefined ? undefined : performance.now() + SHRINK_MS;
-    const result = await fc.check(simProperty({ seed, runs, path, onRun, only, deadline, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs, path }));
+    const result = await fc.check(simProperty({ seed, runs, path, generator, onRun, only, deadline, progressEvery: Number(vars.SIM_PROGRESS || 10) }), simParameters({ seed, runs, path }));
     if (result.failed) report.push(fc.defaultReportMessage(result) ?? "failed");
   }
   const seconds = (performance.now() - started) / 1000;
@@ -56,7 +58,7 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
       shrunkRuns.add(first.run);
       const sameRun = [...firstOfKind].filter(([, v]) => v.run === first.run).map(([k]) => k);
       const result = await fc.check(
-        simProperty({ seed, runs, only: (k) => sameRun.includes(k), deadline: performance.now() + SHRINK_MS }),
+        simProperty({ seed, runs, generator, only: (k) => sameRun.includes(k), deadline: performance.now() + SHRINK_MS }),
         // From that run itself (its index as fast-check's path), then shrunk.
         simParameters({ seed, runs, path: String(first.run - 1) }),
       );

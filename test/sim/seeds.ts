@@ -9,6 +9,8 @@ export interface KeptSeed {
   seed: number;
   path: string;
   note: string;
+  /** The commands' generator version it was found with (commands.ts GENERATOR): 1 unless given. */
+  generator?: number;
 }
 
 export const KEPT_SEEDS: KeptSeed[] = [
