@@ -41,6 +41,8 @@ export interface AlertMessage {
    * recorded, never sent again.
    */
   sent?: SentOutcome[];
+  /** Tries of the messages this one replaced (each carry starts a new message): its backoff goes on from there. */
+  tries?: number;
 }
 
 /** A delivery that a destination acknowledged before its ledger row could be written. */
@@ -105,9 +107,10 @@ export type RejectReason =
 /** Whether a Queue message body is an `AlertMessage` this version understands. */
 export function isAlertMessage(body: unknown): body is AlertMessage {
   if (typeof body !== "object" || body === null) return false;
-  const { v, alert_id, kind, sent } = body as Record<string, unknown>;
+  const { v, alert_id, kind, sent, tries } = body as Record<string, unknown>;
   const outcomes = sent === undefined || (Array.isArray(sent) && sent.every(isSentOutcome));
-  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0 && outcomes;
+  const counted = tries === undefined || (typeof tries === "number" && Number.isInteger(tries) && tries >= 0);
+  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0 && outcomes && counted;
 }
 
 /** Whether a Queue message body is a `SpoolMessage` this version understands. */

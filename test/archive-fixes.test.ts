@@ -8,7 +8,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { SpoolMessage } from "../src/alert";
-import { type ArchiveTickResult, archiveTick, PART_COMMIT_GRACE_IN_MINUTES } from "../src/archive/archive";
+import { type ArchiveTickResult, archiveTick, eraseUserFromArchive, PART_COMMIT_GRACE_IN_MINUTES } from "../src/archive/archive";
 import { readParquet } from "../src/archive/parquet";
 import { runArchiveCron } from "../src/cron";
 import type { Env } from "../src/env";
@@ -345,7 +345,8 @@ describe("erasure and the archive", () => {
     const mine = examplePayload({ timestamp: "2026-03-16T10:00:00.000Z", user: { user_system_id: user, user_parameters: {} } });
     const other = examplePayload({ timestamp: "2026-03-16T11:00:00.000Z" });
     for (const p of [mine, other]) await post(p);
-    await expect(tick(inHours(2), { db: failingBefore(env.DB, "INSERT INTO archived_alerts") })).rejects.toThrow("before the commit");
+    // The tick runs now (no delay), before the erasure: its parts were noted before the erasure began.
+    await expect(tick(new Date(), { db: failingBefore(env.DB, "INSERT INTO archived_alerts"), delay_minutes: 0 })).rejects.toThrow("before the commit");
     // The tick's objects are in R2, unlisted, noted as garbage due in 30 minutes.
     expect(await objectsNaming(user)).not.toEqual([]);
     const answer = await erase(user);
@@ -355,6 +356,21 @@ describe("erasure and the archive", () => {
     await archiveAll(inHours(2));
     expect(await timesListed([other.alert_id])).toEqual(once([other.alert_id]));
     expect(await objectKeys()).toEqual(expect.arrayContaining((await listed()).map((p) => p.key)));
+  });
+
+  it("an erasure leaves alone the parts a tick noted after it began (they may hold a response of the user submitted since)", async () => {
+    await archiveAll(inHours(2));
+    const user = freshId("user");
+    const began = new Date();
+    await post(examplePayload({ timestamp: new Date(began.getTime() + 1_000).toISOString(), user: { user_system_id: user, user_parameters: {} } }));
+    // A tick a minute after the erasure began, whose commit fails: its parts stay unlisted.
+    await expect(tick(new Date(began.getTime() + 60_000), { db: failingBefore(env.DB, "INSERT INTO archived_alerts"), delay_minutes: 0 })).rejects.toThrow("before the commit");
+    const noted = await objectsNaming(user);
+    expect(noted).not.toEqual([]);
+    await eraseUserFromArchive({ db: env.DB, bucket: bucket(), user_system_id: user, now: began, max_parts: 4 });
+    expect(await objectsNaming(user)).toEqual(noted);
+    await archiveAll(inHours(2));
+    await tick(afterGrace(inHours(2)));
   });
 
   it("path 8: a user with 1,950 responses and archived parts: every call within 45 subrequests (D1 calls and R2 operations), until done", async () => {

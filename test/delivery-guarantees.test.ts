@@ -111,19 +111,21 @@ describe("sent, then the ledger write failing: the Queue carries what was delive
     for (const row of rows) expect(row).toMatchObject({ attempts: 1, last_status: 200 });
   });
 
-  it("the dead-letter consumer sends a message with outcomes no row has yet back to the Queue, never marks them dead", async () => {
+  it("the dead-letter consumer records what a message carries as delivered, and makes dead only the rest", async () => {
     const a = freshId("dl-carried");
-    const ENV = envWith([{ name: a, url: "https://dl-carried.test/hook" }]);
-    stubDestinations();
+    const b = freshId("dl-failing");
+    const ENV = envWith([
+      { name: a, url: "https://dl-carried.test/hook" },
+      { name: b, url: "https://dl-failing.test/hook" },
+    ]);
+    const received = stubDestinations();
     const { alert_id } = await storedAlert();
-    const sent = watchSendBatch();
-    const send = vi.spyOn(env.ALERTS_QUEUE, "send");
+    await pendingRow(alert_id, b, 10);
     const body = { v: 1, alert_id, sent: [{ destination: a, status: 200, at: new Date().toISOString() }] };
     const result = await runQueue(DLQ, [{ ...message(alert_id, 1), body }], ENV);
     expect(result.explicitAcks).toHaveLength(1);
-    expect(send.mock.calls.map((c) => c[0])).toEqual([body]);
-    expect(sent.batches.flat()).toEqual([]);
-    expect(await deliveries(alert_id)).toEqual([]);
+    expect(statusByDestination(await deliveries(alert_id))).toEqual({ [a]: "delivered", [b]: "dead" });
+    expect(received).toEqual([]);
   });
 });
 

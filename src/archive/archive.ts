@@ -101,7 +101,9 @@ function take(budget: Budget | undefined, n = 1): void {
  * then forgets them (never a key the manifest lists).
  */
 async function collectGarbage(input: { db: D1Database; bucket: R2Bucket; now: Date; budget?: Budget; user_sha256?: string }): Promise<number> {
-  const keys = await dueGarbage(input.db, input.now.toISOString(), GARBAGE_PER_TICK, input.user_sha256 ?? null);
+  const noted_before = new Date(input.now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString();
+  const user = input.user_sha256 === undefined ? null : { sha256: input.user_sha256, noted_before };
+  const keys = await dueGarbage(input.db, input.now.toISOString(), GARBAGE_PER_TICK, user);
   if (keys.length === 0) return 0;
   take(input.budget);
   await input.bucket.delete(keys);

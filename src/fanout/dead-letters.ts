@@ -9,7 +9,7 @@
 import { type AlertMessage, isAlertMessage, isSpoolMessage, type QueueMessage } from "../alert";
 import { errorMessage, log } from "../log";
 import { returnToOutbox } from "../store/alerts";
-import { claimAlerts, claimsOf, type DeliveryKey, markDead } from "../store/deliveries";
+import { type AttemptRecord, claimAlerts, claimsOf, type DeliveryKey, markDead } from "../store/deliveries";
 import { retryDelaySeconds } from "./backoff";
 import { DESTINATIONS_CACHE_IN_MS } from "./configured";
 import { type DestinationsConfig, wants } from "./destinations";
@@ -67,24 +67,18 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
     const { claimed, statuses, health } = await claimAlerts(ctx.db, alert_ids, now.toISOString(), claimed_until);
     const unclaimed = alert_ids.filter((id) => !claimed.has(id));
     const elsewhere = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { until: string | null }>();
-    // A message that carries deliveries no ledger row has yet (its consumer's record batch
-    // failed): back to the Queue, whose consumer records them; never made dead.
-    const carrying = new Set<string>();
+    // Deliveries a message carries (made before its consumer's ledger write failed): recorded
+    // as delivered in the batch that marks the rest dead, never made dead themselves.
+    const carried = new Map<string, Map<string, AttemptRecord>>();
     for (const m of alerts) {
       const body = m.body as AlertMessage;
-      if (!claimed.has(body.alert_id) || body.sent === undefined) continue;
-      if (body.sent.some((o) => statuses.get(body.alert_id)?.get(o.destination) !== "delivered")) carrying.add(body.alert_id);
-    }
-    const requeued = new Set<string>();
-    for (const m of alerts) {
-      const body = m.body as AlertMessage;
-      if (!carrying.has(body.alert_id) || requeued.has(body.alert_id)) continue;
-      try {
-        await ctx.queue.send(body, { contentType: "json" });
-        requeued.add(body.alert_id);
-        log("warn", "deadletter.outcomes_requeued", { alert_id: body.alert_id, deliveries: body.sent?.length ?? 0 });
-      } catch (error) {
-        log("error", "deadletter.outcomes_requeue_failed", { alert_id: body.alert_id, error: errorMessage(error) });
+      if (!claimed.has(body.alert_id)) continue;
+      for (const o of body.sent ?? []) {
+        const status = statuses.get(body.alert_id)?.get(o.destination);
+        if (status !== undefined && status !== "pending") continue;
+        const mine = carried.get(body.alert_id) ?? new Map<string, AttemptRecord>();
+        mine.set(o.destination, { alert_id: body.alert_id, destination: o.destination, status: "delivered", last_status: o.status, last_error: null, at: o.at });
+        carried.set(body.alert_id, mine);
       }
     }
     const keys: DeliveryKey[] = [];
@@ -93,12 +87,12 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
     const evaluation = new EvaluationBudget(INVOCATION_STEPS);
     const undecided = new Set<string>();
     for (const alert of claimed.values()) {
-      if (carrying.has(alert.alert_id)) continue;
       const mine: DeliveryKey[] = [];
       for (const d of destinations) {
         const status = statuses.get(alert.alert_id)?.get(d.name);
         // A paused destination's deliveries wait for its resume: a pause never makes one dead.
         if (status !== undefined && status !== "pending") continue;
+        if (carried.get(alert.alert_id)?.has(d.name)) continue;
         if (health.get(d.name)?.state === "paused" || d.enabled === false) continue;
         const wanted = await wants(d, alert, evaluation);
         if (wanted.deferred) undecided.add(alert.alert_id);
@@ -108,21 +102,19 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
       // the next try then spends its budget on the undecided ones only, so it always progresses.
       keys.push(...mine);
     }
-    const finished = [...claimed.keys()].filter((id) => !undecided.has(id) && !carrying.has(id));
+    const finished = [...claimed.keys()].filter((id) => !undecided.has(id));
     const dead = await markDead(ctx.db, keys, now.toISOString(), "retries exhausted", {
       release: [...claimed.keys()],
       claimed_until,
       fanned_out: finished,
       at: now.toISOString(),
       version: ctx.destinations.version ?? null,
-    });
+    }, [...carried.values()].flatMap((m) => [...m.values()]));
     for (const key of dead) log("error", "deadletter.dead", { ...key });
     for (const m of alerts) {
       const alert_id = (m.body as { alert_id: string }).alert_id;
       const other = elsewhere.get(alert_id);
-      if (requeued.has(alert_id)) m.ack();
-      else if (carrying.has(alert_id)) m.retry({ delaySeconds: 1 });
-      else if (claimed.has(alert_id) && dead.confirmed === false) {
+      if (claimed.has(alert_id) && dead.confirmed === false) {
         // This isolate's destinations were stale: nothing was marked; decided again once its cache has expired.
         m.retry({ delaySeconds: Math.ceil(DESTINATIONS_CACHE_IN_MS / 1000) + 1 });
       } else if (undecided.has(alert_id)) m.retry({ delaySeconds: 1 });

@@ -22,7 +22,7 @@
  */
 import type { Budget } from "../budget";
 import { errorMessage, log } from "../log";
-import type { SentOutcome } from "../alert";
+import { isAlertMessage, type SentOutcome } from "../alert";
 import { sendAlerts } from "../queue";
 import {
   type AttemptRecord,
@@ -646,7 +646,9 @@ export async function settle(
       .filter((a) => a.key.alert_id === alert_id && a.attempt.ok && !identify.has(a.key.destination))
       .map((a) => ({ destination: a.key.destination, status: a.attempt.status, at })),
   ];
-  const toCarry: { message: Message<unknown>; alert_id: string; outcomes: SentOutcome[]; delay_seconds: number }[] = [];
+  const toCarry: { message: Message<unknown>; alert_id: string; outcomes: SentOutcome[]; tries: number; repeats: Message<unknown>[] }[] = [];
+  // Each carry is a new message: its backoff goes on from the tries of those it replaces.
+  const triesOf = (m: Message<unknown>) => m.attempts + (isAlertMessage(m.body) ? (m.body.tries ?? 0) : 0);
 
   const now = ctx.now();
   const scheduled = new Set<string>();
@@ -666,9 +668,11 @@ export async function settle(
       }
       continue;
     }
-    // A message repeated in one batch is answered once.
+    // A message repeated in one batch is answered once (with the first, when that one carries outcomes).
     if (scheduled.has(alert_id)) {
-      ack(message);
+      const carrier = toCarry.find((c) => c.alert_id === alert_id);
+      if (carrier !== undefined) carrier.repeats.push(message);
+      else ack(message);
       continue;
     }
     scheduled.add(alert_id);
@@ -676,7 +680,7 @@ export async function settle(
     // what was delivered without one goes back on the Queue with the message (below).
     if (!recorded.ok) {
       const outcomes = unrecorded(alert_id);
-      if (outcomes.length > 0) toCarry.push({ message, alert_id, outcomes, delay_seconds: backoffSeconds(ctx, message) });
+      if (outcomes.length > 0) toCarry.push({ message, alert_id, outcomes, tries: triesOf(message), repeats: [] });
       else retry(message, alert_id, backoffSeconds(ctx, message));
       continue;
     }
@@ -700,17 +704,24 @@ export async function settle(
     else retry(message, alert_id, backoffSeconds(ctx, message, Math.max(0, ...retryable.map((a) => a.attempt.retry_after_seconds ?? 0))));
   }
   if (toCarry.length > 0) {
+    // The claims end after this send (release) only if the budget keeps a subrequest for it;
+    // if not, the carried message comes back once they have run out, not to find them held.
+    const released = ctx.budget.left() >= 2;
+    const delayOf = (c: (typeof toCarry)[number]) => {
+      const backoff = retryDelaySeconds({ attempts: c.tries, base_seconds: ctx.retry_base_seconds, random: ctx.random(), retry_after_seconds: null });
+      return released ? backoff : Math.max(backoff, secondsUntil(claimed.ends[c.alert_id] ?? claimed.claimed_until, now));
+    };
     try {
       await ctx.queue.sendBatch(
-        toCarry.map((c) => ({ body: { v: 1 as const, alert_id: c.alert_id, sent: c.outcomes }, contentType: "json" as const, delaySeconds: c.delay_seconds })),
+        toCarry.map((c) => ({ body: { v: 1 as const, alert_id: c.alert_id, sent: c.outcomes, tries: c.tries }, contentType: "json" as const, delaySeconds: delayOf(c) })),
       );
-      for (const c of toCarry) ack(c.message);
+      for (const c of toCarry) for (const m of [c.message, ...c.repeats]) ack(m);
       out.carried_over.push(...toCarry.map((c) => c.alert_id));
       log("warn", "fanout.outcomes_carried", { alerts: toCarry.length, deliveries: toCarry.reduce((n, c) => n + c.outcomes.length, 0) });
     } catch (error) {
       // The Queue refused too: the message comes back as it was, and those deliveries are sent again (at least once).
       log("error", "fanout.carry_outcomes_failed", { error: errorMessage(error), alerts: toCarry.length });
-      for (const c of toCarry) retry(c.message, c.alert_id, c.delay_seconds);
+      for (const c of toCarry) for (const m of [c.message, ...c.repeats]) retry(m, c.alert_id, backoffSeconds(ctx, m));
     }
   }
   return out;

@@ -153,19 +153,21 @@ export async function noteGarbage(db: D1Database, keys: string[], due: string, u
 
 /**
  * Up to `limit` objects that are due for deletion (a crash's leftovers, replaced parts), and,
- * with `user_sha256` (an erasure), every unlisted object a tick noted as holding that user,
- * due or not: no commit can list it any more (the tick's guard counts the user's responses,
- * which the erasure deleted before it came here).
+ * for an erasure (`user`), every unlisted object a tick noted as holding that user before the
+ * erasure began (its `due` is before `noted_before`, the erasure's start plus the grace), due
+ * or not: no commit can list it any more (that tick read before the erasure, so its guard
+ * counts the user's responses, which the erasure deleted before it came here). A tick that
+ * noted its parts later may hold a response of the user submitted after the erasure: not those.
  */
-export async function dueGarbage(db: D1Database, now: string, limit: number, user_sha256: string | null = null): Promise<string[]> {
+export async function dueGarbage(db: D1Database, now: string, limit: number, user: { sha256: string; noted_before: string } | null = null): Promise<string[]> {
   // Never a key the manifest lists, whatever a row here says.
   const { results } = await db
     .prepare(
       `SELECT key FROM archive_garbage
-       WHERE (due <= ?1 OR (?3 IS NOT NULL AND users IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(archive_garbage.users) WHERE value = ?3)))
+       WHERE (due <= ?1 OR (?3 IS NOT NULL AND users IS NOT NULL AND due < ?4 AND EXISTS (SELECT 1 FROM json_each(archive_garbage.users) WHERE value = ?3)))
          AND key NOT IN (SELECT key FROM archive_parts) LIMIT ?2`,
     )
-    .bind(now, limit, user_sha256)
+    .bind(now, limit, user?.sha256 ?? null, user?.noted_before ?? null)
     .all<{ key: string }>();
   return results.map((r) => r.key);
 }

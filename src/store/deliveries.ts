@@ -149,28 +149,32 @@ export interface HourlyRecord {
  * destinations' hourly counters, and `also` (the breakers' statements, the claims' end).
  * Returns the batch's results, `also`'s last.
  */
+/** One ledger row: inserted, or a pending row updated (a final row is never changed). */
+export function attemptStatement(db: D1Database, r: AttemptRecord): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at)
+       SELECT ?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)
+         AND (?8 IS NULL OR ${CURRENT_VERSION} = ?8) -- no row to insert: no conflict, no update either
+       ON CONFLICT (alert_id, destination) DO UPDATE SET status = excluded.status, attempts = deliveries.attempts + ?7,
+         last_status = excluded.last_status, last_error = excluded.last_error,
+         updated_at = excluded.updated_at, delivered_at = excluded.delivered_at
+       WHERE deliveries.status = 'pending'`,
+    )
+    .bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at, r.attempted === false ? 0 : 1, r.version ?? null);
+}
+
 export async function recordOutcomes(
   db: D1Database,
   input: { attempts: AttemptRecord[]; hourly: HourlyRecord[]; also?: D1PreparedStatement[] },
 ): Promise<D1Result[]> {
-  const record = db.prepare(
-    `INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, last_error, updated_at, delivered_at)
-     SELECT ?1, ?2, ?3, ?7, ?4, ?5, ?6, CASE WHEN ?3 = 'delivered' THEN ?6 END WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)
-       AND (?8 IS NULL OR ${CURRENT_VERSION} = ?8) -- no row to insert: no conflict, no update either
-     ON CONFLICT (alert_id, destination) DO UPDATE SET status = excluded.status, attempts = deliveries.attempts + ?7,
-       last_status = excluded.last_status, last_error = excluded.last_error,
-       updated_at = excluded.updated_at, delivered_at = excluded.delivered_at
-     WHERE deliveries.status = 'pending'`,
-  );
   const count = db.prepare(
     `INSERT INTO destination_hourly (destination, hour, delivered, failed, last_delivered_at) VALUES (?1, ?2, ?3, ?4, ?5)
      ON CONFLICT (destination, hour) DO UPDATE SET delivered = delivered + excluded.delivered, failed = failed + excluded.failed,
        last_delivered_at = COALESCE(excluded.last_delivered_at, last_delivered_at)`,
   );
   const statements = [
-    ...input.attempts.map((r) =>
-      record.bind(r.alert_id, r.destination, r.status, r.last_status, r.last_error, r.at, r.attempted === false ? 0 : 1, r.version ?? null),
-    ),
+    ...input.attempts.map((r) => attemptStatement(db, r)),
     ...input.hourly.map((h) => count.bind(h.destination, h.hour, h.delivered, h.failed, h.last_delivered_at)),
     ...(input.also ?? []),
   ];
@@ -261,6 +265,8 @@ export async function markDead(
   at: string,
   reason: string,
   finish: Parameters<typeof finishClaimsStatement>[1],
+  /** Deliveries a dead letter carried (made before a failed ledger write): recorded first, never made dead. */
+  delivered: AttemptRecord[] = [],
 ): Promise<DeliveryKey[] & { confirmed?: boolean }> {
   const version = finish.version ?? null;
   const dead = db.prepare(
@@ -275,6 +281,7 @@ export async function markDead(
   // cached list's version, only while it is the current one (the last statement tells).
   const results = await db.batch([
     ...keys.map((k) => dead.bind(k.alert_id, k.destination, at, reason, version)),
+    ...delivered.map((r) => attemptStatement(db, r)),
     finishClaimsStatement(db, finish),
     versionStatement(db),
   ]);
