@@ -303,7 +303,9 @@ CREATE TABLE IF NOT EXISTS archived_alerts (
   alert_id       TEXT PRIMARY KEY,
   user_sha256    TEXT,
   responses_part INTEGER,
-  answers_part   INTEGER
+  answers_part   INTEGER,
+  -- The body's hash: a copy that comes back after retention is a duplicate, a different body a conflict.
+  payload_sha256 TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS archived_by_user ON archived_alerts (user_sha256) WHERE user_sha256 IS NOT NULL;
 

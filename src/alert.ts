@@ -43,6 +43,11 @@ export interface AlertMessage {
   sent?: SentOutcome[];
   /** Tries of the messages this one replaced (each carry starts a new message): its backoff goes on from there. */
   tries?: number;
+  /**
+   * The claim end its predecessor set and could not end (its D1 batches failed): this message
+   * takes that claim over while it still holds, ahead of every other message for the alert.
+   */
+  claim?: string;
 }
 
 /** A delivery that a destination acknowledged before its ledger row could be written. */
@@ -107,10 +112,11 @@ export type RejectReason =
 /** Whether a Queue message body is an `AlertMessage` this version understands. */
 export function isAlertMessage(body: unknown): body is AlertMessage {
   if (typeof body !== "object" || body === null) return false;
-  const { v, alert_id, kind, sent, tries } = body as Record<string, unknown>;
+  const { v, alert_id, kind, sent, tries, claim } = body as Record<string, unknown>;
   const outcomes = sent === undefined || (Array.isArray(sent) && sent.every(isSentOutcome));
   const counted = tries === undefined || (typeof tries === "number" && Number.isInteger(tries) && tries >= 0);
-  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0 && outcomes && counted;
+  const inherited = claim === undefined || typeof claim === "string";
+  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0 && outcomes && counted && inherited;
 }
 
 /** Whether a Queue message body is a `SpoolMessage` this version understands. */

@@ -111,6 +111,32 @@ describe("sent, then the ledger write failing: the Queue carries what was delive
     for (const row of rows) expect(row).toMatchObject({ attempts: 1, last_status: 200 });
   });
 
+  it("its claim could not be ended either: the carried message takes the claim over, and another message for the alert waits and sends nothing", async () => {
+    const a = freshId("inherit");
+    const ENV = envWith([{ name: a, url: "https://inherit.test/hook" }]);
+    const received = stubDestinations();
+    const { alert_id } = await storedAlert();
+    const sent = watchSendBatch();
+    // The record batch and the release both end the claims: both fail (D1 down from then on).
+    const fault = failBatchesWith("fanout_claimed_until = CASE WHEN", 2);
+    await runQueue(QUEUE, [message(alert_id)], ENV);
+    expect(fault.hit).toBe(2);
+    const carried = sent.batches.flat().find((x) => x.body.alert_id === alert_id);
+    expect(carried?.body.claim).toEqual(expect.any(String));
+    vi.restoreAllMocks();
+    const again = stubDestinations();
+    // Another message for the alert (a spool copy, a redelivery) while the claim holds: it waits.
+    const other = message(alert_id, 1);
+    const waiting = await runQueue(QUEUE, [other], ENV);
+    expect(waiting.retryMessages.map((r) => r.msgId)).toEqual([other.id]);
+    // The carried message takes the claim over: recorded, nothing sent again.
+    const successor = await runQueue(QUEUE, [{ ...message(alert_id, 1), body: carried?.body }], ENV);
+    expect(successor.explicitAcks).toHaveLength(1);
+    expect(statusByDestination(await deliveries(alert_id))).toEqual({ [a]: "delivered" });
+    expect(received).toHaveLength(1);
+    expect(again).toEqual([]);
+  });
+
   it("the dead-letter consumer records what a message carries as delivered, and makes dead only the rest", async () => {
     const a = freshId("dl-carried");
     const b = freshId("dl-failing");

@@ -83,17 +83,27 @@ describe("retention's tombstones (path 1)", () => {
     expect(await alertRow(p.alert_id)).toBeNull();
   });
 
-  it("a response the archive holds is refused after retention removed it, however late its copy comes back (a spool message, a late retry)", async () => {
+  it("a response the archive holds is refused after retention removed it, however late its copy comes back; a different body is quarantined as a conflict", async () => {
     const p = examplePayload({ timestamp: "2019-08-02T00:00:00.000Z" });
     await post(p);
     await env.DB.prepare("UPDATE alerts SET received_at = ?2, enqueued_at = ?2, fanned_out_at = ?2 WHERE alert_id = ?1").bind(p.alert_id, "2019-08-02T00:00:01.000Z").run();
     // The archive took it (its row, as a tick writes it), then retention removed it from D1 with no tombstone.
-    await env.DB.prepare("INSERT INTO archived_alerts (alert_id, user_sha256, responses_part, answers_part) VALUES (?1, NULL, 1, NULL)").bind(p.alert_id).run();
+    await env.DB.prepare(
+      "INSERT INTO archived_alerts (alert_id, user_sha256, responses_part, answers_part, payload_sha256) SELECT alert_id, NULL, 1, NULL, payload_sha256 FROM alerts WHERE alert_id = ?1",
+    )
+      .bind(p.alert_id)
+      .run();
     await cron({ ...env, ARCHIVE: undefined, RETENTION_DAYS: "30" } as Env, new Date());
     expect(await alertRow(p.alert_id)).toBeNull();
+    const quarantined = () => env.DB.prepare("SELECT COUNT(*) AS n FROM rejected_payloads WHERE alert_id = ?1 AND reason = 'alert_id_conflict'").bind(p.alert_id).first<number>("n");
     const again = await post(p);
     expect(await again.json()).toEqual({ ok: true, alert_id: p.alert_id, duplicate: true });
     expect(await alertRow(p.alert_id)).toBeNull();
+    expect(await quarantined()).toBe(0);
+    const edited = await post({ ...p, survey_info: { ...(p.survey_info as Record<string, unknown>), name: "NPS (edited)" } });
+    expect(await edited.json()).toEqual({ ok: true, alert_id: p.alert_id, duplicate: true });
+    expect(await alertRow(p.alert_id)).toBeNull();
+    expect(await quarantined()).toBe(1);
     await env.DB.prepare("DELETE FROM archived_alerts WHERE alert_id = ?").bind(p.alert_id).run();
   });
 

@@ -18,7 +18,7 @@ import { DESTINATIONS_CACHE_IN_MS } from "./configured";
 import type { BreakerSettings } from "./breaker";
 import type { DestinationsConfig } from "./destinations";
 import { EvaluationBudget, INVOCATION_STEPS } from "./jsonata";
-import { AFTER_DELIVERIES, backoffSeconds, claim, type Entry, type PhaseContext, plan, record, release, send, sentOf, settle } from "./phases";
+import { AFTER_DELIVERIES, backoffSeconds, claim, type Entry, inheritsOf, type PhaseContext, plan, record, release, send, sentOf, settle } from "./phases";
 
 export {
   CARRIED_OVER,
@@ -108,7 +108,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
 
   const phases = phaseContext(context, budget) as PhaseContext;
   try {
-    const claimed = await claim(phases, alert_ids);
+    const claimed = await claim(phases, alert_ids, inheritsOf(messages));
     const planned = await plan(phases, claimed, sentOf(messages));
     const attempts = await send(phases, planned);
     const recorded = await record(phases, claimed, planned, attempts);
@@ -128,7 +128,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
 async function receive(batch: MessageBatch<unknown>, ctx: ConsumerContext, budget: Budget, backoff: (m: Message<unknown>) => void): Promise<Entry[]> {
   const messages: Entry[] = [];
   for (const message of batch.messages) {
-    if (isAlertMessage(message.body)) messages.push({ message, alert_id: message.body.alert_id, sent: message.body.sent });
+    if (isAlertMessage(message.body)) messages.push({ message, alert_id: message.body.alert_id, sent: message.body.sent, claim: message.body.claim });
     else if (isSpoolMessage(message.body) && budget.left() < SPOOL_STORE_SUBREQUESTS + AFTER_DELIVERIES + 4) {
       // No room left to store it in this invocation: it comes back soon.
       message.retry({ delaySeconds: 1 });

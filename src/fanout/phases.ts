@@ -97,6 +97,13 @@ export interface Entry {
   alert_id: string;
   /** Deliveries its message carries, made before a failed record batch (see AlertMessage). */
   sent?: SentOutcome[];
+  /** The claim its message may take over (see AlertMessage). */
+  claim?: string;
+}
+
+/** The claims the batch's messages may take over: per alert, the end a failed predecessor set. */
+export function inheritsOf(entries: Entry[]): Record<string, string> {
+  return Object.fromEntries(entries.filter((e) => e.claim !== undefined).map((e) => [e.alert_id, e.claim as string]));
 }
 
 /** What the batch's messages carry: per alert, the destinations already delivered to. */
@@ -184,14 +191,14 @@ export function claimEnds(input: { order: string[]; destinations: number; sendab
  * reads them with their ledger rows and the breakers, in one round trip; then, only when
  * some are held elsewhere, who holds them and until when.
  */
-export async function claim(ctx: PhaseContext, alert_ids: string[]): Promise<Claimed> {
+export async function claim(ctx: PhaseContext, alert_ids: string[], inherits: Record<string, string> = {}): Promise<Claimed> {
   const now = ctx.now();
   const order = [...new Set(alert_ids)];
   // What the batch may send at most: the budget after this claim and what follows the deliveries.
   const sendable = ctx.budget.left() - 1 - AFTER_DELIVERIES;
   const ends = claimEnds({ order, destinations: ctx.destinations.length, sendable, now, delivery_timeout_ms: ctx.delivery_timeout_ms });
   const claimed_until = Object.values(ends).reduce((a, b) => (b > a ? b : a), now.toISOString());
-  const { claimed, statuses, health } = await claimAlerts(ctx.db, order, now.toISOString(), ends);
+  const { claimed, statuses, health } = await claimAlerts(ctx.db, order, now.toISOString(), ends, inherits);
   const unclaimed = order.filter((id) => !claimed.has(id));
   const held = unclaimed.length > 0 ? await claimsOf(ctx.db, unclaimed) : new Map<string, { alert: StoredAlert; until: string | null }>();
   return { now, owner: crypto.randomUUID(), order, ends, claimed_until, claimed, statuses, health, held };
@@ -704,16 +711,17 @@ export async function settle(
     else retry(message, alert_id, backoffSeconds(ctx, message, Math.max(0, ...retryable.map((a) => a.attempt.retry_after_seconds ?? 0))));
   }
   if (toCarry.length > 0) {
-    // The claims end after this send (release) only if the budget keeps a subrequest for it;
-    // if not, the carried message comes back once they have run out, not to find them held.
-    const released = ctx.budget.left() >= 2;
-    const delayOf = (c: (typeof toCarry)[number]) => {
-      const backoff = retryDelaySeconds({ attempts: c.tries, base_seconds: ctx.retry_base_seconds, random: ctx.random(), retry_after_seconds: null });
-      return released ? backoff : Math.max(backoff, secondsUntil(claimed.ends[c.alert_id] ?? claimed.claimed_until, now));
-    };
+    // The carried message may take over the claims this invocation holds (they end below, in
+    // release, if D1 lets them): it comes after its backoff, ahead of every other message for
+    // the alert, which waits for the claim's end.
+    const delayOf = (c: (typeof toCarry)[number]) => retryDelaySeconds({ attempts: c.tries, base_seconds: ctx.retry_base_seconds, random: ctx.random(), retry_after_seconds: null });
     try {
       await ctx.queue.sendBatch(
-        toCarry.map((c) => ({ body: { v: 1 as const, alert_id: c.alert_id, sent: c.outcomes, tries: c.tries }, contentType: "json" as const, delaySeconds: delayOf(c) })),
+        toCarry.map((c) => ({
+          body: { v: 1 as const, alert_id: c.alert_id, sent: c.outcomes, tries: c.tries, claim: claimed.ends[c.alert_id] },
+          contentType: "json" as const,
+          delaySeconds: delayOf(c),
+        })),
       );
       for (const c of toCarry) for (const m of [c.message, ...c.repeats]) ack(m);
       out.carried_over.push(...toCarry.map((c) => c.alert_id));

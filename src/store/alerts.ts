@@ -72,7 +72,12 @@ ON CONFLICT (survey_id) DO UPDATE SET
   last_response_at = MAX(COALESCE(last_response_at, ''), ?8)
 WHERE surveys.folded_through >= ?2`;
 
-const SELECT_STORED = `SELECT payload_sha256, enqueued_at FROM alerts WHERE alert_id = ?1`;
+// The stored row; or, once retention removed it, what the archive keeps of it (its body's hash):
+// the same body again is a duplicate, another a conflict, quarantined (never enqueued again).
+const SELECT_STORED = `SELECT payload_sha256, enqueued_at FROM alerts WHERE alert_id = ?1
+UNION ALL
+SELECT payload_sha256, 'archived' FROM archived_alerts WHERE alert_id = ?1 AND payload_sha256 IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)`;
 
 // Counts a repeat delivery: the stored row was received by an earlier request.
 const COUNT_DUPLICATE = `INSERT INTO ingest_daily (day, duplicates)

@@ -240,8 +240,8 @@ export async function commitArchive(
     // A response archived already fails this insert (its key), and with it the batch.
     db
       .prepare(
-        `INSERT INTO archived_alerts (alert_id, user_sha256, responses_part, answers_part)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?1)`,
+        `INSERT INTO archived_alerts (alert_id, user_sha256, responses_part, answers_part, payload_sha256)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, (SELECT payload_sha256 FROM alerts WHERE alerts.alert_id = value ->> 0) FROM json_each(?1)`,
       )
       .bind(entries),
     db.prepare("DELETE FROM archive_late WHERE alert_id IN (SELECT value FROM json_each(?1))").bind(late),

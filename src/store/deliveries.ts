@@ -67,17 +67,25 @@ function endsOf(alert_ids: string[], until: ClaimEnds): Record<string, string> {
  * alert held by another consumer, or missing, is not in `claimed`. The claim also marks the
  * alert enqueued (the producer's mark may have failed).
  */
-export async function claimAlerts(db: D1Database, alert_ids: string[], now: string, claimed_until: ClaimEnds): Promise<Claim> {
+export async function claimAlerts(
+  db: D1Database,
+  alert_ids: string[],
+  now: string,
+  claimed_until: ClaimEnds,
+  /** Claims these alerts' messages may take over while they hold (`{alert_id: the end a failed predecessor set}`). */
+  inherits: Record<string, string> = {},
+): Promise<Claim> {
   const ids = JSON.stringify([...new Set(alert_ids)]);
   const [alerts, ledger, breakers] = await db.batch([
     db
       .prepare(
         `UPDATE alerts SET fanout_claimed_until = (SELECT value FROM json_each(?2) WHERE key = alerts.alert_id),
            enqueued_at = COALESCE(enqueued_at, ?1), outbox_claimed_until = NULL
-         WHERE alert_id IN (SELECT key FROM json_each(?2)) AND (fanout_claimed_until IS NULL OR fanout_claimed_until <= ?1)
+         WHERE alert_id IN (SELECT key FROM json_each(?2))
+           AND (fanout_claimed_until IS NULL OR fanout_claimed_until <= ?1 OR fanout_claimed_until = (SELECT value FROM json_each(?3) WHERE key = alerts.alert_id))
          RETURNING ${STORED_COLUMNS}`,
       )
-      .bind(now, JSON.stringify(endsOf([...new Set(alert_ids)], claimed_until))),
+      .bind(now, JSON.stringify(endsOf([...new Set(alert_ids)], claimed_until)), JSON.stringify(inherits)),
     db.prepare(`SELECT alert_id, destination, status FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1))`).bind(ids),
     healthStatement(db),
   ]);
