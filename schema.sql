@@ -143,7 +143,24 @@ CREATE TABLE IF NOT EXISTS surveys (
   passives         INTEGER NOT NULL DEFAULT 0,
   detractors       INTEGER NOT NULL DEFAULT 0,
   last_response_at TEXT,
-  folded_through   TEXT NOT NULL DEFAULT ''    -- days up to this one are in the totals
+  folded_through   TEXT NOT NULL DEFAULT '',   -- days up to this one are in the totals
+  facets_through   TEXT NOT NULL DEFAULT '',   -- days up to this one are in survey_facets (insights)
+  facets_version   INTEGER NOT NULL DEFAULT 0  -- moved on by a late response or an erasure (a fold then starts again)
+) WITHOUT ROWID;
+
+-- Insights: each folded day of a survey as the rows a page counts (see migrations/0015).
+CREATE TABLE IF NOT EXISTS survey_facets (
+  survey_id     TEXT NOT NULL,
+  day           TEXT NOT NULL,               -- YYYY-MM-DD of submitted_at
+  facet         TEXT NOT NULL,               -- all | platform | event | answer:<position> | answered:<position> | text:<position>
+  value         TEXT NOT NULL,               -- '' (all, answered), the platform, event or answer; for text, the alert_id
+  responses     INTEGER NOT NULL DEFAULT 0,  -- responses counted (for answer: the times this answer was given)
+  nps_responses INTEGER NOT NULL DEFAULT 0,  -- of them, with an NPS answer (the first nps screen)
+  promoters     INTEGER NOT NULL DEFAULT 0,
+  passives      INTEGER NOT NULL DEFAULT 0,
+  detractors    INTEGER NOT NULL DEFAULT 0,
+  detail        TEXT,                        -- JSON: answered {title, type}; text {answer, category, submitted_at}
+  PRIMARY KEY (survey_id, day, facet, value)
 ) WITHOUT ROWID;
 
 -- Delivery outcomes per destination per UTC hour, counted once per consumer batch.

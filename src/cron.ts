@@ -19,6 +19,7 @@ import { sendNotifications } from "./notify";
 import { sweepDestinations, sweepOutbox } from "./outbox";
 import { applyRetention, retentionDays } from "./retention";
 import { pruneTombstones, TOMBSTONE_DAYS } from "./store/erasure";
+import { foldFacets } from "./store/facets";
 import { foldSurveys, HOURLY_KEPT_IN_HOURS, pruneHourly } from "./store/rollups";
 import { pruneSessions } from "./store/sessions";
 
@@ -29,7 +30,10 @@ import { pruneSessions } from "./store/sessions";
 export const CRON_SUBREQUEST_BUDGET = 45;
 
 /** Each step's share of the tick's budget (they add up to CRON_SUBREQUEST_BUDGET). */
-export const CRON_SHARES = { outbox: 9, destinations: 6, notify: 14, upkeep: 5, retention: 11 } as const;
+export const CRON_SHARES = { outbox: 9, destinations: 6, notify: 12, upkeep: 5, insights: 4, retention: 9 } as const;
+
+/** Surveys the insights' fold takes per tick: a read of up to 7 of its days' responses and a batch (two subrequests, after the list). */
+export const FACET_SURVEYS_PER_TICK = 1;
 
 /**
  * The archive's tick, in its own invocation (its own subrequests and CPU): one batch of
@@ -89,6 +93,8 @@ export async function runCron(env: Env, now: Date): Promise<void> {
         }
       },
     ],
+    // After upkeep, whose survey fold moves the days the insights may fold up to.
+    ["insights", (_, db) => foldFacets(db, FACET_SURVEYS_PER_TICK)],
     ["retention", (share, db) => (days === null ? Promise.resolve() : applyRetention(db, days, now, share, { archive: env.ARCHIVE !== undefined }))],
   ];
   // Each step on its own: one failing does not stop the others, and the next tick tries again.

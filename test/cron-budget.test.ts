@@ -77,6 +77,10 @@ describe("the cron's subrequests", () => {
     // ...already archived: with ARCHIVE bound, retention deletes only those.
     await generate(700, `INSERT INTO archived_alerts (alert_id, responses_part) SELECT ?1 || '-old-' || i, 1 FROM seq`, tag);
 
+    // Insights: three surveys with a day their facets have not folded.
+    await generate(3, `INSERT INTO surveys (survey_id, folded_through) SELECT ?1 || '-survey-' || i, '2030-01-01' FROM seq`, tag);
+    await generate(3, `INSERT INTO survey_daily (survey_id, day, responses) SELECT ?1 || '-survey-' || i, '2020-01-01', 1 FROM seq`, tag);
+
     const received = stubDestinations();
     const r2 = { calls: 0 };
     const cost = zeroCost();

@@ -16,6 +16,8 @@ import { listRejected, type RejectedRow } from "../store/rejected";
 import type { AppEnv } from "./app-env";
 import { documented } from "./openapi";
 import { readQuery } from "./input";
+import { insightsOf } from "../insights";
+import { surveyOf, windowFacets } from "../store/facets";
 import { errorResponse } from "./responses";
 import { ingestContext } from "./webhook";
 
@@ -44,6 +46,12 @@ export const pageQuerySchema = v.strictObject({ limit, cursor: v.optional(v.stri
 
 export const npsQuerySchema = v.strictObject({
   bucket: v.optional(v.picklist(["day", "week"], 'must be "day" or "week"'), "day"),
+  since: v.optional(isoTime),
+  until: v.optional(isoTime),
+});
+
+export const insightsQuerySchema = v.strictObject({
+  bucket: v.optional(v.picklist(["day", "week"], 'must be "day" or "week"'), "week"),
   since: v.optional(isoTime),
   until: v.optional(isoTime),
 });
@@ -210,6 +218,27 @@ apiData.get("/api/surveys/:survey_id/nps", documented({ summary: "The NPS of a s
   });
   return c.json({ ok: true, survey_id: c.req.param("survey_id"), bucket: query.value.bucket, series });
 });
+
+/** Days a window of insights covers when `since` is not given. */
+export const INSIGHTS_DEFAULT_DAYS = 90;
+
+apiData.get(
+  "/api/surveys/:survey_id/insights",
+  documented({ summary: "What a survey's responses say over a window: NPS with its margin, a series, each question's answers, by platform and trigger event", query: insightsQuerySchema }),
+  async (c) => {
+    const query = readQuery(c, insightsQuerySchema);
+    if (!query.ok) return query.response;
+    const until = utc(query.value.until) ?? new Date().toISOString();
+    const since = utc(query.value.since) ?? new Date(Date.parse(until) - INSIGHTS_DEFAULT_DAYS * 86_400_000).toISOString();
+    if (since > until) return errorResponse(c, 400, "invalid_request", { issues: [{ path: "since", message: "must not be after until" }] });
+    const db = readerOf(c.env);
+    const survey_id = c.req.param("survey_id");
+    const survey = await surveyOf(db, survey_id);
+    if (survey === null) return errorResponse(c, 404, "not_found");
+    const facets = await windowFacets(db, { survey_id, since, until, facets_through: survey.facets_through });
+    return c.json({ ok: true, survey: { id: survey_id, name: survey.name }, since, until, ...insightsOf(facets, { since, until, bucket: query.value.bucket }) });
+  },
+);
 
 /**
  * One row per response, one column per screen position (named by the latest title there);

@@ -44,7 +44,6 @@ const INSERT_ALERT = `INSERT INTO alerts (alert_id, alert_name, project_name, su
 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
 WHERE NOT EXISTS (SELECT 1 FROM erased_alerts WHERE alert_id = ?1)
   AND NOT EXISTS (SELECT 1 FROM archived_alerts WHERE alert_id = ?1)
-  AND NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?16 AND erased_at >= ?11)
 ON CONFLICT (alert_id) DO NOTHING`;
 
 // Right after INSERT_ALERT in the same batch: changes() is 1 only when that insert wrote the
@@ -64,9 +63,11 @@ ON CONFLICT (survey_id, day) DO UPDATE SET
   screens = MAX(screens, excluded.screens)`;
 
 // Right after COUNT_RESPONSE: a new survey gets its row (once); a response for a day the cron
-// has already folded into the totals goes into them too. Otherwise nothing is written.
+// has already folded into the totals goes into them too, and sends the insights' fold back
+// before its day (the same row). Otherwise nothing is written.
 const COUNT_SURVEY = `INSERT INTO surveys (survey_id, survey_name) SELECT ?1, ?3 WHERE changes() = 1
 ON CONFLICT (survey_id) DO UPDATE SET
+  facets_through = MIN(facets_through, date(?2, '-1 day')), facets_version = facets_version + 1,
   responses = responses + 1,
   nps_responses = nps_responses + ?4, promoters = promoters + ?5, passives = passives + ?6, detractors = detractors + ?7,
   last_response_at = MAX(COALESCE(last_response_at, ''), ?8)

@@ -65,9 +65,31 @@ export interface Tombstones {
  * conflicts, in one batch; with `tombstones`, leaves one for each of those alerts so that a
  * later retry does not store it again.
  */
-async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombstones | null = null): Promise<ErasureCounts> {
+async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombstones | null = null, insights: "refold" | "keep" = "keep"): Promise<ErasureCounts> {
   if (alert_ids.length === 0) return noErasure();
   const ids = JSON.stringify(alert_ids);
+  // An erasure on request takes the responses out of the insights too: their text answers at
+  // once, their counts when the cron folds their days again (facets_through moves back before
+  // the first of them; the page counts the days after it live meanwhile). Retention keeps
+  // what was folded: insights still count what it removed from D1 (the archive holds it).
+  const refold =
+    insights === "keep"
+      ? []
+      : [
+          db
+            .prepare(
+              `DELETE FROM survey_facets WHERE (survey_id, day) IN (SELECT survey_id, substr(submitted_at, 1, 10) FROM alerts WHERE ${IN_IDS})
+                 AND facet LIKE 'text:%' AND value IN (SELECT value FROM json_each(?1))`,
+            )
+            .bind(ids),
+          db
+            .prepare(
+              `UPDATE surveys SET facets_through = MIN(surveys.facets_through, date(t.first_day, '-1 day')), facets_version = surveys.facets_version + 1
+               FROM (SELECT survey_id, MIN(substr(submitted_at, 1, 10)) AS first_day FROM alerts WHERE ${IN_IDS} GROUP BY survey_id) AS t
+               WHERE surveys.survey_id = t.survey_id`,
+            )
+            .bind(ids),
+        ];
   const leave = tombstones === null || tombstones.alert_ids.length === 0
     ? []
     : [
@@ -75,7 +97,8 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombs
           .prepare(`INSERT INTO erased_alerts (alert_id, erased_at) SELECT value, ?2 FROM json_each(?1) WHERE true ON CONFLICT (alert_id) DO NOTHING`)
           .bind(JSON.stringify(tombstones.alert_ids), tombstones.at),
       ];
-  const [, , deliveries, rejected, alerts] = await db.batch([
+  const results = await db.batch([
+    ...refold,
     db
       .prepare(
         `UPDATE survey_daily SET responses = survey_daily.responses - g.responses, nps_responses = survey_daily.nps_responses - g.nps_responses,
@@ -102,6 +125,7 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombs
     db.prepare(`DELETE FROM archive_late WHERE ${IN_IDS}`).bind(ids),
     ...leave,
   ]);
+  const [, , deliveries, rejected, alerts] = results.slice(refold.length);
   const erased = (alerts?.results ?? []) as { answers: number }[];
   return {
     alerts: erased.length,
@@ -142,7 +166,7 @@ export async function eraseUser(
       .bind(user_system_id, ERASE_CHUNK)
       .all<{ alert_id: string }>();
     const ids = results.map((r) => r.alert_id);
-    erased = addErasure(erased, await eraseChunk(db, ids, { at: now, alert_ids: ids }));
+    erased = addErasure(erased, await eraseChunk(db, ids, { at: now, alert_ids: ids }, "refold"));
     if (results.length < ERASE_CHUNK) {
       const [, byUser, asText] = await db.batch([
         // identify_latest_by_user

@@ -1,0 +1,298 @@
+/**
+ * Survey insights (`GET /api/surveys/{survey_id}/insights`, DESIGN.md "Insights"): what a
+ * survey's responses say over a window, from the rows the cron folded for its finished days
+ * (`survey_facets`) and the responses of the days it has not folded (today, the window's
+ * partial edge days). Both go through `facetsOf`, so a folded day and a live one count alike.
+ */
+import { type NpsCategory, npsCategory } from "./alert";
+
+/** One counted thing of one day: what `survey_facets` keeps, and what a live day yields. */
+export interface Facet {
+  day: string;
+  /** all | platform | event | answer:<position> | answered:<position> | text:<position> */
+  facet: string;
+  value: string;
+  responses: number;
+  nps_responses: number;
+  promoters: number;
+  passives: number;
+  detractors: number;
+  detail: string | null;
+}
+
+/** A stored response as the insights read it. */
+export interface InsightSource {
+  alert_id: string;
+  submitted_at: string;
+  platform: string | null;
+  trigger_event_name: string | null;
+  answers_json: string;
+}
+
+interface StoredAnswer {
+  title: string | null;
+  type: string;
+  answer: string | null;
+  value: number | null;
+}
+
+/** Text answers a day keeps per position, and the page shows: detractors first, then newest. */
+export const LATEST_TEXTS = 20;
+
+/** Screen types whose answers are free text: their latest answers, no distribution. */
+const TEXT_TYPES = new Set(["text", "short-text"]);
+
+/**
+ * Scored screen types, and the integers their distribution always lists (the normalisation's
+ * `value`): 0–10 for nps and the numerical ratings, 1–5 for stars and emojis.
+ */
+const SCALES: ReadonlyMap<string, readonly [number, number]> = new Map([
+  ["nps", [0, 10]],
+  ["rating-numerical", [0, 10]],
+  ["rating", [0, 10]],
+  ["rating-5-star", [1, 5]],
+  ["rating-emojis", [1, 5]],
+]);
+
+/**
+ * The options of a checkbox answer: the normalisation joins the chosen options with ", "
+ * (an option that itself holds ", " is therefore split too).
+ */
+export function checkboxOptions(answer: string): string[] {
+  return answer
+    .split(", ")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
+}
+
+/** The category of a response: its first nps answer with a score, or null without one. */
+export function responseCategory(answers: readonly StoredAnswer[]): NpsCategory | null {
+  const nps = answers.find((a) => a.type === "nps" && a.value !== null);
+  return nps?.value === undefined || nps.value === null ? null : npsCategory(nps.value);
+}
+
+const RANK: Record<NpsCategory | "none", number> = { detractor: 0, passive: 1, promoter: 1, none: 1 };
+
+interface TextEntry {
+  alert_id: string;
+  answer: string;
+  category: NpsCategory | null;
+  submitted_at: string;
+}
+
+/** Detractors first, then the newest. */
+function byRankThenNewest(a: TextEntry, b: TextEntry): number {
+  return RANK[a.category ?? "none"] - RANK[b.category ?? "none"] || (a.submitted_at < b.submitted_at ? 1 : a.submitted_at > b.submitted_at ? -1 : a.alert_id < b.alert_id ? -1 : 1);
+}
+
+/** Every facet of these responses, per day of submission (what the cron folds, and what a live day counts). */
+export function facetsOf(sources: readonly InsightSource[]): Facet[] {
+  const rows = new Map<string, Facet>();
+  const latestTitle = new Map<string, { at: string; title: string | null; type: string }>();
+  const texts = new Map<string, TextEntry[]>();
+  const add = (day: string, facet: string, value: string, category: NpsCategory | null, count = 1) => {
+    const key = `${day}\u0000${facet}\u0000${value}`;
+    const row = rows.get(key) ?? { day, facet, value, responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0, detail: null };
+    row.responses += count;
+    if (category !== null) {
+      row.nps_responses += 1;
+      row[`${category}s`] += 1;
+    }
+    rows.set(key, row);
+  };
+  for (const s of sources) {
+    const day = s.submitted_at.slice(0, 10);
+    const answers = JSON.parse(s.answers_json) as StoredAnswer[];
+    const category = responseCategory(answers);
+    add(day, "all", "", category);
+    add(day, "platform", s.platform ?? "", category);
+    add(day, "event", s.trigger_event_name ?? "", category);
+    answers.forEach((a, position) => {
+      const answered = a.answer !== null && a.answer.trim() !== "";
+      const titleKey = `${day}\u0000${position}`;
+      const seen = latestTitle.get(titleKey);
+      if (seen === undefined || s.submitted_at >= seen.at) latestTitle.set(titleKey, { at: s.submitted_at, title: a.title, type: a.type });
+      if (!answered) {
+        add(day, `answered:${position}`, "", null, 0);
+        return;
+      }
+      add(day, `answered:${position}`, "", null);
+      if (TEXT_TYPES.has(a.type)) {
+        const list = texts.get(titleKey) ?? [];
+        list.push({ alert_id: s.alert_id, answer: a.answer as string, category, submitted_at: s.submitted_at });
+        texts.set(titleKey, list);
+      } else if (SCALES.has(a.type)) {
+        if (a.value !== null) add(day, `answer:${position}`, String(a.value), null);
+      } else if (a.type === "checkbox") {
+        for (const option of checkboxOptions(a.answer as string)) add(day, `answer:${position}`, option, null);
+      } else add(day, `answer:${position}`, a.answer as string, null);
+    });
+  }
+  for (const [key, seen] of latestTitle) {
+    const [day, position] = key.split("\u0000");
+    const row = rows.get(`${day}\u0000answered:${position}\u0000`);
+    if (row) row.detail = JSON.stringify({ title: seen.title, type: seen.type, at: seen.at });
+  }
+  for (const [key, list] of texts) {
+    const [day, position] = key.split("\u0000");
+    for (const t of list.sort(byRankThenNewest).slice(0, LATEST_TEXTS)) {
+      rows.set(`${day}\u0000text:${position}\u0000${t.alert_id}`, {
+        day: day as string,
+        facet: `text:${position}`,
+        value: t.alert_id,
+        responses: 1,
+        nps_responses: 0,
+        promoters: 0,
+        passives: 0,
+        detractors: 0,
+        detail: JSON.stringify({ answer: t.answer, category: t.category, submitted_at: t.submitted_at }),
+      });
+    }
+  }
+  return [...rows.values()];
+}
+
+interface Counts {
+  responses: number;
+  nps_responses: number;
+  promoters: number;
+  passives: number;
+  detractors: number;
+}
+
+/** The NPS of these counts: round(100 × (promoters − detractors) / n), null without NPS answers. */
+export function npsScore(c: Pick<Counts, "nps_responses" | "promoters" | "detractors">): number | null {
+  return c.nps_responses === 0 ? null : Math.round((100 * (c.promoters - c.detractors)) / c.nps_responses);
+}
+
+/** The 95 % margin of error of an NPS, in points, to one decimal; null under two NPS answers. */
+export function marginOfError(c: Pick<Counts, "nps_responses" | "promoters" | "detractors">): number | null {
+  const n = c.nps_responses;
+  if (n < 2) return null;
+  const p = c.promoters / n;
+  const d = c.detractors / n;
+  return Math.round(1960 * Math.sqrt((p + d - (p - d) ** 2) / n)) / 10;
+}
+
+export interface Insights {
+  responses: number;
+  nps: { score: number | null; responses: number; promoters: number; passives: number; detractors: number; margin_of_error: number | null };
+  series: { bucket: string; responses: number; nps: number | null }[];
+  questions: {
+    position: number;
+    title: string | null;
+    type: string;
+    answered: number;
+    distribution?: { answer: string; count: number }[];
+    latest?: { alert_id: string; answer: string; category: NpsCategory | null; submitted_at: string }[];
+  }[];
+  by_platform: { platform: string | null; responses: number; nps: number | null }[];
+  by_trigger_event: { event: string | null; responses: number; nps: number | null }[];
+}
+
+/** The bucket a day falls in: itself, or the Monday that starts its week (UTC). */
+export function bucketOf(day: string, bucket: "day" | "week"): string {
+  if (bucket === "day") return day;
+  const d = new Date(`${day}T00:00:00.000Z`);
+  const back = (d.getUTCDay() + 6) % 7;
+  return new Date(d.getTime() - back * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** Every bucket from the one holding `since` to the one holding the last instant before `until`. */
+export function bucketsOf(since: string, until: string, bucket: "day" | "week"): string[] {
+  const out: string[] = [];
+  const last = bucketOf(new Date(Date.parse(until) - 1).toISOString().slice(0, 10), bucket);
+  const step = bucket === "day" ? 86_400_000 : 7 * 86_400_000;
+  for (let b = bucketOf(since.slice(0, 10), bucket); b <= last; b = new Date(Date.parse(`${b}T00:00:00.000Z`) + step).toISOString().slice(0, 10)) out.push(b);
+  return out;
+}
+
+const zero = (): Counts => ({ responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0 });
+const plus = (a: Counts, b: Counts): Counts => ({
+  responses: a.responses + b.responses,
+  nps_responses: a.nps_responses + b.nps_responses,
+  promoters: a.promoters + b.promoters,
+  passives: a.passives + b.passives,
+  detractors: a.detractors + b.detractors,
+});
+
+/** The page's answer from the facets of every day of the window (folded and live alike). */
+export function insightsOf(facets: readonly Facet[], window: { since: string; until: string; bucket: "day" | "week" }): Insights {
+  let total = zero();
+  const byBucket = new Map<string, Counts>();
+  const platforms = new Map<string, Counts>();
+  const events = new Map<string, Counts>();
+  const answered = new Map<number, { count: number; title: string | null; type: string; at: string }>();
+  const answers = new Map<number, Map<string, number>>();
+  const texts = new Map<number, TextEntry[]>();
+  for (const f of facets) {
+    const [kind, at] = f.facet.split(":");
+    const position = Number(at);
+    if (kind === "all") {
+      total = plus(total, f);
+      const b = bucketOf(f.day, window.bucket);
+      byBucket.set(b, plus(byBucket.get(b) ?? zero(), f));
+    } else if (kind === "platform") platforms.set(f.value, plus(platforms.get(f.value) ?? zero(), f));
+    else if (kind === "event") events.set(f.value, plus(events.get(f.value) ?? zero(), f));
+    else if (kind === "answered") {
+      const detail = JSON.parse(f.detail ?? "{}") as { title?: string | null; type?: string; at?: string };
+      const q = answered.get(position) ?? { count: 0, title: null, type: detail.type ?? "", at: "" };
+      q.count += f.responses;
+      if ((detail.at ?? "") >= q.at) Object.assign(q, { title: detail.title ?? null, type: detail.type ?? q.type, at: detail.at ?? "" });
+      answered.set(position, q);
+    } else if (kind === "answer") {
+      const dist = answers.get(position) ?? new Map<string, number>();
+      dist.set(f.value, (dist.get(f.value) ?? 0) + f.responses);
+      answers.set(position, dist);
+    } else if (kind === "text") {
+      const detail = JSON.parse(f.detail ?? "{}") as { answer: string; category: NpsCategory | null; submitted_at: string };
+      const list = texts.get(position) ?? [];
+      list.push({ alert_id: f.value, answer: detail.answer, category: detail.category, submitted_at: detail.submitted_at });
+      texts.set(position, list);
+    }
+  }
+  const questions: Insights["questions"] = [...answered.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([position, q]) => {
+      const base = { position, title: q.title, type: q.type, answered: q.count };
+      if (TEXT_TYPES.has(q.type)) return { ...base, latest: (texts.get(position) ?? []).sort(byRankThenNewest).slice(0, LATEST_TEXTS) };
+      return { ...base, distribution: distributionOf(q.type, answers.get(position) ?? new Map()) };
+    });
+  // Most responses first; ties by name, the responses without one (null) last.
+  const segment = (m: Map<string, Counts>) =>
+    [...m.entries()]
+      .sort(([ka, a], [kb, b]) => b.responses - a.responses || (ka === "" ? 1 : kb === "" ? -1 : ka < kb ? -1 : 1))
+      .map(([key, c]) => ({ key: key === "" ? null : key, responses: c.responses, nps: npsScore(c) }));
+  return {
+    responses: total.responses,
+    nps: {
+      score: npsScore(total),
+      responses: total.nps_responses,
+      promoters: total.promoters,
+      passives: total.passives,
+      detractors: total.detractors,
+      margin_of_error: marginOfError(total),
+    },
+    series: bucketsOf(window.since, window.until, window.bucket).map((bucket) => {
+      const c = byBucket.get(bucket) ?? zero();
+      return { bucket, responses: c.responses, nps: npsScore(c) };
+    }),
+    questions,
+    by_platform: segment(platforms).map(({ key, ...rest }) => ({ platform: key, ...rest })),
+    by_trigger_event: segment(events).map(({ key, ...rest }) => ({ event: key, ...rest })),
+  };
+}
+
+/**
+ * A question's distribution: a scale lists each of its integers (with 0 where none), then any
+ * other score given; options are sorted by count, most first (then by text).
+ */
+function distributionOf(type: string, counts: Map<string, number>): { answer: string; count: number }[] {
+  const scale = SCALES.get(type);
+  if (scale === undefined) {
+    return [...counts.entries()].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1)).map(([answer, count]) => ({ answer, count }));
+  }
+  const all = new Map(counts);
+  for (let i = scale[0]; i <= scale[1]; i++) if (!all.has(String(i))) all.set(String(i), 0);
+  return [...all.entries()].sort(([a], [b]) => Number(a) - Number(b)).map(([answer, count]) => ({ answer, count }));
+}

@@ -1,0 +1,124 @@
+/**
+ * SQL of the insights: the cron folds each finished day of a survey into `survey_facets`
+ * (its responses read once, in that tick), and a page reads the folded days' rows and the
+ * responses of the days not folded (today, the window's partial edges). See src/insights.ts.
+ */
+import { type Facet, facetsOf, type InsightSource } from "../insights";
+import type { D1Reader } from "./d1";
+
+const SOURCE_COLUMNS = "alert_id, submitted_at, platform, trigger_event_name, answers_json";
+
+/** The day after `day` (YYYY-MM-DD). */
+export function nextDay(day: string): string {
+  return new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
+}
+
+/** Days one fold reads at once (one read of their responses, one batch). */
+export const FOLD_DAYS = 7;
+
+/**
+ * Folds into survey_facets, for up to `max_surveys` surveys whose facets lag their folded days,
+ * the next FOLD_DAYS days from the first day with responses after `facets_through` (one read of
+ * those days' responses, one batch each). The days' rows are replaced whole; `facets_through`
+ * moves on only while `facets_version` is the one read (a late response or an erasure since
+ * then moved it back: folded again later). Returns the surveys folded.
+ */
+export async function foldFacets(db: D1Database, max_surveys: number): Promise<number> {
+  // One round trip: the surveys with no response after their folded facets move on at once
+  // (the day-boundary tick of a survey nobody answered yesterday costs nothing more), then the
+  // ones with days to fold.
+  const [, listed] = await db.batch([
+    db.prepare(
+      `UPDATE surveys SET facets_through = folded_through
+       WHERE facets_through < folded_through
+         AND NOT EXISTS (SELECT 1 FROM survey_daily AS d WHERE d.survey_id = surveys.survey_id AND d.day > surveys.facets_through AND d.day <= surveys.folded_through)`,
+    ),
+    db
+      .prepare(
+        `SELECT s.survey_id AS survey_id, s.facets_version AS facets_version, s.folded_through AS folded_through,
+                (SELECT MIN(d.day) FROM survey_daily AS d WHERE d.survey_id = s.survey_id AND d.day > s.facets_through AND d.day <= s.folded_through) AS next
+         FROM surveys AS s WHERE s.facets_through < s.folded_through LIMIT ?1`,
+      )
+      .bind(max_surveys),
+  ]);
+  const results = (listed?.results ?? []) as { survey_id: string; facets_version: number; folded_through: string; next: string | null }[];
+  let folded = 0;
+  const advance = db.prepare("UPDATE surveys SET facets_through = ?3 WHERE survey_id = ?1 AND facets_version = ?2 AND facets_through < ?3");
+  for (const s of results) {
+    if (s.next === null) continue;
+    // [next, end): FOLD_DAYS days, never past the survey's folded days.
+    let last = s.next;
+    for (let i = 1; i < FOLD_DAYS && nextDay(last) <= s.folded_through; i++) last = nextDay(last);
+    const end = nextDay(last);
+    const { results: sources } = await db
+      .prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`)
+      .bind(s.survey_id, s.next, end)
+      .all<InsightSource>();
+    await db.batch([
+      db.prepare("DELETE FROM survey_facets WHERE survey_id = ?1 AND day >= ?2 AND day < ?3").bind(s.survey_id, s.next, end),
+      db
+        .prepare(
+          `INSERT INTO survey_facets (survey_id, day, facet, value, responses, nps_responses, promoters, passives, detractors, detail)
+           SELECT ?1, value ->> 'day', value ->> 'facet', value ->> 'value', value ->> 'responses', value ->> 'nps_responses',
+                  value ->> 'promoters', value ->> 'passives', value ->> 'detractors', value ->> 'detail'
+           FROM json_each(?2) WHERE true
+           ON CONFLICT (survey_id, day, facet, value) DO NOTHING`,
+        )
+        .bind(s.survey_id, JSON.stringify(facetsOf(sources))),
+      advance.bind(s.survey_id, s.facets_version, last),
+    ]);
+    folded += 1;
+  }
+  return folded;
+}
+
+/** A survey as its insights name it, with how far its days are folded; null when it has no response. */
+export async function surveyOf(db: D1Reader, survey_id: string): Promise<{ name: string | null; facets_through: string } | null> {
+  const row = await db
+    .prepare(
+      `SELECT s.facets_through AS facets_through,
+              COALESCE((SELECT d.survey_name FROM survey_daily AS d WHERE d.survey_id = s.survey_id ORDER BY d.day DESC LIMIT 1), s.survey_name) AS name,
+              s.responses + COALESCE((SELECT SUM(u.responses) FROM survey_daily AS u WHERE u.survey_id = s.survey_id AND u.day > s.folded_through), 0) AS responses
+       FROM surveys AS s WHERE s.survey_id = ?1`,
+    )
+    .bind(survey_id)
+    .first<{ facets_through: string; name: string | null; responses: number }>();
+  return row === null || row.responses <= 0 ? null : { name: row.name, facets_through: row.facets_through };
+}
+
+/**
+ * The facets of a window: the folded rows of its whole days up to `facets_through`, and the
+ * responses of the rest counted live (at most the window's two partial edge days and the days
+ * the cron has not folded yet).
+ */
+export async function windowFacets(db: D1Reader, input: { survey_id: string; since: string; until: string; facets_through: string }): Promise<Facet[]> {
+  const firstWhole = input.since.slice(11) === "00:00:00.000Z" ? input.since.slice(0, 10) : nextDay(input.since.slice(0, 10));
+  // The last whole day ends at or before `until`.
+  const untilDay = input.until.slice(0, 10);
+  const lastWhole = new Date(Date.parse(`${untilDay}T00:00:00.000Z`) - 86_400_000).toISOString().slice(0, 10);
+  const foldedTo = lastWhole < input.facets_through ? lastWhole : input.facets_through;
+  const facets: Facet[] = [];
+  const live: [string, string][] = [];
+  if (firstWhole <= foldedTo) {
+    const { results } = await db
+      .prepare(
+        `SELECT day, facet, value, responses, nps_responses, promoters, passives, detractors, detail
+         FROM survey_facets WHERE survey_id = ?1 AND day >= ?2 AND day <= ?3`,
+      )
+      .bind(input.survey_id, firstWhole, foldedTo)
+      .all<Facet>();
+    facets.push(...results);
+    // Before the folded days (a partial first day), and after them.
+    if (input.since < `${firstWhole}T00:00:00.000Z`) live.push([input.since, `${firstWhole}T00:00:00.000Z`]);
+    live.push([`${nextDay(foldedTo)}T00:00:00.000Z`, input.until]);
+  } else live.push([input.since, input.until]);
+  for (const [from, to] of live) {
+    if (from >= to) continue;
+    const { results } = await db
+      .prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`)
+      .bind(input.survey_id, from, to)
+      .all<InsightSource>();
+    facets.push(...facetsOf(results));
+  }
+  return facets;
+}

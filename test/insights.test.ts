@@ -1,0 +1,260 @@
+/**
+ * GET /api/surveys/{survey_id}/insights (issue 26, DESIGN.md "Insights"): every number computed
+ * by hand from the responses posted, the same before and after the cron folds their days; an
+ * empty week in the series; a scale listing each of its integers; detractors' reasons first;
+ * a late response and an erasure folded again; and what a page reads, counted in rows.
+ */
+import { createScheduledController } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { Env } from "../src/env";
+import worker from "../src/index";
+import { foldFacets } from "../src/store/facets";
+import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post } from "./fixtures";
+import { meterD1, zeroCost } from "./meter";
+
+interface Screen {
+  title: string;
+  type: string;
+  answer: string | string[] | null;
+}
+
+function response(survey_id: string, timestamp: string, screens: Screen[], more: Record<string, unknown> = {}) {
+  return examplePayload({ survey_id, timestamp, survey_info: { name: "Onboarding NPS", screens }, ...more });
+}
+
+function screens(nps: string, reason: string | null, stars: string, plan: string, features: string[]): Screen[] {
+  return [
+    { title: "How likely are you to recommend us?", type: "nps", answer: nps },
+    { title: "Why?", type: "text", answer: reason },
+    { title: "Rate the setup", type: "rating-5-star", answer: stars },
+    { title: "Your plan", type: "mcq", answer: plan },
+    { title: "What do you use?", type: "checkbox", answer: features },
+  ];
+}
+
+async function insights(survey_id: string, query: string, environment: Env = { ...(env as Env), ADMIN_TOKEN }) {
+  const res = await callWorker(`/api/surveys/${survey_id}/insights?${query}`, {}, environment);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+const cron = (at: Date) => worker.scheduled(createScheduledController({ scheduledTime: at, cron: "*/5 * * * *" }), env as Env);
+
+/** Runs the cron until the insights have folded every finished day (a bounded number of ticks). */
+async function foldAll(at: Date) {
+  for (let i = 0; i < 20; i++) await cron(at);
+}
+
+describe("insights", () => {
+  it("every number from the responses posted, the same live and once the cron folded their days", async () => {
+    const survey = freshId("survey");
+    const posted = [
+      // Week of Monday 2026-06-01: a promoter, a detractor, a passive.
+      response(survey, "2026-06-01T09:00:00.000Z", screens("10", "love it", "5", "Pro", ["Export", "API"]), { platform: "ios" }),
+      response(survey, "2026-06-02T10:00:00.000Z", screens("3", "too slow", "2", "Free", ["API"]), { platform: "android" }),
+      response(survey, "2026-06-03T11:00:00.000Z", screens("8", "fine", "4", "Pro", []), { platform: "ios", trigger_event: { event_name: "checkout" } }),
+      // The week of 2026-06-08 has none. Week of 2026-06-15: a detractor with no reason, a promoter.
+      response(survey, "2026-06-15T08:00:00.000Z", screens("6", null, "3", "Team", ["Export"]), { platform: "ios" }),
+      response(survey, "2026-06-16T08:30:00.000Z", screens("9", "support", "5", "Pro", ["Export", "Slack"]), { platform: null }),
+    ];
+    for (const p of posted) expect((await post(p)).status).toBe(200);
+    const query = "since=2026-06-01T00:00:00.000Z&until=2026-06-22T00:00:00.000Z&bucket=week";
+    const expected = {
+      ok: true,
+      survey: { id: survey, name: "Onboarding NPS" },
+      since: "2026-06-01T00:00:00.000Z",
+      until: "2026-06-22T00:00:00.000Z",
+      responses: 5,
+      // 2 promoters, 1 passive, 2 detractors of 5: score 0; p = d = 0.4, 196 × sqrt(0.8 / 5) = 78.4.
+      nps: { score: 0, responses: 5, promoters: 2, passives: 1, detractors: 2, margin_of_error: 78.4 },
+      series: [
+        { bucket: "2026-06-01", responses: 3, nps: 0 },
+        { bucket: "2026-06-08", responses: 0, nps: null },
+        { bucket: "2026-06-15", responses: 2, nps: 0 },
+      ],
+      questions: [
+        {
+          position: 0,
+          title: "How likely are you to recommend us?",
+          type: "nps",
+          answered: 5,
+          distribution: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"].map((answer) => ({ answer, count: ["3", "6", "8", "9", "10"].includes(answer) ? 1 : 0 })),
+        },
+        {
+          position: 1,
+          title: "Why?",
+          type: "text",
+          answered: 4,
+          latest: [
+            { alert_id: posted[1]?.alert_id, answer: "too slow", category: "detractor", submitted_at: "2026-06-02T10:00:00.000Z" },
+            { alert_id: posted[4]?.alert_id, answer: "support", category: "promoter", submitted_at: "2026-06-16T08:30:00.000Z" },
+            { alert_id: posted[2]?.alert_id, answer: "fine", category: "passive", submitted_at: "2026-06-03T11:00:00.000Z" },
+            { alert_id: posted[0]?.alert_id, answer: "love it", category: "promoter", submitted_at: "2026-06-01T09:00:00.000Z" },
+          ],
+        },
+        {
+          position: 2,
+          title: "Rate the setup",
+          type: "rating-5-star",
+          answered: 5,
+          distribution: [
+            { answer: "1", count: 0 },
+            { answer: "2", count: 1 },
+            { answer: "3", count: 1 },
+            { answer: "4", count: 1 },
+            { answer: "5", count: 2 },
+          ],
+        },
+        {
+          position: 3,
+          title: "Your plan",
+          type: "mcq",
+          answered: 5,
+          distribution: [
+            { answer: "Pro", count: 3 },
+            { answer: "Free", count: 1 },
+            { answer: "Team", count: 1 },
+          ],
+        },
+        {
+          position: 4,
+          title: "What do you use?",
+          type: "checkbox",
+          answered: 4,
+          distribution: [
+            { answer: "Export", count: 3 },
+            { answer: "API", count: 2 },
+            { answer: "Slack", count: 1 },
+          ],
+        },
+      ],
+      by_platform: [
+        { platform: "ios", responses: 3, nps: 0 },
+        { platform: "android", responses: 1, nps: -100 },
+        { platform: null, responses: 1, nps: 100 },
+      ],
+      by_trigger_event: [
+        { event: "complete_meditation", responses: 4, nps: 0 },
+        { event: "checkout", responses: 1, nps: 0 },
+      ],
+    };
+    const live = await insights(survey, query);
+    expect(live).toEqual({ status: 200, body: expected });
+    // The cron folds the finished days; the answer is the same.
+    await foldAll(new Date("2026-06-30T00:00:00.000Z"));
+    const folded = await env.DB.prepare("SELECT facets_through FROM surveys WHERE survey_id = ?").bind(survey).first<string>("facets_through");
+    // Folded through the cron's yesterday: every day with responses is in survey_facets.
+    expect(folded).toBe("2026-06-29");
+    expect(await insights(survey, query)).toEqual({ status: 200, body: expected });
+    // A window whose edges cut days: only what is inside counts.
+    const cut = await insights(survey, "since=2026-06-01T10:00:00.000Z&until=2026-06-16T08:00:00.000Z&bucket=day");
+    expect(cut.body.responses).toBe(3);
+    expect((cut.body.series as unknown[]).length).toBe(16);
+  });
+
+  it("a late response for a folded day and an erasure: the day is folded again, the erased user's reasons go at once", async () => {
+    const survey = freshId("survey");
+    const user = freshId("user");
+    const mine = response(survey, "2026-07-01T09:00:00.000Z", screens("2", "my own words", "1", "Pro", []), { user: { user_system_id: user, parameters: {} } });
+    await post(mine);
+    await post(response(survey, "2026-07-02T09:00:00.000Z", screens("10", "great", "5", "Pro", [])));
+    await foldAll(new Date("2026-07-10T00:00:00.000Z"));
+    const query = "since=2026-07-01T00:00:00.000Z&until=2026-07-08T00:00:00.000Z&bucket=week";
+    expect((await insights(survey, query)).body.responses).toBe(2);
+    // A late response for 2026-07-01 (1Flow's retry of one this Worker never got).
+    await post(response(survey, "2026-07-01T12:00:00.000Z", screens("9", "late", "4", "Free", [])));
+    expect((await insights(survey, query)).body.responses).toBe(3);
+    await foldAll(new Date("2026-07-10T00:00:00.000Z"));
+    expect((await insights(survey, query)).body.responses).toBe(3);
+    // The erasure: the reasons of the user leave survey_facets in the same batch.
+    expect((await callWorker(`/api/users/${encodeURIComponent(user)}`, { method: "DELETE" })).status).toBe(200);
+    const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM survey_facets WHERE detail LIKE '%my own words%'").first<number>("n");
+    expect(left).toBe(0);
+    const after = await insights(survey, query);
+    expect(after.body.responses).toBe(2);
+    expect(after.body.nps).toMatchObject({ detractors: 0, promoters: 2 });
+    await foldAll(new Date("2026-07-10T00:00:00.000Z"));
+    expect((await insights(survey, query)).body).toEqual(after.body);
+  });
+
+  it("a fold that read before a late response does not move past its day: the next tick folds it again", async () => {
+    const survey = freshId("survey");
+    await post(response(survey, "2026-10-01T09:00:00.000Z", screens("10", "first", "5", "Pro", [])));
+    // The survey's days are folded into its totals (foldSurveys), not yet into its facets.
+    await env.DB.prepare("UPDATE surveys SET folded_through = '2026-10-05' WHERE survey_id = ?").bind(survey).run();
+    const late = response(survey, "2026-10-01T12:00:00.000Z", screens("0", "late", "1", "Free", []));
+    // A D1 whose read of the day's responses lets the late response in right after it.
+    const racing = new Proxy(env.DB, {
+      get(target, prop) {
+        if (prop !== "prepare") {
+          const value = Reflect.get(target, prop, target) as unknown;
+          return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        }
+        return (sql: string) => {
+          const statement = target.prepare(sql);
+          if (!sql.startsWith("SELECT alert_id, submitted_at")) return statement;
+          const bind = statement.bind.bind(statement);
+          statement.bind = (...values: unknown[]) => {
+            const bound = bind(...values);
+            const all = bound.all.bind(bound);
+            bound.all = (async () => {
+              const result = await all();
+              await post(late);
+              return result;
+            }) as typeof bound.all;
+            return bound;
+          };
+          return statement;
+        };
+      },
+    });
+    await foldFacets(racing, 10);
+    const through = () => env.DB.prepare("SELECT facets_through FROM surveys WHERE survey_id = ?").bind(survey).first<string>("facets_through");
+    expect(await through()).toBe("");
+    const query = "since=2026-10-01T00:00:00.000Z&until=2026-10-02T00:00:00.000Z";
+    expect((await insights(survey, query)).body.responses).toBe(2);
+    for (let i = 0; i < 5 && (await foldFacets(env.DB, 10)) > 0; i++);
+    expect(await through()).toBe("2026-10-05");
+    expect((await insights(survey, query)).body).toMatchObject({ responses: 2, nps: { promoters: 1, detractors: 1 } });
+  });
+
+  it("a page of folded days reads rows that grow with its days and answers, never with the responses stored", async () => {
+    /** `per_day` responses on each of 28 days, made by SQL (an NPS and a reason each), folded by the cron. */
+    const readsFor = async (per_day: number) => {
+      const survey = freshId("survey");
+      await env.DB.prepare(
+        `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2 * 28 - 1)
+         INSERT INTO alerts (alert_id, alert_name, survey_id, submitted_at, received_at, payload, payload_sha256, platform, answers_json)
+         SELECT ?1 || '-' || i, 'a', ?1, '2026-08-' || printf('%02d', 1 + (i % 28)) || 'T10:00:00.000Z', '2026-09-01T00:00:00.000Z', '{}', 'x', 'ios',
+                json_array(json_object('title', 'NPS', 'type', 'nps', 'answer', CAST(i % 11 AS TEXT), 'value', i % 11),
+                           json_object('title', 'Why?', 'type', 'text', 'answer', 'reason ' || i, 'value', NULL))
+         FROM seq`,
+      )
+        .bind(survey, per_day)
+        .run();
+      await env.DB.batch([
+        env.DB.prepare("INSERT INTO surveys (survey_id, survey_name) VALUES (?1, 'Generated')").bind(survey),
+        env.DB.prepare("INSERT INTO survey_daily (survey_id, day, responses) SELECT survey_id, substr(submitted_at, 1, 10), COUNT(*) FROM alerts WHERE survey_id = ?1 GROUP BY 2").bind(survey),
+      ]);
+      await foldAll(new Date("2026-09-10T00:00:00.000Z"));
+      const cost = zeroCost();
+      const res = await insights(survey, "since=2026-08-01T00:00:00.000Z&until=2026-09-01T00:00:00.000Z", { ...(env as Env), ADMIN_TOKEN, DB: meterD1(env.DB, cost) });
+      expect(res.status).toBe(200);
+      return { reads: cost.rows_read, responses: res.body.responses };
+    };
+    const small = await readsFor(30);
+    const large = await readsFor(120);
+    expect(small.responses).toBe(840);
+    expect(large.responses).toBe(3_360);
+    // Four times the responses, the same rows: per day its counts, 11 scores and at most 20 reasons.
+    expect(large.reads).toBe(small.reads);
+    expect(large.reads).toBeLessThan(1_200); // measured below
+  }, 60_000);
+
+  it("404 for a survey with no response; 400 for since after until", async () => {
+    expect((await insights(freshId("nothing"), "")).status).toBe(404);
+    const survey = freshId("survey");
+    await post(response(survey, "2026-06-01T09:00:00.000Z", screens("10", "ok", "5", "Pro", [])));
+    expect((await insights(survey, "since=2026-06-02T00:00:00.000Z&until=2026-06-01T00:00:00.000Z")).status).toBe(400);
+  });
+});
