@@ -152,16 +152,31 @@ CREATE TABLE IF NOT EXISTS surveys (
 CREATE TABLE IF NOT EXISTS survey_facets (
   survey_id     TEXT NOT NULL,
   day           TEXT NOT NULL,               -- YYYY-MM-DD of submitted_at
-  facet         TEXT NOT NULL,               -- all | platform | event | answer:<position> | answered:<position> | text:<position>
-  value         TEXT NOT NULL,               -- '' (all, answered), the platform, event or answer; for text, the alert_id
+  facet         TEXT NOT NULL,               -- all | platform | event | answer:<position> | answered:<position>
+  value         TEXT NOT NULL,               -- '' (all, answered), the platform, event or answer
   responses     INTEGER NOT NULL DEFAULT 0,  -- responses counted (for answer: the times this answer was given)
   nps_responses INTEGER NOT NULL DEFAULT 0,  -- of them, with an NPS answer (the first nps screen)
   promoters     INTEGER NOT NULL DEFAULT 0,
   passives      INTEGER NOT NULL DEFAULT 0,
   detractors    INTEGER NOT NULL DEFAULT 0,
-  detail        TEXT,                        -- JSON: answered {title, type}; text {answer, category, submitted_at}
+  detail        TEXT,                        -- JSON: answered {title, type, at}
   PRIMARY KEY (survey_id, day, facet, value)
 ) WITHOUT ROWID;
+
+-- Insights: the text answers a page lists (per day and position, the 20 newest detractors' and
+-- the 20 newest others'), read through survey_texts_latest in the page's order.
+CREATE TABLE IF NOT EXISTS survey_texts (
+  survey_id    TEXT NOT NULL,
+  day          TEXT NOT NULL,
+  position     INTEGER NOT NULL,
+  alert_id     TEXT NOT NULL,
+  rank         INTEGER NOT NULL,             -- 0 detractor, 1 any other
+  submitted_at TEXT NOT NULL,
+  category     TEXT,                         -- promoter | passive | detractor, NULL without an NPS answer
+  answer       TEXT NOT NULL,
+  PRIMARY KEY (survey_id, day, position, alert_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS survey_texts_latest ON survey_texts (survey_id, position, rank, submitted_at);
 
 -- Delivery outcomes per destination per UTC hour, counted once per consumer batch.
 CREATE TABLE IF NOT EXISTS destination_hourly (

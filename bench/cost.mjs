@@ -38,6 +38,7 @@ const BUDGETS = {
   "export, per exported row": { read: 6 },
   "archive tick (300 of the backlog), per archived response": { read: 12, written: 3 },
   "archive tick, idle": { read: 10 },
+  "GET /api/surveys/:id/insights, 90 days folded": { read: 2_000 },
 };
 const MAX_CALLS_PER_INVOCATION = 45;
 
@@ -193,6 +194,11 @@ async function measureSize(size, scriptPath) {
   ]) {
     await measure(`GET ${path.replace(/cursor=[^&]+/, "cursor=…").replace(id, ":alert_id")}`, get(path, headers));
   }
+  // Insights of 90 days: counted live before the cron has folded any day, then from the folded days.
+  const insights = get(`/api/surveys/${SURVEYS[0]}/insights`, auth);
+  await measure("GET /api/surveys/:id/insights, 90 days, no day folded yet", insights);
+  for (let i = 0; i < 40; i++) await (await fetch(`${base}/__cron`, { method: "POST" })).arrayBuffer();
+  await measure("GET /api/surveys/:id/insights, 90 days folded", insights);
   await measure(
     "export, per exported row",
     async () => {

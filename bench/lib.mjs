@@ -2,7 +2,7 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -67,8 +67,15 @@ export async function startWorker({ scriptPath, bindings = {}, consumers = {}, s
       // The Worker's log lines are not what is measured; printing them would be.
       // BENCH_LOG=path appends them to that file instead (to trace a soak's failure).
       handleStructuredLogs: process.env.BENCH_LOG ? ({ timestamp, message }) => appendFileSync(process.env.BENCH_LOG, `${timestamp} ${message}\n`) : () => {},
-      modules: true,
-      scriptPath,
+      // The bundle, and what wrangler.toml's [[rules]] bundled beside it as text (the
+      // dashboard's chart library).
+      modulesRoot: dirname(scriptPath),
+      modules: [
+        { type: "ESModule", path: scriptPath },
+        ...readdirSync(dirname(scriptPath))
+          .filter((f) => /-uPlot\.(iife\.min\.js|min\.css)$/.test(f))
+          .map((f) => ({ type: "Text", path: join(dirname(scriptPath), f) })),
+      ],
       compatibilityDate: COMPATIBILITY_DATE,
       d1Databases: { DB: "bench" },
       queueProducers: { ALERTS_QUEUE: { queueName: "oneflow-alerts" } },

@@ -73,23 +73,32 @@ export function responseCategory(answers: readonly StoredAnswer[]): NpsCategory 
 
 const RANK: Record<NpsCategory | "none", number> = { detractor: 0, passive: 1, promoter: 1, none: 1 };
 
-interface TextEntry {
-  alert_id: string;
-  answer: string;
-  category: NpsCategory | null;
-  submitted_at: string;
-}
+type TextEntry = Pick<TextRow, "alert_id" | "answer" | "category" | "submitted_at">;
 
 /** Detractors first, then the newest. */
 function byRankThenNewest(a: TextEntry, b: TextEntry): number {
   return RANK[a.category ?? "none"] - RANK[b.category ?? "none"] || (a.submitted_at < b.submitted_at ? 1 : a.submitted_at > b.submitted_at ? -1 : a.alert_id < b.alert_id ? -1 : 1);
 }
 
-/** Every facet of these responses, per day of submission (what the cron folds, and what a live day counts). */
-export function facetsOf(sources: readonly InsightSource[]): Facet[] {
+/** A text answer as survey_texts keeps it (rank 0: a detractor's; 1: any other). */
+export interface TextRow {
+  day: string;
+  position: number;
+  alert_id: string;
+  rank: number;
+  submitted_at: string;
+  category: NpsCategory | null;
+  answer: string;
+}
+
+/**
+ * Every facet of these responses, per day of submission (what the cron folds, and what a live
+ * day counts), and their text answers: per day and position the LATEST_TEXTS newest of each rank.
+ */
+export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; texts: TextRow[] } {
   const rows = new Map<string, Facet>();
   const latestTitle = new Map<string, { at: string; title: string | null; type: string }>();
-  const texts = new Map<string, TextEntry[]>();
+  const texts = new Map<string, TextRow[]>();
   const add = (day: string, facet: string, value: string, category: NpsCategory | null, count = 1) => {
     const key = `${day}\u0000${facet}\u0000${value}`;
     const row = rows.get(key) ?? { day, facet, value, responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0, detail: null };
@@ -112,15 +121,14 @@ export function facetsOf(sources: readonly InsightSource[]): Facet[] {
       const titleKey = `${day}\u0000${position}`;
       const seen = latestTitle.get(titleKey);
       if (seen === undefined || s.submitted_at >= seen.at) latestTitle.set(titleKey, { at: s.submitted_at, title: a.title, type: a.type });
-      if (!answered) {
-        add(day, `answered:${position}`, "", null, 0);
-        return;
-      }
-      add(day, `answered:${position}`, "", null);
+      add(day, `answered:${position}`, "", null, answered ? 1 : 0);
+      if (!answered) return;
       if (TEXT_TYPES.has(a.type)) {
-        const list = texts.get(titleKey) ?? [];
-        list.push({ alert_id: s.alert_id, answer: a.answer as string, category, submitted_at: s.submitted_at });
-        texts.set(titleKey, list);
+        const rank = RANK[category ?? "none"];
+        const key = `${day}\u0000${position}\u0000${rank}`;
+        const list = texts.get(key) ?? [];
+        list.push({ day, position, alert_id: s.alert_id, rank, submitted_at: s.submitted_at, category, answer: a.answer as string });
+        texts.set(key, list);
       } else if (SCALES.has(a.type)) {
         if (a.value !== null) add(day, `answer:${position}`, String(a.value), null);
       } else if (a.type === "checkbox") {
@@ -133,23 +141,7 @@ export function facetsOf(sources: readonly InsightSource[]): Facet[] {
     const row = rows.get(`${day}\u0000answered:${position}\u0000`);
     if (row) row.detail = JSON.stringify({ title: seen.title, type: seen.type, at: seen.at });
   }
-  for (const [key, list] of texts) {
-    const [day, position] = key.split("\u0000");
-    for (const t of list.sort(byRankThenNewest).slice(0, LATEST_TEXTS)) {
-      rows.set(`${day}\u0000text:${position}\u0000${t.alert_id}`, {
-        day: day as string,
-        facet: `text:${position}`,
-        value: t.alert_id,
-        responses: 1,
-        nps_responses: 0,
-        promoters: 0,
-        passives: 0,
-        detractors: 0,
-        detail: JSON.stringify({ answer: t.answer, category: t.category, submitted_at: t.submitted_at }),
-      });
-    }
-  }
-  return [...rows.values()];
+  return { facets: [...rows.values()], texts: [...texts.values()].flatMap((list) => list.sort(byRankThenNewest).slice(0, LATEST_TEXTS)) };
 }
 
 interface Counts {
@@ -217,7 +209,7 @@ const plus = (a: Counts, b: Counts): Counts => ({
 });
 
 /** The page's answer from the facets of every day of the window (folded and live alike). */
-export function insightsOf(facets: readonly Facet[], window: { since: string; until: string; bucket: "day" | "week" }): Insights {
+export function insightsOf(facets: readonly Facet[], textRows: readonly TextRow[], window: { since: string; until: string; bucket: "day" | "week" }): Insights {
   let total = zero();
   const byBucket = new Map<string, Counts>();
   const platforms = new Map<string, Counts>();
@@ -244,18 +236,21 @@ export function insightsOf(facets: readonly Facet[], window: { since: string; un
       const dist = answers.get(position) ?? new Map<string, number>();
       dist.set(f.value, (dist.get(f.value) ?? 0) + f.responses);
       answers.set(position, dist);
-    } else if (kind === "text") {
-      const detail = JSON.parse(f.detail ?? "{}") as { answer: string; category: NpsCategory | null; submitted_at: string };
-      const list = texts.get(position) ?? [];
-      list.push({ alert_id: f.value, answer: detail.answer, category: detail.category, submitted_at: detail.submitted_at });
-      texts.set(position, list);
     }
+  }
+  for (const t of textRows) {
+    const list = texts.get(t.position) ?? [];
+    list.push({ alert_id: t.alert_id, answer: t.answer, category: t.category, submitted_at: t.submitted_at });
+    texts.set(t.position, list);
   }
   const questions: Insights["questions"] = [...answered.entries()]
     .sort(([a], [b]) => a - b)
     .map(([position, q]) => {
       const base = { position, title: q.title, type: q.type, answered: q.count };
-      if (TEXT_TYPES.has(q.type)) return { ...base, latest: (texts.get(position) ?? []).sort(byRankThenNewest).slice(0, LATEST_TEXTS) };
+      if (TEXT_TYPES.has(q.type)) {
+        const latest = (texts.get(position) ?? []).sort(byRankThenNewest).slice(0, LATEST_TEXTS);
+        return { ...base, latest: latest.map(({ alert_id, answer, category, submitted_at }) => ({ alert_id, answer, category, submitted_at })) };
+      }
       return { ...base, distribution: distributionOf(q.type, answers.get(position) ?? new Map()) };
     });
   // Most responses first; ties by name, the responses without one (null) last.
@@ -295,4 +290,25 @@ function distributionOf(type: string, counts: Map<string, number>): { answer: st
   const all = new Map(counts);
   for (let i = scale[0]; i <= scale[1]; i++) if (!all.has(String(i))) all.set(String(i), 0);
   return [...all.entries()].sort(([a], [b]) => Number(a) - Number(b)).map(([answer, count]) => ({ answer, count }));
+}
+
+/** Each bucket's NPS with its 95 % margin (for the page's band): null where it has under two NPS answers. */
+export function bucketBands(facets: readonly Facet[], window: { since: string; until: string; bucket: "day" | "week" }): { bucket: string; nps: number | null; low: number | null; high: number | null }[] {
+  const byBucket = new Map<string, Counts>();
+  for (const f of facets) {
+    if (f.facet !== "all") continue;
+    const b = bucketOf(f.day, window.bucket);
+    byBucket.set(b, plus(byBucket.get(b) ?? zero(), f));
+  }
+  return bucketsOf(window.since, window.until, window.bucket).map((bucket) => {
+    const c = byBucket.get(bucket) ?? zero();
+    const nps = npsScore(c);
+    const margin = marginOfError(c);
+    return { bucket, nps, low: nps === null || margin === null ? null : Math.max(-100, nps - margin), high: nps === null || margin === null ? null : Math.min(100, nps + margin) };
+  });
+}
+
+/** Whether answers of this screen type are free text (listed, not counted). */
+export function isTextType(type: string): boolean {
+  return TEXT_TYPES.has(type);
 }

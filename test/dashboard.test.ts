@@ -119,13 +119,34 @@ describe("pages", () => {
     expect(unbound).toContain("Not bound: add the ARCHIVE R2 binding");
   });
 
-  it("a survey's page draws its NPS trend", async () => {
+  it("a survey's page: its name, the insights' numbers in its tables and its charts' data, uPlot served from the Worker", async () => {
     const cookie = await session();
     const survey_id = `dash-${crypto.randomUUID()}`;
-    await post(examplePayload({ survey_id }));
-    const page = await (await request(`/dashboard/surveys/${survey_id}`, { headers: { cookie } })).text();
-    expect(page).toContain('<svg id="nps-chart"');
-    expect(page).toMatch(/<rect[^>]*fill="#12b76a"/);
+    const recent = new Date(Date.now() - 2 * 86_400_000).toISOString();
+    await post(examplePayload({ survey_id, timestamp: recent }));
+    const res = await request(`/dashboard/surveys/${survey_id}?days=30`, { headers: { cookie } });
+    expect(res.status).toBe(200);
+    const page = await res.text();
+    expect(page).toContain("<title>Net Promoter Score (NPS) · oneflow-webhooks</title>");
+    for (const id of ["nps-chart", "volume-chart", "scores-chart", "series-table", "scores-table", "platform-table"]) expect(page).toContain(`id="${id}"`);
+    const data = JSON.parse(/<script type="application\/json" id="insights-data"[^>]*>([^<]*)<\/script>/.exec(page)?.[1] ?? "null") as {
+      bucket: string;
+      series: { bucket: string; responses: number; nps: number | null }[];
+    };
+    expect(data.bucket).toBe("day");
+    expect(data.series).toHaveLength(31);
+    expect(data.series.find((b) => b.bucket === recent.slice(0, 10))).toEqual({ bucket: recent.slice(0, 10), responses: 1, nps: 100 });
+    expect(page).toContain('<b id="responses-total">1</b>');
+    // The reason links to its response.
+    expect(page).toContain("best user experience");
+    const script = /<script src="([^"]+)" nonce="[^"]+"><\/script>/.exec(page)?.[1] ?? "";
+    expect(script).toMatch(/^\/dashboard\/assets\/uplot-1\.6\.32\.js$/);
+    const asset = await request(script, { headers: { cookie } });
+    expect(asset.status).toBe(200);
+    expect(asset.headers.get("cache-control")).toContain("immutable");
+    expect(await asset.text()).toContain("uPlot");
+    // An unknown survey: the dashboard's 404.
+    expect((await request(`/dashboard/surveys/no-such-${crypto.randomUUID()}`, { headers: { cookie } })).status).toBe(404);
   });
 
   it("latest responses show their answers", async () => {

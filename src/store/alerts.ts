@@ -44,6 +44,7 @@ const INSERT_ALERT = `INSERT INTO alerts (alert_id, alert_name, project_name, su
 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
 WHERE NOT EXISTS (SELECT 1 FROM erased_alerts WHERE alert_id = ?1)
   AND NOT EXISTS (SELECT 1 FROM archived_alerts WHERE alert_id = ?1)
+  AND NOT EXISTS (SELECT 1 FROM erased_users WHERE user_sha256 = ?16 AND erased_at >= ?11)
 ON CONFLICT (alert_id) DO NOTHING`;
 
 // Right after INSERT_ALERT in the same batch: changes() is 1 only when that insert wrote the

@@ -78,8 +78,8 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombs
       : [
           db
             .prepare(
-              `DELETE FROM survey_facets WHERE (survey_id, day) IN (SELECT survey_id, substr(submitted_at, 1, 10) FROM alerts WHERE ${IN_IDS})
-                 AND facet LIKE 'text:%' AND value IN (SELECT value FROM json_each(?1))`,
+              `DELETE FROM survey_texts WHERE (survey_id, day) IN (SELECT survey_id, substr(submitted_at, 1, 10) FROM alerts WHERE ${IN_IDS})
+                 AND alert_id IN (SELECT value FROM json_each(?1))`,
             )
             .bind(ids),
           db

@@ -3,7 +3,7 @@
  * (its responses read once, in that tick), and a page reads the folded days' rows and the
  * responses of the days not folded (today, the window's partial edges). See src/insights.ts.
  */
-import { type Facet, facetsOf, type InsightSource } from "../insights";
+import { type Facet, facetsOf, type InsightSource, isTextType, LATEST_TEXTS, type TextRow } from "../insights";
 import type { D1Reader } from "./d1";
 
 const SOURCE_COLUMNS = "alert_id, submitted_at, platform, trigger_event_name, answers_json";
@@ -54,8 +54,10 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
       .prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`)
       .bind(s.survey_id, s.next, end)
       .all<InsightSource>();
+    const { facets, texts } = facetsOf(sources);
     await db.batch([
       db.prepare("DELETE FROM survey_facets WHERE survey_id = ?1 AND day >= ?2 AND day < ?3").bind(s.survey_id, s.next, end),
+      db.prepare("DELETE FROM survey_texts WHERE survey_id = ?1 AND day >= ?2 AND day < ?3").bind(s.survey_id, s.next, end),
       db
         .prepare(
           `INSERT INTO survey_facets (survey_id, day, facet, value, responses, nps_responses, promoters, passives, detractors, detail)
@@ -64,7 +66,15 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
            FROM json_each(?2) WHERE true
            ON CONFLICT (survey_id, day, facet, value) DO NOTHING`,
         )
-        .bind(s.survey_id, JSON.stringify(facetsOf(sources))),
+        .bind(s.survey_id, JSON.stringify(facets)),
+      db
+        .prepare(
+          `INSERT INTO survey_texts (survey_id, day, position, alert_id, rank, submitted_at, category, answer)
+           SELECT ?1, value ->> 'day', value ->> 'position', value ->> 'alert_id', value ->> 'rank', value ->> 'submitted_at', value ->> 'category', value ->> 'answer'
+           FROM json_each(?2) WHERE true
+           ON CONFLICT (survey_id, day, position, alert_id) DO NOTHING`,
+        )
+        .bind(s.survey_id, JSON.stringify(texts)),
       advance.bind(s.survey_id, s.facets_version, last),
     ]);
     folded += 1;
@@ -87,17 +97,22 @@ export async function surveyOf(db: D1Reader, survey_id: string): Promise<{ name:
 }
 
 /**
- * The facets of a window: the folded rows of its whole days up to `facets_through`, and the
- * responses of the rest counted live (at most the window's two partial edge days and the days
- * the cron has not folded yet).
+ * The facets and text answers of a window: the folded rows of its whole days up to
+ * `facets_through` (and, for each text question, at most LATEST_TEXTS of each rank, newest
+ * first, through survey_texts_latest), and the responses of the rest counted live (at most the
+ * window's two partial edge days and the days the cron has not folded yet).
  */
-export async function windowFacets(db: D1Reader, input: { survey_id: string; since: string; until: string; facets_through: string }): Promise<Facet[]> {
+export async function windowFacets(
+  db: D1Reader,
+  input: { survey_id: string; since: string; until: string; facets_through: string },
+): Promise<{ facets: Facet[]; texts: TextRow[] }> {
   const firstWhole = input.since.slice(11) === "00:00:00.000Z" ? input.since.slice(0, 10) : nextDay(input.since.slice(0, 10));
   // The last whole day ends at or before `until`.
   const untilDay = input.until.slice(0, 10);
   const lastWhole = new Date(Date.parse(`${untilDay}T00:00:00.000Z`) - 86_400_000).toISOString().slice(0, 10);
   const foldedTo = lastWhole < input.facets_through ? lastWhole : input.facets_through;
   const facets: Facet[] = [];
+  const texts: TextRow[] = [];
   const live: [string, string][] = [];
   if (firstWhole <= foldedTo) {
     const { results } = await db
@@ -108,6 +123,23 @@ export async function windowFacets(db: D1Reader, input: { survey_id: string; sin
       .bind(input.survey_id, firstWhole, foldedTo)
       .all<Facet>();
     facets.push(...results);
+    // The text questions of those days: the newest of each rank, through the index.
+    const positions = new Set<number>();
+    for (const f of results) {
+      if (!f.facet.startsWith("answered:") || f.detail === null) continue;
+      if (isTextType((JSON.parse(f.detail) as { type?: string }).type ?? "")) positions.add(Number(f.facet.slice("answered:".length)));
+    }
+    if (positions.size > 0) {
+      const latest = db.prepare(
+        `SELECT day, position, alert_id, rank, submitted_at, category, answer FROM survey_texts INDEXED BY survey_texts_latest
+         WHERE survey_id = ?1 AND position = ?2 AND rank = ?3 AND submitted_at >= ?4 AND submitted_at < ?5
+         ORDER BY submitted_at DESC LIMIT ?6`,
+      );
+      const from = `${firstWhole}T00:00:00.000Z`;
+      const to = `${nextDay(foldedTo)}T00:00:00.000Z`;
+      const read = await db.batch([...positions].flatMap((p) => [0, 1].map((rank) => latest.bind(input.survey_id, p, rank, from, to, LATEST_TEXTS))));
+      for (const r of read) texts.push(...(r.results as TextRow[]));
+    }
     // Before the folded days (a partial first day), and after them.
     if (input.since < `${firstWhole}T00:00:00.000Z`) live.push([input.since, `${firstWhole}T00:00:00.000Z`]);
     live.push([`${nextDay(foldedTo)}T00:00:00.000Z`, input.until]);
@@ -118,7 +150,9 @@ export async function windowFacets(db: D1Reader, input: { survey_id: string; sin
       .prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`)
       .bind(input.survey_id, from, to)
       .all<InsightSource>();
-    facets.push(...facetsOf(results));
+    const counted = facetsOf(results);
+    facets.push(...counted.facets);
+    texts.push(...counted.texts);
   }
-  return facets;
+  return { facets, texts };
 }

@@ -112,14 +112,52 @@ test("sign in and see the totals", async () => {
   await shot("2-overview");
 });
 
-test("the NPS chart is drawn", async () => {
+test("the survey page: its charts drawn by uPlot with dated axes, its tables equal to the API's numbers, and on a phone", async () => {
   await page.click("text=Net Promoter Score (NPS)");
   await page.waitForSelector("#nps-chart");
-  const bars = await page.locator("#nps-chart rect").count();
-  assert.ok(bars >= 6, `bars: ${bars}`);
-  const box = await page.locator("#nps-chart").boundingBox();
-  assert.ok(box && box.width > 100 && box.height > 20, "the chart has a size on the page");
-  await shot("3-nps-chart");
+  // The six weeks of the seeded responses, by week.
+  const since = "2026-10-05";
+  const until = "2026-11-15";
+  await page.goto(`${worker.url}/dashboard/surveys/30cc805f1f0c541d4dcfccef?since=${since}&until=${until}`);
+  await page.waitForFunction(() => window.insightsCharts?.trend !== undefined);
+  for (const id of ["nps-chart", "volume-chart", "scores-chart"]) {
+    // Each chart is a canvas with pixels drawn on it, and a size on the page.
+    const painted = await page.evaluate((id) => {
+      const canvas = document.querySelector(`#${id} canvas`);
+      if (!canvas) return 0;
+      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      let n = 0;
+      for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) n++;
+      return n;
+    }, id);
+    assert.ok(painted > 1000, `${id}: ${painted} pixels drawn`);
+  }
+  // The time axis is labelled with dates (uPlot's own labels for its ticks).
+  const labels = await page.evaluate(() => window.insightsCharts.trend.axes[0]._values ?? []);
+  assert.ok(labels.length >= 2 && labels.every((l) => /\d/.test(String(l))), `x labels: ${labels.join(" | ")}`);
+  assert.ok(labels.some((l) => /Oct|Nov|\d+\/\d+/.test(String(l))), `x labels: ${labels.join(" | ")}`);
+  // The series table holds the API's numbers, bucket by bucket.
+  const api = await (
+    await fetch(`${worker.url}/api/surveys/30cc805f1f0c541d4dcfccef/insights?since=${since}T00:00:00.000Z&until=2026-11-16T00:00:00.000Z&bucket=week`, {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    })
+  ).json();
+  const rows = await page.locator("#series-table tr:not(.head)").evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent.trim())));
+  assert.deepEqual(
+    rows,
+    api.series.map((b) => [b.bucket, String(b.responses), b.nps === null ? "–" : String(b.nps)]),
+  );
+  assert.equal(await page.textContent("#responses-total"), String(api.responses));
+  const scores = await page.locator("#scores-table tr:not(.head)").evaluateAll((trs) => trs.map((tr) => tr.querySelectorAll("td")[1].textContent.trim()));
+  assert.deepEqual(scores, api.questions[0].distribution.map((d) => String(d.count)));
+  await shot("3-survey-page");
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.reload();
+  await page.waitForFunction(() => window.insightsCharts?.trend !== undefined);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 380, `the page fits a 375 px screen: ${width} px wide`);
+  await shot("3-survey-page-375px");
+  await page.setViewportSize({ width: 1000, height: 800 });
 });
 
 test("open a response", async () => {

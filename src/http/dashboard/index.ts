@@ -16,6 +16,7 @@ import { overview } from "./pages/overview";
 import { quarantine } from "./pages/quarantine";
 import { responses } from "./pages/responses";
 import { survey } from "./pages/survey";
+import { assets } from "./assets";
 import { requireSession, session } from "./session";
 
 export const dashboard = new Hono<AppEnv>({ strict: false });
@@ -26,7 +27,8 @@ dashboard.use(
     contentSecurityPolicy: {
       defaultSrc: ["'none'"],
       styleSrc: [NONCE],
-      // The one script: the Destinations form's live preview, which posts to this origin.
+      // The scripts: the Destinations form's live preview (it posts to this origin), and the
+      // survey page's charts (uPlot, served from this Worker, and the page's drawing).
       scriptSrc: [NONCE],
       connectSrc: ["'self'"],
       imgSrc: ["'self'", "data:"],
@@ -40,6 +42,6 @@ dashboard.use("/dashboard/*", csrf());
 dashboard.use("/dashboard", requireSession);
 dashboard.use("/dashboard/*", requireSession);
 
-for (const pages of [session, overview, survey, responses, quarantine, deliveries, destinations]) dashboard.route("/", pages);
+for (const pages of [session, overview, assets, survey, responses, quarantine, deliveries, destinations]) dashboard.route("/", pages);
 // Last: any other URL under /dashboard is a dashboard page that says so.
 dashboard.route("/", notFound);

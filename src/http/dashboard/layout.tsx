@@ -14,7 +14,7 @@ form.inline{display:inline}pre{white-space:pre-wrap;word-break:break-all;backgro
 @media (max-width:40rem){td,th{display:block;border:0}tr{display:block;border-bottom:1px solid #e3e6eb}
 tr.head{display:none}td[data-label]::before{content:attr(data-label) ": ";font-weight:600;color:#475467}}`;
 
-export const Page: FC<{ title: string; nonce: string; signedIn?: boolean; children?: Child }> = ({ title, nonce, signedIn = true, children }) => (
+export const Page: FC<{ title: string; nonce: string; signedIn?: boolean; head?: Child; children?: Child }> = ({ title, nonce, signedIn = true, head, children }) => (
   <>
   {raw("<!doctype html>")}
   <html lang="en">
@@ -23,6 +23,7 @@ export const Page: FC<{ title: string; nonce: string; signedIn?: boolean; childr
       <meta name="viewport" content="width=device-width, initial-scale=1" />
       <title>{title} · oneflow-webhooks</title>
       <style nonce={nonce}>{STYLE}</style>
+      {head}
     </head>
     <body>
       <header>
