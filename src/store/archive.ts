@@ -153,8 +153,8 @@ export async function noteGarbage(db: D1Database, keys: string[], due: string, u
 
 /**
  * Up to `limit` objects that are due for deletion (a crash's leftovers, replaced parts), and,
- * for an erasure (`user`), every unlisted object a tick noted as holding that user before the
- * erasure began (its `due` is before `noted_before`, the erasure's start plus the grace), due
+ * for an erasure (`user`), every unlisted object a tick noted as holding that user no later than
+ * the erasure began (its `due` is at most `noted_before`, the erasure's start plus the grace), due
  * or not: no commit can list it any more (that tick read before the erasure, so its guard
  * counts the user's responses, which the erasure deleted before it came here). A tick that
  * noted its parts later may hold a response of the user submitted after the erasure: not those.
@@ -164,7 +164,7 @@ export async function dueGarbage(db: D1Database, now: string, limit: number, use
   const { results } = await db
     .prepare(
       `SELECT key FROM archive_garbage
-       WHERE (due <= ?1 OR (?3 IS NOT NULL AND users IS NOT NULL AND due < ?4 AND EXISTS (SELECT 1 FROM json_each(archive_garbage.users) WHERE value = ?3)))
+       WHERE (due <= ?1 OR (?3 IS NOT NULL AND users IS NOT NULL AND due <= ?4 AND EXISTS (SELECT 1 FROM json_each(archive_garbage.users) WHERE value = ?3)))
          AND key NOT IN (SELECT key FROM archive_parts) LIMIT ?2`,
     )
     .bind(now, limit, user?.sha256 ?? null, user?.noted_before ?? null)

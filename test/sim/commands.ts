@@ -207,9 +207,15 @@ export class Burst implements Cmd {
     return !m.erased.has(USERS[this.user % USERS.length] ?? "");
   }
   async run(m: Model): Promise<void> {
+    // An identify destination to race for: d3 becomes one when none is (and the caches expire).
+    if (![...m.templates.values()].includes("identify")) {
+      await new Manage("d3", { kind: "put", template: "identify" }).run(m);
+      m.world.advance(31_000);
+    }
     for (let i = 0; i < this.n; i++) await new Post(i % 2 === 0 ? "A" : "B", { kind: "new", user: this.user, body: "valid" }).run(m);
-    startConsumer(m, "A", 1, true);
-    startConsumer(m, "B", 1, true);
+    // Each polls until the webhooks' messages are on the Queue.
+    startConsumer(m, "A", 1, true, 40);
+    startConsumer(m, "B", 1, true, 40);
   }
   toString(): string {
     return `Burst(${this.n} new valid of user ${this.user}, then Consume(A, 1) and Consume(B, 1))`;
@@ -239,13 +245,13 @@ export class Consume implements Cmd {
  * runtime hands a batch over once there is one. From the quiescence loop it only takes what is
  * visible (null when nothing is).
  */
-export function startConsumer(m: Model, isolateName: "A" | "B", max: number, poll = false): Invocation | null {
+export function startConsumer(m: Model, isolateName: "A" | "B", max: number, poll = false, polls = 4): Invocation | null {
   const world = m.world;
   if (!poll && !world.messages.some((x) => x.queue === "alerts" && !x.leased && x.visible_at <= world.now)) return null;
   const isolate = world.isolates[isolateName];
   return world.start("consumer", `consumer@${isolateName}`, async (inv) => {
     let leased = world.lease("alerts", max);
-    for (let i = 0; poll && leased.length === 0 && i < 4; i++) {
+    for (let i = 0; poll && leased.length === 0 && i < polls; i++) {
       await world.timer(0, inv);
       leased = world.lease("alerts", max);
     }
@@ -548,7 +554,8 @@ const name = fc.constantFrom(...NAMES);
 
 /**
  * The generators' versions: a kept seed's path replays only the commands of the version it was
- * found with (a new command changes every draw after it). 1: 0.5.0's first commands; 2: Burst.
+ * found with (a new command changes every draw after it). 1: 0.5.0's first commands; 2: Burst
+ * and a fault aimed at a consumer's record batch.
  */
 export const GENERATOR = 2;
 
@@ -591,6 +598,9 @@ export function commandArbitraries(generator: number = GENERATOR): fc.WeightedAr
     .map((r) => new Flaky(r.calls, r.rate, r.mode));
   const redeliver = fc.nat(30).map((i) => new Redeliver(i));
   const burst = fc.record({ user: fc.nat(2), n: fc.integer({ min: 2, max: 3 }) }).map((r) => new Burst(r.user, r.n));
+  // A consumer's record batch (its ledger write) failing before it took effect: the claim is
+  // its first batch, the record its last (an identify destination's leases come in between).
+  const recordFault = fc.constantFrom(1, 2).map((nth) => new Fault("consumer", "batch", nth, "before", 1));
   const weighted: [number, fc.Arbitrary<Cmd>][] = [
     [10, newPost],
     [5, again],
@@ -606,7 +616,7 @@ export function commandArbitraries(generator: number = GENERATOR): fc.WeightedAr
     [1, outage],
     [2, flaky],
     [1, redeliver],
-    ...(generator >= 2 ? ([[1, burst]] as [number, fc.Arbitrary<Cmd>][]) : []),
+    ...(generator >= 2 ? ([[2, burst], [2, recordFault]] as [number, fc.Arbitrary<Cmd>][]) : []),
   ];
   return weighted.map(([weight, arbitrary]) => ({ weight, arbitrary }));
 }
