@@ -685,6 +685,12 @@ export async function settle(
     scheduled.add(alert_id);
     // Acknowledged only when every destination that wants the alert has its row in the ledger;
     // what was delivered without one goes back on the Queue with the message (below).
+    if (!recorded.ok) {
+      const outcomes = unrecorded(alert_id);
+      if (outcomes.length > 0) toCarry.push({ message, alert_id, outcomes, tries: triesOf(message), repeats: [] });
+      else retry(message, alert_id, backoffSeconds(ctx, message));
+      continue;
+    }
     if (recorded.unconfirmed.has(alert_id)) {
       // This isolate's destinations were stale: decided again once its cache has expired.
       retry(message, alert_id, Math.ceil(DESTINATIONS_CACHE_IN_MS / 1000) + 1);
