@@ -185,7 +185,8 @@ survey.get("/dashboard/surveys/:survey_id", async (c) => {
           <link rel="stylesheet" href={UPLOT_CSS} nonce={nonce} />
           <style nonce={nonce}>{`.period{display:flex;flex-wrap:wrap;gap:.75rem;align-items:center;margin:.5rem 0}.period form{display:inline}
 .chart{background:#fff;margin:.75rem 0;padding:.5rem;overflow:hidden}.pair{display:grid;grid-template-columns:2fr 1fr;gap:.75rem;align-items:start}
-@media (max-width:40rem){.pair{grid-template-columns:1fr}}details{margin:.25rem 0 1rem}meter{width:6rem}`}</style>
+@media (max-width:40rem){.pair{grid-template-columns:1fr}}details{margin:.25rem 0 1rem}meter{width:6rem}
+#nps-chart .u-legend .u-series:nth-child(n+3){display:none}`}</style>
         </>
       }
     >
