@@ -42,6 +42,12 @@ export const LATEST_TEXTS = 20;
 /** Screen types whose answers are free text: their latest answers, no distribution. */
 const TEXT_TYPES = new Set(["text", "short-text"]);
 
+/** Screen types whose answers are counted as options (the survey's own choices, not free text). */
+const OPTION_TYPES = new Set(["mcq", "checkbox"]);
+
+/** Screens that ask nothing: not questions. */
+const NOT_QUESTIONS = new Set(["thank_you", "welcome-screen", "end-screen"]);
+
 /**
  * Scored screen types, and the integers their distribution always lists (the normalisation's
  * `value`): 0–10 for nps and the numerical ratings, 1–5 for stars and emojis.
@@ -123,7 +129,9 @@ export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; 
       if (seen === undefined || s.submitted_at >= seen.at) latestTitle.set(titleKey, { at: s.submitted_at, title: a.title, type: a.type });
       add(day, `answered:${position}`, "", null, answered ? 1 : 0);
       if (!answered) return;
-      if (TEXT_TYPES.has(a.type)) {
+      if (NOT_QUESTIONS.has(a.type)) return;
+      // Free text, and any type this Worker does not know (it may be free text too): listed, kept deletable.
+      if (isTextType(a.type)) {
         const rank = RANK[category ?? "none"];
         const key = `${day}\u0000${position}\u0000${rank}`;
         const list = texts.get(key) ?? [];
@@ -152,9 +160,14 @@ interface Counts {
   detractors: number;
 }
 
+/** Rounds to the nearest integer, halves away from zero (as SQL's ROUND, which /api/surveys uses). */
+function roundHalfAway(x: number): number {
+  return Math.sign(x) * Math.round(Math.abs(x));
+}
+
 /** The NPS of these counts: round(100 × (promoters − detractors) / n), null without NPS answers. */
 export function npsScore(c: Pick<Counts, "nps_responses" | "promoters" | "detractors">): number | null {
-  return c.nps_responses === 0 ? null : Math.round((100 * (c.promoters - c.detractors)) / c.nps_responses);
+  return c.nps_responses === 0 ? null : roundHalfAway((100 * (c.promoters - c.detractors)) / c.nps_responses);
 }
 
 /** The 95 % margin of error of an NPS, in points, to one decimal; null under two NPS answers. */
@@ -244,10 +257,11 @@ export function insightsOf(facets: readonly Facet[], textRows: readonly TextRow[
     texts.set(t.position, list);
   }
   const questions: Insights["questions"] = [...answered.entries()]
+    .filter(([, q]) => !NOT_QUESTIONS.has(q.type))
     .sort(([a], [b]) => a - b)
     .map(([position, q]) => {
       const base = { position, title: q.title, type: q.type, answered: q.count };
-      if (TEXT_TYPES.has(q.type)) {
+      if (isTextType(q.type)) {
         const latest = (texts.get(position) ?? []).sort(byRankThenNewest).slice(0, LATEST_TEXTS);
         return { ...base, latest: latest.map(({ alert_id, answer, category, submitted_at }) => ({ alert_id, answer, category, submitted_at })) };
       }
@@ -289,7 +303,9 @@ function distributionOf(type: string, counts: Map<string, number>): { answer: st
   }
   const all = new Map(counts);
   for (let i = scale[0]; i <= scale[1]; i++) if (!all.has(String(i))) all.set(String(i), 0);
-  return [...all.entries()].sort(([a], [b]) => Number(a) - Number(b)).map(([answer, count]) => ({ answer, count }));
+  // Scores ascending; an answer that is not a number (a position whose type changed) after them.
+  const key = (a: string) => (Number.isNaN(Number(a)) ? Number.POSITIVE_INFINITY : Number(a));
+  return [...all.entries()].sort(([a], [b]) => key(a) - key(b) || (a < b ? -1 : a > b ? 1 : 0)).map(([answer, count]) => ({ answer, count }));
 }
 
 /** Each bucket's NPS with its 95 % margin (for the page's band): null where it has under two NPS answers. */
@@ -308,7 +324,7 @@ export function bucketBands(facets: readonly Facet[], window: { since: string; u
   });
 }
 
-/** Whether answers of this screen type are free text (listed, not counted). */
+/** Whether answers of this screen type are listed (free text, or a type not known here), not counted. */
 export function isTextType(type: string): boolean {
-  return TEXT_TYPES.has(type);
+  return TEXT_TYPES.has(type) || (!SCALES.has(type) && !OPTION_TYPES.has(type) && !NOT_QUESTIONS.has(type));
 }

@@ -145,6 +145,8 @@ describe("pages", () => {
     expect(asset.status).toBe(200);
     expect(asset.headers.get("cache-control")).toContain("immutable");
     expect(await asset.text()).toContain("uPlot");
+    // Dates that are not real fall back to the last 90 days, never an error.
+    expect((await request(`/dashboard/surveys/${survey_id}?since=2024-13-01&until=2024-13-02`, { headers: { cookie } })).status).toBe(200);
     // An unknown survey: the dashboard's 404.
     expect((await request(`/dashboard/surveys/no-such-${crypto.randomUUID()}`, { headers: { cookie } })).status).toBe(404);
   });

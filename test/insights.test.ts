@@ -253,10 +253,37 @@ describe("insights", () => {
     expect(large.reads).toBeLessThanOrEqual(740); // measured 491
   }, 60_000);
 
-  it("404 for a survey with no response; 400 for since after until", async () => {
+  it("retention takes the text answers of what it removes (counts stay folded); an unknown screen type is listed, not counted; a thank-you screen is no question", async () => {
+    const survey = freshId("survey");
+    const old = response(survey, "2026-05-01T09:00:00.000Z", [
+      { title: "How likely?", type: "nps", answer: "9" },
+      { title: "Anything else?", type: "free-form", answer: "jane@example.org" },
+      { title: "Thanks!", type: "thank_you", answer: null },
+    ]);
+    await post(old);
+    await env.DB.prepare("UPDATE alerts SET enqueued_at = received_at, fanned_out_at = received_at WHERE alert_id = ?").bind(old.alert_id).run();
+    await foldAll(new Date("2026-05-10T00:00:00.000Z"));
+    const query = "since=2026-05-01T00:00:00.000Z&until=2026-05-02T00:00:00.000Z";
+    const before = await insights(survey, query);
+    expect(before.body.questions).toEqual([
+      { position: 0, title: "How likely?", type: "nps", answered: 1, distribution: expect.any(Array) },
+      { position: 1, title: "Anything else?", type: "free-form", answered: 1, latest: [{ alert_id: old.alert_id, answer: "jane@example.org", category: "promoter", submitted_at: "2026-05-01T09:00:00.000Z" }] },
+    ]);
+    const stored = () => env.DB.prepare("SELECT COUNT(*) AS n FROM survey_texts WHERE alert_id = ?").bind(old.alert_id).first<number>("n");
+    expect(await stored()).toBe(1);
+    // Retention (30 days, no archive) removes the response: its text goes, its folded counts stay.
+    await worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), { ...(env as Env), ARCHIVE: undefined, RETENTION_DAYS: "30" });
+    expect(await stored()).toBe(0);
+    const after = await insights(survey, query);
+    expect(after.body.responses).toBe(1);
+    expect((after.body.questions as { latest?: unknown[] }[])[1]?.latest).toEqual([]);
+  });
+
+  it("404 for a survey with no response; 400 for since after until, and for a window of over 1,100 buckets", async () => {
     expect((await insights(freshId("nothing"), "")).status).toBe(404);
     const survey = freshId("survey");
     await post(response(survey, "2026-06-01T09:00:00.000Z", screens("10", "ok", "5", "Pro", [])));
     expect((await insights(survey, "since=2026-06-02T00:00:00.000Z&until=2026-06-01T00:00:00.000Z")).status).toBe(400);
+    expect((await insights(survey, "since=0001-01-01T00:00:00.000Z&until=2026-06-01T00:00:00.000Z&bucket=day")).status).toBe(400);
   });
 });

@@ -221,6 +221,8 @@ apiData.get("/api/surveys/:survey_id/nps", documented({ summary: "The NPS of a s
 
 /** Days a window of insights covers when `since` is not given. */
 export const INSIGHTS_DEFAULT_DAYS = 90;
+/** Buckets one answer's series holds at most (about 3 years of days, 20 of weeks). */
+export const INSIGHTS_MAX_BUCKETS = 1_100;
 
 apiData.get(
   "/api/surveys/:survey_id/insights",
@@ -231,6 +233,10 @@ apiData.get(
     const until = utc(query.value.until) ?? new Date().toISOString();
     const since = utc(query.value.since) ?? new Date(Date.parse(until) - INSIGHTS_DEFAULT_DAYS * 86_400_000).toISOString();
     if (since > until) return errorResponse(c, 400, "invalid_request", { issues: [{ path: "since", message: "must not be after until" }] });
+    const buckets = (Date.parse(until) - Date.parse(since)) / ((query.value.bucket === "week" ? 7 : 1) * 86_400_000);
+    if (buckets > INSIGHTS_MAX_BUCKETS) {
+      return errorResponse(c, 400, "invalid_request", { issues: [{ path: "since", message: `the window holds more than ${INSIGHTS_MAX_BUCKETS} buckets of a ${query.value.bucket}` }] });
+    }
     const db = readerOf(c.env);
     const survey_id = c.req.param("survey_id");
     const survey = await surveyOf(db, survey_id);

@@ -70,18 +70,22 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombs
   const ids = JSON.stringify(alert_ids);
   // An erasure on request takes the responses out of the insights too: their text answers at
   // once, their counts when the cron folds their days again (facets_through moves back before
-  // the first of them; the page counts the days after it live meanwhile). Retention keeps
-  // what was folded: insights still count what it removed from D1 (the archive holds it).
+  // the first of them; the page counts the days after it live meanwhile). Retention takes
+  // their text answers, and keeps the counts that were folded: insights still count what it
+  // removed from D1 (the archive holds it), unless a day is folded again later (a late
+  // response, an erasure), which counts only what D1 still holds of it.
+  // Their text answers go at once either way (free text is the respondent's own words).
+  const texts = db
+    .prepare(
+      `DELETE FROM survey_texts WHERE (survey_id, day) IN (SELECT survey_id, substr(submitted_at, 1, 10) FROM alerts WHERE ${IN_IDS})
+         AND alert_id IN (SELECT value FROM json_each(?1))`,
+    )
+    .bind(ids);
   const refold =
     insights === "keep"
-      ? []
+      ? [texts]
       : [
-          db
-            .prepare(
-              `DELETE FROM survey_texts WHERE (survey_id, day) IN (SELECT survey_id, substr(submitted_at, 1, 10) FROM alerts WHERE ${IN_IDS})
-                 AND alert_id IN (SELECT value FROM json_each(?1))`,
-            )
-            .bind(ids),
+          texts,
           db
             .prepare(
               `UPDATE surveys SET facets_through = MIN(surveys.facets_through, date(t.first_day, '-1 day')), facets_version = surveys.facets_version + 1

@@ -15,6 +15,8 @@ export function nextDay(day: string): string {
 
 /** Days one fold reads at once (one read of their responses, one batch). */
 export const FOLD_DAYS = 7;
+/** Responses past which a fold takes one day only (a busy survey). */
+export const FOLD_ROWS = 5_000;
 
 /**
  * Folds into survey_facets, for up to `max_surveys` surveys whose facets lag their folded days,
@@ -26,7 +28,7 @@ export const FOLD_DAYS = 7;
 export async function foldFacets(db: D1Database, max_surveys: number): Promise<number> {
   // One round trip: the surveys with no response after their folded facets move on at once
   // (the day-boundary tick of a survey nobody answered yesterday costs nothing more), then the
-  // ones with days to fold.
+  // ones with days to fold, picked at random: one whose fold keeps failing never holds up the others.
   const [, listed] = await db.batch([
     db.prepare(
       `UPDATE surveys SET facets_through = folded_through
@@ -37,7 +39,7 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
       .prepare(
         `SELECT s.survey_id AS survey_id, s.facets_version AS facets_version, s.folded_through AS folded_through,
                 (SELECT MIN(d.day) FROM survey_daily AS d WHERE d.survey_id = s.survey_id AND d.day > s.facets_through AND d.day <= s.folded_through) AS next
-         FROM surveys AS s WHERE s.facets_through < s.folded_through LIMIT ?1`,
+         FROM surveys AS s WHERE s.facets_through < s.folded_through ORDER BY random() LIMIT ?1`,
       )
       .bind(max_surveys),
   ]);
@@ -46,35 +48,47 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
   const advance = db.prepare("UPDATE surveys SET facets_through = ?3 WHERE survey_id = ?1 AND facets_version = ?2 AND facets_through < ?3");
   for (const s of results) {
     if (s.next === null) continue;
-    // [next, end): FOLD_DAYS days, never past the survey's folded days.
+    // [next, last]: FOLD_DAYS days, never past the survey's folded days.
     let last = s.next;
     for (let i = 1; i < FOLD_DAYS && nextDay(last) <= s.folded_through; i++) last = nextDay(last);
-    const end = nextDay(last);
-    const { results: sources } = await db
-      .prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`)
-      .bind(s.survey_id, s.next, end)
+    let { results: sources } = await db
+      .prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3 LIMIT ?4`)
+      .bind(s.survey_id, s.next, nextDay(last), FOLD_ROWS + 1)
       .all<InsightSource>();
+    // A busy survey: its first day alone (read whole, however many responses it has).
+    if (sources.length > FOLD_ROWS) {
+      last = s.next;
+      sources = (
+        await db
+          .prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`)
+          .bind(s.survey_id, s.next, nextDay(last))
+          .all<InsightSource>()
+      ).results;
+    }
+    const end = nextDay(last);
     const { facets, texts } = facetsOf(sources);
+    // Every write holds only while no late response or erasure came since the read (the version).
+    const current = `(SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?4`;
     await db.batch([
-      db.prepare("DELETE FROM survey_facets WHERE survey_id = ?1 AND day >= ?2 AND day < ?3").bind(s.survey_id, s.next, end),
-      db.prepare("DELETE FROM survey_texts WHERE survey_id = ?1 AND day >= ?2 AND day < ?3").bind(s.survey_id, s.next, end),
+      db.prepare(`DELETE FROM survey_facets WHERE survey_id = ?1 AND day >= ?2 AND day < ?3 AND ${current}`).bind(s.survey_id, s.next, end, s.facets_version),
+      db.prepare(`DELETE FROM survey_texts WHERE survey_id = ?1 AND day >= ?2 AND day < ?3 AND ${current}`).bind(s.survey_id, s.next, end, s.facets_version),
       db
         .prepare(
           `INSERT INTO survey_facets (survey_id, day, facet, value, responses, nps_responses, promoters, passives, detractors, detail)
            SELECT ?1, value ->> 'day', value ->> 'facet', value ->> 'value', value ->> 'responses', value ->> 'nps_responses',
                   value ->> 'promoters', value ->> 'passives', value ->> 'detractors', value ->> 'detail'
-           FROM json_each(?2) WHERE true
+           FROM json_each(?2) WHERE (SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?3
            ON CONFLICT (survey_id, day, facet, value) DO NOTHING`,
         )
-        .bind(s.survey_id, JSON.stringify(facets)),
+        .bind(s.survey_id, JSON.stringify(facets), s.facets_version),
       db
         .prepare(
           `INSERT INTO survey_texts (survey_id, day, position, alert_id, rank, submitted_at, category, answer)
            SELECT ?1, value ->> 'day', value ->> 'position', value ->> 'alert_id', value ->> 'rank', value ->> 'submitted_at', value ->> 'category', value ->> 'answer'
-           FROM json_each(?2) WHERE true
+           FROM json_each(?2) WHERE (SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?3
            ON CONFLICT (survey_id, day, position, alert_id) DO NOTHING`,
         )
-        .bind(s.survey_id, JSON.stringify(texts)),
+        .bind(s.survey_id, JSON.stringify(texts), s.facets_version),
       advance.bind(s.survey_id, s.facets_version, last),
     ]);
     folded += 1;
@@ -82,7 +96,7 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
   return folded;
 }
 
-/** A survey as its insights name it, with how far its days are folded; null when it has no response. */
+/** A survey as its insights name it, with how far its days are folded; null when it has no response stored or folded. */
 export async function surveyOf(db: D1Reader, survey_id: string): Promise<{ name: string | null; facets_through: string } | null> {
   const row = await db
     .prepare(
@@ -93,7 +107,8 @@ export async function surveyOf(db: D1Reader, survey_id: string): Promise<{ name:
     )
     .bind(survey_id)
     .first<{ facets_through: string; name: string | null; responses: number }>();
-  return row === null || row.responses <= 0 ? null : { name: row.name, facets_through: row.facets_through };
+  // A survey retention emptied still has its folded days.
+  return row === null || (row.responses <= 0 && row.facets_through === "") ? null : { name: row.name, facets_through: row.facets_through };
 }
 
 /**
@@ -133,7 +148,7 @@ export async function windowFacets(
       const latest = db.prepare(
         `SELECT day, position, alert_id, rank, submitted_at, category, answer FROM survey_texts INDEXED BY survey_texts_latest
          WHERE survey_id = ?1 AND position = ?2 AND rank = ?3 AND submitted_at >= ?4 AND submitted_at < ?5
-         ORDER BY submitted_at DESC LIMIT ?6`,
+         ORDER BY submitted_at DESC, alert_id LIMIT ?6`,
       );
       const from = `${firstWhole}T00:00:00.000Z`;
       const to = `${nextDay(foldedTo)}T00:00:00.000Z`;

@@ -31,7 +31,9 @@ const periodQuery = v.object({
 function periodOf(query: Record<string, string>, now: Date): { since: string; until: string; label: string; days: number | null } {
   const parsed = v.safeParse(periodQuery, query);
   const q = parsed.success ? parsed.output : {};
-  if (q.since !== undefined && q.until !== undefined && q.since <= q.until) {
+  const real = (d: string | undefined) => d !== undefined && Number.isFinite(Date.parse(`${d}T00:00:00.000Z`)) && new Date(`${d}T00:00:00.000Z`).toISOString().startsWith(d);
+  // Dates of one's own: real ones, in order, at most about three years apart (else the last 90 days).
+  if (real(q.since) && real(q.until) && q.since !== undefined && q.until !== undefined && q.since <= q.until && Date.parse(q.until) - Date.parse(q.since) <= 1_095 * 86_400_000) {
     const until = new Date(Date.parse(`${q.until}T00:00:00.000Z`) + 86_400_000).toISOString();
     return { since: `${q.since}T00:00:00.000Z`, until, label: `${q.since} to ${q.until}`, days: null };
   }
