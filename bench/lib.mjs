@@ -56,6 +56,22 @@ export function spawnDestination(args = []) {
 }
 
 /** Starts one Worker in Miniflare (the real workerd) with a fresh local D1 and Queue. */
+/**
+ * Miniflare's modules for a `wrangler deploy --dry-run` bundle: its index.js, and what
+ * wrangler.toml's [[rules]] bundled beside it as text (the dashboard's chart library).
+ */
+export function bundleModules(scriptPath) {
+  return {
+    modulesRoot: dirname(scriptPath),
+    modules: [
+      { type: "ESModule", path: scriptPath },
+      ...readdirSync(dirname(scriptPath))
+        .filter((f) => /-uPlot\.(iife\.min\.js|min\.css)$/.test(f))
+        .map((f) => ({ type: "Text", path: join(dirname(scriptPath), f) })),
+    ],
+  };
+}
+
 export async function startWorker({ scriptPath, bindings = {}, consumers = {}, setupSql = [], inspectorPort = undefined, r2Buckets = undefined }) {
   // Miniflare 5 takes a new options shape; the converter accepts the familiar v4 one.
   const mf = new Miniflare(
@@ -67,15 +83,7 @@ export async function startWorker({ scriptPath, bindings = {}, consumers = {}, s
       // The Worker's log lines are not what is measured; printing them would be.
       // BENCH_LOG=path appends them to that file instead (to trace a soak's failure).
       handleStructuredLogs: process.env.BENCH_LOG ? ({ timestamp, message }) => appendFileSync(process.env.BENCH_LOG, `${timestamp} ${message}\n`) : () => {},
-      // The bundle, and what wrangler.toml's [[rules]] bundled beside it as text (the
-      // dashboard's chart library).
-      modulesRoot: dirname(scriptPath),
-      modules: [
-        { type: "ESModule", path: scriptPath },
-        ...readdirSync(dirname(scriptPath))
-          .filter((f) => /-uPlot\.(iife\.min\.js|min\.css)$/.test(f))
-          .map((f) => ({ type: "Text", path: join(dirname(scriptPath), f) })),
-      ],
+      ...bundleModules(scriptPath),
       compatibilityDate: COMPATIBILITY_DATE,
       d1Databases: { DB: "bench" },
       queueProducers: { ALERTS_QUEUE: { queueName: "oneflow-alerts" } },

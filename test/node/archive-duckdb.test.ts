@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { schemaStatements } from "../../bench/lib.mjs";
+import { bundleModules, schemaStatements } from "../../bench/lib.mjs";
 import { ARCHIVE_CRON } from "../../src/schedules";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -49,8 +49,7 @@ beforeAll(async () => {
     convertV4MiniflareOptions({
       host: "127.0.0.1",
       port: 0,
-      modules: true,
-      scriptPath: join(BUNDLE, "index.js"),
+      ...bundleModules(join(BUNDLE, "index.js")),
       compatibilityDate: "2026-10-01",
       handleStructuredLogs: () => {},
       d1Databases: { DB: "archive-test" },
