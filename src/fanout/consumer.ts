@@ -114,7 +114,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
     const recorded = await record(phases, claimed, planned, attempts);
     await settle(phases, messages, claimed, planned, attempts, recorded);
     // Nothing is in flight any more: what the failed record batch could not end ends now.
-    if (!recorded.ok) await release(phases, claimed, planned);
+    if (!recorded.ok) await release(phases, claimed, planned, attempts);
   } catch (error) {
     log("error", "fanout.batch_failed", { error: errorMessage(error), messages: messages.length });
     for (const { message } of messages) backoff(message);

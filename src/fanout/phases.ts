@@ -547,12 +547,14 @@ function leaseEnd(job: Job, owner: string, attempts: Attempt[]): Parameters<type
  * the claims and leases on their own (nothing is in flight any more), when the budget has
  * room; if this fails too, they run out by themselves.
  */
-export async function release(ctx: PhaseContext, claimed: Claimed, planned: Plan): Promise<void> {
+export async function release(ctx: PhaseContext, claimed: Claimed, planned: Plan, attempts: Attempt[]): Promise<void> {
   if (ctx.budget.left() < 1) return;
   try {
     await ctx.db.batch([
       finishClaimsStatement(ctx.db, { release: [...claimed.claimed.keys()], claimed_until: claimed.ends, fanned_out: [], at: ctx.now().toISOString() }),
-      ...planned.leased.map((job) => settleLeaseStatement(ctx.db, { ...leaseEnd(job, claimed.owner, []), delivered: null })),
+      // An identify lease ends with what it delivered, ledger or not: a user's older response is
+      // never sent after the newer one that 1Flow already has (and that one is not sent again).
+      ...planned.leased.map((job) => settleLeaseStatement(ctx.db, leaseEnd(job, claimed.owner, attempts))),
     ]);
   } catch (error) {
     log("warn", "fanout.release_failed", { error: errorMessage(error) });

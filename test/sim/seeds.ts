@@ -49,4 +49,10 @@ export const KEPT_SEEDS: KeptSeed[] = [
     path: "215:5:16:15:15:15:22:22:25:25:25:25",
     note: "found on 0.5.0's main: a tick's commit fails before it takes effect, leaving unlisted parts that hold a user; the user's erasure left them in R2 until the garbage delay (I4)",
   },
+  {
+    seed: 26_005,
+    generator: 2,
+    path: "173:5:14:14:4:4:5:6:9:9:9:10:10:10:10:10:10:10:10:0:8:8:10:8:8:8:8:8:10:8:8:8:8:10:9:8",
+    note: "found by generator 2 on main: a record batch fails after an identify delivery, the lease is released as if nothing was delivered, and the user's older response is sent after the newer one (I3)",
+  },
 ];
