@@ -55,4 +55,16 @@ export const KEPT_SEEDS: KeptSeed[] = [
     path: "173:5:14:14:4:4:5:6:9:9:9:10:10:10:10:10:10:10:10:0:8:8:10:8:8:8:8:8:10:8:8:8:8:10:9:8",
     note: "found by generator 2 on main: a record batch fails after an identify delivery, the lease is released as if nothing was delivered, and the user's older response is sent after the newer one (I3)",
   },
+  {
+    seed: 26_005,
+    generator: 2,
+    path: "2190:32:38:37:37",
+    note: "found by generator 2: an identify delivery left pending (a killed consumer's lease) is sent by the two-hour sweep of stale pending rows; quiescence stopped before it (I2)",
+  },
+  {
+    seed: 26_005,
+    generator: 2,
+    path: "3486:9:6:6:8:3:3:5:4:9:14:22:22:25:3:26:32:33:3:3:22:3:5:8:10:6:8:10:11:11:11:11:11:12:12",
+    note: "found by generator 2: a late row for an archived response is dropped by the archive tick once due; quiescence stopped before it (I1)",
+  },
 ];
