@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS survey_daily (
 ) WITHOUT ROWID;
 
 -- The newest response delivered per user to each 1flow-identify destination: an older one is not sent after it.
--- The lease lets one consumer at a time send to a pair ('' in submitted_at: nothing delivered yet).
+-- The lease lets one consumer at a time send to a pair ('' in submitted_at: nothing delivered yet);
+-- lease_* names the response it sends, counted as delivered if the lease runs out unended.
 CREATE TABLE IF NOT EXISTS identify_latest (
   destination    TEXT NOT NULL,
   user_system_id TEXT NOT NULL,
@@ -89,6 +90,8 @@ CREATE TABLE IF NOT EXISTS identify_latest (
   alert_id       TEXT NOT NULL,
   lease_until    TEXT,
   lease_owner    TEXT,
+  lease_submitted_at TEXT,
+  lease_alert_id TEXT,
   PRIMARY KEY (destination, user_system_id)
 ) WITHOUT ROWID;
 

@@ -260,6 +260,34 @@ describe("1flow-identify: the newest response wins, probes and concurrent consum
     expect(latest).toEqual({ alert_id: newer.alert_id, lease_owner: null });
   });
 
+  it("a send whose record and release both failed: after its lease runs out, an older response is still not sent, and the newer one is", async () => {
+    const name = freshId("unsettled");
+    const user = freshId("user");
+    const received = stubDestinations();
+    const newer = await storedAlert(response(user, "2026-11-05T10:00:00.000Z"));
+    const older = await storedAlert(response(user, "2026-11-05T09:00:00.000Z"));
+    // The record batch and the release both fail: identify_latest never hears of the send.
+    const fault = failBatchesWith("fanout_claimed_until = CASE WHEN", 2);
+    await runQueue(QUEUE, [message(newer.alert_id)], identifyEnv(name));
+    expect(fault.hit).toBe(2);
+    vi.restoreAllMocks();
+    const timestamps = () => received.filter((r) => r.host === HOST).map((r) => (JSON.parse(r.body) as { timestamp: string }).timestamp);
+    expect(timestamps()).toEqual(["2026-11-05T10:00:00.000Z"]);
+    // Its lease runs out (the claim too), and the older response comes.
+    await env.DB.prepare("UPDATE identify_latest SET lease_until = ?3 WHERE destination = ?1 AND user_system_id = ?2").bind(name, user, future(-1)).run();
+    await env.DB.prepare("UPDATE alerts SET fanout_claimed_until = NULL WHERE alert_id = ?").bind(newer.alert_id).run();
+    const again = stubDestinations();
+    const m = message(older.alert_id);
+    expect((await runQueue(QUEUE, [m], identifyEnv(name))).explicitAcks).toEqual([m.id]);
+    expect(again.filter((r) => r.host === HOST)).toEqual([]);
+    expect(await deliveries(older.alert_id)).toMatchObject([{ status: "delivered", last_error: SUPERSEDED, attempts: 0 }]);
+    // The newer response's own message comes back and is sent (again: at least once), never superseded.
+    const n = message(newer.alert_id, 1);
+    expect((await runQueue(QUEUE, [n], identifyEnv(name))).explicitAcks).toEqual([n.id]);
+    expect(again.filter((r) => r.host === HOST)).toHaveLength(1);
+    expect(await deliveries(newer.alert_id)).toMatchObject([{ status: "delivered", last_error: null }]);
+  });
+
   it("another consumer sending to the same user: nothing is sent, and the message comes back after its lease", async () => {
     const name = freshId("lease");
     const user = freshId("user");

@@ -354,7 +354,7 @@ async function leaseIdentify(db: D1Database, jobs: Job[], lease: { owner: string
   const candidates = [...newest.values()];
   const latest = await takeLeases(
     db,
-    candidates.map((j) => ({ destination: j.key.destination, user_system_id: j.alert.user_system_id ?? "", alert_id: j.alert.alert_id })),
+    candidates.map((j) => ({ destination: j.key.destination, user_system_id: j.alert.user_system_id ?? "", alert_id: j.alert.alert_id, submitted_at: j.alert.submitted_at })),
     lease,
   );
   const leased: Job[] = [];

@@ -67,4 +67,10 @@ export const KEPT_SEEDS: KeptSeed[] = [
     path: "3486:9:6:6:8:3:3:5:4:9:14:22:22:25:3:26:32:33:3:3:22:3:5:8:10:6:8:10:11:11:11:11:11:12:12",
     note: "found by generator 2: a late row for an archived response is dropped by the archive tick once due; quiescence stopped before it (I1)",
   },
+  {
+    seed: 26_005,
+    generator: 2,
+    path: "3098:3:2:2:4:4:4:7:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10",
+    note: "found by generator 2 after the release fix: an identify send whose record and release both fail; once its lease runs out, the user's older response is sent after it (I3)",
+  },
 ];

@@ -409,7 +409,7 @@ export class World {
       }
       const entry: Received = { host: destination, alert_id: alert_id ?? request.headers.get("webhook-id"), body, at: this.now, acked: false, invocation: inv, user, submitted_at };
       this.received.push(entry);
-      this.journal.push(`@${new Date(this.now).toISOString().slice(11, 19)} ${inv?.label ?? "?"} RECEIVER ${destination} got ${entry.alert_id} (${mode})`);
+      this.journal.push(`@${new Date(this.now).toISOString().slice(11, 19)} ${inv?.label ?? "?"} RECEIVER ${destination} got ${entry.alert_id ?? `${user}@${submitted_at}`} (${mode})`);
       if (mode === "hang") {
         // No answer: the caller's timeout ends it.
         await new Promise<void>((_, reject) => {
