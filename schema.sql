@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS ingest_daily (
   day        TEXT PRIMARY KEY,               -- YYYY-MM-DD, UTC
   duplicates INTEGER NOT NULL DEFAULT 0,
   rejected   INTEGER NOT NULL DEFAULT 0,
-  spooled    INTEGER NOT NULL DEFAULT 0
+  spooled    INTEGER NOT NULL DEFAULT 0,
+  arrived_other_day INTEGER NOT NULL DEFAULT 0  -- new responses that arrived this day, submitted another day
 );
 
 -- Responses and NPS per survey per UTC day of submission, counted in the ingest batch.
@@ -77,6 +78,7 @@ CREATE TABLE IF NOT EXISTS survey_daily (
   last_response_at TEXT,
   screens          INTEGER NOT NULL DEFAULT 0, -- most screens in one response (the export's columns)
   titles           TEXT,                       -- JSON: question titles by position, of the latest response
+  arrived_later    INTEGER NOT NULL DEFAULT 0, -- of responses, those that arrived on a later day
   PRIMARY KEY (survey_id, day)
 ) WITHOUT ROWID;
 
@@ -190,6 +192,16 @@ CREATE TABLE IF NOT EXISTS destination_hourly (
   last_delivered_at TEXT,
   dead              INTEGER NOT NULL DEFAULT 0, -- deliveries whose retries ran out
   PRIMARY KEY (destination, hour)
+) WITHOUT ROWID;
+
+-- Delivery outcomes per destination per UTC day, folded by the cron from destination_hourly (kept 90 days).
+CREATE TABLE IF NOT EXISTS destination_daily (
+  destination TEXT NOT NULL,
+  day         TEXT NOT NULL,
+  delivered   INTEGER NOT NULL DEFAULT 0,
+  failed      INTEGER NOT NULL DEFAULT 0,
+  dead        INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (destination, day)
 ) WITHOUT ROWID;
 
 -- Per destination: pending deliveries (kept by the triggers below) and its circuit breaker.

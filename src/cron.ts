@@ -85,7 +85,7 @@ export async function runCron(env: Env, now: Date): Promise<void> {
       async (_, db) => {
         for (const [task, run] of [
           ["fold_surveys", () => foldSurveys(db, yesterday)],
-          ["prune_hourly", () => pruneHourly(db, hoursAgo)],
+          ["prune_hourly", () => pruneHourly(db, hoursAgo, now)],
           ["prune_sessions", () => pruneSessions(db, now.toISOString())],
           ["prune_tombstones", () => pruneTombstones(db, tombstonesBefore)],
         ] as const) {

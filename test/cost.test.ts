@@ -101,7 +101,7 @@ describe("ingest and fan-out", () => {
   // holds each share.
   it("a new alert, webhook + consumer, one destination, three screens: ≤ 11 rows written, ≤ 27 read (measured 11 and 18)", async () => {
     stubDestinations();
-    const p = payload(STORED + 1, Date.now());
+    const p = { ...payload(STORED + 1, Date.now()), timestamp: new Date().toISOString() }; // a live response (one of another day writes 1 more: its arrival)
     const cost = zeroCost();
     const environment = { ...env, DESTINATIONS: ONE_DESTINATION, DB: meterD1(env.DB, cost) };
     const res = await fetchWorker(environment, "/webhooks/1flow/test-secret", {
@@ -117,7 +117,7 @@ describe("ingest and fan-out", () => {
   });
 
   it("the request path before the reply: one D1 round trip of 6 statements, ≤ 6 rows written, ≤ 6 read (measured 6 and 4); after it, one coalesced mark", async () => {
-    const p = payload(STORED + 2, Date.now());
+    const p = { ...payload(STORED + 2, Date.now()), timestamp: new Date().toISOString() }; // a live response
     const cost = zeroCost();
     const ctx = createExecutionContext();
     const res = await worker.fetch(
@@ -164,7 +164,7 @@ describe("every page and /api read, with 3,000 stored: each its own budget of ro
     ["GET /api/surveys (71)", api("/api/surveys"), 110],
     ["GET /api/surveys/:id/nps?bucket=week (41)", api(`/api/surveys/${SURVEYS[0]}/nps?bucket=week`), 65],
     ["GET /api/rejected (31)", api("/api/rejected"), 50],
-    ["GET /dashboard (120)", page("/dashboard"), 180],
+    ["GET /dashboard (with its 30-day sparklines: 91)", page("/dashboard"), 140],
     ["GET /dashboard/responses (252)", page("/dashboard/responses"), 380],
     ["GET /dashboard/surveys/:id (90 days of insights, folded: 232)", page(`/dashboard/surveys/${SURVEYS[2]}`), 350],
     ["GET /api/surveys/:id/insights (the same: 232)", api(`/api/surveys/${SURVEYS[2]}/insights`), 350],
@@ -197,12 +197,13 @@ describe("every page and /api read, with 3,000 stored: each its own budget of ro
 });
 
 describe("the cron", () => {
-  it("a tick with nothing to do, retention included: ≤ 26 rows read (measured 17); its archive tick is measured below", async () => {
+  // 0.6.1: 25 before the destinations' days; their fold's guards and its watermark read 5 more.
+  it("a tick with nothing to do, retention included: ≤ 32 rows read (measured 30); its archive tick is measured below", async () => {
     const tick = (e: Env) => worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), e);
     await tick({ ...env, ARCHIVE: undefined, RETENTION_DAYS: "365" }); // the day's folding happens on the first tick
     await foldFacetsAll(); // and the insights' fold of the responses' days, once
     const cost = await measure(tick, { ARCHIVE: undefined, RETENTION_DAYS: "365" });
-    expect(cost.rows_read).toBeLessThanOrEqual(26);
+    expect(cost.rows_read).toBeLessThanOrEqual(32);
     expect(cost.rows_written).toBe(0);
   });
 });

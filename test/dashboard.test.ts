@@ -20,9 +20,13 @@ async function signIn(token = ADMIN_TOKEN): Promise<Response> {
   });
 }
 
+// One session for the file's pages: sign-in is limited to 10 a minute (LOGIN_LIMITER).
+let signedIn: string | undefined;
 async function session(): Promise<string> {
+  if (signedIn !== undefined) return signedIn;
   const cookie = (await signIn()).headers.get("set-cookie") ?? "";
-  return cookie.split(";")[0] ?? "";
+  signedIn = cookie.split(";")[0] ?? "";
+  return signedIn;
 }
 
 describe("sign-in", () => {
@@ -96,6 +100,36 @@ describe("pages", () => {
     expect(full).toMatch(/<b>2<\/b>duplicates/);
     expect(full).toMatch(/<b>\d+<\/b>through the spool/);
     expect(full).toContain("Net Promoter Score (NPS)");
+  });
+
+  it("the overview counts what arrived today, the README's example of 2022 too, and draws 30-day sparklines of responses and of each destination's deliveries", async () => {
+    const cookie = await session();
+    const sparks = async () => {
+      const page = await (await request("/dashboard", { headers: { cookie } })).text();
+      const json = /<script type="application\/json" id="sparks-data"[^>]*>([^<]*)<\/script>/.exec(page)?.[1] ?? "[]";
+      const today = Number(/<h2>Today \(UTC\)<\/h2><div class="cards"><div class="card"><b>(\d+)<\/b>responses arrived/.exec(page)?.[1]);
+      return { page, today, data: JSON.parse(json) as { id: string; label: string; days: string[]; series: { label: string; values: number[] }[] }[] };
+    };
+    const before = await sparks();
+    await post(examplePayload()); // submitted in 2022, as the README's curl sends it
+    const name = freshId("spark");
+    const hour = new Date().toISOString().slice(0, 13);
+    await env.DB.prepare("INSERT INTO destination_hourly (destination, hour, delivered, failed) VALUES (?, ?, 7, 2)").bind(name, hour).run();
+    const after = await sparks();
+    expect(after.today).toBe(before.today + 1);
+    const responses = after.data.find((s) => s.id === "spark-responses");
+    expect(responses?.days).toHaveLength(30);
+    expect(responses?.days.at(-1)).toBe(new Date().toISOString().slice(0, 10));
+    expect(responses?.series[0]?.values.at(-1)).toBe((before.data.find((s) => s.id === "spark-responses")?.series[0]?.values.at(-1) ?? 0) + 1);
+    const destination = after.data.find((s) => s.label === `${name}: delivered`);
+    expect(destination?.series.map((x) => [x.label, x.values.at(-1), x.values.slice(0, -1).reduce((n, v) => n + v, 0)])).toEqual([
+      ["delivered", 7, 0],
+      ["failed attempts", 2, 0],
+    ]);
+    // Each sparkline is drawn by uPlot, with its numbers in a table beside it.
+    expect(after.page).toContain('<script src="/dashboard/assets/uplot-');
+    expect(after.page).toMatch(/<div class="spark" id="spark-responses" role="img"/);
+    expect(after.page).toContain("<summary>As a table</summary>");
   });
 
   it("the overview shows the archive: files, rows, the newest archived response, and the last error; without ARCHIVE, how to turn it on", async () => {

@@ -4,7 +4,7 @@
  * day already folded, and lowered by erasure.
  */
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { foldSurveys } from "../src/store/rollups";
 import { callWorker, examplePayload, post } from "./fixtures";
 
@@ -48,5 +48,69 @@ describe("survey rollups", () => {
     expect(await survey(id)).toMatchObject({ responses: 3, nps: 67 });
     const day = await env.DB.prepare("SELECT responses, detractors FROM survey_daily WHERE survey_id = ? AND day = '2026-01-10'").bind(id).first();
     expect(day).toEqual({ responses: 2, detractors: 0 });
+  });
+});
+
+describe("arrivals and the destinations' days (the overview's counts and sparklines)", () => {
+  const arrivedToday = async () => {
+    const { arrivalsByDay } = await import("../src/store/reads");
+    const today = new Date().toISOString().slice(0, 10);
+    return (await arrivalsByDay(env.DB, today)).find((d) => d.day === today)?.responses ?? 0;
+  };
+
+  it("a response counts on the day it arrived, whatever its submission date; a repeat does not; erasure takes it out; today's writes no extra row", async () => {
+    const id = `arrive-${crypto.randomUUID()}`;
+    const before = await arrivedToday();
+    const old = response(id, "2022-03-01T10:00:00.000Z", "10", `old-${id}`); // the README's example is from 2022
+    await post(old);
+    await post(old); // 1Flow's retry: a duplicate
+    expect(await arrivedToday(), "the old one and its retry").toBe(before + 1);
+    // A response of today: counted once, and its batch writes no ingest_daily row.
+    const spy = vi.spyOn(env.DB, "batch");
+    await post(response(id, new Date().toISOString(), "9", `new-${id}`));
+    const stored = spy.mock.calls.findIndex(([statements]) => statements.length === 6); // the ingest batch
+    const results = (await spy.mock.results[stored]?.value) as D1Result[];
+    vi.restoreAllMocks();
+    expect(results[1]?.meta.rows_written).toBe(1); // its survey's day
+    expect(results[4]?.meta.rows_written).toBe(0); // COUNT_ARRIVAL
+    expect(await arrivedToday(), "and today's").toBe(before + 2);
+    // Erasure takes the old one out of what arrived today (and the survey's day of 2022).
+    await callWorker(`/api/users/old-${id}`, { method: "DELETE" });
+    expect(await arrivedToday(), "after the erasure").toBe(before + 1);
+    const day = await env.DB.prepare("SELECT responses, arrived_later FROM survey_daily WHERE survey_id = ? AND day = '2022-03-01'").bind(id).first();
+    expect(day).toEqual({ responses: 0, arrived_later: 0 });
+  });
+
+  it("the cron folds each whole day of destination_hourly into destination_daily once, and reads one row on the other ticks", async () => {
+    const { pruneHourly, destinationDaysThrough, HOURLY_KEPT_IN_HOURS } = await import("../src/store/rollups");
+    const { destinationDays } = await import("../src/store/reads");
+    const name = `days-${crypto.randomUUID()}`;
+    const now = new Date();
+    const through = destinationDaysThrough(now);
+    const hours = [`${through}T05`, `${through}T17`, `${now.toISOString().slice(0, 13)}`];
+    for (const [i, hour] of hours.entries()) {
+      await env.DB.prepare("INSERT INTO destination_hourly (destination, hour, delivered, failed, dead) VALUES (?, ?, ?, ?, ?)").bind(name, hour, 10 + i, i, 1).run();
+    }
+    // Not folded yet: the page reads the hourly rows.
+    await env.DB.prepare("DELETE FROM settings WHERE key = 'destination_days_through'").run();
+    const before = new Date(now.getTime() - HOURLY_KEPT_IN_HOURS * 3_600_000).toISOString().slice(0, 13);
+    const since = new Date(now.getTime() - 29 * 86_400_000).toISOString().slice(0, 10);
+    const expected = [
+      { destination: name, day: through, delivered: 21, failed: 1, dead: 2 },
+      { destination: name, day: now.toISOString().slice(0, 10), delivered: 12, failed: 2, dead: 1 },
+    ];
+    const mine = async () => (await destinationDays(env.DB, since)).filter((d) => d.destination === name);
+    expect(await mine()).toEqual(expected);
+    await pruneHourly(env.DB, before, now);
+    expect(await env.DB.prepare("SELECT delivered, failed, dead FROM destination_daily WHERE destination = ? AND day = ?").bind(name, through).first()).toEqual({ delivered: 21, failed: 1, dead: 2 });
+    expect(await mine()).toEqual(expected);
+    // A later tick of the same day folds nothing again (no double count) and reads no hourly row for it.
+    const spy = vi.spyOn(env.DB, "batch");
+    await pruneHourly(env.DB, before, now);
+    const results = (await spy.mock.results[0]?.value) as D1Result[];
+    vi.restoreAllMocks();
+    expect(results.slice(0, 3).map((r) => r.meta.rows_written)).toEqual([0, 0, 0]);
+    expect(results[1]?.meta.rows_read).toBeLessThanOrEqual(2);
+    expect(await mine()).toEqual(expected);
   });
 });

@@ -35,7 +35,8 @@ describe("rows written by one new response, one destination", () => {
     const shares: Record<string, number> = {};
     let total = 0;
     for (let i = 0; i < 5; i++) {
-      const payload = examplePayload({ alert_id: freshId("rows"), user: { user_system_id: freshId("rows-user"), parameters: { plan: "pro" } } });
+      // A live response: submitted today. One of another day (1Flow's example of 2022) writes one row more, its arrival's day.
+      const payload = examplePayload({ alert_id: freshId("rows"), timestamp: new Date().toISOString(), user: { user_system_id: freshId("rows-user"), parameters: { plan: "pro" } } });
       const hook = zeroCost();
       await webhook(hook, payload);
       const consumer = zeroCost();

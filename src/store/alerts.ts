@@ -48,10 +48,12 @@ WHERE NOT EXISTS (SELECT 1 FROM erased_alerts WHERE alert_id = ?1)
 ON CONFLICT (alert_id) DO NOTHING`;
 
 // Right after INSERT_ALERT in the same batch: changes() is 1 only when that insert wrote the
-// alert, so a repeat counts nothing. The day is the UTC day of submission.
+// alert, so a repeat counts nothing. The day is the UTC day of submission; ?11, the day it
+// arrived, notes one that arrived on a later day (arrived_later), so that the overview can count
+// by arrival without a row written for the common case.
 const COUNT_RESPONSE = `INSERT INTO survey_daily (survey_id, day, survey_name, responses, nps_responses, promoters,
-  passives, detractors, last_response_at, screens, titles)
-SELECT ?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE changes() = 1
+  passives, detractors, last_response_at, screens, titles, arrived_later)
+SELECT ?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 <> ?2 WHERE changes() = 1
 ON CONFLICT (survey_id, day) DO UPDATE SET
   survey_name = CASE WHEN excluded.last_response_at >= COALESCE(last_response_at, '') THEN excluded.survey_name ELSE survey_name END,
   titles = CASE WHEN excluded.last_response_at >= COALESCE(last_response_at, '') THEN excluded.titles ELSE titles END,
@@ -61,7 +63,8 @@ ON CONFLICT (survey_id, day) DO UPDATE SET
   passives = passives + excluded.passives,
   detractors = detractors + excluded.detractors,
   last_response_at = MAX(COALESCE(last_response_at, ''), excluded.last_response_at),
-  screens = MAX(screens, excluded.screens)`;
+  screens = MAX(screens, excluded.screens),
+  arrived_later = arrived_later + excluded.arrived_later`;
 
 // Right after COUNT_RESPONSE: a new survey gets its row (once); a response for a day the cron
 // has already folded into the totals goes into them too, and sends the insights' fold back
@@ -81,10 +84,13 @@ UNION ALL
 SELECT payload_sha256, 'archived' FROM archived_alerts WHERE alert_id = ?1 AND payload_sha256 IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1)`;
 
-// Counts a repeat delivery: the stored row was received by an earlier request.
-const COUNT_DUPLICATE = `INSERT INTO ingest_daily (day, duplicates)
-SELECT substr(?2, 1, 10), 1 WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?1 AND received_at <> ?2)
-ON CONFLICT (day) DO UPDATE SET duplicates = duplicates + 1`;
+// Counts, in the day this request arrived, a repeat delivery (the stored row was received by an
+// earlier request), or a new response submitted on another day (arrived_other_day: with
+// survey_daily.arrived_later, what arrived each day). A new response of the day writes nothing.
+const COUNT_ARRIVAL = `INSERT INTO ingest_daily (day, duplicates, arrived_other_day)
+SELECT substr(?2, 1, 10), a.received_at <> ?2, a.received_at = ?2 AND substr(a.submitted_at, 1, 10) <> substr(?2, 1, 10)
+FROM alerts AS a WHERE a.alert_id = ?1 AND (a.received_at <> ?2 OR substr(a.submitted_at, 1, 10) <> substr(?2, 1, 10))
+ON CONFLICT (day) DO UPDATE SET duplicates = duplicates + excluded.duplicates, arrived_other_day = arrived_other_day + excluded.arrived_other_day`;
 
 // Last in the batch: a response this request stored (its received_at and body are the row's)
 // whose submitted_at the archive has already read past is noted as late, so the archive takes
@@ -135,10 +141,10 @@ export async function storeAlert(db: D1Database, input: StoreAlertInput): Promis
       ),
     db
       .prepare(COUNT_RESPONSE)
-      .bind(alert.survey_id, day, alert.survey_name, nps.responses, nps.promoters, nps.passives, nps.detractors, alert.submitted_at, alert.answers.length, titles),
+      .bind(alert.survey_id, day, alert.survey_name, nps.responses, nps.promoters, nps.passives, nps.detractors, alert.submitted_at, alert.answers.length, titles, received_at.slice(0, 10)),
     db.prepare(COUNT_SURVEY).bind(alert.survey_id, day, alert.survey_name, nps.responses, nps.promoters, nps.passives, nps.detractors, alert.submitted_at),
     db.prepare(SELECT_STORED).bind(alert.alert_id),
-    db.prepare(COUNT_DUPLICATE).bind(alert.alert_id, received_at),
+    db.prepare(COUNT_ARRIVAL).bind(alert.alert_id, received_at),
     db.prepare(NOTE_LATE).bind(alert.alert_id, input.stored_at, alert.submitted_at, received_at, payload_sha256),
   ]);
   if (!inserted || !stored) throw new Error("D1 batch returned fewer results than statements");

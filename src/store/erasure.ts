@@ -34,8 +34,9 @@ const IN_IDS = "alert_id IN (SELECT value FROM json_each(?1))";
 
 // What the alerts ?1 added to their surveys' days: responses and NPS answers by category.
 const ADDED = `SELECT survey_id, day, COUNT(*) AS responses, SUM(nps) AS nps_responses, SUM(promoters) AS promoters,
-       SUM(passives) AS passives, SUM(detractors) AS detractors
+       SUM(passives) AS passives, SUM(detractors) AS detractors, SUM(later) AS arrived_later
 FROM (SELECT a.survey_id AS survey_id, substr(a.submitted_at, 1, 10) AS day,
+        substr(a.received_at, 1, 10) <> substr(a.submitted_at, 1, 10) AS later,
         (SELECT COUNT(*) FROM json_each(a.answers_json) j WHERE j.value ->> 'type' = 'nps' AND j.value ->> 'value' IS NOT NULL) AS nps,
         (SELECT COUNT(*) FROM json_each(a.answers_json) j WHERE j.value ->> 'type' = 'nps' AND j.value ->> 'value' >= 9) AS promoters,
         (SELECT COUNT(*) FROM json_each(a.answers_json) j WHERE j.value ->> 'type' = 'nps' AND j.value ->> 'value' BETWEEN 7 AND 8) AS passives,
@@ -107,8 +108,17 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombs
       .prepare(
         `UPDATE survey_daily SET responses = survey_daily.responses - g.responses, nps_responses = survey_daily.nps_responses - g.nps_responses,
            promoters = survey_daily.promoters - g.promoters, passives = survey_daily.passives - g.passives,
-           detractors = survey_daily.detractors - g.detractors
+           detractors = survey_daily.detractors - g.detractors, arrived_later = survey_daily.arrived_later - g.arrived_later
          FROM (${ADDED}) AS g WHERE survey_daily.survey_id = g.survey_id AND survey_daily.day = g.day`,
+      )
+      .bind(ids),
+    // What arrived on another day than its submission's is counted in its arrival's day too.
+    db
+      .prepare(
+        `UPDATE ingest_daily SET arrived_other_day = ingest_daily.arrived_other_day - g.n
+         FROM (SELECT substr(received_at, 1, 10) AS day, COUNT(*) AS n FROM alerts
+               WHERE ${IN_IDS} AND substr(received_at, 1, 10) <> substr(submitted_at, 1, 10) GROUP BY 1) AS g
+         WHERE ingest_daily.day = g.day`,
       )
       .bind(ids),
     db
@@ -129,7 +139,7 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombs
     db.prepare(`DELETE FROM archive_late WHERE ${IN_IDS}`).bind(ids),
     ...leave,
   ]);
-  const [, , deliveries, rejected, alerts] = results.slice(refold.length);
+  const [, , , deliveries, rejected, alerts] = results.slice(refold.length);
   const erased = (alerts?.results ?? []) as { answers: number }[];
   return {
     alerts: erased.length,

@@ -270,7 +270,7 @@ export async function exportBoundary(db: D1Reader, input: ExportFilter & { after
 }
 
 export interface Totals {
-  /** New responses submitted in the period (survey_daily). */
+  /** New responses that arrived in the period (whatever their submission date). */
   responses: number;
   duplicates: number;
   rejected: number;
@@ -278,29 +278,61 @@ export interface Totals {
   spooled: number;
 }
 
-/** Responses, repeats and refusals since a UTC day, from the day rollups: surveys × days rows. */
-export async function totalsSince(db: D1Reader, since_day: string): Promise<Totals> {
-  const [responses, daily] = await db.batch([
-    db
-      .prepare(
-        `SELECT COALESCE(SUM(responses), 0) AS n FROM survey_daily
-         WHERE survey_id IN (SELECT survey_id FROM surveys) AND day >= ?1`,
-      )
-      .bind(since_day),
-    db
-      .prepare(
-        `SELECT COALESCE(SUM(duplicates), 0) AS duplicates, COALESCE(SUM(rejected), 0) AS rejected, COALESCE(SUM(spooled), 0) AS spooled
-         FROM ingest_daily WHERE day >= ?1`,
-      )
-      .bind(since_day),
-  ]);
-  const counts = (daily?.results[0] ?? {}) as { duplicates?: number; rejected?: number; spooled?: number };
-  return {
-    responses: (responses?.results[0] as { n: number } | undefined)?.n ?? 0,
-    duplicates: counts.duplicates ?? 0,
-    rejected: counts.rejected ?? 0,
-    spooled: counts.spooled ?? 0,
-  };
+/**
+ * New responses that arrived each UTC day: a survey day's responses less those of them that
+ * arrived on a later day, plus the day's arrivals submitted on another day. Erasure and
+ * retention take theirs out. Reads surveys × days rows and one per day.
+ */
+const ARRIVALS = `SELECT day, SUM(n) AS responses FROM (
+  SELECT day, responses - arrived_later AS n FROM survey_daily WHERE survey_id IN (SELECT survey_id FROM surveys) AND day >= ?1
+  UNION ALL
+  SELECT day, arrived_other_day FROM ingest_daily WHERE day >= ?1)
+GROUP BY day ORDER BY day`;
+
+/**
+ * Repeats, refusals and spool arrivals per UTC day since `since_day` (ingest_daily: one row a
+ * day); with the day's arrivals (see arrivalsByDay), the overview's totals.
+ */
+export async function ingestSince(db: D1Reader, since_day: string): Promise<(Omit<Totals, "responses"> & { day: string })[]> {
+  const { results } = await db
+    .prepare("SELECT day, duplicates, rejected, spooled FROM ingest_daily WHERE day >= ?1 ORDER BY day")
+    .bind(since_day)
+    .all<Omit<Totals, "responses"> & { day: string }>();
+  return results;
+}
+
+/** Per UTC day since `since_day`: the new responses that arrived (days without any are absent). */
+export async function arrivalsByDay(db: D1Reader, since_day: string): Promise<{ day: string; responses: number }[]> {
+  const { results } = await db.prepare(ARRIVALS).bind(since_day).all<{ day: string; responses: number }>();
+  return results;
+}
+
+export interface DestinationDay {
+  destination: string;
+  day: string;
+  delivered: number;
+  failed: number;
+  dead: number;
+}
+
+/**
+ * Per destination per UTC day since `since_day`: deliveries, failed attempts and deliveries
+ * gone dead; the days the cron folded from destination_daily, the later ones (today, and
+ * yesterday until it is folded) from destination_hourly. Reads destinations × days rows.
+ */
+export async function destinationDays(db: D1Reader, since_day: string): Promise<DestinationDay[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT destination, day, SUM(delivered) AS delivered, SUM(failed) AS failed, SUM(dead) AS dead FROM (
+         SELECT destination, day, delivered, failed, dead FROM destination_daily WHERE day >= ?1
+         UNION ALL
+         SELECT destination, substr(hour, 1, 10), delivered, failed, dead FROM destination_hourly
+         WHERE hour >= ?1 AND substr(hour, 1, 10) > COALESCE((SELECT value FROM settings WHERE key = 'destination_days_through'), ''))
+       GROUP BY destination, day ORDER BY destination, day`,
+    )
+    .bind(since_day)
+    .all<DestinationDay>();
+  return results;
 }
 
 export interface DestinationCounts {

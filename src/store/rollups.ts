@@ -4,7 +4,7 @@
  * destinations' hourly counters past what the pages show.
  */
 
-/** Hours of destination counters kept (the pages show the last 24). */
+/** Hours of destination counters kept (the pages show the last 24; the overview's days are folded from them). */
 export const HOURLY_KEPT_IN_HOURS = 48;
 
 /**
@@ -34,7 +34,51 @@ export async function foldSurveys(db: D1Database, through: string): Promise<numb
   return results.length;
 }
 
-/** Deletes destination counters older than `before` (YYYY-MM-DDTHH). */
-export async function pruneHourly(db: D1Database, before: string): Promise<void> {
-  await db.prepare("DELETE FROM destination_hourly WHERE hour < ?1").bind(before).run();
+/** Days of per-destination daily counters kept (the overview shows 30). */
+export const DAILY_KEPT_IN_DAYS = 90;
+
+/** The settings key of the last day folded into destination_daily. */
+export const DESTINATION_DAYS_KEY = "destination_days_through";
+
+/** The day the destinations' hourly counters are folded through at `now`: the day before, once an hour into today (a batch that began before midnight records under its own hour). */
+export function destinationDaysThrough(now: Date): string {
+  return new Date(now.getTime() - 3_600_000 - 86_400_000).toISOString().slice(0, 10);
+}
+
+/**
+ * Folds the destinations' finished days into destination_daily, prunes the daily counters past
+ * DAILY_KEPT_IN_DAYS, then the hourly ones older than `before` (YYYY-MM-DDTHH), in one batch.
+ * The fold and its prune run once a day: each is guarded by the day folded through (a
+ * condition on no table, which SQLite checks once before it reads a row), so on any other tick
+ * the batch reads the settings row and the hourly rows it deletes. Only whole days still in
+ * destination_hourly are folded, and a fold replaces its day's row: running twice counts once.
+ */
+export async function pruneHourly(db: D1Database, before: string, now: Date = new Date()): Promise<void> {
+  const through = destinationDaysThrough(now);
+  const pending = `COALESCE((SELECT value FROM settings WHERE key = '${DESTINATION_DAYS_KEY}'), '') < ?1`;
+  const firstWhole = new Date(Date.parse(`${before.slice(0, 10)}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
+  const keptFrom = new Date(now.getTime() - DAILY_KEPT_IN_DAYS * 86_400_000).toISOString().slice(0, 10);
+  await db.batch([
+    db
+      .prepare(
+        `DELETE FROM destination_daily WHERE (destination, day) IN
+           (SELECT d.destination, d.day FROM (SELECT 1 WHERE ${pending}) AS due CROSS JOIN destination_daily AS d WHERE d.day < ?2)`,
+      )
+      .bind(through, keptFrom),
+    db
+      .prepare(
+        `INSERT INTO destination_daily (destination, day, delivered, failed, dead)
+         SELECT destination, substr(hour, 1, 10) AS d, SUM(delivered), SUM(failed), SUM(dead)
+         FROM (SELECT 1 WHERE ${pending}) AS due CROSS JOIN destination_hourly
+         WHERE hour >= ?2 AND hour < date(?1, '+1 day')
+           AND substr(hour, 1, 10) > COALESCE((SELECT value FROM settings WHERE key = '${DESTINATION_DAYS_KEY}'), '')
+         GROUP BY destination, d
+         ON CONFLICT (destination, day) DO UPDATE SET delivered = excluded.delivered, failed = excluded.failed, dead = excluded.dead`,
+      )
+      .bind(through, firstWhole),
+    db
+      .prepare(`INSERT INTO settings (key, value) VALUES ('${DESTINATION_DAYS_KEY}', ?1) ON CONFLICT (key) DO UPDATE SET value = ?1 WHERE value < ?1`)
+      .bind(through),
+    db.prepare("DELETE FROM destination_hourly WHERE hour < ?1").bind(before),
+  ]);
 }

@@ -16,6 +16,7 @@ import type { AppEnv } from "../../app-env";
 import { readerOf } from "../../reader";
 import { UPLOT_CSS, UPLOT_JS } from "../assets";
 import { nonceOf, Page } from "../layout";
+import { Table } from "../table";
 
 export const survey = new Hono<AppEnv>({ strict: false });
 
@@ -100,6 +101,22 @@ const Period: FC<{ base: string; period: ReturnType<typeof periodOf> }> = ({ bas
   </nav>
 );
 
+/** A question's answers with their counts and shares. */
+const Distribution: FC<{ rows: { answer: string; count: number }[] }> = ({ rows }) => {
+  const total = rows.reduce((n, x) => n + x.count, 0);
+  const share = (count: number) => (total === 0 ? 0 : Math.round((100 * count) / total));
+  return (
+    <Table
+      rows={rows}
+      columns={[
+        { label: "Answer", cell: (d) => d.answer },
+        { label: "Responses", cell: (d) => d.count },
+        { label: "Share", cell: (d) => <><meter min={0} max={100} value={share(d.count)} /> {share(d.count)} %</> },
+      ]}
+    />
+  );
+};
+
 const Questions: FC<{ questions: Insights["questions"] }> = ({ questions }) => (
   <>
     {questions.map((q) => (
@@ -111,44 +128,17 @@ const Questions: FC<{ questions: Insights["questions"] }> = ({ questions }) => (
           q.latest.length === 0 ? (
             <p>No answers in this period.</p>
           ) : (
-            <table>
-              <tr class="head">
-                <th>Answer</th>
-                <th>Category</th>
-                <th>Submitted</th>
-              </tr>
-              {q.latest.map((t) => (
-                <tr>
-                  <td data-label="Answer">
-                    <a href={`/dashboard/responses/${encodeURIComponent(t.alert_id)}`}>{t.answer}</a>
-                  </td>
-                  <td data-label="Category">{t.category ?? "no NPS"}</td>
-                  <td data-label="Submitted">{t.submitted_at}</td>
-                </tr>
-              ))}
-            </table>
+            <Table
+              rows={q.latest}
+              columns={[
+                { label: "Answer", cell: (t) => <a href={`/dashboard/responses/${encodeURIComponent(t.alert_id)}`}>{t.answer}</a> },
+                { label: "Category", cell: (t) => t.category ?? "no NPS" },
+                { label: "Submitted", cell: (t) => t.submitted_at },
+              ]}
+            />
           )
         ) : (
-          <table class="distribution">
-            <tr class="head">
-              <th>Answer</th>
-              <th>Responses</th>
-              <th>Share</th>
-            </tr>
-            {(q.distribution ?? []).map((d) => {
-              const total = (q.distribution ?? []).reduce((n, x) => n + x.count, 0);
-              const share = total === 0 ? 0 : Math.round((100 * d.count) / total);
-              return (
-                <tr>
-                  <td data-label="Answer">{d.answer}</td>
-                  <td data-label="Responses">{d.count}</td>
-                  <td data-label="Share">
-                    <meter min={0} max={100} value={share} /> {share} %
-                  </td>
-                </tr>
-              );
-            })}
-          </table>
+          <Distribution rows={q.distribution ?? []} />
         )}
       </section>
     ))}
@@ -220,40 +210,14 @@ survey.get("/dashboard/surveys/:survey_id", async (c) => {
           <div class="chart" id="nps-chart" role="img" aria-label={`NPS by ${window.bucket}, with its 95 % margin as a band`} />
           <div class="chart" id="volume-chart" role="img" aria-label={`Responses by ${window.bucket}`} />
         </div>
-        <table id="series-table">
-          <tr class="head">
-            <th>{window.bucket === "week" ? "Week of" : "Day"}</th>
-            <th>Responses</th>
-            <th>NPS</th>
-          </tr>
-          {insights.series.map((b) => (
-            <tr>
-              <td data-label={window.bucket === "week" ? "Week of" : "Day"}>{b.bucket}</td>
-              <td data-label="Responses">{b.responses}</td>
-              <td data-label="NPS">{b.nps ?? "–"}</td>
-            </tr>
-          ))}
-        </table>
+        <Table id="series-table" rows={insights.series} columns={[{ label: window.bucket === "week" ? "Week of" : "Day", cell: (b) => b.bucket }, { label: "Responses", cell: (b) => b.responses }, { label: "NPS", cell: (b) => b.nps ?? "–" }]} />
       </div>
       {scores.length > 0 && (
         <>
           <h2>Scores</h2>
           <div class="pair">
             <div class="chart" id="scores-chart" role="img" aria-label="Responses by score, coloured by category" />
-            <table id="scores-table">
-              <tr class="head">
-                <th>Score</th>
-                <th>Responses</th>
-                <th>Category</th>
-              </tr>
-              {scores.map((s) => (
-                <tr>
-                  <td data-label="Score">{s.answer}</td>
-                  <td data-label="Responses">{s.count}</td>
-                  <td data-label="Category">{s.category}</td>
-                </tr>
-              ))}
-            </table>
+            <Table id="scores-table" rows={scores} columns={[{ label: "Score", cell: (r) => r.answer }, { label: "Responses", cell: (r) => r.count }, { label: "Category", cell: (r) => r.category }]} />
           </div>
         </>
       )}
@@ -261,34 +225,8 @@ survey.get("/dashboard/surveys/:survey_id", async (c) => {
       <Questions questions={insights.questions} />
       <h2>By platform and trigger event</h2>
       <div class="pair">
-        <table id="platform-table">
-          <tr class="head">
-            <th>Platform</th>
-            <th>Responses</th>
-            <th>NPS</th>
-          </tr>
-          {insights.by_platform.map((p) => (
-            <tr>
-              <td data-label="Platform">{p.platform ?? "(none)"}</td>
-              <td data-label="Responses">{p.responses}</td>
-              <td data-label="NPS">{p.nps ?? "–"}</td>
-            </tr>
-          ))}
-        </table>
-        <table id="event-table">
-          <tr class="head">
-            <th>Trigger event</th>
-            <th>Responses</th>
-            <th>NPS</th>
-          </tr>
-          {insights.by_trigger_event.map((e) => (
-            <tr>
-              <td data-label="Trigger event">{e.event ?? "(none)"}</td>
-              <td data-label="Responses">{e.responses}</td>
-              <td data-label="NPS">{e.nps ?? "–"}</td>
-            </tr>
-          ))}
-        </table>
+        <Table id="platform-table" rows={insights.by_platform} columns={[{ label: "Platform", cell: (p) => p.platform ?? "(none)" }, { label: "Responses", cell: (p) => p.responses }, { label: "NPS", cell: (p) => p.nps ?? "–" }]} />
+        <Table id="event-table" rows={insights.by_trigger_event} columns={[{ label: "Trigger event", cell: (e) => e.event ?? "(none)" }, { label: "Responses", cell: (e) => e.responses }, { label: "NPS", cell: (e) => e.nps ?? "–" }]} />
       </div>
       <script type="application/json" id="insights-data" nonce={nonce}>
         {raw(JSON.stringify(data).replace(/</g, "\\u003c"))}
