@@ -81,6 +81,18 @@ describe("arrivals and the destinations' days (the overview's counts and sparkli
     expect(day).toEqual({ responses: 0, arrived_later: 0 });
   });
 
+  it("a response submitted yesterday that arrives today counts once, today, over the two days", async () => {
+    const { arrivalsByDay } = await import("../src/store/reads");
+    const id = `late-${crypto.randomUUID()}`;
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    const days = async () => new Map((await arrivalsByDay(env.DB, yesterday)).map((d) => [d.day, d.responses]));
+    const before = await days();
+    await post(response(id, `${yesterday}T12:00:00.000Z`, "7", `late-${id}`));
+    const after = await days();
+    const today = new Date().toISOString().slice(0, 10);
+    expect([(after.get(yesterday) ?? 0) - (before.get(yesterday) ?? 0), (after.get(today) ?? 0) - (before.get(today) ?? 0)]).toEqual([0, 1]);
+  });
+
   it("the cron folds each whole day of destination_hourly into destination_daily once, and reads one row on the other ticks", async () => {
     const { pruneHourly, destinationDaysThrough, HOURLY_KEPT_IN_HOURS } = await import("../src/store/rollups");
     const { destinationDays } = await import("../src/store/reads");

@@ -109,6 +109,10 @@ test("sign in and see the totals", async () => {
   const today = await page.locator("section", { hasText: "Today (UTC)" }).locator(".card").allTextContents();
   assert.ok(today.some((t) => /^1\s*responses/.test(t)), `today: ${today.join(" | ")}`);
   assert.ok(today.some((t) => /^1\s*rejected/.test(t)), `today: ${today.join(" | ")}`);
+  // The 30-day sparklines, drawn by uPlot: the responses' and the destination's, on canvases that are not blank.
+  await page.waitForSelector("#spark-responses canvas");
+  const sparks = await page.evaluate(() => window.overviewCharts.map((u) => ({ id: u.root.parentElement.id, points: u.data[0].length, drawn: u.ctx.getImageData(0, 0, u.ctx.canvas.width, u.ctx.canvas.height).data.some((v) => v !== 0) })));
+  assert.deepEqual(sparks.map((s) => [s.id, s.points, s.drawn]), [["spark-responses", 30, true], ["spark-destination-0", 30, true]]);
   await shot("2-overview");
 });
 
