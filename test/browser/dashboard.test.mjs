@@ -62,7 +62,7 @@ before(async () => {
   for (let i = 0; i < scores.length; i++) {
     await postAlert(`browser-${i}-${Date.now()}`, "30cc805f1f0c541d4dcfccef", scores[i], `${weeks[i % weeks.length]}T10:0${i % 10}:00Z`);
   }
-  // Today's response: the overview's "Today" counts it.
+  // A response of today (the overview's "Today" counts every response by the day it arrived).
   await postAlert(deadAlert, "30cc805f1f0c541d4dcfccef", "4", new Date().toISOString());
   await fetch(`${worker.url}/webhooks/1flow/${SECRET}`, { method: "POST", headers: { "content-type": "text/plain" }, body: "not json" });
   await worker.db
@@ -107,7 +107,8 @@ test("sign in and see the totals", async () => {
   await page.click('button[type="submit"]');
   await page.waitForURL(`${worker.url}/dashboard`);
   const today = await page.locator("section", { hasText: "Today (UTC)" }).locator(".card").allTextContents();
-  assert.ok(today.some((t) => /^1\s*responses/.test(t)), `today: ${today.join(" | ")}`);
+  // Counted by arrival: the twelve submitted weeks ago and today's, all posted today.
+  assert.ok(today.some((t) => /^13\s*responses arrived/.test(t)), `today: ${today.join(" | ")}`);
   assert.ok(today.some((t) => /^1\s*rejected/.test(t)), `today: ${today.join(" | ")}`);
   // The 30-day sparklines, drawn by uPlot: the responses' and the destination's, on canvases that are not blank.
   await page.waitForSelector("#spark-responses canvas");

@@ -74,7 +74,7 @@ const DRAW_SPARKS = `(() => {
     const xs = s.days.map((d) => Date.parse(d + "T00:00:00Z") / 1000);
     return new uPlot({
       width: Math.min(320, Math.max(200, el.clientWidth)), height: 56, legend: { show: false }, cursor: { show: false },
-      axes: [{ show: false }, { show: false }], scales: { x: { time: true } },
+      axes: [{ show: false }, { show: false }], scales: { x: { time: true }, y: { range: (u, min, max) => [-0.05 * Math.max(1, max), Math.max(1, max) * 1.1] } },
       series: [{}].concat(s.series.map((x) => ({ label: x.label, stroke: x.colour, width: 1.5, fill: x.colour + "22", points: { show: false } }))),
     }, [xs].concat(s.series.map((x) => x.values)), el);
   });
