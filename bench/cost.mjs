@@ -6,11 +6,13 @@
 // meta.rows_written. For each size it seeds responses through the webhook (three
 // surveys, about 1,000 users, submitted over 60 days, three screens each), lets the
 // consumer deliver them to one local destination, then measures each operation on its
-// own and checks it against its budget. Prints a table; writes the figures as JSON.
+// own and checks it against its budget. For every page and GET it also samples the Worker's CPU
+// through workerd's inspector (CPU_REQUESTS requests after a warm-up; the free plan allows 10 ms
+// an invocation). Prints a table; writes the figures as JSON.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, spawnDestination, startWorker } from "./lib.mjs";
+import { bundle, cpuProfiler, EXAMPLE, ROOT, schemaStatements, SECRET, spawnDestination, startWorker } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -41,6 +43,9 @@ const BUDGETS = {
   "GET /api/surveys/:id/insights, 90 days folded": { read: 2_000 },
 };
 const MAX_CALLS_PER_INVOCATION = 45;
+/** Requests of each GET whose CPU is sampled, after three unsampled ones. */
+const CPU_REQUESTS = 20;
+const INSPECTOR_PORT = 9241;
 
 function body(i, now, overrides = {}) {
   const screens = [
@@ -77,7 +82,9 @@ async function measureSize(size, scriptPath) {
     },
     setupSql: schemaStatements(),
     r2Buckets: { ARCHIVE: "oneflow-archive" },
+    inspectorPort: INSPECTOR_PORT,
   });
+  const profiler = await cpuProfiler(INSPECTOR_PORT);
   const base = worker.url;
   const hook = `${base}/webhooks/1flow/${SECRET}`;
   const post = (text) => fetch(hook, { method: "POST", headers: { "content-type": "application/json" }, body: text });
@@ -117,7 +124,8 @@ async function measureSize(size, scriptPath) {
   };
   await settle();
   const results = [];
-  const measure = async (name, run, per = null) => {
+  /** Measures one operation's D1 cost; with `cpu` (a request to repeat), its CPU per request too. */
+  const measure = async (name, run, per = null, cpu = null) => {
     await meter("DELETE");
     const extra = await run();
     await settle();
@@ -131,6 +139,15 @@ async function measureSize(size, scriptPath) {
       rows_written: Math.round((cost.rows_written / divisor) * 10) / 10,
       max_calls_per_invocation: cost.max_calls_per_invocation,
     };
+    if (cpu !== null) {
+      for (let i = 0; i < 3; i++) await cpu();
+      await settle();
+      const us = await profiler.busy(async () => {
+        for (let i = 0; i < CPU_REQUESTS; i++) await cpu();
+      });
+      row.cpu_ms = Math.round(us.js / CPU_REQUESTS / 10) / 100;
+      row.native_ms = Math.round(us.program / CPU_REQUESTS / 10) / 100;
+    }
     const budget = BUDGETS[name] ?? (name.startsWith("GET ") ? READ_PAGE : {});
     row.within_budget =
       (budget.read === undefined || row.rows_read <= budget.read) &&
@@ -175,6 +192,7 @@ async function measureSize(size, scriptPath) {
   const firstPage = await (await fetch(`${base}/api/alerts`, { headers: auth })).json();
   const id = firstPage.alerts[0].alert_id;
   for (const [path, headers] of [
+    ["/healthz", {}], // the baseline of the CPU column: the Worker's routing and one D1 call
     ["/dashboard", { cookie }],
     ["/dashboard/responses", { cookie }],
     [`/dashboard/responses/${id}`, { cookie }],
@@ -192,13 +210,17 @@ async function measureSize(size, scriptPath) {
     [`/api/surveys/${SURVEYS[0]}/nps?bucket=week`, auth],
     ["/api/rejected", auth],
   ]) {
-    await measure(`GET ${path.replace(/cursor=[^&]+/, "cursor=…").replace(id, ":alert_id")}`, get(path, headers));
+    await measure(`GET ${path.replace(/cursor=[^&]+/, "cursor=…").replace(id, ":alert_id")}`, get(path, headers), null, get(path, headers));
   }
   // Insights of 90 days: counted live before the cron has folded any day, then from the folded days.
   const insights = get(`/api/surveys/${SURVEYS[0]}/insights`, auth);
   await measure("GET /api/surveys/:id/insights, 90 days, no day folded yet", insights);
   for (let i = 0; i < 40; i++) await (await fetch(`${base}/__cron`, { method: "POST" })).arrayBuffer();
-  await measure("GET /api/surveys/:id/insights, 90 days folded", insights);
+  await measure("GET /api/surveys/:id/insights, 90 days folded", insights, null, insights);
+  for (const days of [90, 7]) {
+    const page = get(`/dashboard/surveys/${SURVEYS[0]}?days=${days}`, { cookie });
+    await measure(`GET /dashboard/surveys/:id?days=${days}, folded`, page, null, page);
+  }
   await measure(
     "export, per exported row",
     async () => {
@@ -238,6 +260,7 @@ async function measureSize(size, scriptPath) {
     await waitDelivered(id, 2);
   });
 
+  profiler.close();
   await worker.mf.dispose();
   destination.child.kill();
   return results;
@@ -248,7 +271,7 @@ const scriptPath = bundle(join(ROOT, "bench/.build/cost"), ["bench/cost-worker.t
 const report = { date: new Date().toISOString(), budgets: { ...BUDGETS, "every GET": READ_PAGE, max_calls_per_invocation: MAX_CALLS_PER_INVOCATION }, sizes: {} };
 for (const size of SIZES) report.sizes[size] = await measureSize(size, scriptPath);
 
-const header = ["operation", ...SIZES.flatMap((s) => [`read @${s}`, `written @${s}`]), "calls (max/inv.)", "budget"];
+const header = ["operation", ...SIZES.flatMap((s) => [`read @${s}`, `written @${s}`, `CPU ms @${s}`]), "calls (max/inv.)", "budget"];
 const lines = [header.join(" | "), header.map(() => "---").join(" | ")];
 const names = report.sizes[SIZES[0]].map((r) => r.operation);
 for (const name of names) {
@@ -257,7 +280,7 @@ for (const name of names) {
   lines.push(
     [
       name,
-      ...rows.flatMap((r) => [r?.rows_read ?? "–", r?.rows_written ?? "–"]),
+      ...rows.flatMap((r) => [r?.rows_read ?? "–", r?.rows_written ?? "–", r?.cpu_ms ?? "–"]),
       `${rows.at(-1)?.calls ?? "–"} (${rows.at(-1)?.max_calls_per_invocation ?? "–"})`,
       ok ? "ok" : "OVER",
     ].join(" | "),

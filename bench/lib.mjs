@@ -162,3 +162,57 @@ export function startWranglerDev({ port, extraVars = "", prefix = "dev-" }) {
     },
   };
 }
+
+/**
+ * A CPU profiler on a Worker started with `inspectorPort` (workerd's inspector, the Chrome
+ * DevTools protocol's Profiler domain). `busy(run)` samples every 100 µs while `run` runs and
+ * returns the Worker isolate's sampled time that is not idle, in µs: `js` (its JavaScript, the
+ * bindings' JS and GC) and `program` (native work with no JS frame). Sampling slows the Worker
+ * a little, and a busy machine inflates both: an upper bound of what the platform bills.
+ */
+export async function cpuProfiler(inspectorPort) {
+  const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
+  const target = targets.find((t) => t.webSocketDebuggerUrl) ?? targets[0];
+  const ws = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let nextId = 0;
+  const pending = new Map();
+  ws.onmessage = (event) => {
+    const message = JSON.parse(String(event.data));
+    if (message.id !== undefined && pending.has(message.id)) {
+      pending.get(message.id)(message);
+      pending.delete(message.id);
+    }
+  };
+  const send = (method, params = {}) =>
+    new Promise((resolve) => {
+      nextId += 1;
+      pending.set(nextId, resolve);
+      ws.send(JSON.stringify({ id: nextId, method, params }));
+    });
+  await send("Profiler.enable");
+  await send("Profiler.setSamplingInterval", { interval: 100 });
+  return {
+    async busy(run) {
+      await send("Profiler.start");
+      await run();
+      const { result } = await send("Profiler.stop");
+      const { nodes, samples, timeDeltas } = result.profile;
+      // "(program)" is native work on the isolate's thread that no JS frame called: locally that
+      // includes workerd serving the local D1, which the platform runs elsewhere. It is kept apart.
+      const kind = new Map(nodes.map((n) => [n.id, n.callFrame.functionName]));
+      const out = { js: 0, program: 0 };
+      for (let i = 0; i < samples.length; i++) {
+        const name = kind.get(samples[i]);
+        if (name === "(idle)" || name === "(root)") continue;
+        if (name === "(program)") out.program += timeDeltas[i] ?? 0;
+        else out.js += timeDeltas[i] ?? 0;
+      }
+      return out;
+    },
+    close: () => ws.close(),
+  };
+}
