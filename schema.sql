@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
   last_error   TEXT,
   updated_at   TEXT NOT NULL,
   delivered_at TEXT,
+  backfill     INTEGER,                        -- the backfill that created it (backfills.id), if one did
   PRIMARY KEY (alert_id, destination)
 ) WITHOUT ROWID;
 
@@ -374,3 +375,40 @@ CREATE TABLE IF NOT EXISTS archive_garbage (
   due TEXT NOT NULL,
   users TEXT
 ) WITHOUT ROWID;
+
+-- Backfills: a destination sent the stored responses it missed (see migrations/0018_backfills.sql).
+CREATE TABLE IF NOT EXISTS backfills (
+  id            INTEGER PRIMARY KEY,
+  destination   TEXT NOT NULL,
+  since         TEXT NOT NULL,              -- submitted_at from (inclusive)
+  until         TEXT NOT NULL,              -- submitted_at to (exclusive)
+  state         TEXT NOT NULL CHECK (state IN ('running', 'done', 'cancelled')),
+  total         INTEGER,                    -- known once every response of the range was read
+  sent          INTEGER NOT NULL DEFAULT 0, -- deliveries it created (each enqueued)
+  delivered     INTEGER NOT NULL DEFAULT 0,
+  failed        INTEGER NOT NULL DEFAULT 0, -- failed or dead
+  settled       INTEGER NOT NULL DEFAULT 0, -- any final status (cancelled too)
+  archived_only INTEGER,                    -- in the range, held by the archive and no longer in D1: not sent
+  archived_seen INTEGER NOT NULL DEFAULT 0, -- in the range and in the archive, still in D1 (read so far)
+  cursor_submitted_at TEXT NOT NULL,        -- the last response read, (submitted_at, alert_id)
+  cursor_alert_id     TEXT NOT NULL,
+  started_at    TEXT NOT NULL,
+  updated_at    TEXT NOT NULL,
+  finished_at   TEXT
+);
+CREATE INDEX IF NOT EXISTS backfills_by_destination ON backfills (destination, id);
+CREATE UNIQUE INDEX IF NOT EXISTS backfills_running ON backfills (destination) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS backfills_by_state ON backfills (state, updated_at) WHERE state = 'running';
+CREATE TRIGGER IF NOT EXISTS deliveries_backfill_insert AFTER INSERT ON deliveries WHEN NEW.backfill IS NOT NULL
+BEGIN
+  UPDATE backfills SET sent = sent + 1 WHERE id = NEW.backfill;
+END;
+CREATE TRIGGER IF NOT EXISTS deliveries_backfill_settle AFTER UPDATE OF status ON deliveries
+WHEN NEW.backfill IS NOT NULL AND OLD.status = 'pending' AND NEW.status <> 'pending'
+BEGIN
+  UPDATE backfills SET delivered = delivered + (NEW.status = 'delivered'), failed = failed + (NEW.status IN ('failed', 'dead')),
+    settled = settled + 1,
+    state = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN 'done' ELSE state END,
+    finished_at = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN NEW.updated_at ELSE finished_at END
+  WHERE id = NEW.backfill;
+END;

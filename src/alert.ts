@@ -48,6 +48,18 @@ export interface AlertMessage {
    * takes that claim over while it still holds, ahead of every other message for the alert.
    */
   claim?: string;
+  /**
+   * Only these destinations (a backfill's message): the others are neither evaluated nor
+   * touched for this alert. Absent: every destination.
+   */
+  only?: string[];
+}
+
+/** A backfill's next page of responses to read (see src/backfill.ts). */
+export interface BackfillMessage {
+  v: 1;
+  kind: "backfill";
+  backfill: number;
 }
 
 /** A delivery that a destination acknowledged before its ledger row could be written. */
@@ -78,7 +90,7 @@ export interface SpoolMessage {
 }
 
 /** What travels on `oneflow-alerts` (and, after its retries, on the dead-letter queue). */
-export type QueueMessage = AlertMessage | SpoolMessage;
+export type QueueMessage = AlertMessage | SpoolMessage | BackfillMessage;
 
 /** The error strings of the HTTP contract, fixed for clients and quarantine. */
 export type ErrorCode =
@@ -99,7 +111,8 @@ export type ErrorCode =
   | "managed_by_config"
   | "alert_id_conflict"
   | "archived"
-  | "no_answer";
+  | "no_answer"
+  | "backfill_running";
 
 /** Why a body sits in `rejected_payloads`. */
 export type RejectReason =
@@ -112,11 +125,19 @@ export type RejectReason =
 /** Whether a Queue message body is an `AlertMessage` this version understands. */
 export function isAlertMessage(body: unknown): body is AlertMessage {
   if (typeof body !== "object" || body === null) return false;
-  const { v, alert_id, kind, sent, tries, claim } = body as Record<string, unknown>;
+  const { v, alert_id, kind, sent, tries, claim, only } = body as Record<string, unknown>;
   const outcomes = sent === undefined || (Array.isArray(sent) && sent.every(isSentOutcome));
   const counted = tries === undefined || (typeof tries === "number" && Number.isInteger(tries) && tries >= 0);
   const inherited = claim === undefined || typeof claim === "string";
-  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0 && outcomes && counted && inherited;
+  const restricted = only === undefined || (Array.isArray(only) && only.every((d) => typeof d === "string"));
+  return v === 1 && kind === undefined && typeof alert_id === "string" && alert_id.length > 0 && outcomes && counted && inherited && restricted;
+}
+
+/** Whether a Queue message body is a `BackfillMessage` this version understands. */
+export function isBackfillMessage(body: unknown): body is BackfillMessage {
+  if (typeof body !== "object" || body === null) return false;
+  const { v, kind, backfill } = body as Record<string, unknown>;
+  return v === 1 && kind === "backfill" && typeof backfill === "number" && Number.isInteger(backfill);
 }
 
 /** Whether a Queue message body is a `SpoolMessage` this version understands. */

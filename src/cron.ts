@@ -18,6 +18,7 @@ import { errorMessage, log } from "./log";
 import { sendNotifications } from "./notify";
 import { sweepDestinations, sweepOutbox } from "./outbox";
 import { applyRetention, retentionDays } from "./retention";
+import { restartStalledBackfills } from "./backfill";
 import { pruneTombstones, TOMBSTONE_DAYS } from "./store/erasure";
 import { foldFacets } from "./store/facets";
 import { foldSurveys, HOURLY_KEPT_IN_HOURS, pruneHourly } from "./store/rollups";
@@ -30,7 +31,7 @@ import { pruneSessions } from "./store/sessions";
 export const CRON_SUBREQUEST_BUDGET = 45;
 
 /** Each step's share of the tick's budget (they add up to CRON_SUBREQUEST_BUDGET). */
-export const CRON_SHARES = { outbox: 9, destinations: 6, notify: 12, upkeep: 5, insights: 4, retention: 9 } as const;
+export const CRON_SHARES = { outbox: 9, destinations: 6, backfill: 3, notify: 9, upkeep: 5, insights: 4, retention: 9 } as const;
 
 /** Surveys the insights' fold takes per tick: a read of up to 7 of its days' responses and a batch (two subrequests, after the list). */
 export const FACET_SURVEYS_PER_TICK = 1;
@@ -69,6 +70,8 @@ export async function runCron(env: Env, now: Date): Promise<void> {
   const steps: [keyof typeof CRON_SHARES, (share: Budget, db: D1Database, queue: Queue<QueueMessage>) => Promise<unknown>][] = [
     ["outbox", (share, db, queue) => sweepOutbox({ db, queue, now, budget: share })],
     ["destinations", (share, db, queue) => sweepDestinations({ db, queue, now, budget: share })],
+    // A backfill whose chain of page messages stopped (a message lost) gets its page again.
+    ["backfill", (_, db, queue) => restartStalledBackfills(db, queue, now)],
     [
       "notify",
       (share, db) =>

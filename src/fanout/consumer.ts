@@ -7,9 +7,10 @@
  * is done by the phases of ./phases.ts (claim, plan, send, record, settle), in order.
  */
 import { positiveWholeNumber } from "../config";
-import { isAlertMessage, isSpoolMessage, type QueueMessage, type SpoolMessage } from "../alert";
+import { isAlertMessage, isBackfillMessage, isSpoolMessage, type QueueMessage, type SpoolMessage } from "../alert";
 import { Budget, meteredD1, meteredQueue } from "../budget";
 import { DEFAULT_SUBREQUEST_BUDGET } from "../limits";
+import { consumeBackfills } from "../backfill";
 import { ingest } from "../ingest/ingest";
 import { spooledBody } from "../spool";
 import { errorMessage, log } from "../log";
@@ -18,7 +19,7 @@ import { DESTINATIONS_CACHE_IN_MS } from "./configured";
 import type { BreakerSettings } from "./breaker";
 import type { DestinationsConfig } from "./destinations";
 import { EvaluationBudget, INVOCATION_STEPS } from "./jsonata";
-import { AFTER_DELIVERIES, backoffSeconds, claim, type Entry, inheritsOf, type PhaseContext, plan, record, release, send, sentOf, settle } from "./phases";
+import { AFTER_DELIVERIES, backoffSeconds, claim, type Entry, inheritsOf, onlyOf, type PhaseContext, plan, record, release, send, sentOf, settle } from "./phases";
 
 export {
   CARRIED_OVER,
@@ -77,6 +78,11 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
   const ctx: ConsumerContext = { ...context, db: meteredD1(context.db, budget), queue: meteredQueue(context.queue, budget) };
   const backoff = (message: Message<unknown>) => message.retry({ delaySeconds: backoffSeconds(ctx, message) });
 
+  const backfills = batch.messages.filter((m) => isBackfillMessage(m.body));
+  if (backfills.length > 0) {
+    const phases = phaseContext(context, budget);
+    await consumeBackfills(backfills, phases === null ? null : { db: phases.db, queue: phases.queue, destinations: phases.destinations, now: ctx.now, evaluation: phases.evaluation }, backoff);
+  }
   const messages = await receive(batch, ctx, budget, backoff);
   if (messages.length === 0) return;
   const alert_ids = messages.map((m) => m.alert_id);
@@ -109,7 +115,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
   const phases = phaseContext(context, budget) as PhaseContext;
   try {
     const claimed = await claim(phases, alert_ids, inheritsOf(messages));
-    const planned = await plan(phases, claimed, sentOf(messages));
+    const planned = await plan(phases, claimed, sentOf(messages), onlyOf(messages));
     const attempts = await send(phases, planned);
     const recorded = await record(phases, claimed, planned, attempts);
     await settle(phases, messages, claimed, planned, attempts, recorded);
@@ -128,7 +134,8 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
 async function receive(batch: MessageBatch<unknown>, ctx: ConsumerContext, budget: Budget, backoff: (m: Message<unknown>) => void): Promise<Entry[]> {
   const messages: Entry[] = [];
   for (const message of batch.messages) {
-    if (isAlertMessage(message.body)) messages.push({ message, alert_id: message.body.alert_id, sent: message.body.sent, claim: message.body.claim });
+    if (isBackfillMessage(message.body)) continue; // read above
+    if (isAlertMessage(message.body)) messages.push({ message, alert_id: message.body.alert_id, sent: message.body.sent, claim: message.body.claim, only: message.body.only });
     else if (isSpoolMessage(message.body) && budget.left() < SPOOL_STORE_SUBREQUESTS + AFTER_DELIVERIES + 4) {
       // No room left to store it in this invocation: it comes back soon.
       message.retry({ delaySeconds: 1 });

@@ -99,6 +99,30 @@ export interface Entry {
   sent?: SentOutcome[];
   /** The claim its message may take over (see AlertMessage). */
   claim?: string;
+  /** Only these destinations (a backfill's message; see AlertMessage). */
+  only?: string[];
+}
+
+/** The `only` of a message for this alert, as its batch planned it. */
+function onlyBody(only: Map<string, Set<string>>, alert_id: string): { only?: string[] } {
+  const names = only.get(alert_id);
+  return names === undefined ? {} : { only: [...names] };
+}
+
+/**
+ * Per alert, the destinations its messages are restricted to: only where every message of the
+ * batch for that alert is restricted (the union of theirs); an unrestricted one opens it to all.
+ */
+export function onlyOf(entries: Entry[]): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  const open = new Set(entries.filter((e) => e.only === undefined).map((e) => e.alert_id));
+  for (const { alert_id, only } of entries) {
+    if (only === undefined || open.has(alert_id)) continue;
+    const names = out.get(alert_id) ?? new Set<string>();
+    for (const name of only) names.add(name);
+    out.set(alert_id, names);
+  }
+  return out;
 }
 
 /** The claims the batch's messages may take over: per alert, the end a failed predecessor set. */
@@ -218,6 +242,8 @@ export interface Plan {
   leased: Job[];
   /** The destinations whose probe this invocation took. */
   probes: string[];
+  /** The alerts planned for some destinations only (backfill messages): never marked fanned out, and carried as they came. */
+  only: Map<string, Set<string>>;
 }
 
 /** Whether a ledger status is final (only `pending` is not). */
@@ -231,7 +257,12 @@ export function isFinal(status: string | undefined): boolean {
  * carried over, undecided); the identify leases and the probes are taken; the jobs to send
  * are chosen fairly within both budgets, in the order the claims were sized for.
  */
-export async function plan(ctx: PhaseContext, claimed: Claimed, sent: Map<string, Map<string, SentOutcome>> = new Map()): Promise<Plan> {
+export async function plan(
+  ctx: PhaseContext,
+  claimed: Claimed,
+  sent: Map<string, Map<string, SentOutcome>> = new Map(),
+  only: Map<string, Set<string>> = new Map(),
+): Promise<Plan> {
   const { now, statuses, health } = claimed;
   const at = now.toISOString();
   const jobs: Job[] = [];
@@ -244,7 +275,9 @@ export async function plan(ctx: PhaseContext, claimed: Claimed, sent: Map<string
     if (alert === undefined) continue;
     const done = statuses.get(alert.alert_id);
     const wanted = new Map<string, Wanted>();
+    const restriction = only.get(alert.alert_id);
     for (const destination of ctx.destinations) {
+      if (restriction !== undefined && !restriction.has(destination.name)) continue;
       const status = done?.get(destination.name);
       // Only what is still open is evaluated: a final row needs no filter.
       if (isFinal(status)) continue;
@@ -291,7 +324,7 @@ export async function plan(ctx: PhaseContext, claimed: Claimed, sent: Map<string
     }
     // Pending rows nobody wants any more: final, so that no sweep re-sends them forever.
     for (const [name, status] of done ?? []) {
-      if (status !== "pending") continue;
+      if (status !== "pending" || (restriction !== undefined && !restriction.has(name))) continue;
       const w = wanted.get(name);
       if (w?.wanted || w?.error !== undefined || w?.deferred) continue;
       const reason = w === undefined ? CANCELLED_REMOVED : CANCELLED_UNWANTED;
@@ -328,7 +361,7 @@ export async function plan(ctx: PhaseContext, claimed: Claimed, sent: Map<string
     }
   }
   ctx.budget.take(sending.length);
-  return { jobs, sending, cancelled, refused, leased, probes };
+  return { jobs, sending, cancelled, refused, leased, probes, only };
 }
 
 /**
@@ -504,7 +537,7 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
   }
   const withJobs = new Set([...jobs.map((j) => j.key.alert_id), ...final.map((c) => c.alert_id)]);
   // An alert no destination wants (in this isolate's list) is finished: final, so confirmed too.
-  const fanned_out = [...claimed.claimed.keys()].filter((id) => !withJobs.has(id) && (statuses.get(id)?.size ?? 0) === 0);
+  const fanned_out = [...claimed.claimed.keys()].filter((id) => !withJobs.has(id) && !planned.only.has(id) && (statuses.get(id)?.size ?? 0) === 0);
   const finish = { release: [...claimed.claimed.keys()], claimed_until: claimed.ends, fanned_out, at: ctx.now().toISOString(), version: ctx.version ?? null };
   const paused_until = new Date(Date.parse(at) + ctx.breaker.pause_seconds * 1000).toISOString();
   const breakers = healthStatements(ctx.db, batchHealth(attempts, claimed.health), {
@@ -634,7 +667,7 @@ export async function settle(
   let carriedOver = false;
   if (carryOver.length > 0) {
     try {
-      await sendAlerts(ctx.queue, carryOver);
+      await sendAlerts(ctx.queue, carryOver, planned.only);
       carriedOver = true;
       out.carried_over = carryOver;
       log("info", "fanout.carried_over", { alerts: carryOver.length, jobs: jobs.filter((j) => j.mode === "deferred").length });
@@ -720,7 +753,7 @@ export async function settle(
     try {
       await ctx.queue.sendBatch(
         toCarry.map((c) => ({
-          body: { v: 1 as const, alert_id: c.alert_id, sent: c.outcomes, tries: c.tries, claim: claimed.ends[c.alert_id] },
+          body: { v: 1 as const, alert_id: c.alert_id, sent: c.outcomes, tries: c.tries, claim: claimed.ends[c.alert_id], ...onlyBody(planned.only, c.alert_id) },
           contentType: "json" as const,
           delaySeconds: delayOf(c),
         })),

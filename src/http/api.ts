@@ -22,6 +22,8 @@ import {
 import { secretKeys } from "../secrets";
 import { cancelDeliveries, destinationsReport, type ReplayDeps, replayAlert, replayDeliveries, resumeDestination } from "../operations";
 import { readerOf } from "./reader";
+import { backfillView, beginBackfill, endBackfill } from "../backfill";
+import { latestBackfill } from "../store/backfills";
 import type { AppEnv } from "./app-env";
 import { documented } from "./openapi";
 import { tokenMatches } from "./auth";
@@ -186,6 +188,34 @@ api.post("/api/destinations/:name/test", documented({ summary: "Send one request
 api.post("/api/destinations/:name/resume", documented({ summary: "Resume a paused destination now and send what waited" }), async (c) => {
   const result = await resumeDestination(await replayDeps(c), c.req.param("name"));
   if (!result.ok) return FAILURES[result.error](c);
+  return c.json(result);
+});
+
+export const backfillSchema = v.strictObject({ since: isoTime, until: v.optional(isoTime) });
+
+api.post("/api/destinations/:name/backfill", documented({ summary: "Send a destination the stored responses submitted in a range that it wants and has no delivery for (202; runs in the background)", body: backfillSchema }), async (c) => {
+  const input = await readJson(c, backfillSchema, { optional: false });
+  if (!input.ok) return input.response;
+  const { config } = await destinationsOf(c.env);
+  if (!config.ok) return errorResponse(c, 503, "bad_destinations");
+  const result = await beginBackfill(
+    { db: c.env.DB, queue: c.env.ALERTS_QUEUE, destinations: config.destinations, now: () => new Date() },
+    { name: c.req.param("name"), since: input.value.since, until: input.value.until },
+  );
+  if (!result.ok && result.error === "invalid_request") return errorResponse(c, 400, "invalid_request", { issues: result.issues });
+  if (!result.ok) return errorResponse(c, result.error === "not_found" ? 404 : 409, result.error);
+  return c.json({ ok: true, backfill: backfillView(result.backfill) }, 202);
+});
+
+api.get("/api/destinations/:name/backfill", documented({ summary: "The destination's latest backfill: its range, state and counts (total, sent, delivered, failed)" }), async (c) => {
+  const backfill = await latestBackfill(readerOf(c.env, true), c.req.param("name"));
+  if (backfill === null) return errorResponse(c, 404, "not_found");
+  return c.json({ ok: true, backfill: backfillView(backfill) });
+});
+
+api.delete("/api/destinations/:name/backfill", documented({ summary: "Cancel the destination's running backfill: what it has not sent yet" }), async (c) => {
+  const result = await endBackfill(c.env.DB, c.req.param("name"), new Date());
+  if (!result.ok) return errorResponse(c, 404, "not_found");
   return c.json(result);
 });
 

@@ -22,6 +22,7 @@ const MESSAGES: Record<ErrorCode, string> = {
   alert_id_conflict: "A different body is already stored under this alert_id.",
   archived: "Retention removed this response from D1; the archive part `key` in R2 holds it.",
   no_answer: "Nothing answered the test send: `detail` says why (no such host, refused, timed out).",
+  backfill_running: "A backfill of this destination is running: wait for it, or DELETE it first.",
 };
 
 /** What a 401 from /api says, by what was wrong with the credential (the webhook's says the URL's token). */

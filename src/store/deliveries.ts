@@ -28,10 +28,10 @@ export interface DeliveryKey {
   destination: string;
 }
 
-const STORED_COLUMNS = `alert_id, alert_name, project_name, survey_id, survey_name, platform, user_system_id,
+export const STORED_COLUMNS = `alert_id, alert_name, project_name, survey_id, survey_name, platform, user_system_id,
   user_parameters, trigger_event_name, trigger_event_parameters, submitted_at, received_at, payload, answers_json`;
 
-type StoredRow = Omit<StoredAlert, "answers"> & { answers_json: string };
+export type StoredRow = Omit<StoredAlert, "answers"> & { answers_json: string };
 
 /** `alerts.answers_json` as answers, each with its position. */
 export function parseAnswers(answers_json: string): Answer[] {
@@ -39,7 +39,7 @@ export function parseAnswers(answers_json: string): Answer[] {
   return list.map((a, position) => ({ position, title: a.title, type: a.type, answer: a.answer, value: a.value }));
 }
 
-function storedAlert(row: StoredRow): StoredAlert {
+export function storedAlert(row: StoredRow): StoredAlert {
   const { answers_json, ...rest } = row;
   return { ...rest, answers: parseAnswers(answers_json) };
 }

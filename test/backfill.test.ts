@@ -1,0 +1,176 @@
+/**
+ * Backfill: a destination added after responses were stored is sent them, each exactly once,
+ * whatever comes in between (live traffic, a second backfill, a page read twice); its progress
+ * is one row; a cancel stops what was not sent. The Queue is driven by hand: every message the
+ * Worker sends is collected and handed to its consumer until none is left.
+ */
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { QueueMessage } from "../src/alert";
+import type { Env } from "../src/env";
+import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post } from "./fixtures";
+import { FANOUT_ENV, message, runQueue, stubDestinations } from "./fanout-fixtures";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const QUEUE = "oneflow-alerts";
+
+/** A Worker with one destination of its own, added after the responses below were stored. */
+function withDestination(name: string, entry: Record<string, unknown> = {}): Env {
+  return { ...FANOUT_ENV, ADMIN_TOKEN, DESTINATIONS: JSON.stringify([{ name, url: `https://${name}.test/hook`, ...entry }]) };
+}
+
+/** Collects what the Worker puts on the Queue (instead of the local Queue taking it). */
+function captureQueue() {
+  const queued: QueueMessage[] = [];
+  vi.spyOn(env.ALERTS_QUEUE, "send").mockImplementation(async (body) => {
+    queued.push(body as QueueMessage);
+    return undefined as unknown as QueueSendResponse;
+  });
+  vi.spyOn(env.ALERTS_QUEUE, "sendBatch").mockImplementation(async (messages) => {
+    for (const m of messages) queued.push(m.body as QueueMessage);
+    return undefined as unknown as QueueSendBatchResponse;
+  });
+  return queued;
+}
+
+let nextMessage = 0;
+/** Hands every queued message to the consumer, again and again, until the Queue is empty (or `only` says which kind). */
+async function drain(queued: QueueMessage[], environment: Env, only: (m: QueueMessage) => boolean = () => true): Promise<number> {
+  let handled = 0;
+  for (let round = 0; round < 100; round++) {
+    const take = queued.filter(only);
+    if (take.length === 0) return handled;
+    for (const m of take) queued.splice(queued.indexOf(m), 1);
+    const batch = take.map((body) => ({ id: `bf-${(nextMessage += 1)}`, timestamp: new Date(), attempts: 1, body }));
+    for (let i = 0; i < batch.length; i += 10) await runQueue(QUEUE, batch.slice(i, i + 10), environment);
+    handled += take.length;
+  }
+  throw new Error("the Queue never drained");
+}
+
+const isBackfill = (m: QueueMessage) => "kind" in m && m.kind === "backfill";
+
+/** Stores `n` responses submitted on one day of `year` (a range no other test uses). */
+async function storeResponses(n: number, day: string, extra: Record<string, unknown> = {}): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = examplePayload({ timestamp: `${day}T10:${String(i % 60).padStart(2, "0")}:00.000Z`, ...extra });
+    expect((await post(p)).status).toBe(200);
+    ids.push(p.alert_id);
+  }
+  return ids;
+}
+
+const backfillOf = async (name: string, environment: Env) => (await (await callWorker(`/api/destinations/${name}/backfill`, {}, environment)).json()) as { ok: boolean; backfill: Record<string, unknown> };
+
+describe("backfill", () => {
+  it("30 responses stored before the destination existed: each arrives exactly once, and the progress reaches done with total 30; a second backfill sends nothing new", async () => {
+    const ids = await storeResponses(30, "2019-03-04");
+    const name = freshId("hist");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    const res = await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-03-04T00:00:00Z", until: "2019-03-05T00:00:00Z" }) }, ENV);
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ ok: true, backfill: { destination: name, state: "running", total: null, sent: 0 } });
+    await drain(queued, ENV);
+    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    expect(got.sort()).toEqual([...ids].sort());
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 30, sent: 30, delivered: 30, failed: 0, archived_not_sent: 0 });
+    expect((await backfillOf(name, ENV)).backfill.finished_at).toEqual(expect.any(String));
+
+    // Again: every response has its row, so nothing is created or sent.
+    const again = await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-03-04T00:00:00Z", until: "2019-03-05T00:00:00Z" }) }, ENV);
+    expect(again.status).toBe(202);
+    await drain(queued, ENV);
+    expect(received.filter((r) => r.host === `${name}.test`)).toHaveLength(30);
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 0, sent: 0 });
+  });
+
+  it("only what the destination's filters want, in the range by submission time", async () => {
+    const wanted = await storeResponses(3, "2019-04-01", { survey_id: "survey-wanted" });
+    await storeResponses(2, "2019-04-01", { survey_id: "survey-other" });
+    await storeResponses(2, "2019-04-02", { survey_id: "survey-wanted" }); // past `until`
+    const name = freshId("filtered");
+    const ENV = withDestination(name, { survey_ids: ["survey-wanted"] });
+    const queued = captureQueue();
+    const received = stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-04-01T00:00:00Z", until: "2019-04-02T00:00:00Z" }) }, ENV);
+    await drain(queued, ENV);
+    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    expect(got.sort()).toEqual([...wanted].sort());
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 3 });
+  });
+
+  it("responses of the range delivered live meanwhile arrive once, in either order; a page read twice sends nothing twice", async () => {
+    const stored = await storeResponses(4, "2019-05-06");
+    const name = freshId("live");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    // One delivered live before the backfill reads it.
+    expect((await runQueue(QUEUE, [message(stored[0] as string)], ENV)).explicitAcks).toHaveLength(1);
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-05-06T00:00:00Z", until: "2019-05-07T00:00:00Z" }) }, ENV);
+    // The page message, read twice (a redelivery): its rows are created once.
+    const page = queued.find(isBackfill);
+    expect(page).toBeDefined();
+    queued.push(page as QueueMessage);
+    await drain(queued, ENV, isBackfill);
+    // Another delivered live after the backfill created its row, before the backfill's message.
+    expect((await runQueue(QUEUE, [message(stored[1] as string)], ENV)).explicitAcks).toHaveLength(1);
+    await drain(queued, ENV);
+    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    expect(got.sort()).toEqual([...stored].sort());
+    // Three were the backfill's rows (the one delivered before it started was not).
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 3, sent: 3, delivered: 3 });
+  });
+
+  it("a backfill's message leaves every other destination alone", async () => {
+    const [id] = await storeResponses(1, "2019-06-07");
+    const name = freshId("alone");
+    const other = freshId("other");
+    const ENV = { ...withDestination(name), DESTINATIONS: JSON.stringify([{ name, url: `https://${name}.test/hook` }, { name: other, url: `https://${other}.test/hook` }]) };
+    const queued = captureQueue();
+    const received = stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-06-07T00:00:00Z", until: "2019-06-08T00:00:00Z" }) }, ENV);
+    await drain(queued, ENV);
+    expect(received.map((r) => r.host)).toEqual([`${name}.test`]);
+    const rows = await env.DB.prepare("SELECT destination FROM deliveries WHERE alert_id = ?").bind(id).all<{ destination: string }>();
+    expect(rows.results.map((r) => r.destination)).toEqual([name]);
+  });
+
+  it("DELETE cancels what was not sent: nothing more arrives, and its rows are cancelled, not failed", async () => {
+    await storeResponses(5, "2019-07-08");
+    const name = freshId("cancel");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-07-08T00:00:00Z", until: "2019-07-09T00:00:00Z" }) }, ENV);
+    await drain(queued, ENV, isBackfill); // its rows exist, its alerts' messages wait on the Queue
+    const del = await callWorker(`/api/destinations/${name}/backfill`, { method: "DELETE" }, ENV);
+    expect(await del.json()).toEqual({ ok: true, cancelled: 5 });
+    await drain(queued, ENV);
+    expect(received.filter((r) => r.host === `${name}.test`)).toEqual([]);
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "cancelled", sent: 5, delivered: 0, failed: 0 });
+    const statuses = await env.DB.prepare("SELECT DISTINCT status, last_error FROM deliveries WHERE destination = ?").bind(name).all();
+    expect(statuses.results).toEqual([{ status: "cancelled", last_error: "backfill cancelled" }]);
+  });
+
+  it("answers 404 for an unknown destination, 409 while one runs, 400 for a bad range", async () => {
+    const name = freshId("codes");
+    const ENV = withDestination(name);
+    captureQueue();
+    const start = (who: string, body: unknown) => callWorker(`/api/destinations/${who}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }, ENV);
+    expect((await start("nobody", { since: "2020-01-01T00:00:00Z" })).status).toBe(404);
+    expect((await callWorker("/api/destinations/nobody/backfill", {}, ENV)).status).toBe(404);
+    expect((await start(name, { since: "yesterday" })).status).toBe(400);
+    expect((await start(name, { since: "2020-01-02T00:00:00Z", until: "2020-01-01T00:00:00Z" })).status).toBe(400);
+    expect((await start(name, { since: "2020-01-01T00:00:00Z" })).status).toBe(202);
+    const running = await start(name, { since: "2020-01-01T00:00:00Z" });
+    expect(running.status).toBe(409);
+    expect(await running.json()).toMatchObject({ ok: false, error: "backfill_running" });
+  });
+});
