@@ -128,6 +128,39 @@ describe("backfill", () => {
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 3, sent: 3, delivered: 3 });
   });
 
+  it("a response delivered live between the page's read and its rows' creation: the backfill leaves its row alone and does not send it again", async () => {
+    const [first, second] = await storeResponses(2, "2019-05-20");
+    const name = freshId("race");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-05-20T00:00:00Z", until: "2019-05-21T00:00:00Z" }) }, ENV);
+    // Right before the backfill creates its rows, the live consumer records `first` as delivered.
+    const prepare = env.DB.prepare.bind(env.DB);
+    vi.spyOn(env.DB, "prepare").mockImplementation((sql) => {
+      const statement = prepare(sql);
+      if (!sql.includes("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill)")) return statement;
+      const bind = statement.bind.bind(statement);
+      statement.bind = (...values: unknown[]) => {
+        const bound = bind(...values);
+        const run = bound.run.bind(bound);
+        bound.run = async <T,>() => {
+          await prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, delivered_at) VALUES (?1, ?2, 'delivered', 1, ?3, ?3)")
+            .bind(first, name, new Date().toISOString())
+            .run();
+          return run<T>();
+        };
+        return bound;
+      };
+      return statement;
+    });
+    await drain(queued, ENV);
+    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    expect(got).toEqual([second]);
+    expect(await env.DB.prepare("SELECT status, backfill FROM deliveries WHERE alert_id = ? AND destination = ?").bind(first, name).first()).toEqual({ status: "delivered", backfill: null });
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 1, delivered: 1 });
+  });
+
   it("a backfill's message leaves every other destination alone", async () => {
     const [id] = await storeResponses(1, "2019-06-07");
     const name = freshId("alone");
@@ -172,5 +205,30 @@ describe("backfill", () => {
     const running = await start(name, { since: "2020-01-01T00:00:00Z" });
     expect(running.status).toBe(409);
     expect(await running.json()).toMatchObject({ ok: false, error: "backfill_running" });
+  });
+});
+
+describe("the Destinations page", () => {
+  it("Send history… starts a backfill; its progress bar shows while it runs (the page refreshes itself), its outcome after", async () => {
+    const ids = await storeResponses(3, "2019-08-09");
+    const name = freshId("page");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    stubDestinations();
+    const headers = (cookie = "") => ({ origin: "https://worker.test", cookie });
+    const login = await callWorker("/dashboard/login", { token: null, method: "POST", headers: { ...headers(), "content-type": "application/x-www-form-urlencoded" }, body: `token=${ADMIN_TOKEN}` }, ENV);
+    const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+    const page = async () => (await callWorker("/dashboard/destinations", { token: null, headers: headers(cookie) }, ENV)).text();
+    expect(await page()).toContain(`action="/dashboard/destinations/${name}/backfill"`);
+    const form = (path: string, body: string) => callWorker(path, { token: null, method: "POST", headers: { ...headers(cookie), "content-type": "application/x-www-form-urlencoded" }, body }, ENV);
+    expect((await form(`/dashboard/destinations/${name}/backfill`, "since=2019-08-09")).status).toBe(303);
+    const running = await page();
+    expect(running).toContain('<meta http-equiv="refresh" content="5"/>');
+    expect(running).toMatch(/Sending history since 2019-08-09: 0 of 0\+ delivered <progress/);
+    expect(running).toContain(`action="/dashboard/destinations/${name}/backfill/cancel"`);
+    await drain(queued, ENV);
+    const done = await page();
+    expect(done).toContain(`History since 2019-08-09: done, ${ids.length} of ${ids.length} delivered`);
+    expect(done).not.toContain(`action="/dashboard/destinations/${name}/backfill/cancel"`);
   });
 });

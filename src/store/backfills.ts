@@ -42,6 +42,12 @@ export async function latestBackfill(db: D1Reader, destination: string): Promise
   return db.prepare("SELECT * FROM backfills WHERE destination = ?1 ORDER BY id DESC LIMIT 1").bind(destination).first<Backfill>();
 }
 
+/** Every destination's latest backfill (the table holds one row per backfill ever run: a few). */
+export async function latestBackfills(db: D1Reader): Promise<Backfill[]> {
+  const { results } = await db.prepare("SELECT * FROM backfills WHERE id IN (SELECT MAX(id) FROM backfills GROUP BY destination)").all<Backfill>();
+  return results;
+}
+
 export async function backfillById(db: D1Reader, id: number): Promise<Backfill | null> {
   return db.prepare("SELECT * FROM backfills WHERE id = ?1").bind(id).first<Backfill>();
 }

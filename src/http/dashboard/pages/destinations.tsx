@@ -5,6 +5,7 @@
  * transform box previews its body live against the latest matching response.
  */
 import type { Context } from "hono";
+import type { FC } from "hono/jsx";
 import { Hono } from "hono";
 import { raw } from "hono/html";
 import { destinationsOf } from "../../../fanout/configured";
@@ -20,6 +21,8 @@ import {
 } from "../../../manage-destinations";
 import { cancelDeliveries, destinationsReport, resumeDestination } from "../../../operations";
 import { latestAlerts } from "../../../store/deliveries";
+import { type Backfill, latestBackfills } from "../../../store/backfills";
+import { beginBackfill, endBackfill } from "../../../backfill";
 import { validate, type Issue } from "../../../validation";
 import { manageDeps, replayDeps } from "../../api";
 import type { AppEnv } from "../../app-env";
@@ -31,12 +34,37 @@ export const destinations = new Hono<AppEnv>({ strict: false });
 
 const back = (c: Context<AppEnv>, text: string) => c.redirect(`/dashboard/destinations?result=${encodeURIComponent(text)}`, 303);
 
+/** A destination's latest backfill: a progress bar while it runs, its outcome after. */
+const BackfillProgress: FC<{ backfill: Backfill | undefined }> = ({ backfill }) => {
+  if (backfill === undefined) return null;
+  const since = backfill.since.slice(0, 10);
+  if (backfill.state !== "running") {
+    return (
+      <small class="backfill">
+        History since {since}: {backfill.state}, {backfill.delivered} of {backfill.total ?? backfill.sent} delivered
+        {backfill.failed > 0 ? `, ${backfill.failed} failed` : ""}
+        {(backfill.archived_only ?? 0) > 0 && backfill.total !== null ? `, ${backfill.archived_only} only in the archive (not sent)` : ""}.
+      </small>
+    );
+  }
+  return (
+    <div class="backfill">
+      <label>
+        Sending history since {since}: {backfill.delivered} of {backfill.total ?? `${backfill.sent}+`} delivered{" "}
+        <progress max={Math.max(1, backfill.total ?? backfill.sent)} value={backfill.delivered} />
+      </label>
+    </div>
+  );
+};
+
 destinations.get("/dashboard/destinations", async (c) => {
   const { config } = await destinationsOf(c.env);
-  const rows = await destinationsReport(readerOf(c.env, c.req.query("result") !== undefined), config, new Date());
+  const db = readerOf(c.env, c.req.query("result") !== undefined);
+  const [rows, backfills] = await Promise.all([destinationsReport(db, config, new Date()), latestBackfills(db)]);
   const list = config.ok ? config.destinations : [];
+  const running = backfills.some((b) => b.state === "running");
   return c.html(
-    <Page title="Destinations" nonce={nonceOf(c)}>
+    <Page title="Destinations" nonce={nonceOf(c)} head={running ? <meta http-equiv="refresh" content="5" /> : undefined}>
       {c.req.query("result") && <p id="result">{c.req.query("result")}</p>}
       {!config.ok && <p class="error">The destinations are malformed: {config.error}</p>}
       {config.ok && rows.length === 0 && <p>No destination yet.</p>}
@@ -89,6 +117,19 @@ destinations.get("/dashboard/destinations", async (c) => {
                 <form method="post" action={`/dashboard/destinations/${path}/test`}>
                   <button type="submit">Send test</button>
                 </form>
+                <BackfillProgress backfill={backfills.find((b) => b.destination === d.name)} />
+                {backfills.find((b) => b.destination === d.name && b.state === "running") ? (
+                  <form method="post" action={`/dashboard/destinations/${path}/backfill/cancel`}>
+                    <button type="submit" class="cancel">Stop sending history</button>
+                  </form>
+                ) : (
+                  <form method="post" action={`/dashboard/destinations/${path}/backfill`} class="send-history">
+                    <label>
+                      since <input type="date" name="since" required />
+                    </label>{" "}
+                    <button type="submit">Send history…</button>
+                  </form>
+                )}
                 {managed && (
                   <>
                     <a href={`/dashboard/destinations/${path}/edit`}>Edit</a>
@@ -105,6 +146,23 @@ destinations.get("/dashboard/destinations", async (c) => {
       </table>
     </Page>,
   );
+});
+
+destinations.post("/dashboard/destinations/:name/backfill", async (c) => {
+  const name = c.req.param("name");
+  const since = String((await c.req.parseBody()).since ?? "");
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(since) || !Number.isFinite(Date.parse(`${since}T00:00:00Z`))) return back(c, "Send history: pick a date.");
+  const { config } = await destinationsOf(c.env);
+  if (!config.ok) return back(c, "The destinations are malformed.");
+  const result = await beginBackfill({ db: c.env.DB, queue: c.env.ALERTS_QUEUE, destinations: config.destinations, now: () => new Date() }, { name, since: `${since}T00:00:00.000Z` });
+  if (!result.ok) return back(c, result.error === "backfill_running" ? `${name} is already being sent its history.` : result.error === "not_found" ? `No destination ${name}.` : "Send history: the date is after today.");
+  return back(c, `Sending ${name} every stored response since ${since} that it wants and does not have.`);
+});
+
+destinations.post("/dashboard/destinations/:name/backfill/cancel", async (c) => {
+  const name = c.req.param("name");
+  const result = await endBackfill(c.env.DB, name, new Date());
+  return back(c, result.ok ? `Stopped sending ${name} its history: ${result.cancelled} not sent.` : `No history is being sent to ${name}.`);
 });
 
 destinations.post("/dashboard/destinations/:name/resume", async (c) => {
