@@ -195,6 +195,16 @@ CREATE TABLE IF NOT EXISTS destination_hourly (
   PRIMARY KEY (destination, hour)
 ) WITHOUT ROWID;
 
+-- A destination's rate_limit, shared by every consumer: requests granted in the current
+-- window of per_seconds and the previous one (a sliding-window estimate).
+CREATE TABLE IF NOT EXISTS destination_pace (
+  destination TEXT PRIMARY KEY,
+  pace_window INTEGER NOT NULL,           -- floor(epoch ms / (per_seconds × 1000))
+  current     INTEGER NOT NULL DEFAULT 0, -- requests granted in that window
+  previous    INTEGER NOT NULL DEFAULT 0, -- and in the one before it
+  granted     INTEGER NOT NULL DEFAULT 0  -- the last take's grant (what RETURNING reads)
+) WITHOUT ROWID;
+
 -- Delivery outcomes per destination per UTC day, folded by the cron from destination_hourly (kept 90 days).
 CREATE TABLE IF NOT EXISTS destination_daily (
   destination TEXT NOT NULL,
@@ -215,7 +225,8 @@ CREATE TABLE IF NOT EXISTS destination_health (
   probe_until          TEXT,                           -- a consumer sending the probe holds it until then
   last_status          INTEGER,
   last_error           TEXT,
-  resume_after         TEXT                            -- after a resume: JSON [updated_at, alert_id] the cron re-sends from
+  resume_after         TEXT,                           -- after a resume: JSON [updated_at, alert_id] the cron re-sends from
+  held_until           TEXT                            -- a 429 (or a 503 with Retry-After) holds every delivery until then
 ) WITHOUT ROWID;
 
 -- Notifications waiting for the cron to send them to NOTIFY_URL.

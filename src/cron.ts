@@ -31,7 +31,7 @@ import { pruneSessions } from "./store/sessions";
 export const CRON_SUBREQUEST_BUDGET = 45;
 
 /** Each step's share of the tick's budget (they add up to CRON_SUBREQUEST_BUDGET). */
-export const CRON_SHARES = { outbox: 9, destinations: 6, backfill: 3, notify: 9, upkeep: 5, insights: 4, retention: 9 } as const;
+export const CRON_SHARES = { outbox: 9, destinations: 6, backfill: 3, notify: 12, upkeep: 5, insights: 4, retention: 6 } as const;
 
 /** Surveys the insights' fold takes per tick: a read of up to 7 of its days' responses and a batch (two subrequests, after the list). */
 export const FACET_SURVEYS_PER_TICK = 1;

@@ -20,6 +20,7 @@ import {
   nameSchema,
   wants,
   wantsStatically,
+  rateLimitSchema,
 } from "./fanout/destinations";
 import { parsePayload } from "./ingest/payload";
 import { log } from "./log";
@@ -47,6 +48,7 @@ export interface DestinationView {
   path: string | null;
   has_secret: boolean;
   headers: Record<string, string>;
+  rate_limit: Destination["rate_limit"] | null;
 }
 
 export function destinationView(d: Destination): DestinationView {
@@ -63,6 +65,7 @@ export function destinationView(d: Destination): DestinationView {
     path: d.path ?? null,
     has_secret: d.secret !== undefined,
     headers: Object.fromEntries(Object.keys(d.headers ?? {}).map((name) => [name, MASK])),
+    rate_limit: d.rate_limit ?? null,
   };
 }
 
@@ -263,6 +266,7 @@ export const patchSchema = v.strictObject({
   // Sealed like a PUT's; a url on another origin needs them again (or null) in the same request.
   secret: nullable(v.string()),
   headers: nullable(v.record(v.string(), v.string())),
+  rate_limit: nullable(rateLimitSchema),
   // Saves a transform, path or filter that fails on the latest matching response anyway.
   force: v.optional(v.boolean()),
 });

@@ -112,6 +112,7 @@ export interface DestinationReport {
   state: "active" | "paused";
   consecutive_failures: number;
   paused_until: string | null;
+  held_until: string | null;
   last_status: number | null;
   last_error: string | null;
   last_delivered_at: string | null;
@@ -132,6 +133,8 @@ export async function destinationsReport(db: D1Reader, destinations: Destination
       state: h?.state ?? "active",
       consecutive_failures: h?.consecutive_failures ?? 0,
       paused_until: h?.state === "paused" ? h.paused_until : null,
+      // A 429 (or a 503 with Retry-After) holds every delivery until then: null once it ran out.
+      held_until: h?.held_until != null && h.held_until > now.toISOString() ? h.held_until : null,
       last_status: h?.last_status ?? null,
       last_error: h?.last_error ?? null,
       last_delivered_at: c?.last_delivered_at ?? null,

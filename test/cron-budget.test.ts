@@ -77,6 +77,13 @@ describe("the cron's subrequests", () => {
     // ...already archived: with ARCHIVE bound, retention deletes only those.
     await generate(700, `INSERT INTO archived_alerts (alert_id, responses_part) SELECT ?1 || '-old-' || i, 1 FROM seq`, tag);
 
+    // A backfill whose page messages stopped (one lost): the cron sends its page again.
+    await env.DB.prepare(
+      "INSERT INTO backfills (destination, since, until, state, cursor_submitted_at, cursor_alert_id, started_at, updated_at) VALUES (?1, ?2, ?2, 'running', ?2, '', ?2, ?2)",
+    )
+      .bind(`${tag}-backfilled`, OLD)
+      .run();
+
     // Insights: three surveys with a day their facets have not folded.
     await generate(3, `INSERT INTO surveys (survey_id, folded_through) SELECT ?1 || '-survey-' || i, '2030-01-01' FROM seq`, tag);
     await generate(3, `INSERT INTO survey_daily (survey_id, day, responses) SELECT ?1 || '-survey-' || i, '2020-01-01', 1 FROM seq`, tag);
@@ -102,7 +109,8 @@ describe("the cron's subrequests", () => {
     expect(CRON_SUBREQUEST_BUDGET).toBeLessThanOrEqual(50);
     expect(subrequests).toBeLessThanOrEqual(CRON_SUBREQUEST_BUDGET);
     // The steps ran at their worst: the tick used most of its budget, and each did its work.
-    expect(subrequests).toBeGreaterThanOrEqual(CRON_SUBREQUEST_BUDGET - 8);
+    // (36 of 45 measured in 0.6.1: notify keeps its reserve of 10 for what a tick may add.)
+    expect(subrequests).toBeGreaterThanOrEqual(CRON_SUBREQUEST_BUDGET - 9);
     expect(notified).toBeGreaterThan(0);
     const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE alert_id LIKE ?1 AND enqueued_at IS NULL").bind(`${tag}-outbox-%`).first<{ n: number }>();
     expect(left?.n).toBe(200);

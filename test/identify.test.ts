@@ -2,10 +2,11 @@
  * Talking back to 1Flow: a `1flow-identify` destination writes each respondent's last
  * answer to their 1Flow profile. A local stand-in for 1Flow's API records what it gets.
  */
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_SURVEY_NAME_CHARS } from "../src/fanout/identify";
 import type { Env } from "../src/env";
-import { deliveries, FANOUT_ENV, message, runQueue, storedAlert, stubDestinations } from "./fanout-fixtures";
+import { deliveries, FANOUT_ENV, message, runQueue, storedAlert, stubDestinations, watchSendBatch } from "./fanout-fixtures";
 import { examplePayload } from "./fixtures";
 
 const HOST = "api.1flow.test";
@@ -97,14 +98,18 @@ describe("format 1flow-identify", () => {
     expect(to1Flow(received).map((r) => (JSON.parse(r.body) as { traits: { oneflow_last_nps: number } }).traits.oneflow_last_nps)).toEqual([2, 9]);
   });
 
-  it("a 429 is retried, never sooner than its Retry-After", async () => {
+  it("a 429 holds 1Flow's deliveries, never sent again sooner than its Retry-After (and no try spent)", async () => {
     stubDestinations({ [HOST]: () => new Response("slow down", { status: 429, headers: { "retry-after": "120" } }) });
     const { alert_id } = await storedAlert(response("user-f"));
     const m = message(alert_id);
+    const sent = watchSendBatch();
     const result = await runQueue("oneflow-alerts", [m], ENV);
-    expect(result.retryMessages.map((r) => r.msgId)).toEqual([m.id]);
-    expect(result.delays[m.id]).toBeGreaterThanOrEqual(120);
+    expect(result.explicitAcks).toEqual([m.id]);
+    const again = sent.batches.flat().find((x) => x.body.alert_id === alert_id) as { delaySeconds?: number } | undefined;
+    expect(again?.delaySeconds).toBeGreaterThanOrEqual(120);
     expect(await deliveries(alert_id)).toMatchObject([{ status: "pending", last_status: 429 }]);
+    // The hold ends here: the file's other tests send to the same destination.
+    await env.DB.prepare("UPDATE destination_health SET held_until = NULL WHERE destination = 'oneflow'").run();
   });
 
   it("stays under 1Flow's 32 KB: the survey name is cut to a bound, and nothing else is free text", async () => {

@@ -27,7 +27,9 @@ export {
   claimMilliseconds,
   EVALUATION_CARRIED_OVER,
   fairShare,
+  HELD_BY_DESTINATION,
   LEASED_ELSEWHERE,
+  PACED,
   SUPERSEDED,
 } from "./phases";
 

@@ -89,6 +89,12 @@ export const METHODS = ["POST", "PUT", "PATCH"] as const;
 
 export const nameSchema = v.pipe(v.string(), v.regex(/^[\w.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"));
 
+/** `{"requests": n ≥ 1, "per_seconds": 1..3600}`. */
+export const rateLimitSchema = v.strictObject({
+  requests: v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1, "must be at least 1")),
+  per_seconds: v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1, "must be 1 to 3600"), v.maxValue(3600, "must be 1 to 3600")),
+});
+
 const entryFieldsOf = (expression: typeof expressionSchema | typeof boundedExpressionSchema) => ({
   url: v.pipe(
     v.string(),
@@ -110,6 +116,8 @@ const entryFieldsOf = (expression: typeof expressionSchema | typeof boundedExpre
   path: v.optional(expression),
   /** False holds new deliveries pending, as a pause does. */
   enabled: v.optional(v.boolean(), true),
+  /** At most `requests` per `per_seconds` to it, across every consumer (live, replays and backfills). */
+  rate_limit: v.optional(rateLimitSchema),
 });
 
 /** What PUT, PATCH, the dashboard and `DESTINATIONS` accept. */

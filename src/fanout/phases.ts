@@ -23,7 +23,8 @@
 import type { Budget } from "../budget";
 import { errorMessage, log } from "../log";
 import { isAlertMessage, type SentOutcome } from "../alert";
-import { sendAlerts } from "../queue";
+import { SEND_BATCH_SIZE } from "../queue";
+import type { QueueMessage } from "../alert";
 import {
   type AttemptRecord,
   CANCELLED_REMOVED,
@@ -38,7 +39,8 @@ import {
   type StoredAlert,
   versionStatement,
 } from "../store/deliveries";
-import { type BatchHealth, type HealthRow, healthStatements, takeProbe } from "../store/health";
+import { type BatchHealth, type HealthRow, healthStatements, holdStatement, takeProbe } from "../store/health";
+import { paceDelaySeconds, takeGrants } from "../store/pace";
 import { isSuperseded, pairKey, settleLeaseStatement, takeLeases } from "../store/identify";
 import { DESTINATIONS_CACHE_IN_MS } from "./configured";
 import { retryDelaySeconds } from "./backoff";
@@ -59,6 +61,25 @@ export const CARRIED_OVER = "carried over to a later invocation (subrequest budg
 
 /** The ledger's word for a delivery left for a later invocation (the evaluation budget was spent). */
 export const EVALUATION_CARRIED_OVER = "carried over to a later invocation (evaluation budget)";
+
+/** The ledger's word for a delivery past its destination's rate_limit: sent later, no attempt spent. */
+export const PACED = "carried over: the destination's rate_limit";
+
+/** The ledger's word for a delivery its destination asked to wait for (a 429, or a 503 with Retry-After). */
+export const HELD_BY_DESTINATION = "held: the destination asked to wait (429 or Retry-After)";
+
+/** How long a 429 without Retry-After holds its destination. */
+export const HOLD_DEFAULT_SECONDS = 60;
+
+/** A 429, or a 503 with Retry-After: the destination asks to wait. Neither a failure nor a try. */
+export function isHold(a: Attempt): boolean {
+  return !a.attempt.ok && (a.attempt.status === 429 || (a.attempt.status === 503 && a.attempt.retry_after_seconds !== null));
+}
+
+/** When a hold ends. */
+function holdEnd(a: Attempt, at: Date): string {
+  return new Date(at.getTime() + Math.max(1, a.attempt.retry_after_seconds ?? HOLD_DEFAULT_SECONDS) * 1000).toISOString();
+}
 
 /** How long a consumer holds an alert beyond the time its deliveries can take. */
 export const CLAIM_MARGIN_IN_SECONDS = 50;
@@ -101,6 +122,22 @@ export interface Entry {
   claim?: string;
   /** Only these destinations (a backfill's message; see AlertMessage). */
   only?: string[];
+}
+
+/** The longest delay a Queue message may take (12 hours). */
+const MAX_QUEUE_DELAY_IN_SECONDS = 43_200;
+
+/** New messages for alerts left for later, each after its delay (seconds; 0 at once), in sendBatch's chunks. */
+async function carry(queue: Queue<QueueMessage>, list: { alert_id: string; delay: number; only?: string[] }[]): Promise<void> {
+  for (let i = 0; i < list.length; i += SEND_BATCH_SIZE) {
+    await queue.sendBatch(
+      list.slice(i, i + SEND_BATCH_SIZE).map(({ alert_id, delay, only }) => ({
+        body: only === undefined ? { v: 1 as const, alert_id } : { v: 1 as const, alert_id, only },
+        contentType: "json" as const,
+        ...(delay > 0 ? { delaySeconds: Math.min(delay, MAX_QUEUE_DELAY_IN_SECONDS) } : {}),
+      })),
+    );
+  }
 }
 
 /** The `only` of a message for this alert, as its batch planned it. */
@@ -160,7 +197,11 @@ export interface Job {
   /** Its breaker allows one probe now (its pause has run out). */
   may_probe?: boolean;
   /** Why a deferred job waits. */
-  reason?: typeof CARRIED_OVER | typeof EVALUATION_CARRIED_OVER;
+  reason?: typeof CARRIED_OVER | typeof EVALUATION_CARRIED_OVER | typeof PACED;
+  /** Held (mode `held`) because its destination asked to wait, until then: sent again at that time. */
+  hold_until?: string;
+  /** Paced (deferred past the rate_limit): sent again after this many seconds. */
+  pace_delay?: number;
   /** Its request, built when it was planned (the transform and path spent the evaluation budget then). */
   request?: Request;
   /**
@@ -304,6 +345,13 @@ export async function plan(
       const breaker = destination.enabled === false ? "paused" : breakerMode(health.get(destination.name), now);
       const job: Job = { key, alert, destination, mode: breaker === "active" ? "send" : "held", may_probe: breaker === "probe" };
       if (destination.enabled === false) job.disabled = true;
+      // The destination asked to wait (a 429): held until then, with no probe, apart from the breaker.
+      const held_until = health.get(destination.name)?.held_until ?? null;
+      if (breaker !== "paused" && held_until !== null && held_until > at) {
+        job.mode = "held";
+        job.may_probe = false;
+        job.hold_until = held_until;
+      }
       // A job that may be sent builds its request now, right after its filter, within the
       // evaluation budget (its transform and path are evaluated here, never as it is sent), so
       // that the budget is exact and the filters after it never leave the invocation nothing to
@@ -353,15 +401,55 @@ export async function plan(
   // What the budget allows, taken fairly: each destination's first job before any second one,
   // from a starting destination that rotates, so that no destination waits behind the others.
   const candidates = jobs.filter((j) => j.mode === "send" || j.mode === "probe");
-  const sending = fairShare(candidates, ctx.destinations.map((d) => d.name), Math.max(0, ctx.budget.left() - AFTER_DELIVERIES), ctx.random());
+  const limited = (j: Job) => j.destination.rate_limit !== undefined;
+  // A rate limit costs one round trip (every limited destination's grant at once): kept from the budget.
+  const pacing = candidates.some(limited) ? 1 : 0;
+  const chosen = fairShare(candidates, ctx.destinations.map((d) => d.name), Math.max(0, ctx.budget.left() - AFTER_DELIVERIES - pacing), ctx.random());
   for (const job of candidates) {
-    if (!sending.includes(job)) {
+    if (!chosen.includes(job)) {
       job.mode = "deferred";
       job.reason = CARRIED_OVER;
     }
   }
+  const sending = pacing === 0 ? chosen : await pace(ctx, chosen, now);
   ctx.budget.take(sending.length);
   return { jobs, sending, cancelled, refused, leased, probes, only };
+}
+
+/**
+ * Keeps, of the jobs chosen, what each rate-limited destination's grant allows (in their order);
+ * the others are deferred with no attempt spent, to be sent again after one request's share of
+ * the destination's window.
+ */
+async function pace(ctx: PhaseContext, chosen: Job[], now: Date): Promise<Job[]> {
+  const wanted = new Map<string, { destination: Destination; n: number }>();
+  for (const job of chosen) {
+    if (job.destination.rate_limit === undefined || job.mode === "probe") continue;
+    const w = wanted.get(job.key.destination) ?? { destination: job.destination, n: 0 };
+    w.n += 1;
+    wanted.set(job.key.destination, w);
+  }
+  const grants = await takeGrants(
+    ctx.db,
+    [...wanted.values()].map(({ destination, n }) => ({ destination: destination.name, requests: destination.rate_limit?.requests ?? 1, per_seconds: destination.rate_limit?.per_seconds ?? 1, wanted: n })),
+    now.getTime(),
+  );
+  const left = new Map(grants);
+  // A probe (one request, for a paused destination) is never held back.
+  return chosen.filter((job) => {
+    const limit = job.destination.rate_limit;
+    if (limit === undefined || job.mode === "probe") return true;
+    const n = left.get(job.key.destination) ?? 0;
+    if (n > 0) {
+      left.set(job.key.destination, n - 1);
+      return true;
+    }
+    job.mode = "deferred";
+    job.may_probe = false;
+    job.reason = PACED;
+    job.pace_delay = paceDelaySeconds(limit);
+    return false;
+  });
 }
 
 /**
@@ -473,7 +561,7 @@ export interface Recorded {
 
 /** Whether an attempt is a transient failure: its message comes back after its backoff. */
 export function isRetryable(a: Attempt): boolean {
-  return !a.attempt.ok && !a.attempt.permanent;
+  return !a.attempt.ok && !a.attempt.permanent && !isHold(a);
 }
 
 /**
@@ -502,10 +590,17 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
     if (attempt.ok) {
       counter.delivered += 1;
       counter.last_delivered_at = at;
-    } else counter.failed += 1;
+    } else if (!isHold({ key, probe: false, attempt })) counter.failed += 1;
     hourly.set(key.destination, counter);
     return { ...key, status, last_status: attempt.status, last_error: attempt.error, at };
   });
+  // A destination that asked to wait holds all its deliveries until then (the latest asked).
+  const holds = new Map<string, string>();
+  for (const a of attempts) {
+    if (!isHold(a)) continue;
+    const until = holdEnd(a, ctx.now());
+    if ((holds.get(a.key.destination) ?? "") < until) holds.set(a.key.destination, until);
+  }
   for (const job of jobs) {
     if (job.mode !== "sent" || job.sent === undefined) continue;
     const counter = hourly.get(job.key.destination) ?? { destination: job.key.destination, hour: at.slice(0, 13), delivered: 0, failed: 0, last_delivered_at: null };
@@ -517,7 +612,7 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
   const pending = (job: Job, last_error: string): AttemptRecord => ({ ...job.key, status: "pending", last_status: null, last_error, at, attempted: false });
   for (const job of jobs) {
     if (!isNew(job)) continue;
-    if (job.mode === "held") records.push(pending(job, "destination paused"));
+    if (job.mode === "held") records.push(pending(job, job.hold_until !== undefined ? HELD_BY_DESTINATION : "destination paused"));
     // A job waiting for another consumer's lease gets a pending row too: every destination that
     // wants an alert has its row once this batch is recorded (retention and the sweep see it).
     else if (job.mode === "busy") records.push(pending(job, LEASED_ELSEWHERE));
@@ -552,7 +647,13 @@ export async function record(ctx: PhaseContext, claimed: Claimed, planned: Plan,
     const results = await recordOutcomes(ctx.db, {
       attempts: records,
       hourly: [...hourly.values()],
-      also: [...breakers, ...settleLeases, finishClaimsStatement(ctx.db, finish), ...(check ? [versionStatement(ctx.db)] : [])],
+      also: [
+        ...breakers,
+        ...[...holds].map(([destination, until]) => holdStatement(ctx.db, destination, until)),
+        ...settleLeases,
+        finishClaimsStatement(ctx.db, finish),
+        ...(check ? [versionStatement(ctx.db)] : []),
+      ],
     });
     const current = check ? ((results.at(-1)?.results[0] as { value: string } | undefined)?.value ?? "0") : ctx.version;
     const unconfirmed = current === ctx.version ? new Set<string>() : guarded;
@@ -598,6 +699,8 @@ export async function release(ctx: PhaseContext, claimed: Claimed, planned: Plan
 function batchHealth(attempts: Attempt[], health: Map<string, HealthRow>): BatchHealth[] {
   const byDestination = new Map<string, BatchHealth>();
   for (const { key, probe, attempt } of attempts) {
+    // A destination that asks to wait is not failing: its breaker is untouched.
+    if (isHold({ key, probe, attempt })) continue;
     const h = byDestination.get(key.destination) ?? { destination: key.destination, delivered: 0, failed: 0, last_status: null, last_error: null, probe: false };
     if (attempt.ok) h.delivered += 1;
     else {
@@ -660,14 +763,30 @@ export async function settle(
   const busy = new Set(jobs.filter((j) => j.mode === "busy").map((j) => j.key.alert_id));
   const deferred = new Set(jobs.filter((j) => j.mode === "deferred").map((j) => j.key.alert_id));
   const retryableOf = (alert_id: string) => attempts.filter((a) => a.key.alert_id === alert_id && isRetryable(a));
-  // Alerts with jobs past the budget, whose message would otherwise be acknowledged, go back as new messages.
+  // Alerts their destination asked to wait for (a 429; or held by an earlier one): sent again when the hold ends.
+  const now0 = ctx.now();
+  const holdEnds = new Map<string, string>();
+  const noteHold = (alert_id: string, until: string) => {
+    if ((holdEnds.get(alert_id) ?? "") < until) holdEnds.set(alert_id, until);
+  };
+  for (const a of attempts) if (isHold(a)) noteHold(a.key.alert_id, holdEnd(a, now0));
+  for (const j of jobs) if (j.mode === "held" && j.hold_until !== undefined) noteHold(j.key.alert_id, j.hold_until);
+  // When an alert's new message comes: after its paced jobs' share of their windows, and after its holds.
+  const delayOf = (alert_id: string): number => {
+    const paced = jobs.filter((j) => j.key.alert_id === alert_id && j.mode === "deferred" && j.pace_delay !== undefined).map((j) => j.pace_delay ?? 0);
+    const hold = holdEnds.get(alert_id);
+    return Math.max(0, ...paced, hold === undefined ? 0 : secondsUntil(hold, now0));
+  };
+  // Alerts with jobs past a budget or a rate limit, or held, whose message would otherwise be
+  // acknowledged, go back as new messages (a new message: no try spent, never closer to dead).
+  const waiting = new Set([...deferred, ...holdEnds.keys()]);
   const carryOver = recorded.ok
-    ? [...deferred].filter((id) => !busy.has(id) && !recorded.unconfirmed.has(id) && retryableOf(id).length === 0)
+    ? [...waiting].filter((id) => !busy.has(id) && !recorded.unconfirmed.has(id) && retryableOf(id).length === 0)
     : [];
   let carriedOver = false;
   if (carryOver.length > 0) {
     try {
-      await sendAlerts(ctx.queue, carryOver, planned.only);
+      await carry(ctx.queue, carryOver.map((alert_id) => ({ alert_id, delay: delayOf(alert_id), ...onlyBody(planned.only, alert_id) })));
       carriedOver = true;
       out.carried_over = carryOver;
       log("info", "fanout.carried_over", { alerts: carryOver.length, jobs: jobs.filter((j) => j.mode === "deferred").length });
@@ -737,9 +856,9 @@ export async function settle(
       continue;
     }
     const retryable = retryableOf(alert_id);
-    if (retryable.length === 0 && deferred.has(alert_id) && !carriedOver) {
+    if (retryable.length === 0 && waiting.has(alert_id) && !carriedOver) {
       // Its carry-over could not be sent: this message comes back instead.
-      retry(message, alert_id, 1);
+      retry(message, alert_id, Math.max(1, delayOf(alert_id)));
       continue;
     }
     if (retryable.length === 0) ack(message);

@@ -16,10 +16,12 @@ export interface HealthRow {
   last_status: number | null;
   last_error: string | null;
   resume_after: string | null;
+  /** A 429 (or a 503 with Retry-After) holds every delivery of the destination until then. */
+  held_until: string | null;
 }
 
 export const HEALTH_COLUMNS =
-  "destination, pending, state, consecutive_failures, paused_until, probe_until, last_status, last_error, resume_after";
+  "destination, pending, state, consecutive_failures, paused_until, probe_until, last_status, last_error, resume_after, held_until";
 
 /** Every destination's row (a handful): what the consumer, the dead-letter consumer and the pages read. */
 export function healthStatement(db: D1Reader): D1PreparedStatement {
@@ -29,6 +31,16 @@ export function healthStatement(db: D1Reader): D1PreparedStatement {
 export async function healthOf(db: D1Reader): Promise<Map<string, HealthRow>> {
   const { results } = await healthStatement(db).all<HealthRow>();
   return new Map(results.map((r) => [r.destination, r]));
+}
+
+/** Holds every delivery of a destination until `until` (never shortens a longer hold); the breaker is untouched. */
+export function holdStatement(db: D1Database, destination: string, until: string): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO destination_health (destination, held_until) VALUES (?1, ?2)
+       ON CONFLICT (destination) DO UPDATE SET held_until = MAX(COALESCE(held_until, ''), ?2)`,
+    )
+    .bind(destination, until);
 }
 
 /**
