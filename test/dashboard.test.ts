@@ -307,5 +307,22 @@ describe("first contact", () => {
     }
     expect(recipeFields("nosuch")).toBeUndefined();
   });
+
+  it("the Add form takes a rate limit, shows it again on Edit, and refuses one out of bounds", async () => {
+    const cookie = await session();
+    const name = freshId("paced-form");
+    const save = (extra: Record<string, string>) =>
+      request("/dashboard/destinations/save", {
+        method: "POST",
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ name, url: `https://${name}.test/hook`, format: "raw", enabled: "on", ...extra }).toString(),
+      });
+    expect((await save({ rate_requests: "5", rate_per_seconds: "9999" })).status).toBe(400);
+    expect((await save({ rate_requests: "5", rate_per_seconds: "1" })).status).toBe(303);
+    const list = (await (await callWorker("/api/destinations")).json()) as { destinations: { name: string; rate_limit: unknown }[] };
+    expect(list.destinations.find((d) => d.name === name)?.rate_limit).toEqual({ requests: 5, per_seconds: 1 });
+    const edit = await (await request(`/dashboard/destinations/${name}/edit`, { headers: { cookie } })).text();
+    expect(edit).toMatch(/name="rate_requests"[^>]*value="5"/);
+  });
 });
 

@@ -242,6 +242,11 @@ function entryOfForm(form: Record<string, string>): Record<string, unknown> {
     secret: text(form.secret),
     headers: headerLines.length > 0 ? headers : undefined,
     enabled: form.enabled === "on",
+    // Both or neither: a number each (the schema says what is wrong with it).
+    rate_limit:
+      text(form.rate_requests) === undefined && text(form.rate_per_seconds) === undefined
+        ? undefined
+        : { requests: Number(form.rate_requests), per_seconds: Number(form.rate_per_seconds ?? 1) },
   };
 }
 
@@ -288,6 +293,15 @@ const Form = (props: { nonce: string; name?: string; d?: Destination; form?: Rec
         <label>
           <input type="checkbox" name="enabled" checked={form ? form.enabled === "on" : d?.enabled !== false} /> enabled
         </label>
+      </p>
+      <p>
+        <label>
+          At most <input name="rate_requests" type="number" min={1} size={5} value={value("rate_requests", d?.rate_limit?.requests?.toString())} /> requests
+        </label>{" "}
+        <label>
+          per <input name="rate_per_seconds" type="number" min={1} max={3600} size={5} value={value("rate_per_seconds", d?.rate_limit?.per_seconds?.toString())} /> seconds
+        </label>{" "}
+        <small>(optional: a rate limit, shared by live deliveries, replays and backfills)</small>
       </p>
       <fieldset>
         <legend>Which responses (every condition given must hold; lists are comma-separated)</legend>
