@@ -29,6 +29,7 @@ import {
   moveCursor,
   type NewPart,
   noteGarbage,
+  noteRewrite,
   partsOfUser,
   readForArchive,
   recordArchiveError,
@@ -310,7 +311,7 @@ export async function eraseUserFromArchive(input: {
     let new_key: string | null = null;
     if (rewritten.rows > 0) {
       new_key = partKey(part.table, part.date, now, random);
-      await noteGarbage(db, [new_key], new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString());
+      await noteRewrite(db, { key: new_key, due: new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString(), alert_ids: rewritten.kept_alert_ids });
       take(budget);
       await bucket.put(new_key, rewritten.bytes, { httpMetadata: { contentType: "application/vnd.apache.parquet" } });
     }

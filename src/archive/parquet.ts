@@ -116,13 +116,17 @@ export async function readParquet(table: ArchiveTable, bytes: ArrayBuffer): Prom
 }
 
 /** The same part without the rows of these alerts: what erasure writes in its place. */
-export async function withoutAlerts(table: ArchiveTable, bytes: ArrayBuffer, alert_ids: ReadonlySet<string>): Promise<{ bytes: Uint8Array; rows: number; removed: number }> {
+export async function withoutAlerts(
+  table: ArchiveTable,
+  bytes: ArrayBuffer,
+  alert_ids: ReadonlySet<string>,
+): Promise<{ bytes: Uint8Array; rows: number; removed: number; kept_alert_ids: string[] }> {
   if (table === "responses") {
     const rows = await readParquet("responses", bytes);
     const kept = rows.filter((r) => !alert_ids.has(r.alert_id));
-    return { bytes: responsesParquet(kept), rows: kept.length, removed: rows.length - kept.length };
+    return { bytes: responsesParquet(kept), rows: kept.length, removed: rows.length - kept.length, kept_alert_ids: [...new Set(kept.map((r) => r.alert_id))] };
   }
   const rows = await readParquet("answers", bytes);
   const kept = rows.filter((r) => !alert_ids.has(r.alert_id));
-  return { bytes: answersParquet(kept), rows: kept.length, removed: rows.length - kept.length };
+  return { bytes: answersParquet(kept), rows: kept.length, removed: rows.length - kept.length, kept_alert_ids: [...new Set(kept.map((r) => r.alert_id))] };
 }

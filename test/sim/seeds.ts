@@ -73,4 +73,10 @@ export const KEPT_SEEDS: KeptSeed[] = [
     path: "3098:3:2:2:4:4:4:7:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10",
     note: "found by generator 2 after the release fix: an identify send whose record and release both fail; once its lease runs out, the user's older response is sent after it (I3)",
   },
+  {
+    seed: 24_008,
+    generator: 2,
+    path: "107:3:2:5:5:5:9:1:5:6:4:3:3:4:4:4:4:4:4:4:5:5:5:5:6:6:6:6:6:6:6:6:6",
+    note: "found by npm test's seed once 0.6.1's calls moved its interleavings: two erasures rewrite one part at once; the loser's new object (holding the other user) was noted without users, so the other user's erasure left it in R2 until the grace (I4)",
+  },
 ];
