@@ -260,6 +260,25 @@ async function measureSize(size, scriptPath) {
     await waitDelivered(id, 2);
   });
 
+  // Backfill: a destination added now is sent the whole history, through the Queue, at the
+  // consumer's pace; per backfilled response (its page, its row, its delivery, its counters).
+  await measure(
+    "backfill, per backfilled response",
+    async () => {
+      const put = await fetch(`${base}/api/destinations/bench-history`, { method: "PUT", headers: json, body: JSON.stringify({ url: `http://127.0.0.1:${destination.port}/history` }) });
+      if (put.status !== 201) throw new Error(`backfill destination: ${put.status}`);
+      await sleep(31_000); // every isolate's destinations cache has it
+      const started = await fetch(`${base}/api/destinations/bench-history/backfill`, { method: "POST", headers: json, body: '{"since":"1970-01-01T00:00:00Z"}' });
+      if (started.status !== 202) throw new Error(`backfill: ${started.status}`);
+      for (let waited = 0; ; waited++) {
+        const { backfill } = await (await fetch(`${base}/api/destinations/bench-history/backfill`, { headers: auth })).json();
+        if (backfill.state !== "running") return backfill.total;
+        if (waited % 30 === 29) log(`  backfill: ${backfill.delivered} of ${backfill.total ?? `${backfill.sent}+`} delivered`);
+        await sleep(1_000);
+      }
+    },
+    "response",
+  );
   profiler.close();
   await worker.mf.dispose();
   destination.child.kill();

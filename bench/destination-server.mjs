@@ -5,7 +5,8 @@
 //   node bench/destination-server.mjs --port 9000 [--secret whsec_...]
 //        [--fail-first 2] [--fail-rate 0.33] [--hang-rate 0.05] [--hang-ms 12000]
 //
-// GET /stats answers {requests, by_id: {<webhook-id>: deliveries that got a 2xx}, bad_signatures, notifications}.
+// GET /stats answers {requests, by_id: {<webhook-id>: deliveries that got a 2xx}, first_at: {<webhook-id>: epoch ms of
+// its first 2xx}, per_second: {<epoch second>: requests}, bad_signatures, notifications}.
 // POST /control/down?seconds=S answers 503 to every delivery for S seconds (a destination down for a stretch).
 // POST /notify records an operator notification (NOTIFY_URL) in stats.notifications, not as a delivery.
 // --port 0 picks a free port; the first line printed names it.
@@ -26,13 +27,15 @@ export function startDestination({
   const verifier = secret ? new Webhook(secret) : null;
   const seen = new Map(); // webhook-id -> attempts
   const delivered = new Map(); // webhook-id -> 2xx answers
+  const firstAt = new Map(); // webhook-id -> epoch ms of its first 2xx
+  const perSecond = new Map(); // epoch second -> requests received
   const stats = { requests: 0, bad_signatures: 0, failed_on_purpose: 0, hung_on_purpose: 0, down_answers: 0, notifications: [] };
   let downUntil = 0;
 
   const server = createServer((req, res) => {
     if (req.method === "GET" && req.url === "/stats") {
       res.setHeader("content-type", "application/json");
-      res.end(JSON.stringify({ ...stats, by_id: Object.fromEntries(delivered) }));
+      res.end(JSON.stringify({ ...stats, by_id: Object.fromEntries(delivered), first_at: Object.fromEntries(firstAt), per_second: Object.fromEntries(perSecond) }));
       return;
     }
     if (req.method === "POST" && req.url?.startsWith("/control/down")) {
@@ -51,6 +54,8 @@ export function startDestination({
         return;
       }
       stats.requests += 1;
+      const second = Math.floor(Date.now() / 1000);
+      perSecond.set(second, (perSecond.get(second) ?? 0) + 1);
       if (Date.now() < downUntil) {
         stats.down_answers += 1;
         res.statusCode = 503;
@@ -80,6 +85,7 @@ export function startDestination({
         return;
       }
       delivered.set(id, (delivered.get(id) ?? 0) + 1);
+      if (!firstAt.has(id)) firstAt.set(id, Date.now());
       if (!quiet) console.log(`200 ${id} attempt ${attempt} signed=${Boolean(req.headers["webhook-signature"])}`);
       res.end("ok");
     });

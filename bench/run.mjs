@@ -18,10 +18,16 @@ if (process.argv.includes("--profile")) {
   await import("./profile.mjs");
   process.exit(0);
 }
+// --latency: delivery latency and pacing instead (bench/latency.mjs writes bench/results/latency.md).
+if (process.argv.includes("--latency")) {
+  await import("./latency.mjs");
+  process.exit(0);
+}
 
 const { values } = parseArgs({
   options: {
     profile: { type: "boolean" },
+    latency: { type: "boolean" },
     connections: { type: "string", default: "10" },
     duration: { type: "string", default: "5" },
     rounds: { type: "string", default: "3" },
