@@ -98,6 +98,8 @@ destinations.get("/dashboard/destinations", async (c) => {
                 {dest?.enabled === false ? "disabled" : d.state}
                 {d.state === "paused" && d.paused_until ? ` (next try ${d.paused_until})` : ""}
                 {d.consecutive_failures > 0 ? ` · ${d.consecutive_failures} failures in a row` : ""}
+                {d.held_until !== null ? ` · held until ${d.held_until} (it asked to wait)` : ""}
+                {dest?.rate_limit ? ` · at most ${dest.rate_limit.requests} per ${dest.rate_limit.per_seconds} s` : ""}
               </td>
               <td>{d.last_error ?? "—"}</td>
               <td class="pending">{d.pending}</td>
