@@ -202,7 +202,9 @@ CREATE TABLE IF NOT EXISTS destination_pace (
   pace_window INTEGER NOT NULL,           -- floor(epoch ms / (per_seconds × 1000))
   current     INTEGER NOT NULL DEFAULT 0, -- requests granted in that window
   previous    INTEGER NOT NULL DEFAULT 0, -- and in the one before it
-  granted     INTEGER NOT NULL DEFAULT 0  -- the last take's grant (what RETURNING reads)
+  granted     INTEGER NOT NULL DEFAULT 0, -- the last take's grant (what RETURNING reads)
+  next_free   INTEGER NOT NULL DEFAULT 0, -- epoch ms of the first send slot no waiting job holds
+  slot_start  INTEGER NOT NULL DEFAULT 0  -- the last take's first slot for what it could not grant
 ) WITHOUT ROWID;
 
 -- Delivery outcomes per destination per UTC day, folded by the cron from destination_hourly (kept 90 days).
@@ -410,6 +412,7 @@ CREATE TABLE IF NOT EXISTS backfills (
 CREATE INDEX IF NOT EXISTS backfills_by_destination ON backfills (destination, id);
 CREATE UNIQUE INDEX IF NOT EXISTS backfills_running ON backfills (destination) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS backfills_by_state ON backfills (state, updated_at) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS deliveries_by_backfill ON deliveries (backfill, status) WHERE backfill IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS deliveries_backfill_insert AFTER INSERT ON deliveries WHEN NEW.backfill IS NOT NULL
 BEGIN
   UPDATE backfills SET sent = sent + 1 WHERE id = NEW.backfill;
@@ -422,4 +425,12 @@ BEGIN
     state = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN 'done' ELSE state END,
     finished_at = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN NEW.updated_at ELSE finished_at END
   WHERE id = NEW.backfill;
+END;
+-- A pending backfill row deleted (an erasure, retention) settles: the backfill can finish.
+CREATE TRIGGER IF NOT EXISTS deliveries_backfill_delete AFTER DELETE ON deliveries WHEN OLD.backfill IS NOT NULL AND OLD.status = 'pending'
+BEGIN
+  UPDATE backfills SET settled = settled + 1,
+    state = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN 'done' ELSE state END,
+    finished_at = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN OLD.updated_at ELSE finished_at END
+  WHERE id = OLD.backfill;
 END;

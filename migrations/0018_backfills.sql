@@ -25,6 +25,7 @@ CREATE INDEX backfills_by_destination ON backfills (destination, id);
 CREATE UNIQUE INDEX backfills_running ON backfills (destination) WHERE state = 'running';
 CREATE INDEX backfills_by_state ON backfills (state, updated_at) WHERE state = 'running';
 ALTER TABLE deliveries ADD COLUMN backfill INTEGER;
+CREATE INDEX deliveries_by_backfill ON deliveries (backfill, status) WHERE backfill IS NOT NULL;
 CREATE TRIGGER deliveries_backfill_insert AFTER INSERT ON deliveries WHEN NEW.backfill IS NOT NULL
 BEGIN
   UPDATE backfills SET sent = sent + 1 WHERE id = NEW.backfill;
@@ -37,4 +38,12 @@ BEGIN
     state = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN 'done' ELSE state END,
     finished_at = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN NEW.updated_at ELSE finished_at END
   WHERE id = NEW.backfill;
+END;
+-- A pending backfill row deleted (an erasure, retention) settles: the backfill can finish.
+CREATE TRIGGER deliveries_backfill_delete AFTER DELETE ON deliveries WHEN OLD.backfill IS NOT NULL AND OLD.status = 'pending'
+BEGIN
+  UPDATE backfills SET settled = settled + 1,
+    state = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN 'done' ELSE state END,
+    finished_at = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN OLD.updated_at ELSE finished_at END
+  WHERE id = OLD.backfill;
 END;

@@ -8,5 +8,7 @@ CREATE TABLE destination_pace (
   pace_window INTEGER NOT NULL,           -- floor(epoch ms / (per_seconds × 1000))
   current     INTEGER NOT NULL DEFAULT 0, -- requests granted in that window
   previous    INTEGER NOT NULL DEFAULT 0, -- and in the one before it
-  granted     INTEGER NOT NULL DEFAULT 0  -- the last take's grant (what RETURNING reads)
+  granted     INTEGER NOT NULL DEFAULT 0, -- the last take's grant (what RETURNING reads)
+  next_free   INTEGER NOT NULL DEFAULT 0, -- epoch ms of the first send slot no waiting job holds
+  slot_start  INTEGER NOT NULL DEFAULT 0  -- the last take's first slot for what it could not grant
 ) WITHOUT ROWID;

@@ -27,6 +27,7 @@ import {
   startBackfill,
   stalledBackfills,
   touchBackfill,
+  unfinishedCancel,
 } from "./store/backfills";
 import { type Destination, wants } from "./fanout/destinations";
 import type { EvaluationBudget } from "./fanout/jsonata";
@@ -110,15 +111,27 @@ export async function consumeBackfills(messages: Message<unknown>[], ctx: Backfi
   }
 }
 
-/** The cron's share: a running backfill whose cursor stopped moving gets its page message again. */
+/**
+ * The cron's share (three subrequests at most): a running backfill whose cursor stopped moving
+ * gets its page message again; else a cancelled one whose untried rows a DELETE did not all
+ * reach has the next 500 of them cancelled.
+ */
 export async function restartStalledBackfills(db: D1Database, queue: Queue<QueueMessage>, now: Date): Promise<number> {
   const stalled = await stalledBackfills(db, new Date(now.getTime() - BACKFILL_STALLED_IN_MS).toISOString(), 1);
   for (const { id } of stalled) {
     await queue.send(backfillMessage(id).body, { contentType: "json" });
     await touchBackfill(db, id, now.toISOString());
   }
-  if (stalled.length > 0) log("info", "backfill.restarted", { backfills: stalled.length });
-  return stalled.length;
+  if (stalled.length > 0) {
+    log("info", "backfill.restarted", { backfills: stalled.length });
+    return stalled.length;
+  }
+  const cancelled = await unfinishedCancel(db);
+  if (cancelled !== null) {
+    const round = await cancelBackfill(db, { backfill: cancelled, now: now.toISOString(), limit: 500 });
+    if (round.cancelled > 0) log("info", "backfill.cancelled_more", { backfill: cancelled.id, cancelled: round.cancelled });
+  }
+  return 0;
 }
 
 export type { Backfill };

@@ -53,7 +53,10 @@ async function drain(queued: QueueMessage[], environment: Env, only: (m: QueueMe
 
 const isBackfill = (m: QueueMessage) => "kind" in m && m.kind === "backfill";
 
-/** Stores `n` responses submitted on one day of `year` (a range no other test uses). */
+/**
+ * Stores `n` responses submitted on one day (a range no other test uses) and fans them out live
+ * while no destination exists: the history a destination added later has missed.
+ */
 async function storeResponses(n: number, day: string, extra: Record<string, unknown> = {}): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -61,6 +64,8 @@ async function storeResponses(n: number, day: string, extra: Record<string, unkn
     expect((await post(p)).status).toBe(200);
     ids.push(p.alert_id);
   }
+  const result = await runQueue(QUEUE, ids.map((id) => message(id)), { ...FANOUT_ENV, DESTINATIONS: "[]" });
+  expect(result.explicitAcks).toHaveLength(n);
   return ids;
 }
 
@@ -161,6 +166,51 @@ describe("backfill", () => {
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 1, delivered: 1 });
   });
 
+  it("a response whose live message is still on the Queue is left to it: no backfill row, so a DELETE cannot cancel its live delivery", async () => {
+    const name = freshId("inflight");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    const p = examplePayload({ timestamp: "2019-09-10T10:00:00.000Z" });
+    expect((await post(p)).status).toBe(200); // its live message waits in `queued`
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-09-10T00:00:00Z", until: "2019-09-11T00:00:00Z" }) }, ENV);
+    await drain(queued, ENV, isBackfill);
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE alert_id = ?").bind(p.alert_id).first()).toEqual({ n: 0 });
+    expect(await (await callWorker(`/api/destinations/${name}/backfill`, { method: "DELETE" }, ENV)).json()).toEqual({ ok: true, cancelled: 0 });
+    await drain(queued, ENV);
+    expect(received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id)).toEqual([p.alert_id]);
+    expect(await env.DB.prepare("SELECT status, backfill FROM deliveries WHERE alert_id = ?").bind(p.alert_id).first()).toEqual({ status: "delivered", backfill: null });
+  });
+
+  it("a response erased between the page's read and its row: no row for it, and the backfill still finishes", async () => {
+    const [kept, gone] = await storeResponses(2, "2019-10-11", { user: { user_system_id: `erased-${freshId()}` } });
+    const name = freshId("erased");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-10-11T00:00:00Z", until: "2019-10-12T00:00:00Z" }) }, ENV);
+    const prepare = env.DB.prepare.bind(env.DB);
+    vi.spyOn(env.DB, "prepare").mockImplementation((sql) => {
+      const statement = prepare(sql);
+      if (!sql.includes("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill)")) return statement;
+      const bind = statement.bind.bind(statement);
+      statement.bind = (...values: unknown[]) => {
+        const bound = bind(...values);
+        const run = bound.run.bind(bound);
+        bound.run = async <T,>() => {
+          await prepare("DELETE FROM alerts WHERE alert_id = ?").bind(gone).run(); // as an erasure's chunk does
+          return run<T>();
+        };
+        return bound;
+      };
+      return statement;
+    });
+    await drain(queued, ENV);
+    const rows = await env.DB.prepare("SELECT alert_id FROM deliveries WHERE destination = ?").bind(name).all<{ alert_id: string }>();
+    expect(rows.results.map((r) => r.alert_id)).toEqual([kept]);
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 1, delivered: 1 });
+  });
+
   it("a backfill's message leaves every other destination alone", async () => {
     const [id] = await storeResponses(1, "2019-06-07");
     const name = freshId("alone");
@@ -210,7 +260,7 @@ describe("backfill", () => {
 
 describe("the Destinations page", () => {
   it("Send history… starts a backfill; its progress bar shows while it runs (the page refreshes itself), its outcome after", async () => {
-    const ids = await storeResponses(3, "2019-08-09");
+    const ids = await storeResponses(3, "2024-12-30");
     const name = freshId("page");
     const ENV = withDestination(name);
     const queued = captureQueue();
@@ -221,14 +271,14 @@ describe("the Destinations page", () => {
     const page = async () => (await callWorker("/dashboard/destinations", { token: null, headers: headers(cookie) }, ENV)).text();
     expect(await page()).toContain(`action="/dashboard/destinations/${name}/backfill"`);
     const form = (path: string, body: string) => callWorker(path, { token: null, method: "POST", headers: { ...headers(cookie), "content-type": "application/x-www-form-urlencoded" }, body }, ENV);
-    expect((await form(`/dashboard/destinations/${name}/backfill`, "since=2019-08-09")).status).toBe(303);
+    expect((await form(`/dashboard/destinations/${name}/backfill`, "since=2024-12-30")).status).toBe(303);
     const running = await page();
     expect(running).toContain('<meta http-equiv="refresh" content="5"/>');
-    expect(running).toMatch(/Sending history since 2019-08-09: 0 of 0\+ delivered <progress/);
+    expect(running).toMatch(/Sending history since 2024-12-30: 0 of 0\+ delivered <progress/);
     expect(running).toContain(`action="/dashboard/destinations/${name}/backfill/cancel"`);
     await drain(queued, ENV);
     const done = await page();
-    expect(done).toContain(`History since 2019-08-09: done, ${ids.length} of ${ids.length} delivered`);
+    expect(done).toContain(`History since 2024-12-30: done, ${ids.length} of ${ids.length} delivered`);
     expect(done).not.toContain(`action="/dashboard/destinations/${name}/backfill/cancel"`);
   });
 });

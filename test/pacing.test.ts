@@ -93,7 +93,7 @@ describe("rate_limit", () => {
     const name = freshId("window");
     const limit = { destination: name, requests: 5, per_seconds: 1 };
     const t0 = Math.floor(Date.now() / 1000) * 1000 + 5_000_000; // a window boundary
-    const take = async (at: number, wanted: number) => (await takeGrants(env.DB, [{ ...limit, wanted }], t0 + at)).get(name);
+    const take = async (at: number, wanted: number) => (await takeGrants(env.DB, [{ ...limit, wanted }], t0 + at)).get(name)?.granted;
     expect(await take(0, 10)).toBe(5);
     expect(await take(500, 5)).toBe(0);
     expect(await take(1_200, 5)).toBe(1); // 5 × 0.8 of the previous second still counts
@@ -119,9 +119,11 @@ describe("rate_limit", () => {
     const waiting = rows.filter((r) => r.status === "pending");
     expect(waiting).toHaveLength(3);
     for (const row of waiting) expect(row).toMatchObject({ attempts: 0, last_error: PACED });
-    // Each waits as a new message, after one request's share of the window (3600 / 5 s).
+    // Each waits as a new message until its own send slot: one request's share of the window
+    // (3600 / 5 = 720 s) apart, after the slots already given out: never all at once.
     const again = sent.batches.flat().filter((x) => waiting.some((w) => w.alert_id === x.body.alert_id)) as { delaySeconds?: number }[];
-    expect(again.map((x) => x.delaySeconds)).toEqual([720, 720, 720]);
+    const delays = again.map((x) => x.delaySeconds ?? 0).sort((a, b) => a - b);
+    expect(delays.map((d) => Math.round(d / 720))).toEqual([1, 2, 3]);
     expect(await health(name)).toMatchObject({ state: "active", consecutive_failures: 0, held_until: null });
   });
 
@@ -141,5 +143,25 @@ describe("rate_limit", () => {
     expect(list.destinations.find((d) => d.name === name)?.rate_limit).toEqual({ requests: 5, per_seconds: 1 });
     const removed = await callWorker(`/api/destinations/${name}`, { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify({ rate_limit: null }) });
     expect(await removed.json()).toMatchObject({ destination: { rate_limit: null } });
+  });
+});
+
+describe("dead letters", () => {
+  it("never make a held destination's delivery dead (it goes back on the Queue after the hold), nor touch destinations a backfill's message was not about", async () => {
+    const held = freshId("dl-held");
+    const other = freshId("dl-other");
+    const ENV = { ...withDestination(held), DESTINATIONS: JSON.stringify([{ name: held, url: `https://${held}.test/hook` }, { name: other, url: `https://${other}.test/hook` }]) };
+    const { alert_id } = await storedAlert();
+    await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, last_status, updated_at) VALUES (?, ?, 'pending', 1, 429, ?)").bind(alert_id, held, new Date().toISOString()).run();
+    await env.DB.prepare("INSERT INTO destination_health (destination, held_until) VALUES (?1, ?2) ON CONFLICT (destination) DO UPDATE SET held_until = ?2").bind(held, new Date(Date.now() + 30_000).toISOString()).run();
+    const sent = watchSendBatch();
+    // A backfill's message for `held` only, out of retries.
+    const dead = { id: `dl-${freshId()}`, timestamp: new Date(), attempts: 11, body: { v: 1, alert_id, only: [held] } };
+    expect((await runQueue("oneflow-alerts-dlq", [dead], ENV)).explicitAcks).toEqual([dead.id]);
+    const rows = await deliveries(alert_id);
+    expect(rows.map((r) => [r.destination, r.status])).toEqual([[held, "pending"]]);
+    const again = sent.batches.flat().find((x) => x.body.alert_id === alert_id) as { body: { only?: string[] }; delaySeconds?: number } | undefined;
+    expect(again?.body.only).toEqual([held]);
+    expect(again?.delaySeconds).toBeGreaterThanOrEqual(25);
   });
 });

@@ -316,6 +316,8 @@ export async function eraseUserFromArchive(input: {
       await bucket.put(new_key, rewritten.bytes, { httpMetadata: { contentType: "application/vnd.apache.parquet" } });
     }
     // The old object becomes garbage due now, deleted below (or by the next call or tick).
+    // Another erasure that rewrote the part first makes the guard refuse this commit: nothing
+    // committed, and the new object (which still holds that erasure's user) is deleted now.
     await commitRewrite(db, {
       part,
       new_key,
@@ -323,6 +325,9 @@ export async function eraseUserFromArchive(input: {
       bytes: new_key === null ? 0 : rewritten.bytes.byteLength,
       removed: rewritten.removed,
       now: now.toISOString(),
+    }).catch(async (error: unknown) => {
+      if (new_key !== null && GUARD_REFUSED.test(errorMessage(error))) await bucket.delete(new_key).catch(() => undefined);
+      throw error;
     });
     parts_rewritten++;
   }

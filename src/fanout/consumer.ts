@@ -80,10 +80,11 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
   const ctx: ConsumerContext = { ...context, db: meteredD1(context.db, budget), queue: meteredQueue(context.queue, budget) };
   const backoff = (message: Message<unknown>) => message.retry({ delaySeconds: backoffSeconds(ctx, message) });
 
+  // One context for the whole invocation: its subrequest and evaluation budgets are shared.
+  const shared = phaseContext(context, budget);
   const backfills = batch.messages.filter((m) => isBackfillMessage(m.body));
   if (backfills.length > 0) {
-    const phases = phaseContext(context, budget);
-    await consumeBackfills(backfills, phases === null ? null : { db: phases.db, queue: phases.queue, destinations: phases.destinations, now: ctx.now, evaluation: phases.evaluation }, backoff);
+    await consumeBackfills(backfills, shared === null ? null : { db: shared.db, queue: shared.queue, destinations: shared.destinations, now: ctx.now, evaluation: shared.evaluation }, backoff);
   }
   const messages = await receive(batch, ctx, budget, backoff);
   if (messages.length === 0) return;
@@ -114,7 +115,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
     return;
   }
 
-  const phases = phaseContext(context, budget) as PhaseContext;
+  const phases = shared as PhaseContext;
   try {
     const claimed = await claim(phases, alert_ids, inheritsOf(messages));
     const planned = await plan(phases, claimed, sentOf(messages), onlyOf(messages));

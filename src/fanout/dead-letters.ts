@@ -6,7 +6,8 @@
  * the Queue fails, the message comes back with backoff (the queue's max_retries is
  * high: it outlasts a D1 outage of days, past the Queue's own message retention).
  */
-import { type AlertMessage, isAlertMessage, isSpoolMessage, type QueueMessage } from "../alert";
+import { type AlertMessage, isAlertMessage, isBackfillMessage, isSpoolMessage, type QueueMessage } from "../alert";
+import { onlyOf } from "./phases";
 import { errorMessage, log } from "../log";
 import { returnToOutbox } from "../store/alerts";
 import { type AttemptRecord, claimAlerts, claimsOf, type DeliveryKey, markDead } from "../store/deliveries";
@@ -42,6 +43,15 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
         m.ack();
       } catch (error) {
         log("error", "deadletter.spool_requeue_failed", { error: errorMessage(error) });
+        backoff(m);
+      }
+    } else if (isBackfillMessage(m.body)) {
+      // A backfill's page that kept failing (D1 down): its chain goes on from the main queue.
+      try {
+        await ctx.queue.send(m.body, { contentType: "json" });
+        m.ack();
+      } catch (error) {
+        log("error", "deadletter.backfill_requeue_failed", { error: errorMessage(error) });
         backoff(m);
       }
     } else {
@@ -86,14 +96,26 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
     // fit is left as it is and its dead letter comes back (nothing is decided for it now).
     const evaluation = new EvaluationBudget(INVOCATION_STEPS);
     const undecided = new Set<string>();
+    // A backfill's message was about its destination only: the others are not its to decide.
+    const only = onlyOf(alerts.map((m) => ({ message: m, alert_id: (m.body as AlertMessage).alert_id, only: (m.body as AlertMessage).only })));
+    // A destination that asked to wait (a 429) holds its deliveries: never made dead, sent again after the hold.
+    const at = now.toISOString();
+    const held: { alert_id: string; destination: string; until: string }[] = [];
     for (const alert of claimed.values()) {
       const mine: DeliveryKey[] = [];
+      const restriction = only.get(alert.alert_id);
       for (const d of destinations) {
+        if (restriction !== undefined && !restriction.has(d.name)) continue;
         const status = statuses.get(alert.alert_id)?.get(d.name);
         // A paused destination's deliveries wait for its resume: a pause never makes one dead.
         if (status !== undefined && status !== "pending") continue;
         if (carried.get(alert.alert_id)?.has(d.name)) continue;
         if (health.get(d.name)?.state === "paused" || d.enabled === false) continue;
+        const held_until = health.get(d.name)?.held_until ?? null;
+        if (held_until !== null && held_until > at) {
+          held.push({ alert_id: alert.alert_id, destination: d.name, until: held_until });
+          continue;
+        }
         const wanted = await wants(d, alert, evaluation);
         if (wanted.deferred) undecided.add(alert.alert_id);
         else if (wanted.wanted) mine.push({ alert_id: alert.alert_id, destination: d.name });
@@ -102,7 +124,17 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, ctx: Dead
       // the next try then spends its budget on the undecided ones only, so it always progresses.
       keys.push(...mine);
     }
-    const finished = [...claimed.keys()].filter((id) => !undecided.has(id));
+    const finished = [...claimed.keys()].filter((id) => !undecided.has(id) && !only.has(id) && !held.some((h) => h.alert_id === id));
+    // What a hold keeps goes back on the Queue for its destination, after the hold (no try spent).
+    if (held.length > 0) {
+      await ctx.queue.sendBatch(
+        held.map((h) => ({
+          body: { v: 1 as const, alert_id: h.alert_id, only: [h.destination] },
+          contentType: "json" as const,
+          delaySeconds: Math.max(1, Math.ceil((Date.parse(h.until) - now.getTime()) / 1000)),
+        })),
+      );
+    }
     const dead = await markDead(ctx.db, keys, now.toISOString(), "retries exhausted", {
       release: [...claimed.keys()],
       claimed_until,

@@ -71,6 +71,9 @@ export const HELD_BY_DESTINATION = "held: the destination asked to wait (429 or 
 /** How long a 429 without Retry-After holds its destination. */
 export const HOLD_DEFAULT_SECONDS = 60;
 
+/** The shortest hold: a `Retry-After: 0` would otherwise bring every waiting delivery back every second. */
+export const HOLD_MIN_SECONDS = 5;
+
 /** A 429, or a 503 with Retry-After: the destination asks to wait. Neither a failure nor a try. */
 export function isHold(a: Attempt): boolean {
   return !a.attempt.ok && (a.attempt.status === 429 || (a.attempt.status === 503 && a.attempt.retry_after_seconds !== null));
@@ -78,7 +81,7 @@ export function isHold(a: Attempt): boolean {
 
 /** When a hold ends. */
 function holdEnd(a: Attempt, at: Date): string {
-  return new Date(at.getTime() + Math.max(1, a.attempt.retry_after_seconds ?? HOLD_DEFAULT_SECONDS) * 1000).toISOString();
+  return new Date(at.getTime() + Math.max(HOLD_MIN_SECONDS, a.attempt.retry_after_seconds ?? HOLD_DEFAULT_SECONDS) * 1000).toISOString();
 }
 
 /** How long a consumer holds an alert beyond the time its deliveries can take. */
@@ -434,7 +437,8 @@ async function pace(ctx: PhaseContext, chosen: Job[], now: Date): Promise<Job[]>
     [...wanted.values()].map(({ destination, n }) => ({ destination: destination.name, requests: destination.rate_limit?.requests ?? 1, per_seconds: destination.rate_limit?.per_seconds ?? 1, wanted: n })),
     now.getTime(),
   );
-  const left = new Map(grants);
+  const left = new Map([...grants].map(([name, g]) => [name, g.granted]));
+  const slot = new Map<string, number>();
   // A probe (one request, for a paused destination) is never held back.
   return chosen.filter((job) => {
     const limit = job.destination.rate_limit;
@@ -444,10 +448,14 @@ async function pace(ctx: PhaseContext, chosen: Job[], now: Date): Promise<Job[]>
       left.set(job.key.destination, n - 1);
       return true;
     }
+    // Past the grant: back at its own slot (the take reserved one per job left over).
+    const grant = grants.get(job.key.destination);
+    const i = slot.get(job.key.destination) ?? 0;
+    slot.set(job.key.destination, i + 1);
     job.mode = "deferred";
     job.may_probe = false;
     job.reason = PACED;
-    job.pace_delay = paceDelaySeconds(limit);
+    job.pace_delay = grant === undefined ? paceDelaySeconds(limit) : Math.max(1, Math.ceil((grant.slot_start + i * grant.interval_ms - now.getTime()) / 1000));
     return false;
   });
 }

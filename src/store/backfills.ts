@@ -92,6 +92,11 @@ export async function backfillPage(db: D1Reader, backfill: Backfill, limit = BAC
        LEFT JOIN deliveries AS d ON d.alert_id = a.alert_id AND d.destination = ?5
        WHERE a.submitted_at >= ?1 AND a.submitted_at < ?2
          AND (a.submitted_at > ?3 OR (a.submitted_at = ?3 AND a.alert_id > ?4))
+         -- Only a response whose live fan-out is decided (its message consumed): one still in the
+         -- outbox or on the Queue reaches this destination that way, and a backfill row must never
+         -- stand in for a live delivery (a cancel would cancel it, a restricted message would close it).
+         AND a.enqueued_at IS NOT NULL
+         AND (a.fanned_out_at IS NOT NULL OR EXISTS (SELECT 1 FROM deliveries AS o WHERE o.alert_id = a.alert_id AND o.backfill IS NULL))
        ORDER BY a.submitted_at, a.alert_id LIMIT ?6`,
     )
     .bind(backfill.since, backfill.until, backfill.cursor_submitted_at, backfill.cursor_alert_id, backfill.destination, limit)
@@ -110,6 +115,7 @@ export function createDeliveriesStatement(db: D1Database, input: { backfill: Bac
       `INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill)
        SELECT j.value, ?2, 'pending', 0, ?3, ?4 FROM json_each(?1) AS j
        WHERE EXISTS (SELECT 1 FROM backfills WHERE id = ?4 AND state = 'running')
+         AND EXISTS (SELECT 1 FROM alerts WHERE alert_id = j.value)
        ON CONFLICT (alert_id, destination) DO NOTHING`,
     )
     .bind(JSON.stringify(input.alert_ids), input.backfill.destination, input.now, input.backfill.id);
@@ -147,6 +153,12 @@ export async function stalledBackfills(db: D1Reader, before: string, limit: numb
   return results;
 }
 
+/** A cancelled backfill some of whose rows are still pending and untried: the cron cancels them on. */
+export async function unfinishedCancel(db: D1Reader): Promise<Backfill | null> {
+  // The table holds one row per backfill ever run: a few.
+  return db.prepare("SELECT * FROM backfills WHERE state = 'cancelled' AND settled < sent ORDER BY updated_at LIMIT 1").first<Backfill>();
+}
+
 /** Marks a running backfill touched (its page message was just sent again). */
 export async function touchBackfill(db: D1Database, id: number, now: string): Promise<void> {
   await db.prepare("UPDATE backfills SET updated_at = ?2 WHERE id = ?1 AND state = 'running'").bind(id, now).run();
@@ -165,8 +177,8 @@ export async function cancelBackfill(db: D1Database, input: { backfill: Backfill
       .prepare(
         `UPDATE deliveries SET status = 'cancelled', last_error = ?4, updated_at = ?3
          WHERE (alert_id, destination) IN (
-           SELECT alert_id, destination FROM deliveries INDEXED BY deliveries_pending_by_destination
-           WHERE destination = ?1 AND status = 'pending' AND backfill = ?2 AND attempts = 0 LIMIT ?5)
+           SELECT alert_id, destination FROM deliveries INDEXED BY deliveries_by_backfill
+           WHERE backfill = ?2 AND status = 'pending' AND destination = ?1 AND attempts = 0 LIMIT ?5)
          RETURNING 1`,
       )
       .bind(input.backfill.destination, input.backfill.id, input.now, CANCELLED_BACKFILL, input.limit),
