@@ -198,12 +198,13 @@ describe("every page and /api read, with 3,000 stored: each its own budget of ro
 
 describe("the cron", () => {
   // 0.6.1: 25 before the destinations' days; their fold's guards and its watermark read 5 more.
-  it("a tick with nothing to do, retention included: ≤ 32 rows read (measured 30); its archive tick is measured below", async () => {
+  // 0.7.0: and the backfill step's two lookups (a stalled backfill, an unfinished cancel).
+  it("a tick with nothing to do, retention included: ≤ 36 rows read (measured 33); its archive tick is measured below", async () => {
     const tick = (e: Env) => worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: "*/5 * * * *" }), e);
     await tick({ ...env, ARCHIVE: undefined, RETENTION_DAYS: "365" }); // the day's folding happens on the first tick
     await foldFacetsAll(); // and the insights' fold of the responses' days, once
     const cost = await measure(tick, { ARCHIVE: undefined, RETENTION_DAYS: "365" });
-    expect(cost.rows_read).toBeLessThanOrEqual(32);
+    expect(cost.rows_read).toBeLessThanOrEqual(36);
     expect(cost.rows_written).toBe(0);
   });
 });
@@ -324,10 +325,12 @@ describe("the archive", () => {
     expect(cost.rows_written).toBeLessThanOrEqual(2);
   });
 
-  it("an archived user's erasure finds their parts from D1 (archived_by_user), never by reading files, and rewrites 2 a request: ≤ 1,150 rows read (measured 765, of which about 510 the D1 erasure above)", async () => {
+  // 0.7.0: each rewrite notes its new object with the users of the responses it keeps (one row
+  // read by key per kept response, about 210 a part here): bounded by the part, not the archive.
+  it("an archived user's erasure finds their parts from D1 (archived_by_user), never by reading files, and rewrites 2 a request: ≤ 1,400 rows read (measured 1,184, of which about 510 the D1 erasure above)", async () => {
     const archivedUser = "cost-user-11";
     const cost = await measure((e) => api(`/api/users/${archivedUser}`, { method: "DELETE" })(e));
-    expect(cost.rows_read).toBeLessThanOrEqual(1_150);
+    expect(cost.rows_read).toBeLessThanOrEqual(1_400);
   });
 
   it("its queries walk their indexes: the cursor seeks alerts_by_time, late rows archive_late_by_time, a user's parts archived_by_user", async () => {
@@ -363,7 +366,7 @@ describe("issue 25: the cron's folding, the idle archive tick, and erasure's R2 
     expect(cost.rows_written).toBeLessThanOrEqual(1);
   });
 
-  it("an archived user's erasure counts its R2 operations: 2 parts rewritten (a get and a put each) and one delete of the replaced objects, ≤ 45 subrequests, ≤ 1,150 rows read (measured 16 subrequests and 769 rows)", async () => {
+  it("an archived user's erasure counts its R2 operations: 2 parts rewritten (a get and a put each) and one delete of the replaced objects, ≤ 45 subrequests, ≤ 1,400 rows read (measured 16 subrequests and 1,184 rows)", async () => {
     const r2 = { calls: 0 };
     const counting = new Proxy(env.ARCHIVE as R2Bucket, {
       get(target, prop) {
@@ -383,6 +386,6 @@ describe("issue 25: the cron's folding, the idle archive tick, and erasure's R2 
     expect(answer).toMatchObject({ erased: { alerts: 10, archive_parts: 2 }, more: false });
     expect(r2.calls).toBe(5);
     expect(cost.calls + r2.calls).toBeLessThanOrEqual(45);
-    expect(cost.rows_read).toBeLessThanOrEqual(1_150);
+    expect(cost.rows_read).toBeLessThanOrEqual(1_400);
   });
 });
