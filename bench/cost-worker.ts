@@ -10,16 +10,20 @@ import { runArchiveCron } from "../src/cron";
 import worker from "../src/index";
 import { type D1Cost, meterD1, zeroCost } from "../test/meter";
 
-const total = zeroCost();
+const total: D1Cost = { ...zeroCost(), by_sql: {} };
 let max_calls_per_invocation = 0;
 
 /** The env of one invocation: its own meter, added to the total when it ends. */
 function metered(env: Env): { env: Env; done: () => void } {
-  const cost = zeroCost();
+  const cost: D1Cost = { ...zeroCost(), by_sql: {} };
   return {
     env: { ...env, DB: meterD1(env.DB, cost) },
     done: () => {
-      for (const key of Object.keys(total) as (keyof D1Cost)[]) total[key] += cost[key];
+      total.calls += cost.calls;
+      total.statements += cost.statements;
+      total.rows_read += cost.rows_read;
+      total.rows_written += cost.rows_written;
+      for (const [sql, rows] of Object.entries(cost.by_sql ?? {})) (total.by_sql as Record<string, number>)[sql] = ((total.by_sql as Record<string, number>)[sql] ?? 0) + rows;
       max_calls_per_invocation = Math.max(max_calls_per_invocation, cost.calls);
     },
   };
@@ -31,7 +35,7 @@ export default {
     if (url.pathname === "/__meter") {
       const body = { ...total, max_calls_per_invocation };
       if (request.method === "DELETE") {
-        Object.assign(total, zeroCost());
+        Object.assign(total, zeroCost(), { by_sql: {} });
         max_calls_per_invocation = 0;
       }
       return Response.json(body);

@@ -131,6 +131,8 @@ async function measureSize(size, scriptPath) {
     await settle();
     const cost = await meter();
     const divisor = per === null ? 1 : extra;
+    // Where the reads went, for the operations that read the most.
+    const top = Object.entries(cost.by_sql ?? {}).sort((a, b) => b[1] - a[1]).slice(0, 3);
     const row = {
       operation: name,
       calls: cost.calls,
@@ -138,6 +140,7 @@ async function measureSize(size, scriptPath) {
       rows_read: Math.round((cost.rows_read / divisor) * 10) / 10,
       rows_written: Math.round((cost.rows_written / divisor) * 10) / 10,
       max_calls_per_invocation: cost.max_calls_per_invocation,
+      top_reads: top.map(([sql, rows]) => ({ sql, rows })),
     };
     if (cpu !== null) {
       for (let i = 0; i < 3; i++) await cpu();

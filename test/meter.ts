@@ -9,6 +9,8 @@ export interface D1Cost {
   statements: number;
   rows_read: number;
   rows_written: number;
+  /** When present, rows read per statement (the first 90 characters of its SQL): where the reads go. */
+  by_sql?: Record<string, number>;
 }
 
 export function zeroCost(): D1Cost {
@@ -28,20 +30,25 @@ type Meta = { rows_read?: number; rows_written?: number } | undefined;
  */
 export function meterD1(db: D1Database, cost: D1Cost): D1Database {
   const originals = new WeakMap<object, D1PreparedStatement>();
-  const add = (meta: Meta) => {
+  const sqlOf = new WeakMap<object, string>();
+  const add = (meta: Meta, sql = "") => {
     cost.statements += 1;
     cost.rows_read += meta?.rows_read ?? 0;
     cost.rows_written += meta?.rows_written ?? 0;
+    if (cost.by_sql !== undefined) {
+      const key = sql.replace(/\s+/g, " ").trim().slice(0, 90);
+      cost.by_sql[key] = (cost.by_sql[key] ?? 0) + (meta?.rows_read ?? 0);
+    }
   };
-  const wrap = (statement: D1PreparedStatement): D1PreparedStatement => {
+  const wrap = (statement: D1PreparedStatement, sql: string): D1PreparedStatement => {
     const proxy = new Proxy(statement, {
       get(target, prop) {
-        if (prop === "bind") return (...values: unknown[]) => wrap(target.bind(...values));
+        if (prop === "bind") return (...values: unknown[]) => wrap(target.bind(...values), sql);
         if (prop === "run" || prop === "all") {
           return async () => {
             cost.calls += 1;
             const result = await target.all();
-            add(result.meta);
+            add(result.meta, sql);
             return result;
           };
         }
@@ -49,7 +56,7 @@ export function meterD1(db: D1Database, cost: D1Cost): D1Database {
           return async (column?: string) => {
             cost.calls += 1;
             const result = await target.all<Record<string, unknown>>();
-            add(result.meta);
+            add(result.meta, sql);
             const row = result.results[0];
             if (row === undefined) return null;
             return column === undefined ? row : row[column];
@@ -68,14 +75,15 @@ export function meterD1(db: D1Database, cost: D1Cost): D1Database {
       },
     });
     originals.set(proxy, statement);
+    sqlOf.set(proxy, sql);
     return proxy;
   };
   const session = (inner: Pick<D1Database, "prepare" | "batch">) => ({
-    prepare: (sql: string) => wrap(inner.prepare(sql)),
+    prepare: (sql: string) => wrap(inner.prepare(sql), sql),
     batch: async <T = unknown>(statements: D1PreparedStatement[]) => {
       cost.calls += 1;
       const results = await inner.batch<T>(statements.map((s) => originals.get(s) ?? s));
-      for (const r of results) add(r.meta);
+      results.forEach((r, i) => add(r.meta, sqlOf.get(statements[i] as object)));
       return results;
     },
   });

@@ -68,7 +68,7 @@ describe("consumer", () => {
   it("claiming fails (D1): every message retried; the retry delivers", async () => {
     stubDestinations();
     const { alert_id } = await storedAlert();
-    const fault = failBatchesWith("SET fanout_claimed_until = (SELECT value FROM json_each(?2)");
+    const fault = failBatchesWith("SET fanout_claimed_until = e.value");
     const failed = await runQueue(QUEUE, [message(alert_id)]);
     expect(fault.hit).toBe(1);
     expect(failed.retryMessages).toHaveLength(1);

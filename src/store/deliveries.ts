@@ -79,11 +79,15 @@ export async function claimAlerts(
   const [alerts, ledger, breakers] = await db.batch([
     db
       .prepare(
-        `UPDATE alerts SET fanout_claimed_until = (SELECT value FROM json_each(?2) WHERE key = alerts.alert_id),
-           enqueued_at = COALESCE(enqueued_at, ?1), outbox_claimed_until = NULL
-         WHERE alert_id IN (SELECT key FROM json_each(?2))
-           AND (fanout_claimed_until IS NULL OR fanout_claimed_until <= ?1 OR fanout_claimed_until = (SELECT value FROM json_each(?3) WHERE key = alerts.alert_id))
-         RETURNING ${STORED_COLUMNS}`,
+        // Joined with the ends once (UPDATE … FROM): a correlated lookup into the JSON per alert
+        // would read the whole list for each alert, rows D1 bills (batch² a batch).
+        `UPDATE alerts SET fanout_claimed_until = e.value,
+           enqueued_at = COALESCE(alerts.enqueued_at, ?1), outbox_claimed_until = NULL
+         FROM (SELECT key, value FROM json_each(?2)) AS e
+         WHERE alerts.alert_id = e.key
+           AND (alerts.fanout_claimed_until IS NULL OR alerts.fanout_claimed_until <= ?1
+                OR alerts.fanout_claimed_until = (SELECT value FROM json_each(?3) WHERE key = alerts.alert_id))
+         RETURNING ${STORED_COLUMNS.split(",").map((c) => `alerts.${c.trim()}`).join(", ")}`,
       )
       .bind(now, JSON.stringify(endsOf([...new Set(alert_ids)], claimed_until)), JSON.stringify(inherits)),
     db.prepare(`SELECT alert_id, destination, status FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1))`).bind(ids),
@@ -200,15 +204,22 @@ export function finishClaimsStatement(
   db: D1Database,
   input: { release: string[]; claimed_until: ClaimEnds; fanned_out: string[]; at: string; version?: string | null },
 ): D1PreparedStatement {
+  // One entry per alert: its claim's end (to end it if it is still this one) and whether it is
+  // finished; joined once (UPDATE … FROM), never looked up per alert.
+  const ends = endsOf(input.release, input.claimed_until);
+  const fanned = new Set(input.fanned_out);
+  const entries = Object.fromEntries([...new Set([...Object.keys(ends), ...fanned])].map((id) => [id, { end: ends[id] ?? null, fanned: fanned.has(id) ? 1 : 0 }]));
   return db
     .prepare(
       `UPDATE alerts SET
-         fanout_claimed_until = CASE WHEN fanout_claimed_until = (SELECT value FROM json_each(?1) WHERE key = alerts.alert_id) THEN NULL ELSE fanout_claimed_until END,
-         fanned_out_at = CASE WHEN alert_id IN (SELECT value FROM json_each(?2)) AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4) THEN COALESCE(fanned_out_at, ?3) ELSE fanned_out_at END
-       WHERE (alert_id IN (SELECT key FROM json_each(?1)) AND fanout_claimed_until = (SELECT value FROM json_each(?1) WHERE key = alerts.alert_id))
-          OR (alert_id IN (SELECT value FROM json_each(?2)) AND fanned_out_at IS NULL AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4))`,
+         fanout_claimed_until = CASE WHEN alerts.fanout_claimed_until = e.value ->> 'end' THEN NULL ELSE alerts.fanout_claimed_until END,
+         fanned_out_at = CASE WHEN e.value ->> 'fanned' = 1 AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4) THEN COALESCE(alerts.fanned_out_at, ?3) ELSE alerts.fanned_out_at END
+       FROM (SELECT key, value FROM json_each(?1)) AS e
+       WHERE alerts.alert_id = e.key
+         AND (alerts.fanout_claimed_until = e.value ->> 'end'
+              OR (e.value ->> 'fanned' = 1 AND alerts.fanned_out_at IS NULL AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4)))`,
     )
-    .bind(JSON.stringify(endsOf(input.release, input.claimed_until)), JSON.stringify(input.fanned_out), input.at, input.version ?? null);
+    .bind(JSON.stringify(entries), null, input.at, input.version ?? null);
 }
 
 /**
