@@ -282,3 +282,21 @@ describe("the Destinations page", () => {
     expect(done).not.toContain(`action="/dashboard/destinations/${name}/backfill/cancel"`);
   });
 });
+
+describe("cost", () => {
+  it("a page seeks its range from the cursor through alerts_by_time: no scan, no sort, whatever the cursor", async () => {
+    const { backfillPage } = await import("../src/store/backfills");
+    const prepare = env.DB.prepare.bind(env.DB);
+    let sql = "";
+    vi.spyOn(env.DB, "prepare").mockImplementation((text) => {
+      if (text.includes("FROM alerts AS a INDEXED BY alerts_by_time")) sql = text;
+      return prepare(text);
+    });
+    const backfill = { id: 0, destination: "x", since: "2019-01-01T00:00:00.000Z", until: "2020-01-01T00:00:00.000Z", cursor_submitted_at: "2019-06-01T00:00:00.000Z", cursor_alert_id: "m" };
+    await backfillPage(env.DB, backfill as Parameters<typeof backfillPage>[1]);
+    vi.restoreAllMocks();
+    const detail = (await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`).bind(backfill.since, backfill.until, backfill.cursor_submitted_at, backfill.cursor_alert_id, "x", 100).all<{ detail: string }>()).results.map((r) => r.detail).join(" | ");
+    expect(detail).toContain("SEARCH a USING INDEX alerts_by_time ((submitted_at,alert_id)>(?,?)");
+    expect(detail).not.toMatch(/SCAN a\b|TEMP B-TREE/);
+  });
+});

@@ -80,7 +80,8 @@ export interface PageRow {
 
 /**
  * The next page of the backfill's range after its cursor, by (submitted_at, alert_id) through
- * alerts_by_time, each with its ledger row for the destination and whether the archive holds it.
+ * alerts_by_time from the cursor on (a row-value seek: never the rows before it again), each
+ * with its ledger row for the destination and whether the archive holds it.
  */
 export async function backfillPage(db: D1Reader, backfill: Backfill, limit = BACKFILL_PAGE): Promise<PageRow[]> {
   const { results } = await db
@@ -90,8 +91,7 @@ export async function backfillPage(db: D1Reader, backfill: Backfill, limit = BAC
               EXISTS (SELECT 1 FROM archived_alerts AS r WHERE r.alert_id = a.alert_id) AS archived
        FROM alerts AS a INDEXED BY alerts_by_time
        LEFT JOIN deliveries AS d ON d.alert_id = a.alert_id AND d.destination = ?5
-       WHERE a.submitted_at >= ?1 AND a.submitted_at < ?2
-         AND (a.submitted_at > ?3 OR (a.submitted_at = ?3 AND a.alert_id > ?4))
+       WHERE (a.submitted_at, a.alert_id) > (?3, ?4) AND a.submitted_at >= ?1 AND a.submitted_at < ?2
          -- Only a response whose live fan-out is decided (its message consumed): one still in the
          -- outbox or on the Queue reaches this destination that way, and a backfill row must never
          -- stand in for a live delivery (a cancel would cancel it, a restricted message would close it).
