@@ -53,6 +53,26 @@ async function drain(queued: QueueMessage[], environment: Env, only: (m: QueueMe
 
 const isBackfill = (m: QueueMessage) => "kind" in m && m.kind === "backfill";
 
+/** Runs `action` (another actor's write) right before a backfill's page creates its rows: the race, forced at that statement. */
+function beforeRowsCreated(action: (prepare: D1Database["prepare"]) => Promise<unknown>) {
+  const prepare = env.DB.prepare.bind(env.DB);
+  vi.spyOn(env.DB, "prepare").mockImplementation((sql) => {
+    const statement = prepare(sql);
+    if (!sql.includes("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill)")) return statement;
+    const bind = statement.bind.bind(statement);
+    statement.bind = (...values: unknown[]) => {
+      const bound = bind(...values);
+      const run = bound.run.bind(bound);
+      bound.run = async <T,>() => {
+        await action(prepare);
+        return run<T>();
+      };
+      return bound;
+    };
+    return statement;
+  });
+}
+
 /**
  * Stores `n` responses submitted on one day (a range no other test uses) and fans them out live
  * while no destination exists: the history a destination added later has missed.
@@ -141,24 +161,11 @@ describe("backfill", () => {
     const received = stubDestinations();
     await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-05-20T00:00:00Z", until: "2019-05-21T00:00:00Z" }) }, ENV);
     // Right before the backfill creates its rows, the live consumer records `first` as delivered.
-    const prepare = env.DB.prepare.bind(env.DB);
-    vi.spyOn(env.DB, "prepare").mockImplementation((sql) => {
-      const statement = prepare(sql);
-      if (!sql.includes("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill)")) return statement;
-      const bind = statement.bind.bind(statement);
-      statement.bind = (...values: unknown[]) => {
-        const bound = bind(...values);
-        const run = bound.run.bind(bound);
-        bound.run = async <T,>() => {
-          await prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, delivered_at) VALUES (?1, ?2, 'delivered', 1, ?3, ?3)")
-            .bind(first, name, new Date().toISOString())
-            .run();
-          return run<T>();
-        };
-        return bound;
-      };
-      return statement;
-    });
+    beforeRowsCreated((prepare) =>
+      prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, delivered_at) VALUES (?1, ?2, 'delivered', 1, ?3, ?3)")
+        .bind(first, name, new Date().toISOString())
+        .run(),
+    );
     await drain(queued, ENV);
     const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
     expect(got).toEqual([second]);
@@ -189,22 +196,7 @@ describe("backfill", () => {
     const queued = captureQueue();
     stubDestinations();
     await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-10-11T00:00:00Z", until: "2019-10-12T00:00:00Z" }) }, ENV);
-    const prepare = env.DB.prepare.bind(env.DB);
-    vi.spyOn(env.DB, "prepare").mockImplementation((sql) => {
-      const statement = prepare(sql);
-      if (!sql.includes("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill)")) return statement;
-      const bind = statement.bind.bind(statement);
-      statement.bind = (...values: unknown[]) => {
-        const bound = bind(...values);
-        const run = bound.run.bind(bound);
-        bound.run = async <T,>() => {
-          await prepare("DELETE FROM alerts WHERE alert_id = ?").bind(gone).run(); // as an erasure's chunk does
-          return run<T>();
-        };
-        return bound;
-      };
-      return statement;
-    });
+    beforeRowsCreated((prepare) => prepare("DELETE FROM alerts WHERE alert_id = ?").bind(gone).run()); // as an erasure's chunk does
     await drain(queued, ENV);
     const rows = await env.DB.prepare("SELECT alert_id FROM deliveries WHERE destination = ?").bind(name).all<{ alert_id: string }>();
     expect(rows.results.map((r) => r.alert_id)).toEqual([kept]);
