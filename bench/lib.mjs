@@ -171,6 +171,33 @@ export function startWranglerDev({ port, extraVars = "", prefix = "dev-" }) {
  * a little, and a busy machine inflates both: an upper bound of what the platform bills.
  */
 export async function cpuProfiler(inspectorPort) {
+  const { send, close } = await devtools(inspectorPort);
+  await send("Profiler.enable");
+  await send("Profiler.setSamplingInterval", { interval: 100 });
+  return {
+    async busy(run) {
+      await send("Profiler.start");
+      await run();
+      const { result } = await send("Profiler.stop");
+      const { nodes, samples, timeDeltas } = result.profile;
+      // "(program)" is native work on the isolate's thread that no JS frame called: locally that
+      // includes workerd serving the local D1, which the platform runs elsewhere. It is kept apart.
+      const kind = new Map(nodes.map((n) => [n.id, n.callFrame.functionName]));
+      const out = { js: 0, program: 0 };
+      for (let i = 0; i < samples.length; i++) {
+        const name = kind.get(samples[i]);
+        if (name === "(idle)" || name === "(root)") continue;
+        if (name === "(program)") out.program += timeDeltas[i] ?? 0;
+        else out.js += timeDeltas[i] ?? 0;
+      }
+      return out;
+    },
+    close,
+  };
+}
+
+/** A Chrome DevTools protocol session on the first target of workerd's inspector: `send(method, params)` answers its reply. */
+export async function devtools(inspectorPort) {
   const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
   const target = targets.find((t) => t.webSocketDebuggerUrl) ?? targets[0];
   const ws = new WebSocket(target.webSocketDebuggerUrl);
@@ -193,26 +220,5 @@ export async function cpuProfiler(inspectorPort) {
       pending.set(nextId, resolve);
       ws.send(JSON.stringify({ id: nextId, method, params }));
     });
-  await send("Profiler.enable");
-  await send("Profiler.setSamplingInterval", { interval: 100 });
-  return {
-    async busy(run) {
-      await send("Profiler.start");
-      await run();
-      const { result } = await send("Profiler.stop");
-      const { nodes, samples, timeDeltas } = result.profile;
-      // "(program)" is native work on the isolate's thread that no JS frame called: locally that
-      // includes workerd serving the local D1, which the platform runs elsewhere. It is kept apart.
-      const kind = new Map(nodes.map((n) => [n.id, n.callFrame.functionName]));
-      const out = { js: 0, program: 0 };
-      for (let i = 0; i < samples.length; i++) {
-        const name = kind.get(samples[i]);
-        if (name === "(idle)" || name === "(root)") continue;
-        if (name === "(program)") out.program += timeDeltas[i] ?? 0;
-        else out.js += timeDeltas[i] ?? 0;
-      }
-      return out;
-    },
-    close: () => ws.close(),
-  };
+  return { send, close: () => ws.close() };
 }

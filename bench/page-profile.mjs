@@ -3,7 +3,7 @@
 // `npm run bench:cost` to have built bench/.build/cost first. Locally D1 runs in the same process, so its
 // work shows up as busy time: compare pages with /healthz, not with the platform's 10 ms.
 import { join } from "node:path";
-import { EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
+import { devtools, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
 const scriptPath = join(ROOT, "bench/.build/cost/cost-worker.js");
 const PORT = 9251;
 const { mf, url } = await startWorker({ scriptPath, bindings: { WEBHOOK_SECRET: SECRET, ADMIN_TOKEN: "a", DESTINATIONS: "[]" }, consumers: { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } }, setupSql: schemaStatements(), inspectorPort: PORT });
@@ -16,12 +16,7 @@ const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0];
 const path = process.argv[2] ?? `/dashboard/surveys/${EXAMPLE.survey_id}?days=90`;
 const get = async () => { const r = await fetch(`${url}${path}`, { headers: { cookie } }); await r.text(); if (r.status !== 200) throw new Error(String(r.status)); };
 for (let i = 0; i < 5; i++) await get();
-const targets = await (await fetch(`http://127.0.0.1:${PORT}/json`)).json();
-const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
-await new Promise((r) => (ws.onopen = r));
-let id = 0; const pending = new Map();
-ws.onmessage = (e) => { const m = JSON.parse(String(e.data)); if (pending.has(m.id)) { pending.get(m.id)(m); pending.delete(m.id); } };
-const send = (method, params = {}) => new Promise((r) => { id++; pending.set(id, r); ws.send(JSON.stringify({ id, method, params })); });
+const { send, close } = await devtools(PORT);
 await send("Profiler.enable"); await send("Profiler.setSamplingInterval", { interval: Number(process.env.IV ?? 100) });
 await send("Profiler.start");
 const t0 = performance.now();
@@ -35,4 +30,4 @@ let busy = 0;
 for (let i = 0; i < samples.length; i++) { const n = byId.get(samples[i]); const name = n.callFrame.functionName || "(anon)"; if (name === "(idle)") continue; busy += timeDeltas[i]; const key = `${name} ${n.callFrame.url.split("/").pop()}:${n.callFrame.lineNumber}`; self.set(key, (self.get(key) ?? 0) + timeDeltas[i]); }
 console.log(`busy per request ${(busy / 30 / 1000).toFixed(2)} ms, wall per request ${(wall / 30).toFixed(1)} ms`);
 for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${(v / 30 / 1000).toFixed(2)} ms  ${k}`);
-ws.close(); await mf.dispose();
+close(); await mf.dispose();

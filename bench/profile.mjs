@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
-import { bundle, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
+import { bundle, devtools, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -51,28 +51,7 @@ const { mf, url } = await startWorker({
 });
 
 // The inspector: one target per Worker; the first is ours.
-const targets = await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json`)).json();
-const target = targets.find((t) => t.webSocketDebuggerUrl) ?? targets[0];
-const ws = new WebSocket(target.webSocketDebuggerUrl);
-await new Promise((resolve, reject) => {
-  ws.onopen = resolve;
-  ws.onerror = reject;
-});
-let nextId = 0;
-const pending = new Map();
-ws.onmessage = (event) => {
-  const message = JSON.parse(String(event.data));
-  if (message.id !== undefined && pending.has(message.id)) {
-    pending.get(message.id)(message);
-    pending.delete(message.id);
-  }
-};
-const send = (method, params = {}) =>
-  new Promise((resolve) => {
-    nextId += 1;
-    pending.set(nextId, resolve);
-    ws.send(JSON.stringify({ id: nextId, method, params }));
-  });
+const { send, close } = await devtools(INSPECTOR_PORT);
 
 await send("Profiler.enable");
 await send("Profiler.setSamplingInterval", { interval: 100 });
@@ -97,7 +76,7 @@ log(`profiling ${DURATION} s of new responses at ${CONNECTIONS} connections ...`
 await send("Profiler.start");
 const result = await run(DURATION);
 const { result: stopped } = await send("Profiler.stop");
-ws.close();
+close();
 await mf.dispose();
 
 const { profile } = stopped;
