@@ -325,9 +325,7 @@ describe("the archive", () => {
     expect(cost.rows_written).toBeLessThanOrEqual(2);
   });
 
-  // 0.7.0: each rewrite notes its new object with the users of the responses it keeps (one row
-  // read by key per kept response, about 210 a part here): bounded by the part, not the archive.
-  it("an archived user's erasure finds their parts from D1 (archived_by_user), never by reading files, and rewrites 2 a request: ≤ 1,400 rows read (measured 1,184, of which about 510 the D1 erasure above)", async () => {
+  it("an archived user's erasure finds their parts from D1 (archived_by_user), never by reading files, and rewrites 2 a request: ≤ 1,400 rows read (measured 765, of which about 510 the D1 erasure above)", async () => {
     const archivedUser = "cost-user-11";
     const cost = await measure((e) => api(`/api/users/${archivedUser}`, { method: "DELETE" })(e));
     expect(cost.rows_read).toBeLessThanOrEqual(1_400);
@@ -366,7 +364,7 @@ describe("issue 25: the cron's folding, the idle archive tick, and erasure's R2 
     expect(cost.rows_written).toBeLessThanOrEqual(1);
   });
 
-  it("an archived user's erasure counts its R2 operations: 2 parts rewritten (a get and a put each) and one delete of the replaced objects, ≤ 45 subrequests, ≤ 1,400 rows read (measured 16 subrequests and 1,184 rows)", async () => {
+  it("an archived user's erasure counts its R2 operations: 2 parts rewritten (a get and a put each) and one delete of the replaced objects, ≤ 45 subrequests, ≤ 1,400 rows read (measured 16 subrequests and 769 rows)", async () => {
     const r2 = { calls: 0 };
     const counting = new Proxy(env.ARCHIVE as R2Bucket, {
       get(target, prop) {

@@ -29,7 +29,6 @@ import {
   moveCursor,
   type NewPart,
   noteGarbage,
-  noteRewrite,
   partsOfUser,
   readForArchive,
   recordArchiveError,
@@ -311,7 +310,9 @@ export async function eraseUserFromArchive(input: {
     let new_key: string | null = null;
     if (rewritten.rows > 0) {
       new_key = partKey(part.table, part.date, now, random);
-      await noteRewrite(db, { key: new_key, due: new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString(), alert_ids: rewritten.kept_alert_ids });
+      // Noted without users: another erasure must never delete it at once while this commit may
+      // still list it (a refused commit deletes it below; a crash leaves it to the grace).
+      await noteGarbage(db, [new_key], new Date(now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString());
       take(budget);
       await bucket.put(new_key, rewritten.bytes, { httpMetadata: { contentType: "application/vnd.apache.parquet" } });
     }

@@ -120,13 +120,13 @@ export async function withoutAlerts(
   table: ArchiveTable,
   bytes: ArrayBuffer,
   alert_ids: ReadonlySet<string>,
-): Promise<{ bytes: Uint8Array; rows: number; removed: number; kept_alert_ids: string[] }> {
+): Promise<{ bytes: Uint8Array; rows: number; removed: number }> {
   if (table === "responses") {
     const rows = await readParquet("responses", bytes);
     const kept = rows.filter((r) => !alert_ids.has(r.alert_id));
-    return { bytes: responsesParquet(kept), rows: kept.length, removed: rows.length - kept.length, kept_alert_ids: [...new Set(kept.map((r) => r.alert_id))] };
+    return { bytes: responsesParquet(kept), rows: kept.length, removed: rows.length - kept.length };
   }
   const rows = await readParquet("answers", bytes);
   const kept = rows.filter((r) => !alert_ids.has(r.alert_id));
-  return { bytes: answersParquet(kept), rows: kept.length, removed: rows.length - kept.length, kept_alert_ids: [...new Set(kept.map((r) => r.alert_id))] };
+  return { bytes: answersParquet(kept), rows: kept.length, removed: rows.length - kept.length };
 }

@@ -152,25 +152,6 @@ export async function noteGarbage(db: D1Database, keys: string[], due: string, u
 }
 
 /**
- * Notes the new object of a part's rewrite (an erasure) before it is written: if its commit never
- * comes (another erasure rewrote the part first, and the guard refused this one), it still holds
- * the part's other users, so it is deleted at once when one of them is erased, not after the
- * grace (the users of the responses it keeps, from archived_alerts: the SHA-256 of each id).
- */
-export async function noteRewrite(db: D1Database, input: { key: string; due: string; alert_ids: string[] }): Promise<void> {
-  // By key: one row read per response the new object keeps (it was just read whole), never a scan.
-  await db
-    .prepare(
-      `INSERT INTO archive_garbage (key, due, users)
-       VALUES (?1, ?2, (SELECT json_group_array(DISTINCT user_sha256) FROM archived_alerts
-                        WHERE alert_id IN (SELECT value FROM json_each(?3)) AND user_sha256 IS NOT NULL))
-       ON CONFLICT (key) DO UPDATE SET due = excluded.due, users = excluded.users`,
-    )
-    .bind(input.key, input.due, JSON.stringify(input.alert_ids))
-    .run();
-}
-
-/**
  * Up to `limit` objects that are due for deletion (a crash's leftovers, replaced parts), and,
  * for an erasure (`user`), every unlisted object a tick noted as holding that user no later than
  * the erasure began (its `due` is at most `noted_before`, the erasure's start plus the grace), due
