@@ -407,12 +407,13 @@ CREATE TABLE IF NOT EXISTS backfills (
   cursor_alert_id     TEXT NOT NULL,
   started_at    TEXT NOT NULL,
   updated_at    TEXT NOT NULL,
-  finished_at   TEXT
+  finished_at   TEXT,
+  archive_parts_through INTEGER             -- the archive's last part at the start (later parts: archived after it)
 );
 CREATE INDEX IF NOT EXISTS backfills_by_destination ON backfills (destination, id);
 CREATE UNIQUE INDEX IF NOT EXISTS backfills_running ON backfills (destination) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS backfills_by_state ON backfills (state, updated_at) WHERE state = 'running';
-CREATE INDEX IF NOT EXISTS deliveries_by_backfill ON deliveries (backfill, status) WHERE backfill IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_by_backfill ON deliveries (backfill, status, attempts) WHERE backfill IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS deliveries_backfill_insert AFTER INSERT ON deliveries WHEN NEW.backfill IS NOT NULL
 BEGIN
   UPDATE backfills SET sent = sent + 1 WHERE id = NEW.backfill;
@@ -424,6 +425,14 @@ BEGIN
     settled = settled + 1,
     state = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN 'done' ELSE state END,
     finished_at = CASE WHEN state = 'running' AND total IS NOT NULL AND settled + 1 >= total THEN NEW.updated_at ELSE finished_at END
+  WHERE id = NEW.backfill;
+END;
+-- A backfill's row reset to pending (a replay) is not settled any more: its outcome is taken back.
+CREATE TRIGGER IF NOT EXISTS deliveries_backfill_reopen AFTER UPDATE OF status ON deliveries
+WHEN NEW.backfill IS NOT NULL AND OLD.status <> 'pending' AND NEW.status = 'pending'
+BEGIN
+  UPDATE backfills SET delivered = delivered - (OLD.status = 'delivered'), failed = failed - (OLD.status IN ('failed', 'dead')),
+    settled = settled - 1
   WHERE id = NEW.backfill;
 END;
 -- A pending backfill row deleted (an erasure, retention) settles: the backfill can finish.

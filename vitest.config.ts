@@ -54,8 +54,8 @@ export default defineConfig(async () => {
           plugins: [
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
-              // Two more empty databases: one built from schema.sql, one upgraded from 0.1.0.
-              miniflare: { bindings, d1Databases: { SCHEMA_DB: "schema-check", UPGRADE_DB: "upgrade-check" } },
+              // Three more empty databases: one built from schema.sql, one upgraded from 0.1.0, one from 0.6.0 (before 0017).
+              miniflare: { bindings, d1Databases: { SCHEMA_DB: "schema-check", UPGRADE_DB: "upgrade-check", ARRIVALS_DB: "arrivals-check" } },
             }),
           ],
           test: { name: "worker", include: ["test/*.test.ts"], ...shared },

@@ -29,8 +29,12 @@ import {
   touchBackfill,
   unfinishedCancel,
 } from "./store/backfills";
+import { DESTINATIONS_CACHE_IN_MS } from "./fanout/configured";
 import { type Destination, wants } from "./fanout/destinations";
 import type { EvaluationBudget } from "./fanout/jsonata";
+
+/** A page that found this isolate's destinations older than D1's is read again after the cache's life. */
+export const STALE_LIST_DELAY_SECONDS = Math.ceil(DESTINATIONS_CACHE_IN_MS / 1000) + 1;
 
 /** A running backfill whose cursor has not moved for this long is started again by the cron. */
 export const BACKFILL_STALLED_IN_MS = 5 * 60_000;
@@ -43,6 +47,8 @@ export interface BackfillContext {
   db: D1Database;
   queue: Queue<QueueMessage>;
   destinations: Destination[];
+  /** The version of the stored destinations `destinations` was read at (a page is read only against the current one). */
+  version?: string;
   now: () => Date;
   evaluation?: EvaluationBudget;
 }
@@ -51,9 +57,16 @@ export interface BackfillContext {
  * Reads one page of a backfill and enqueues what its destination wants. Returns what happened;
  * throws when D1 or the Queue failed (the message is retried: the page is read again).
  */
-export async function backfillStep(ctx: BackfillContext, id: number): Promise<"page" | "finished" | "stopped"> {
+export async function backfillStep(ctx: BackfillContext, id: number): Promise<"page" | "finished" | "stopped" | "stale"> {
   const backfill = await backfillById(ctx.db, id);
   if (backfill === null || backfill.state !== "running") return "stopped";
+  if (ctx.version !== undefined && backfill.destinations_version !== ctx.version) {
+    // This isolate's list is older than D1's: the destination may be new, or its filters
+    // changed. The page is read once the list was checked again (DESTINATIONS_CACHE_IN_MS).
+    await ctx.queue.send(backfillMessage(id).body, { contentType: "json", delaySeconds: STALE_LIST_DELAY_SECONDS });
+    log("info", "backfill.stale_destinations", { backfill: id, version: ctx.version, current: backfill.destinations_version });
+    return "stale";
+  }
   const at = ctx.now().toISOString();
   const destination = ctx.destinations.find((d) => d.name === backfill.destination);
   if (destination === undefined) {
@@ -85,8 +98,8 @@ export async function backfillStep(ctx: BackfillContext, id: number): Promise<"p
   const last = decided === rows.length && rows.length < BACKFILL_PAGE;
   const lastRow = decided > 0 ? rows[decided - 1] : undefined;
   const to = lastRow === undefined ? { submitted_at: backfill.cursor_submitted_at, alert_id: backfill.cursor_alert_id } : { submitted_at: lastRow.alert.submitted_at, alert_id: lastRow.alert.alert_id };
-  const archived_seen = rows.slice(0, decided).filter((r) => r.archived).length;
-  const moved = await advanceBackfill(ctx.db, { backfill, to, last, archived_seen, now: at });
+  const archived = rows.slice(0, decided).filter((r) => r.archived).map((r) => r.alert.alert_id);
+  const moved = await advanceBackfill(ctx.db, { backfill, to, last, archived, now: at });
   if (!moved) return "stopped"; // another read of this page moved it, or it was cancelled
   log("info", "backfill.page", { backfill: id, destination: backfill.destination, read: decided, sent: wanted.length, last });
   if (last) return "finished";

@@ -6,8 +6,13 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { QueueMessage } from "../src/alert";
+import type { BackfillMessage, QueueMessage } from "../src/alert";
+import { backfillStep, restartStalledBackfills } from "../src/backfill";
+import type { Destination } from "../src/fanout/destinations";
+import { destinationsVersion } from "../src/store/destinations";
+import { archiveTick } from "../src/archive/archive";
 import type { Env } from "../src/env";
+import { applyRetention } from "../src/retention";
 import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post } from "./fixtures";
 import { FANOUT_ENV, message, runQueue, stubDestinations } from "./fanout-fixtures";
 
@@ -234,6 +239,82 @@ describe("backfill", () => {
     expect(statuses.results).toEqual([{ status: "cancelled", last_error: "backfill cancelled" }]);
   });
 
+  it("a consumer whose list of destinations is older than D1's (another isolate's cache): the page waits for the list; it never cancels the backfill nor skips what the new filter wants", async () => {
+    const ids = await storeResponses(2, "2019-11-12", { survey_id: "survey-stale" });
+    const name = freshId("stale");
+    const ENV: Env = { ...FANOUT_ENV, ADMIN_TOKEN, DESTINATIONS: "[]" };
+    const queued = captureQueue();
+    const received = stubDestinations();
+    const before = await destinationsVersion(env.DB);
+    // Created through the API: this isolate forgets its list; a consumer elsewhere still has the old one.
+    const put = await callWorker(`/api/destinations/${name}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ url: `https://${name}.test/hook`, survey_ids: ["another-survey"] }) }, ENV);
+    expect(put.status).toBe(201);
+    const afterPut = await destinationsVersion(env.DB);
+    const patch = await callWorker(`/api/destinations/${name}`, { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify({ survey_ids: ["survey-stale"] }) }, ENV);
+    expect(patch.status).toBe(200);
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-11-12T00:00:00Z", until: "2019-11-13T00:00:00Z" }) }, ENV);
+    const page = queued.find(isBackfill) as BackfillMessage;
+    queued.splice(queued.indexOf(page), 1);
+    const stale = (destinations: Destination[], version: string) => ({ db: env.DB, queue: env.ALERTS_QUEUE, destinations, version, now: () => new Date() });
+    // The list from before the PUT (no such destination), then the one between the PUT and the PATCH (the old filter).
+    expect(await backfillStep(stale([], before), page.backfill)).toBe("stale");
+    const between = { name, url: `https://${name}.test/hook`, survey_ids: ["another-survey"], source: "api" } as Destination;
+    expect(await backfillStep(stale([between], afterPut), page.backfill)).toBe("stale");
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "running", sent: 0 });
+    // Each time the page is sent again, later (by then the consumer's list is checked against D1).
+    const again = queued.filter(isBackfill);
+    expect(again).toEqual([page, page]);
+    expect(vi.mocked(env.ALERTS_QUEUE.send).mock.calls.filter(([body]) => isBackfill(body as QueueMessage)).slice(-2).map(([, options]) => options?.delaySeconds)).toEqual([31, 31]);
+    await drain(queued, ENV);
+    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    expect(got.sort()).toEqual([...ids].sort());
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 2, delivered: 2 });
+  });
+
+  it("a replayed delivery of a backfill counts once: its first outcome is taken back, and the backfill is not done before its last delivery", async () => {
+    const [first, second] = await storeResponses(2, "2019-11-20");
+    const name = freshId("replayed");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-11-20T00:00:00Z", until: "2019-11-21T00:00:00Z" }) }, ENV);
+    await drain(queued, ENV, isBackfill); // both rows exist, total known
+    // `first` dies (as the consumer records it after its last retry), then is replayed.
+    await env.DB.prepare("UPDATE deliveries SET status = 'dead', attempts = 10, last_error = 'HTTP 500', updated_at = ?3 WHERE alert_id = ?1 AND destination = ?2").bind(first, name, new Date().toISOString()).run();
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "running", failed: 1 });
+    const replay = await callWorker(`/api/alerts/${first}/replay`, { method: "POST" }, ENV);
+    expect(replay.status).toBe(200);
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "running", total: 2, delivered: 0, failed: 0 });
+    await drain(queued, ENV, (m) => "alert_id" in m && m.alert_id === first);
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "running", total: 2, delivered: 1, failed: 0 });
+    await drain(queued, ENV);
+    expect(received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id).sort()).toEqual([first, second].sort());
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 2, delivered: 2, failed: 0 });
+  });
+
+  it("the cron cancels on the next cancelled backfill whose untried rows are left, past one whose rows left are all being retried", async () => {
+    const [tried, untried] = await storeResponses(2, "2019-11-25");
+    const names = [freshId("retrying"), freshId("untried")];
+    const at = "2019-11-26T00:00:00.000Z";
+    const [older, newer] = await Promise.all(
+      names.map(async (name, i) => {
+        const row = await env.DB.prepare(
+          `INSERT INTO backfills (destination, since, until, state, cursor_submitted_at, cursor_alert_id, started_at, updated_at, finished_at, total)
+           VALUES (?1, '2019-11-25', '2019-11-26', 'cancelled', '2019-11-26', '', ?2, ?2, ?2, 1) RETURNING id`,
+        ).bind(name, `2019-11-26T00:00:0${i}.000Z`).first<{ id: number }>();
+        return row?.id as number;
+      }),
+    );
+    // The older one's last row was tried before the cancel (a DELETE leaves it to its retries); the newer one's was never reached.
+    await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill) VALUES (?1, ?2, 'pending', 1, ?3, ?4), (?5, ?6, 'pending', 0, ?3, ?7)")
+      .bind(tried, names[0], at, older, untried, names[1], newer).run();
+    const queue = { send: async () => undefined } as unknown as Queue<QueueMessage>;
+    await restartStalledBackfills(env.DB, queue, new Date());
+    const row = (destination: string | undefined) => env.DB.prepare("SELECT status, attempts FROM deliveries WHERE destination = ?").bind(destination).first();
+    expect(await row(names[1])).toEqual({ status: "cancelled", attempts: 0 });
+    expect(await row(names[0])).toEqual({ status: "pending", attempts: 1 });
+  });
+
   it("answers 404 for an unknown destination, 409 while one runs, 400 for a bad range", async () => {
     const name = freshId("codes");
     const ENV = withDestination(name);
@@ -287,8 +368,49 @@ describe("cost", () => {
     const backfill = { id: 0, destination: "x", since: "2019-01-01T00:00:00.000Z", until: "2020-01-01T00:00:00.000Z", cursor_submitted_at: "2019-06-01T00:00:00.000Z", cursor_alert_id: "m" };
     await backfillPage(env.DB, backfill as Parameters<typeof backfillPage>[1]);
     vi.restoreAllMocks();
-    const detail = (await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`).bind(backfill.since, backfill.until, backfill.cursor_submitted_at, backfill.cursor_alert_id, "x", 100).all<{ detail: string }>()).results.map((r) => r.detail).join(" | ");
+    const detail = (await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`).bind(backfill.since, backfill.until, backfill.cursor_submitted_at, backfill.cursor_alert_id, "x", 100, 1).all<{ detail: string }>()).results.map((r) => r.detail).join(" | ");
     expect(detail).toContain("SEARCH a USING INDEX alerts_by_time ((submitted_at,alert_id)>(?,?)");
     expect(detail).not.toMatch(/SCAN a\b|TEMP B-TREE/);
+  });
+});
+
+describe("what only the archive holds", () => {
+  const bucket = (): R2Bucket => {
+    if (!env.ARCHIVE) throw new Error("wrangler.toml binds ARCHIVE");
+    return env.ARCHIVE;
+  };
+  /** Archives every stored response now (no delay). */
+  async function archiveNow(): Promise<void> {
+    for (let i = 0; i < 20; i++) if (!(await archiveTick({ db: env.DB, bucket: bucket(), now: new Date(), delay_minutes: 0, rows_per_tick: 500 })).more) return;
+    throw new Error("the archive did not catch up");
+  }
+  /** Retention (with the archive) of what was submitted before `before`, as the cron runs it. */
+  const retainBefore = (before: string) => applyRetention(env.DB, 1, new Date(new Date(before).getTime() + 86_400_000), undefined, { archive: true });
+
+  it("archived_not_sent counts each response of the range that only the archive held when the backfill reached it: before the start, removed during it, or removed between its page's read and its rows", async () => {
+    const [a] = await storeResponses(1, "2019-12-01", { timestamp: "2019-12-01T01:00:00.000Z" });
+    const [b] = await storeResponses(1, "2019-12-02", { timestamp: "2019-12-02T01:00:00.000Z" });
+    const [c] = await storeResponses(1, "2019-12-02", { timestamp: "2019-12-02T20:00:00.000Z" });
+    const [d] = await storeResponses(1, "2019-12-03", { timestamp: "2019-12-03T10:00:00.000Z" });
+    await archiveNow();
+    await retainBefore("2019-12-02T00:00:00.000Z"); // `a` is only in the archive now
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM alerts WHERE alert_id = ?").bind(a).first()).toEqual({ n: 0 });
+    const name = freshId("archived");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-12-01T00:00:00Z", until: "2019-12-04T00:00:00Z" }) }, ENV);
+    // After the start: `e` is stored and archived (still in D1: sent); `f` is stored, archived and removed before the page reaches it.
+    const [e] = await storeResponses(1, "2019-12-03", { timestamp: "2019-12-03T12:00:00.000Z" });
+    const [f] = await storeResponses(1, "2019-12-01", { timestamp: "2019-12-01T12:00:00.000Z" });
+    await archiveNow();
+    await retainBefore("2019-12-02T00:00:00.000Z");
+    // Between the page's read and its rows, retention removes `b` (read from D1, gone before its row).
+    beforeRowsCreated(() => retainBefore("2019-12-02T12:00:00.000Z"));
+    await drain(queued, ENV);
+    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    expect(got.sort()).toEqual([c, d, e].sort());
+    expect([a, b, f].every((id) => !got.includes(id as string))).toBe(true);
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 3, delivered: 3, archived_not_sent: 3 });
   });
 });

@@ -12,6 +12,7 @@ declare global {
       /** Empty databases for the schema and upgrade tests. */
       SCHEMA_DB: D1Database;
       UPGRADE_DB: D1Database;
+      ARRIVALS_DB: D1Database;
     }
     interface GlobalProps {
       mainModule: typeof import("../src/index");

@@ -6,6 +6,7 @@
 import { applyD1Migrations } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { eraseAlerts } from "../src/store/erasure";
 import { callWorker } from "./fixtures";
 
 /** SQL text compared without comments, quoting, case, `IF NOT EXISTS` or spacing. */
@@ -167,5 +168,32 @@ describe("upgrading a 0.1.0 database", () => {
     // Applying again is a no-op.
     await applyD1Migrations(db, env.TEST_MIGRATIONS);
     expect((await db.prepare("SELECT COUNT(*) AS n FROM alerts").first<{ n: number }>())?.n).toBe(2);
+  });
+});
+
+describe("upgrading a database of 0.6.0 (before the arrival counters of 0017)", () => {
+  it("counts what it holds that arrived on another day, so that erasing it leaves every arrival counter at zero, never below", async () => {
+    const db = env.ARRIVALS_DB;
+    const before = env.TEST_MIGRATIONS.filter((m) => m.name < "0017");
+    expect(before.at(-1)?.name).toBe("0016_identify_in_flight.sql");
+    await applyD1Migrations(db, before);
+    // Submitted on the 2nd, arrived on the 5th (a 1Flow retry, the spool): stored by 0.6.0, which had no arrival counters.
+    await db.batch([
+      db.prepare(
+        `INSERT INTO alerts (alert_id, alert_name, survey_id, survey_name, submitted_at, received_at, payload, payload_sha256, enqueued_at, fanned_out_at)
+         VALUES ('late-1', 'submitted_survey', 's1', 'NPS', '2026-01-02T03:04:05.000Z', '2026-01-05T00:00:00.000Z', '{}', 'sha-late', '2026-01-05T00:00:01.000Z', '2026-01-05T00:00:02.000Z')`,
+      ),
+      db.prepare("INSERT INTO survey_daily (survey_id, day, survey_name, responses) VALUES ('s1', '2026-01-02', 'NPS', 1)"),
+      // The day it arrived has its row already (two duplicates counted that day).
+      db.prepare("INSERT INTO ingest_daily (day, duplicates) VALUES ('2026-01-05', 2)"),
+    ]);
+    await applyD1Migrations(db, env.TEST_MIGRATIONS);
+    const counters = async () => ({
+      later: (await db.prepare("SELECT arrived_later FROM survey_daily WHERE survey_id = 's1' AND day = '2026-01-02'").first<{ arrived_later: number }>())?.arrived_later,
+      other: await db.prepare("SELECT arrived_other_day, duplicates FROM ingest_daily WHERE day = '2026-01-05'").first(),
+    });
+    expect(await counters()).toEqual({ later: 1, other: { arrived_other_day: 1, duplicates: 2 } });
+    await eraseAlerts(db, ["late-1"]);
+    expect(await counters()).toEqual({ later: 0, other: { arrived_other_day: 0, duplicates: 2 } });
   });
 });

@@ -84,7 +84,7 @@ export async function consumeAlerts(batch: MessageBatch<unknown>, context: Consu
   const shared = phaseContext(context, budget);
   const backfills = batch.messages.filter((m) => isBackfillMessage(m.body));
   if (backfills.length > 0) {
-    await consumeBackfills(backfills, shared === null ? null : { db: shared.db, queue: shared.queue, destinations: shared.destinations, now: ctx.now, evaluation: shared.evaluation }, backoff);
+    await consumeBackfills(backfills, shared === null ? null : { db: shared.db, queue: shared.queue, destinations: shared.destinations, version: shared.version, now: ctx.now, evaluation: shared.evaluation }, backoff);
   }
   const messages = await receive(batch, ctx, budget, backoff);
   if (messages.length === 0) return;

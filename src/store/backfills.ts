@@ -24,6 +24,8 @@ export interface Backfill {
   settled: number;
   archived_only: number | null;
   archived_seen: number;
+  /** The archive's last part when it started (null: started before 0020); a later part was written after the start. */
+  archive_parts_through: number | null;
   cursor_submitted_at: string;
   cursor_alert_id: string;
   started_at: string;
@@ -48,21 +50,28 @@ export async function latestBackfills(db: D1Reader): Promise<Backfill[]> {
   return results;
 }
 
-export async function backfillById(db: D1Reader, id: number): Promise<Backfill | null> {
-  return db.prepare("SELECT * FROM backfills WHERE id = ?1").bind(id).first<Backfill>();
+/** One backfill, with the version of the stored destinations read in the same statement. */
+export async function backfillById(db: D1Reader, id: number): Promise<(Backfill & { destinations_version: string }) | null> {
+  return db
+    .prepare("SELECT *, COALESCE((SELECT value FROM settings WHERE key = 'destinations_version'), '0') AS destinations_version FROM backfills WHERE id = ?1")
+    .bind(id)
+    .first<Backfill & { destinations_version: string }>();
 }
 
 /**
  * Starts a backfill of `destination` unless one is running (null then). The responses of the
- * range that only the archive still holds are counted from its manifest now, less those of
- * them that the pages find still in D1 (archived_seen): `archived_only` once done.
+ * range that only the archive holds are counted from its manifest now, less those of them that
+ * the pages find still in D1 (archived_seen), plus those archived after the start that
+ * retention removes before the pages reach them (`countRetainedStatement`): `archived_only`
+ * once done. The manifest's last part now tells the parts written after the start.
  */
 export async function startBackfill(db: D1Database, input: { destination: string; since: string; until: string; now: string }): Promise<Backfill | null> {
   const rows = await db
     .prepare(
-      `INSERT INTO backfills (destination, since, until, state, cursor_submitted_at, cursor_alert_id, started_at, updated_at, archived_only)
+      `INSERT INTO backfills (destination, since, until, state, cursor_submitted_at, cursor_alert_id, started_at, updated_at, archived_only, archive_parts_through)
        VALUES (?1, ?2, ?3, 'running', ?2, '', ?4, ?4,
-         (SELECT COALESCE(SUM(rows), 0) FROM archive_parts WHERE table_name = 'responses' AND date >= substr(?2, 1, 10) AND date <= substr(?3, 1, 10)))
+         (SELECT COALESCE(SUM(rows), 0) FROM archive_parts WHERE table_name = 'responses' AND date >= substr(?2, 1, 10) AND date <= substr(?3, 1, 10)),
+         (SELECT COALESCE(MAX(id), 0) FROM archive_parts))
        ON CONFLICT DO NOTHING RETURNING *`,
     )
     .bind(input.destination, input.since, input.until, input.now)
@@ -75,6 +84,7 @@ export interface PageRow {
   /** Its ledger row for the backfill's destination: none, or its status and the backfill that made it. */
   status: string | null;
   backfill: number | null;
+  /** In a part the archive had when the backfill started (counted in its `archived_only` then). */
   archived: boolean;
 }
 
@@ -88,7 +98,7 @@ export async function backfillPage(db: D1Reader, backfill: Backfill, limit = BAC
     .prepare(
       `SELECT ${STORED_COLUMNS.split(",").map((c) => `a.${c.trim()}`).join(", ")},
               d.status AS d_status, d.backfill AS d_backfill,
-              EXISTS (SELECT 1 FROM archived_alerts AS r WHERE r.alert_id = a.alert_id) AS archived
+              EXISTS (SELECT 1 FROM archived_alerts AS r WHERE r.alert_id = a.alert_id AND r.responses_part <= ?7) AS archived
        FROM alerts AS a INDEXED BY alerts_by_time
        LEFT JOIN deliveries AS d ON d.alert_id = a.alert_id AND d.destination = ?5
        WHERE (a.submitted_at, a.alert_id) > (?3, ?4) AND a.submitted_at >= ?1 AND a.submitted_at < ?2
@@ -99,7 +109,7 @@ export async function backfillPage(db: D1Reader, backfill: Backfill, limit = BAC
          AND (a.fanned_out_at IS NOT NULL OR EXISTS (SELECT 1 FROM deliveries AS o WHERE o.alert_id = a.alert_id AND o.backfill IS NULL))
        ORDER BY a.submitted_at, a.alert_id LIMIT ?6`,
     )
-    .bind(backfill.since, backfill.until, backfill.cursor_submitted_at, backfill.cursor_alert_id, backfill.destination, limit)
+    .bind(backfill.since, backfill.until, backfill.cursor_submitted_at, backfill.cursor_alert_id, backfill.destination, limit, backfill.archive_parts_through ?? Number.MAX_SAFE_INTEGER)
     .all<StoredRow & { d_status: string | null; d_backfill: number | null; archived: number }>();
   return results.map(({ d_status, d_backfill, archived, ...row }) => ({ alert: storedAlert(row), status: d_status, backfill: d_backfill, archived: archived === 1 }));
 }
@@ -124,22 +134,26 @@ export function createDeliveriesStatement(db: D1Database, input: { backfill: Bac
 /**
  * Moves the cursor past a page (only from where it was: a page read twice moves it once); at
  * the range's end, the total is known, and a backfill whose deliveries all settled is done.
+ * `archived` are the page's responses counted in `archived_only` at the start: those still in
+ * D1 as the cursor passes them were not only in the archive (one that retention removed since
+ * the page's read stays counted).
  */
 export async function advanceBackfill(
   db: D1Database,
-  input: { backfill: Backfill; to: { submitted_at: string; alert_id: string }; last: boolean; archived_seen: number; now: string },
+  input: { backfill: Backfill; to: { submitted_at: string; alert_id: string }; last: boolean; archived: string[]; now: string },
 ): Promise<boolean> {
   const { backfill } = input;
+  const seen = "(SELECT COUNT(*) FROM json_each(?7) AS j WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = j.value))";
   const result = await db
     .prepare(
-      `UPDATE backfills SET cursor_submitted_at = ?3, cursor_alert_id = ?4, updated_at = ?6, archived_seen = archived_seen + ?7,
+      `UPDATE backfills SET cursor_submitted_at = ?3, cursor_alert_id = ?4, updated_at = ?6, archived_seen = archived_seen + ${seen},
          total = CASE WHEN ?5 THEN sent ELSE total END,
-         archived_only = CASE WHEN ?5 THEN MAX(0, archived_only - archived_seen - ?7) ELSE archived_only END,
+         archived_only = CASE WHEN ?5 THEN MAX(0, archived_only - archived_seen - ${seen}) ELSE archived_only END,
          state = CASE WHEN ?5 AND settled >= sent THEN 'done' ELSE state END,
          finished_at = CASE WHEN ?5 AND settled >= sent THEN ?6 ELSE finished_at END
        WHERE id = ?8 AND state = 'running' AND cursor_submitted_at = ?1 AND cursor_alert_id = ?2`,
     )
-    .bind(backfill.cursor_submitted_at, backfill.cursor_alert_id, input.to.submitted_at, input.to.alert_id, input.last ? 1 : 0, input.now, input.archived_seen, backfill.id)
+    .bind(backfill.cursor_submitted_at, backfill.cursor_alert_id, input.to.submitted_at, input.to.alert_id, input.last ? 1 : 0, input.now, JSON.stringify(input.archived), backfill.id)
     .run();
   return result.meta.changes > 0;
 }
@@ -153,10 +167,20 @@ export async function stalledBackfills(db: D1Reader, before: string, limit: numb
   return results;
 }
 
-/** A cancelled backfill some of whose rows are still pending and untried: the cron cancels them on. */
+/**
+ * A cancelled backfill some of whose rows are still pending and untried: the cron cancels them
+ * on. Rows being retried (attempts > 0) are left to their retries, so a backfill that has only
+ * those left is passed over (the next one's untried rows are not kept waiting behind it).
+ */
 export async function unfinishedCancel(db: D1Reader): Promise<Backfill | null> {
-  // The table holds one row per backfill ever run: a few.
-  return db.prepare("SELECT * FROM backfills WHERE state = 'cancelled' AND settled < sent ORDER BY updated_at LIMIT 1").first<Backfill>();
+  // The table holds one row per backfill ever run: a few; each is looked up in the index by its untried rows.
+  return db
+    .prepare(
+      `SELECT * FROM backfills AS b WHERE b.state = 'cancelled' AND b.settled < b.sent
+         AND EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_by_backfill WHERE backfill = b.id AND status = 'pending' AND attempts = 0)
+       ORDER BY b.updated_at LIMIT 1`,
+    )
+    .first<Backfill>();
 }
 
 /** Marks a running backfill touched (its page message was just sent again). */
@@ -185,4 +209,24 @@ export async function cancelBackfill(db: D1Database, input: { backfill: Backfill
   ]);
   const n = cancelled?.results.length ?? 0;
   return { cancelled: n, more: n >= input.limit };
+}
+
+/**
+ * Retention's share (in its erase batch, before the alerts go): each running backfill counts
+ * the erased responses of its range that its pages have not reached and that were archived
+ * after it started (those archived before were counted at the start). The backfills table holds
+ * a few rows; each reads the batch's alerts by key.
+ */
+export function countRetainedStatement(db: D1Database, alert_ids: string): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE backfills SET archived_only = archived_only + (
+         SELECT COUNT(*) FROM alerts AS a JOIN archived_alerts AS r ON r.alert_id = a.alert_id
+         WHERE a.alert_id IN (SELECT value FROM json_each(?1))
+           AND a.submitted_at >= backfills.since AND a.submitted_at < backfills.until
+           AND (a.submitted_at, a.alert_id) > (backfills.cursor_submitted_at, backfills.cursor_alert_id)
+           AND r.responses_part > COALESCE(backfills.archive_parts_through, ${Number.MAX_SAFE_INTEGER}))
+       WHERE state = 'running'`,
+    )
+    .bind(alert_ids);
 }

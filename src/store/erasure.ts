@@ -6,6 +6,7 @@
  */
 import { sha256Hex } from "../hash";
 import type { D1Reader } from "./d1";
+import { countRetainedStatement } from "./backfills";
 
 /** Alerts erased per batch. */
 export const ERASE_CHUNK = 100;
@@ -82,9 +83,10 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombs
          AND alert_id IN (SELECT value FROM json_each(?1))`,
     )
     .bind(ids);
+  // Retention (insights kept): a running backfill counts what it will not find in D1 any more.
   const refold =
     insights === "keep"
-      ? [texts]
+      ? [texts, countRetainedStatement(db, ids)]
       : [
           texts,
           db
