@@ -10,7 +10,8 @@ import type { BackfillMessage, QueueMessage } from "../src/alert";
 import { backfillStep, restartStalledBackfills } from "../src/backfill";
 import type { Destination } from "../src/fanout/destinations";
 import { destinationsVersion } from "../src/store/destinations";
-import { archiveTick } from "../src/archive/archive";
+import { eraseUser } from "../src/store/erasure";
+import { archiveTick, eraseUserFromArchive } from "../src/archive/archive";
 import type { Env } from "../src/env";
 import { applyRetention } from "../src/retention";
 import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post } from "./fixtures";
@@ -412,5 +413,62 @@ describe("what only the archive holds", () => {
     expect(got.sort()).toEqual([c, d, e].sort());
     expect([a, b, f].every((id) => !got.includes(id as string))).toBe(true);
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 3, delivered: 3, archived_not_sent: 3 });
+  });
+
+  it("a response retention read as finished, then the backfill's page gave a pending row, then retention erased: not sent, and counted in archived_not_sent", async () => {
+    await archiveNow();
+    await retainBefore("2019-12-14T00:00:00.000Z"); // only what this test stores is left before 2019-12-16
+    const [x] = await storeResponses(1, "2019-12-15");
+    await archiveNow();
+    const name = freshId("retained");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-12-15T00:00:00Z", until: "2019-12-16T00:00:00Z" }) }, ENV);
+    // Retention has read `x` (finished); before its erase batch, the backfill's page creates x's row and passes it.
+    const prepare = env.DB.prepare.bind(env.DB);
+    const batch = env.DB.batch.bind(env.DB);
+    let erasing = false;
+    vi.spyOn(env.DB, "prepare").mockImplementation((sql) => {
+      if (sql.includes("RETURNING json_array_length(answers_json)")) erasing = true;
+      return prepare(sql);
+    });
+    vi.spyOn(env.DB, "batch").mockImplementation(async (statements) => {
+      if (erasing) {
+        erasing = false;
+        await drain(queued, ENV, isBackfill);
+        expect(await env.DB.prepare("SELECT status FROM deliveries WHERE alert_id = ? AND destination = ?").bind(x, name).first()).toEqual({ status: "pending" });
+      }
+      return batch(statements);
+    });
+    await retainBefore("2019-12-16T00:00:00.000Z");
+    vi.restoreAllMocks();
+    captureQueue();
+    await drain(queued, ENV);
+    expect(received.filter((r) => r.host === `${name}.test`)).toEqual([]);
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 1, delivered: 0, failed: 0, archived_not_sent: 1 });
+  });
+
+  it("a part written after a backfill started has a higher id than its mark, even once an erasure removed the newest parts", async () => {
+    const user = freshId("erased-user");
+    await storeResponses(1, "2019-12-20", { user: { user_system_id: user } });
+    await archiveNow();
+    const name = freshId("marked");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    stubDestinations();
+    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-12-20T00:00:00Z", until: "2019-12-22T00:00:00Z" }) }, ENV);
+    const mark = (await env.DB.prepare("SELECT archive_parts_through AS n FROM backfills WHERE destination = ?").bind(name).first<{ n: number }>())?.n as number;
+    expect(mark).toBeGreaterThan(0);
+    // The user's erasure empties the newest parts: their manifest rows go.
+    await eraseUser(env.DB, user, 10, new Date().toISOString());
+    for (let i = 0; i < 10 && (await eraseUserFromArchive({ db: env.DB, bucket: bucket(), user_system_id: user, now: new Date(), max_parts: 4 })).more; i++);
+    expect((await env.DB.prepare("SELECT MAX(id) AS n FROM archive_parts").first<{ n: number | null }>())?.n ?? 0).toBeLessThan(mark);
+    const [q] = await storeResponses(1, "2019-12-21");
+    await archiveNow();
+    const part = await env.DB.prepare("SELECT responses_part AS n FROM archived_alerts WHERE alert_id = ?").bind(q).first<{ n: number }>();
+    expect(part?.n).toBeGreaterThan(mark);
+    await drain(queued, ENV);
+    expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 1, delivered: 1 });
   });
 });

@@ -87,7 +87,9 @@ GROUP BY p.id ORDER BY p.id LIMIT ?2`;
 export async function archiveState(db: D1Reader): Promise<ArchiveState> {
   const row = await db
     .prepare(
-      `SELECT (SELECT COALESCE(MAX(id), 0) FROM archive_parts) AS last_part_id, cursor_submitted_at, cursor_alert_id, read_through,
+      // Never an id at or below a backfill's mark (backfills.archive_parts_through), even once
+      // an erasure removed the newest parts: a part with a higher id was written after it.
+      `SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM archive_parts), (SELECT COALESCE(MAX(archive_parts_through), 0) FROM backfills)) AS last_part_id, cursor_submitted_at, cursor_alert_id, read_through,
               files, responses, answers, bytes, newest_submitted_at, last_run_at, last_error, last_error_at FROM archive_state WHERE id = 1`,
     )
     .first<ArchiveState>();

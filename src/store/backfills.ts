@@ -214,8 +214,10 @@ export async function cancelBackfill(db: D1Database, input: { backfill: Backfill
 /**
  * Retention's share (in its erase batch, before the alerts go): each running backfill counts
  * the erased responses of its range that its pages have not reached and that were archived
- * after it started (those archived before were counted at the start). The backfills table holds
- * a few rows; each reads the batch's alerts by key.
+ * after it started (those archived before were counted at the start), and those its pages passed
+ * whose pending row is still unsent (created after retention read them: retention's read and its
+ * erase are two calls; the row goes with the alert, and the archive holds the response). The backfills table
+ * holds a few rows; each reads the batch's alerts and their ledger rows by key.
  */
 export function countRetainedStatement(db: D1Database, alert_ids: string): D1PreparedStatement {
   return db
@@ -224,8 +226,12 @@ export function countRetainedStatement(db: D1Database, alert_ids: string): D1Pre
          SELECT COUNT(*) FROM alerts AS a JOIN archived_alerts AS r ON r.alert_id = a.alert_id
          WHERE a.alert_id IN (SELECT value FROM json_each(?1))
            AND a.submitted_at >= backfills.since AND a.submitted_at < backfills.until
-           AND (a.submitted_at, a.alert_id) > (backfills.cursor_submitted_at, backfills.cursor_alert_id)
-           AND r.responses_part > COALESCE(backfills.archive_parts_through, ${Number.MAX_SAFE_INTEGER}))
+           AND CASE WHEN (a.submitted_at, a.alert_id) > (backfills.cursor_submitted_at, backfills.cursor_alert_id)
+             -- Ahead of the pages: counted at the start if archived before it (its part's id).
+             THEN r.responses_part > COALESCE(backfills.archive_parts_through, ${Number.MAX_SAFE_INTEGER})
+             -- Passed by them: still in D1 then (not counted), and erased before its row was sent.
+             ELSE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.alert_id = a.alert_id AND d.destination = backfills.destination
+                            AND d.backfill = backfills.id AND d.status = 'pending') END)
        WHERE state = 'running'`,
     )
     .bind(alert_ids);
