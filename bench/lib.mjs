@@ -11,9 +11,9 @@ export const SECRET = "bench-secret";
 export const EXAMPLE = JSON.parse(readFileSync(join(ROOT, "examples/1flow-example.json"), "utf8"));
 
 /** Bundles a Worker with wrangler exactly as `wrangler deploy` would; returns the script path. */
-export function bundle(outdir, args = [], script = "index.js") {
+export function bundle(outdir, args = [], script = "index.js", cwd = ROOT) {
   execFileSync("npx", ["wrangler", "deploy", "--dry-run", "--outdir", outdir, ...args], {
-    cwd: ROOT,
+    cwd,
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
   });
@@ -21,10 +21,10 @@ export function bundle(outdir, args = [], script = "index.js") {
 }
 
 /** The statements of schema.sql, split on the semicolons that end them (a trigger ends at its END;). */
-export function schemaStatements() {
+export function schemaStatements(root = ROOT) {
   const statements = [];
   let current = "";
-  for (const line of readFileSync(join(ROOT, "schema.sql"), "utf8").split("\n")) {
+  for (const line of readFileSync(join(root, "schema.sql"), "utf8").split("\n")) {
     if (line.trim().startsWith("--") || line.trim() === "") continue;
     current += `${line}\n`;
     const inTrigger = /^\s*CREATE TRIGGER/i.test(current) && !/\bEND;\s*$/i.test(current);

@@ -33,6 +33,10 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     // Comma-separated workload names to run (floor-d1, floor-schema and naive always run: the ratios need them).
     only: { type: "string" },
+    // Comma-separated checkouts of this project (git worktrees) whose Worker runs as one more
+    // workload each, "variant <dir>: new alerts", in the same rounds: a candidate or a removal
+    // measured against this checkout and the baselines of the same run.
+    variants: { type: "string" },
     out: { type: "string", default: "bench/results/latest.json" },
   },
 });
@@ -165,9 +169,27 @@ const workloads = [
   },
 ];
 
+for (const dir of values.variants?.split(",").map((s) => s.trim()).filter(Boolean) ?? []) {
+  const root = isAbsolute(dir) ? dir : join(ROOT, dir);
+  const name = root.split("/").filter(Boolean).at(-1);
+  log(`bundling the variant ${name} ...`);
+  const scriptPath = bundle(join(build, `variant-${name}`), [], "index.js", root);
+  workloads.push({
+    name: `variant ${name}: new alerts`,
+    start: () =>
+      startWorker({
+        scriptPath,
+        bindings: { WEBHOOK_SECRET: SECRET, MAX_BODY_BYTES: "65536" },
+        consumers: process.env.NO_CONSUMER ? {} : { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } },
+        setupSql: schemaStatements(root),
+      }),
+    body: (i) => newAlertBody(`var-${name}-${runId}-${round}-${i}`),
+  });
+}
+
 const only = values.only?.split(",").map((s) => s.trim());
 const BASELINES = ["floor-d1", "floor-schema", "naive"];
-const selected = workloads.filter((w) => !only || only.includes(w.name) || BASELINES.includes(w.name));
+const selected = workloads.filter((w) => !only || only.includes(w.name) || BASELINES.includes(w.name) || w.name.startsWith("variant "));
 for (round = 0; round < rounds; round++) {
   for (const workload of selected) {
     const worker = await workload.start();
