@@ -180,7 +180,8 @@ for (const dir of values.variants?.split(",").map((s) => s.trim()).filter(Boolea
       startWorker({
         scriptPath,
         bindings: { WEBHOOK_SECRET: SECRET, MAX_BODY_BYTES: "65536" },
-        consumers: process.env.NO_CONSUMER ? {} : { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } },
+        // A checkout named …-noconsumer runs without its queue consumer (the consumer's share, by removal).
+        consumers: process.env.NO_CONSUMER || name.endsWith("-noconsumer") ? {} : { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } },
         setupSql: schemaStatements(root),
       }),
     body: (i) => newAlertBody(`var-${name}-${runId}-${round}-${i}`),
