@@ -104,6 +104,29 @@ export function newAlertBody(id) {
 }
 
 /** Peak resident memory of the workerd processes this Node process started, in MiB. */
+/**
+ * CPU time (user + system, ms) the workerd processes this one started have used so far: the
+ * Worker, its consumer and the local D1 together. Read before and after a workload, per request
+ * it is what the workload costs the machine, and it moves far less than req/s when another
+ * process shares the cores.
+ */
+export function workerdCpuMs() {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      if (Number(fields[1]) !== process.pid || !comm.startsWith("workerd")) continue;
+      // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 a second on Linux).
+      total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    } catch {
+      // the process went away between the listing and the read
+    }
+  }
+  return total;
+}
+
 export function workerdRssMiB() {
   let total = 0;
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {

@@ -11,7 +11,7 @@ import { dirname, isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
-import { bundle, EXAMPLE, newAlertBody, ROOT, schemaStatements, SECRET, startWorker, workerdRssMiB } from "./lib.mjs";
+import { bundle, EXAMPLE, newAlertBody, ROOT, schemaStatements, SECRET, startWorker, workerdCpuMs, workerdRssMiB } from "./lib.mjs";
 
 // --profile: a CPU profile of the request path instead (bench/profile.mjs writes bench/results/profile.md).
 if (process.argv.includes("--profile")) {
@@ -56,6 +56,7 @@ async function drive(url, { body, expected = [200] }) {
   let counter = 0;
   const rssSamples = [];
   const sampler = setInterval(() => rssSamples.push(workerdRssMiB()), 250);
+  const cpuBefore = workerdCpuMs();
   const instance = autocannon({
     url: `${url}${PATH}`,
     connections,
@@ -70,6 +71,9 @@ async function drive(url, { body, expected = [200] }) {
   });
   instance.on("response", (_client, status) => statuses.set(status, (statuses.get(status) ?? 0) + 1));
   const result = await instance;
+  // What was still running for these requests after the last reply (the enqueue, the consumer) counts too.
+  await new Promise((r) => setTimeout(r, 1_500));
+  const cpuMs = workerdCpuMs() - cpuBefore;
   clearInterval(sampler);
   let unexpected = result.errors + result.timeouts;
   for (const [status, n] of statuses) if (!expected.includes(status)) unexpected += n;
@@ -82,6 +86,7 @@ async function drive(url, { body, expected = [200] }) {
     errors: unexpected,
     statuses: Object.fromEntries(statuses),
     peak_rss_mib: Math.round(Math.max(0, ...rssSamples)),
+    cpu_ms_per_request: result.requests.total > 0 ? cpuMs / result.requests.total : Number.NaN,
   };
 }
 
@@ -92,7 +97,7 @@ let round = 0;
 async function measure(name, worker, workload) {
   log(`round ${round + 1}/${rounds} ${name}: ${connections} connections for ${duration} s`);
   const sample = await drive(worker.url, workload);
-  log(`  ${Math.round(sample.requests_per_second)} req/s, p50 ${sample.p50_ms} ms, p99 ${sample.p99_ms} ms, errors ${sample.errors}`);
+  log(`  ${Math.round(sample.requests_per_second)} req/s, p50 ${sample.p50_ms} ms, p99 ${sample.p99_ms} ms, errors ${sample.errors}, ${sample.cpu_ms_per_request.toFixed(2)} ms of workerd CPU a request`);
   samples.set(name, [...(samples.get(name) ?? []), sample]);
 }
 
@@ -212,6 +217,7 @@ const rows = selected.map(({ name }) => {
     errors: runs.reduce((n, r) => n + r.errors, 0),
     requests: runs.reduce((n, r) => n + r.requests, 0),
     peak_rss_mib: Math.max(...runs.map((r) => r.peak_rss_mib)),
+    cpu_ms_per_request: pick("cpu_ms_per_request"),
     rounds: runs,
   };
 });
@@ -309,10 +315,14 @@ for (const row of rows) {
   row.rps_vs_floor_schema_range = [vsFloorSchema.min, vsFloorSchema.max];
   row.p99_vs_floor_d1 = perRound(row, floorD1, "p99_ms").median;
   row.rps_vs_naive = perRound(row, naive, "requests_per_second").median;
+  // floor-schema's CPU a request over this workload's: the throughput ratio on cores it had to itself.
+  const cpu = perRound(floorSchema, row, "cpu_ms_per_request");
+  row.cpu_floor_schema_over_this = cpu.median;
+  row.cpu_floor_schema_over_this_range = [cpu.min, cpu.max];
 }
 
 const fmt = (n, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
-const header = ["workload", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "rss MiB", "req/s ×floor-d1", "req/s ×floor-schema", "p99 ×floor-d1", "req/s ×naive"];
+const header = ["workload", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "rss MiB", "req/s ×floor-d1", "req/s ×floor-schema", "p99 ×floor-d1", "req/s ×naive", "CPU ms/req", "floor-schema CPU ÷ this"];
 const table = rows.map((r) => [
   r.name,
   fmt(r.requests_per_second, 0),
@@ -325,6 +335,8 @@ const table = rows.map((r) => [
   fmt(r.rps_vs_floor_schema),
   fmt(r.p99_vs_floor_d1),
   fmt(r.rps_vs_naive),
+  fmt(r.cpu_ms_per_request),
+  fmt(r.cpu_floor_schema_over_this),
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
 const line = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
