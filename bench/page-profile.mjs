@@ -1,10 +1,28 @@
-// node bench/page-profile.mjs [path]: the self time per request of one dashboard page (default: a survey page, 90
-// days folded, 1,000 stored), through workerd's inspector (IV=µs sets the sampling interval). Needs
-// `npm run bench:cost` to have built bench/.build/cost first. Locally D1 runs in the same process, so its
-// work shows up as busy time: compare pages with /healthz, not with the platform's 10 ms.
-import { join } from "node:path";
-import { devtools, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
-const scriptPath = join(ROOT, "bench/.build/cost/cost-worker.js");
+// node bench/page-profile.mjs [--rounds 3] [--requests 20] [--top 0] [--script path] [path ...]: the CPU per
+// request of dashboard pages (default: /healthz, /dashboard and a survey page, 90 days folded, 1,000 stored),
+// sampled through workerd's inspector (IV=µs sets the sampling interval) and attributed by isolate and script
+// (bench/lib.mjs, cpuProfiler): our Worker's isolate (what the platform bills) as its bundle's own JS, workerd's
+// JS in it (the D1 binding, tracing) and native work; Miniflare's D1 simulator and entry Worker apart (on the
+// platform they are not the Worker's CPU). Each round profiles `requests` requests of every path in turn; the
+// figures are the rounds' medians, with their range. --top N lists each path's N functions with the most self
+// time. Needs a bundle: `npm run bench:cost` builds bench/.build/cost, or only its first step:
+// `npx wrangler deploy --dry-run --outdir bench/.build/cost bench/cost-worker.ts`.
+import { basename, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { cpuProfiler, EXAMPLE, ROOT, schemaStatements, SECRET, startWorker } from "./lib.mjs";
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    rounds: { type: "string", default: "3" },
+    requests: { type: "string", default: "20" },
+    top: { type: "string", default: "0" },
+    script: { type: "string", default: join(ROOT, "bench/.build/cost/cost-worker.js") },
+  },
+});
+const ROUNDS = Number(values.rounds);
+const REQUESTS = Number(values.requests);
+const scriptPath = resolve(values.script);
 const PORT = 9251;
 const { mf, url } = await startWorker({ scriptPath, bindings: { WEBHOOK_SECRET: SECRET, ADMIN_TOKEN: "a", DESTINATIONS: "[]" }, consumers: { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } }, setupSql: schemaStatements(), inspectorPort: PORT });
 const now = Date.now();
@@ -13,21 +31,33 @@ await Promise.all(Array.from({ length: 20 }, async () => { while (next < 1000) {
 for (let i = 0; i < 40; i++) await (await fetch(`${url}/__cron`, { method: "POST" })).arrayBuffer();
 const login = await fetch(`${url}/dashboard/login`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded", origin: url }, body: "token=a" });
 const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0];
-const path = process.argv[2] ?? `/dashboard/surveys/${EXAMPLE.survey_id}?days=90`;
-const get = async () => { const r = await fetch(`${url}${path}`, { headers: { cookie } }); await r.text(); if (r.status !== 200) throw new Error(String(r.status)); };
-for (let i = 0; i < 5; i++) await get();
-const { send, close } = await devtools(PORT);
-await send("Profiler.enable"); await send("Profiler.setSamplingInterval", { interval: Number(process.env.IV ?? 100) });
-await send("Profiler.start");
-const t0 = performance.now();
-for (let i = 0; i < 30; i++) await get();
-const wall = performance.now() - t0;
-const { result } = await send("Profiler.stop");
-const { nodes, samples, timeDeltas } = result.profile;
-const byId = new Map(nodes.map((n) => [n.id, n]));
-const self = new Map();
-let busy = 0;
-for (let i = 0; i < samples.length; i++) { const n = byId.get(samples[i]); const name = n.callFrame.functionName || "(anon)"; if (name === "(idle)") continue; busy += timeDeltas[i]; const key = `${name} ${n.callFrame.url.split("/").pop()}:${n.callFrame.lineNumber}`; self.set(key, (self.get(key) ?? 0) + timeDeltas[i]); }
-console.log(`busy per request ${(busy / 30 / 1000).toFixed(2)} ms, wall per request ${(wall / 30).toFixed(1)} ms`);
-for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${(v / 30 / 1000).toFixed(2)} ms  ${k}`);
-close(); await mf.dispose();
+const paths = positionals.length > 0 ? positionals : ["/healthz", "/dashboard", `/dashboard/surveys/${EXAMPLE.survey_id}?days=90`];
+const get = (path) => async () => { const r = await fetch(`${url}${path}`, { headers: { cookie } }); await r.text(); if (r.status !== 200) throw new Error(`${path}: ${r.status}`); };
+for (const path of paths) for (let i = 0; i < 5; i++) await get(path)();
+const profiler = await cpuProfiler(PORT, { scriptName: basename(scriptPath), interval: Number(process.env.IV ?? 100) });
+const ms = (us) => us / REQUESTS / 1000;
+const rounds = new Map(paths.map((p) => [p, []]));
+const functions = new Map(paths.map((p) => [p, new Map()]));
+for (let round = 0; round < ROUNDS; round++) {
+  for (const path of paths) {
+    const run = get(path);
+    const t0 = performance.now();
+    const b = await profiler.busy(async () => { for (let i = 0; i < REQUESTS; i++) await run(); });
+    const wall = (performance.now() - t0) / REQUESTS;
+    rounds.get(path).push({ wall, total: ms(b.worker.total), script: ms(b.worker.script), runtime: ms(b.worker.runtime), native: ms(b.worker.native + b.worker.other), simulator: ms(b.simulator), entry: ms(b.entry), period: b.period });
+    for (const [k, us] of b.functions) functions.get(path).set(k, (functions.get(path).get(k) ?? 0) + us / ROUNDS);
+  }
+}
+profiler.close();
+await mf.dispose();
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const cell = (xs) => (xs.length === 1 ? xs[0].toFixed(2) : `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`);
+const columns = [["total", "Worker isolate"], ["script", "its bundle's JS"], ["runtime", "workerd's JS in it (D1 binding)"], ["native", "native, GC"], ["simulator", "D1 simulator"], ["entry", "Miniflare entry"], ["wall", "wall"]];
+console.log(`ms per request, median of ${ROUNDS} rounds of ${REQUESTS} requests (range); ${basename(scriptPath)}; sampling period ${median([...rounds.values()].flat().map((r) => r.period))} µs`);
+console.log(`| path | ${columns.map(([, label]) => label).join(" | ")} |`);
+console.log(`| --- | ${columns.map(() => "---").join(" | ")} |`);
+for (const [path, rs] of rounds) console.log(`| ${path} | ${columns.map(([key]) => cell(rs.map((r) => r[key]))).join(" | ")} |`);
+for (const path of Number(values.top) > 0 ? paths : []) {
+  console.log(`\n${path}: the ${values.top} functions of our isolate with the most self time, ms per request`);
+  for (const [k, us] of [...functions.get(path)].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) console.log(`${ms(us).toFixed(2)}  ${k}`);
+}
