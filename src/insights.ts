@@ -213,32 +213,58 @@ export function bucketsOf(since: string, until: string, bucket: "day" | "week"):
 }
 
 const zero = (): Counts => ({ responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0 });
-const plus = (a: Counts, b: Counts): Counts => ({
-  responses: a.responses + b.responses,
-  nps_responses: a.nps_responses + b.nps_responses,
-  promoters: a.promoters + b.promoters,
-  passives: a.passives + b.passives,
-  detractors: a.detractors + b.detractors,
-});
+
+/** Adds `f`'s counts into `c`, in place rather than into a new object: a page folds a facet row per day, option and question. */
+function add(c: Counts, f: Counts): void {
+  c.responses += f.responses;
+  c.nps_responses += f.nps_responses;
+  c.promoters += f.promoters;
+  c.passives += f.passives;
+  c.detractors += f.detractors;
+}
+
+/** Adds `f`'s counts into the counts of `key` in `m` (created at zero). */
+function addTo<K>(m: Map<K, Counts>, key: K, f: Counts): void {
+  let c = m.get(key);
+  if (c === undefined) {
+    c = zero();
+    m.set(key, c);
+  }
+  add(c, f);
+}
+
+/** bucketOf, computed once per day of a window (it builds a Date: a page asks it for every day's row). */
+function bucketsByDay(bucket: "day" | "week"): (day: string) => string {
+  const known = new Map<string, string>();
+  return (day) => {
+    let b = known.get(day);
+    if (b === undefined) {
+      b = bucketOf(day, bucket);
+      known.set(day, b);
+    }
+    return b;
+  };
+}
 
 /** The page's answer from the facets of every day of the window (folded and live alike). */
 export function insightsOf(facets: readonly Facet[], textRows: readonly TextRow[], window: { since: string; until: string; bucket: "day" | "week" }): Insights {
-  let total = zero();
+  const total = zero();
   const byBucket = new Map<string, Counts>();
+  const bucketOfDay = bucketsByDay(window.bucket);
   const platforms = new Map<string, Counts>();
   const events = new Map<string, Counts>();
   const answered = new Map<number, { count: number; title: string | null; type: string; at: string }>();
   const answers = new Map<number, Map<string, number>>();
   const texts = new Map<number, TextEntry[]>();
   for (const f of facets) {
-    const [kind, at] = f.facet.split(":");
-    const position = Number(at);
+    const colon = f.facet.indexOf(":");
+    const kind = colon === -1 ? f.facet : f.facet.slice(0, colon);
+    const position = colon === -1 ? Number.NaN : Number(f.facet.slice(colon + 1));
     if (kind === "all") {
-      total = plus(total, f);
-      const b = bucketOf(f.day, window.bucket);
-      byBucket.set(b, plus(byBucket.get(b) ?? zero(), f));
-    } else if (kind === "platform") platforms.set(f.value, plus(platforms.get(f.value) ?? zero(), f));
-    else if (kind === "event") events.set(f.value, plus(events.get(f.value) ?? zero(), f));
+      add(total, f);
+      addTo(byBucket, bucketOfDay(f.day), f);
+    } else if (kind === "platform") addTo(platforms, f.value, f);
+    else if (kind === "event") addTo(events, f.value, f);
     else if (kind === "answered") {
       const detail = JSON.parse(f.detail ?? "{}") as { title?: string | null; type?: string; at?: string };
       const q = answered.get(position) ?? { count: 0, title: null, type: detail.type ?? "", at: "" };
@@ -246,9 +272,12 @@ export function insightsOf(facets: readonly Facet[], textRows: readonly TextRow[
       if ((detail.at ?? "") >= q.at) Object.assign(q, { title: detail.title ?? null, type: detail.type ?? q.type, at: detail.at ?? "" });
       answered.set(position, q);
     } else if (kind === "answer") {
-      const dist = answers.get(position) ?? new Map<string, number>();
+      let dist = answers.get(position);
+      if (dist === undefined) {
+        dist = new Map<string, number>();
+        answers.set(position, dist);
+      }
       dist.set(f.value, (dist.get(f.value) ?? 0) + f.responses);
-      answers.set(position, dist);
     }
   }
   for (const t of textRows) {
@@ -311,11 +340,8 @@ function distributionOf(type: string, counts: Map<string, number>): { answer: st
 /** Each bucket's NPS with its 95 % margin (for the page's band): null where it has under two NPS answers. */
 export function bucketBands(facets: readonly Facet[], window: { since: string; until: string; bucket: "day" | "week" }): { bucket: string; nps: number | null; low: number | null; high: number | null }[] {
   const byBucket = new Map<string, Counts>();
-  for (const f of facets) {
-    if (f.facet !== "all") continue;
-    const b = bucketOf(f.day, window.bucket);
-    byBucket.set(b, plus(byBucket.get(b) ?? zero(), f));
-  }
+  const bucketOfDay = bucketsByDay(window.bucket);
+  for (const f of facets) if (f.facet === "all") addTo(byBucket, bucketOfDay(f.day), f);
   return bucketsOf(window.since, window.until, window.bucket).map((bucket) => {
     const c = byBucket.get(bucket) ?? zero();
     const nps = npsScore(c);
