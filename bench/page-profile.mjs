@@ -1,5 +1,5 @@
 // node bench/page-profile.mjs [--rounds 3] [--requests 20] [--top 0] [--script path ...] [path ...]: the CPU per
-// request of dashboard pages (default: /healthz, /dashboard and a survey page, 90 days folded, 1,000 stored),
+// request of dashboard pages (default: /healthz, /dashboard and a survey page, 90 days folded, --stored 1000),
 // sampled through workerd's inspector (IV=µs sets the sampling interval) and attributed by isolate and script
 // (bench/lib.mjs, cpuProfiler): our Worker's isolate (what the platform bills) as its bundle's own JS, workerd's
 // JS in it (the D1 binding, tracing) and native work; Miniflare's D1 simulator and entry Worker apart (on the
@@ -18,21 +18,27 @@ const { values, positionals } = parseArgs({
     rounds: { type: "string", default: "3" },
     requests: { type: "string", default: "20" },
     top: { type: "string", default: "0" },
+    stored: { type: "string", default: "1000" },
     script: { type: "string", multiple: true, default: [join(ROOT, "bench/.build/cost/cost-worker.js")] },
   },
 });
 const ROUNDS = Number(values.rounds);
 const REQUESTS = Number(values.requests);
 const PORT = 9251;
+const STORED = Number(values.stored);
 const paths = positionals.length > 0 ? positionals : ["/healthz", "/dashboard", `/dashboard/surveys/${EXAMPLE.survey_id}?days=90`];
 
-/** One Worker (a bundle) in its own Miniflare, seeded alike: 1,000 responses over 60 days, folded, and signed in. */
+/**
+ * One Worker (a bundle) in its own Miniflare, seeded alike: `--stored` responses (1,000) of one survey over
+ * 60 days, 1/60 of them today (counted live by the page), the other days folded; then signed in.
+ */
 async function start(scriptPath, port) {
   const { mf, url } = await startWorker({ scriptPath, bindings: { WEBHOOK_SECRET: SECRET, ADMIN_TOKEN: "a", DESTINATIONS: "[]" }, consumers: { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } }, setupSql: schemaStatements(), inspectorPort: port });
   const now = Date.now();
   let next = 0;
-  await Promise.all(Array.from({ length: 20 }, async () => { while (next < 1000) { const i = next++; const screens = [{ ...EXAMPLE.survey_info.screens[0], answer: String(i % 11) }, { ...EXAMPLE.survey_info.screens[1], answer: `reason ${i}` }, { title: "Which platform?", type: "mcq", answer: ["ios","android","web"][i % 3] }]; await (await fetch(`${url}/webhooks/1flow/${SECRET}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...EXAMPLE, alert_id: `p-${i}`, timestamp: new Date(now - (i % 60) * 86400000).toISOString(), survey_info: { ...EXAMPLE.survey_info, screens } }) })).arrayBuffer(); } }));
-  for (let i = 0; i < 40; i++) await (await fetch(`${url}/__cron`, { method: "POST" })).arrayBuffer();
+  await Promise.all(Array.from({ length: 20 }, async () => { while (next < STORED) { const i = next++; const screens = [{ ...EXAMPLE.survey_info.screens[0], answer: String(i % 11) }, { ...EXAMPLE.survey_info.screens[1], answer: `reason ${i}` }, { title: "Which platform?", type: "mcq", answer: ["ios","android","web"][i % 3] }]; await (await fetch(`${url}/webhooks/1flow/${SECRET}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...EXAMPLE, alert_id: `p-${i}`, timestamp: new Date(now - (i % 60) * 86400000).toISOString(), survey_info: { ...EXAMPLE.survey_info, screens } }) })).arrayBuffer(); } }));
+  // A tick folds up to 7 days of up to 5,000 responses, else one day.
+  for (let i = 0; i < 40 + Math.ceil(STORED / 1000); i++) await (await fetch(`${url}/__cron`, { method: "POST" })).arrayBuffer();
   const login = await fetch(`${url}/dashboard/login`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded", origin: url }, body: "token=a" });
   const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0];
   const get = (path) => async () => { const r = await fetch(`${url}${path}`, { headers: { cookie } }); await r.text(); if (r.status !== 200) throw new Error(`${path}: ${r.status}`); };
