@@ -97,39 +97,65 @@ export interface TextRow {
   answer: string;
 }
 
+/** A category's counter in a Facet. */
+const CATEGORY_COUNT = { promoter: "promoters", passive: "passives", detractor: "detractors" } as const;
+
+/** `answered:<position>` and `answer:<position>`, made once: a page counts them for every answer of every live response. */
+const positionFacets: { answered: string[]; answer: string[] } = { answered: [], answer: [] };
+function facetName(kind: "answered" | "answer", position: number): string {
+  const names = positionFacets[kind];
+  for (let p = names.length; p <= position; p++) names.push(`${kind}:${p}`);
+  return names[position] as string;
+}
+
 /**
  * Every facet of these responses, per day of submission (what the cron folds, and what a live
  * day counts), and their text answers: per day and position the LATEST_TEXTS newest of each rank.
+ * The facets come in the order each was first counted.
  */
 export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; texts: TextRow[] } {
-  const rows = new Map<string, Facet>();
-  const latestTitle = new Map<string, { at: string; title: string | null; type: string }>();
+  const facets: Facet[] = [];
+  // day → facet → value → its row: no key is built per count (a page counts ~10 a response).
+  const byDay = new Map<string, Map<string, Map<string, Facet>>>();
+  const latestTitles = new Map<string, ({ at: string; title: string | null; type: string } | undefined)[]>();
   const texts = new Map<string, TextRow[]>();
-  const add = (day: string, facet: string, value: string, category: NpsCategory | null, count = 1) => {
-    const key = `${day}\u0000${facet}\u0000${value}`;
-    const row = rows.get(key) ?? { day, facet, value, responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0, detail: null };
-    row.responses += count;
-    if (category !== null) {
-      row.nps_responses += 1;
-      row[`${category}s`] += 1;
-    }
-    rows.set(key, row);
-  };
   for (const s of sources) {
     const day = s.submitted_at.slice(0, 10);
+    const dayRows = byDay.get(day) ?? new Map<string, Map<string, Facet>>();
+    byDay.set(day, dayRows);
+    const add = (facet: string, value: string, category: NpsCategory | null, count = 1) => {
+      let values = dayRows.get(facet);
+      if (values === undefined) {
+        values = new Map();
+        dayRows.set(facet, values);
+      }
+      let row = values.get(value);
+      if (row === undefined) {
+        row = { day, facet, value, responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0, detail: null };
+        values.set(value, row);
+        facets.push(row);
+      }
+      row.responses += count;
+      if (category !== null) {
+        row.nps_responses += 1;
+        row[CATEGORY_COUNT[category]] += 1;
+      }
+    };
     const answers = JSON.parse(s.answers_json) as StoredAnswer[];
     const category = responseCategory(answers);
-    add(day, "all", "", category);
-    add(day, "platform", s.platform ?? "", category);
-    add(day, "event", s.trigger_event_name ?? "", category);
-    answers.forEach((a, position) => {
+    add("all", "", category);
+    add("platform", s.platform ?? "", category);
+    add("event", s.trigger_event_name ?? "", category);
+    const titles = latestTitles.get(day) ?? [];
+    latestTitles.set(day, titles);
+    for (let position = 0; position < answers.length; position++) {
+      const a = answers[position] as StoredAnswer;
       const answered = a.answer !== null && a.answer.trim() !== "";
-      const titleKey = `${day}\u0000${position}`;
-      const seen = latestTitle.get(titleKey);
-      if (seen === undefined || s.submitted_at >= seen.at) latestTitle.set(titleKey, { at: s.submitted_at, title: a.title, type: a.type });
-      add(day, `answered:${position}`, "", null, answered ? 1 : 0);
-      if (!answered) return;
-      if (NOT_QUESTIONS.has(a.type)) return;
+      const seen = titles[position];
+      if (seen === undefined || s.submitted_at >= seen.at) titles[position] = { at: s.submitted_at, title: a.title, type: a.type };
+      add(facetName("answered", position), "", null, answered ? 1 : 0);
+      if (!answered) continue;
+      if (NOT_QUESTIONS.has(a.type)) continue;
       // Free text, and any type this Worker does not know (it may be free text too): listed, kept deletable.
       if (isTextType(a.type)) {
         const rank = RANK[category ?? "none"];
@@ -138,18 +164,19 @@ export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; 
         list.push({ day, position, alert_id: s.alert_id, rank, submitted_at: s.submitted_at, category, answer: a.answer as string });
         texts.set(key, list);
       } else if (SCALES.has(a.type)) {
-        if (a.value !== null) add(day, `answer:${position}`, String(a.value), null);
+        if (a.value !== null) add(facetName("answer", position), String(a.value), null);
       } else if (a.type === "checkbox") {
-        for (const option of checkboxOptions(a.answer as string)) add(day, `answer:${position}`, option, null);
-      } else add(day, `answer:${position}`, a.answer as string, null);
+        for (const option of checkboxOptions(a.answer as string)) add(facetName("answer", position), option, null);
+      } else add(facetName("answer", position), a.answer as string, null);
+    }
+  }
+  for (const [day, titles] of latestTitles) {
+    titles.forEach((seen, position) => {
+      const row = byDay.get(day)?.get(facetName("answered", position))?.get("");
+      if (row !== undefined && seen !== undefined) row.detail = JSON.stringify({ title: seen.title, type: seen.type, at: seen.at });
     });
   }
-  for (const [key, seen] of latestTitle) {
-    const [day, position] = key.split("\u0000");
-    const row = rows.get(`${day}\u0000answered:${position}\u0000`);
-    if (row) row.detail = JSON.stringify({ title: seen.title, type: seen.type, at: seen.at });
-  }
-  return { facets: [...rows.values()], texts: [...texts.values()].flatMap((list) => list.sort(byRankThenNewest).slice(0, LATEST_TEXTS)) };
+  return { facets, texts: [...texts.values()].flatMap((list) => list.sort(byRankThenNewest).slice(0, LATEST_TEXTS)) };
 }
 
 interface Counts {
