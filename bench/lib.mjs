@@ -175,10 +175,11 @@ const ENTRY_TARGET = /^core:entry$/;
  * workerd runs our Worker, Miniflare's entry and the D1 simulator in turns on one thread; a sample's
  * `timeDelta` is then the time since the isolate's previous sample, which includes whatever ran in
  * between (the D1 simulator answering, the machine's other work). Each non-idle sample therefore
- * counts for one sampling period (the median gap between consecutive samples, under 5 intervals: the
- * requested interval plus the sampler's own delay), never for the gap before it. `part(url)` names the script of a sample: the
- * nearest frame with a URL (a native function counts for the script that called it); `(program)`
- * (native work with no JS on the stack) and `(garbage collector)` are parts of their own.
+ * counts for one sampling period (the median gap between consecutive samples, those under 5
+ * intervals: the requested interval plus the sampler's own delay), never for the gap before it.
+ * `part(url)` names the script of a sample: the nearest frame with a URL (a native function
+ * counts for the script that called it); `(program)` (native work with no JS on the stack) and
+ * `(garbage collector)` are parts of their own.
  */
 export function attributeProfile(profile, interval, part = (url) => url) {
   const { nodes, samples, timeDeltas } = profile;
