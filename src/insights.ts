@@ -119,33 +119,34 @@ export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; 
   const byDay = new Map<string, Map<string, Map<string, Facet>>>();
   const latestTitles = new Map<string, ({ at: string; title: string | null; type: string } | undefined)[]>();
   const texts = new Map<string, TextRow[]>();
+  // Made once, not per response: a closure per response costs (the bundle names each one it makes).
+  const add = (dayRows: Map<string, Map<string, Facet>>, day: string, facet: string, value: string, category: NpsCategory | null, count = 1) => {
+    let values = dayRows.get(facet);
+    if (values === undefined) {
+      values = new Map();
+      dayRows.set(facet, values);
+    }
+    let row = values.get(value);
+    if (row === undefined) {
+      row = { day, facet, value, responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0, detail: null };
+      values.set(value, row);
+      facets.push(row);
+    }
+    row.responses += count;
+    if (category !== null) {
+      row.nps_responses += 1;
+      row[CATEGORY_COUNT[category]] += 1;
+    }
+  };
   for (const s of sources) {
     const day = s.submitted_at.slice(0, 10);
     const dayRows = byDay.get(day) ?? new Map<string, Map<string, Facet>>();
     byDay.set(day, dayRows);
-    const add = (facet: string, value: string, category: NpsCategory | null, count = 1) => {
-      let values = dayRows.get(facet);
-      if (values === undefined) {
-        values = new Map();
-        dayRows.set(facet, values);
-      }
-      let row = values.get(value);
-      if (row === undefined) {
-        row = { day, facet, value, responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0, detail: null };
-        values.set(value, row);
-        facets.push(row);
-      }
-      row.responses += count;
-      if (category !== null) {
-        row.nps_responses += 1;
-        row[CATEGORY_COUNT[category]] += 1;
-      }
-    };
     const answers = JSON.parse(s.answers_json) as StoredAnswer[];
     const category = responseCategory(answers);
-    add("all", "", category);
-    add("platform", s.platform ?? "", category);
-    add("event", s.trigger_event_name ?? "", category);
+    add(dayRows, day, "all", "", category);
+    add(dayRows, day, "platform", s.platform ?? "", category);
+    add(dayRows, day, "event", s.trigger_event_name ?? "", category);
     const titles = latestTitles.get(day) ?? [];
     latestTitles.set(day, titles);
     for (let position = 0; position < answers.length; position++) {
@@ -153,7 +154,7 @@ export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; 
       const answered = a.answer !== null && a.answer.trim() !== "";
       const seen = titles[position];
       if (seen === undefined || s.submitted_at >= seen.at) titles[position] = { at: s.submitted_at, title: a.title, type: a.type };
-      add(facetName("answered", position), "", null, answered ? 1 : 0);
+      add(dayRows, day, facetName("answered", position), "", null, answered ? 1 : 0);
       if (!answered) continue;
       if (NOT_QUESTIONS.has(a.type)) continue;
       // Free text, and any type this Worker does not know (it may be free text too): listed, kept deletable.
@@ -164,10 +165,10 @@ export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; 
         list.push({ day, position, alert_id: s.alert_id, rank, submitted_at: s.submitted_at, category, answer: a.answer as string });
         texts.set(key, list);
       } else if (SCALES.has(a.type)) {
-        if (a.value !== null) add(facetName("answer", position), String(a.value), null);
+        if (a.value !== null) add(dayRows, day, facetName("answer", position), String(a.value), null);
       } else if (a.type === "checkbox") {
-        for (const option of checkboxOptions(a.answer as string)) add(facetName("answer", position), option, null);
-      } else add(facetName("answer", position), a.answer as string, null);
+        for (const option of checkboxOptions(a.answer as string)) add(dayRows, day, facetName("answer", position), option, null);
+      } else add(dayRows, day, facetName("answer", position), a.answer as string, null);
     }
   }
   for (const [day, titles] of latestTitles) {
