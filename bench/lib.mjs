@@ -186,43 +186,111 @@ export function startWranglerDev({ port, extraVars = "", prefix = "dev-" }) {
   };
 }
 
+/** The inspector's target of the Worker under test: Miniflare names it `core:user:<name>` (ours has no name). */
+export const WORKER_TARGET = /^core:user:/;
+/** Miniflare's D1 simulator: its entry Worker and the Durable Object that runs SQLite (on the platform, D1's own servers). */
+const SIMULATOR_TARGET = /^d1:/;
+/** Miniflare's own entry Worker, which every request passes through before ours (not on the platform either). */
+const ENTRY_TARGET = /^core:entry$/;
+
+/**
+ * Attributes one isolate's CPU profile. V8 samples an isolate only while its thread holds it, and
+ * workerd runs our Worker, Miniflare's entry and the D1 simulator in turns on one thread; a sample's
+ * `timeDelta` is then the time since the isolate's previous sample, which includes whatever ran in
+ * between (the D1 simulator answering, the machine's other work). Each non-idle sample therefore
+ * counts for one sampling period (the median gap between consecutive samples, those under 5
+ * intervals: the requested interval plus the sampler's own delay), never for the gap before it.
+ * `part(url)` names the script of a sample: the nearest frame with a URL (a native function
+ * counts for the script that called it); `(program)` (native work with no JS on the stack) and
+ * `(garbage collector)` are parts of their own.
+ */
+export function attributeProfile(profile, interval, part = (url) => url) {
+  const { nodes, samples, timeDeltas } = profile;
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of nodes) for (const child of n.children ?? []) parent.set(child, n.id);
+  const steps = timeDeltas.filter((d) => d > 0 && d < 5 * interval).sort((a, b) => a - b);
+  const period = steps.length === 0 ? interval : steps[Math.floor(steps.length / 2)];
+  const partOf = (id) => {
+    const name = byId.get(id).callFrame.functionName;
+    if (name === "(program)" || name === "(garbage collector)") return name;
+    for (let at = id; at !== undefined; at = parent.get(at)) {
+      const url = byId.get(at).callFrame.url;
+      if (url) return part(url);
+    }
+    return "(native)";
+  };
+  const parts = {};
+  const functions = new Map();
+  let busy = 0;
+  for (const id of samples) {
+    const { functionName, url, lineNumber } = byId.get(id).callFrame;
+    if (functionName === "(idle)" || functionName === "(root)") continue;
+    busy += period;
+    const p = partOf(id);
+    parts[p] = (parts[p] ?? 0) + period;
+    const key = `${functionName || "(anonymous)"} ${url ? `${url.split("/").pop()}:${lineNumber + 1}` : ""}`.trim();
+    functions.set(key, (functions.get(key) ?? 0) + period);
+  }
+  return { busy, parts, functions, period, samples: samples.length };
+}
+
 /**
  * A CPU profiler on a Worker started with `inspectorPort` (workerd's inspector, the Chrome
- * DevTools protocol's Profiler domain). `busy(run)` samples every 100 µs while `run` runs and
- * returns the Worker isolate's sampled time that is not idle, in µs: `js` (its JavaScript, the
- * bindings' JS and GC) and `program` (native work with no JS frame). Sampling slows the Worker
- * a little, and a busy machine inflates both: an upper bound of what the platform bills.
+ * DevTools protocol's Profiler domain), sampling every `interval` µs. `busy(run)` profiles, while
+ * `run` runs, our Worker's isolate and, apart, Miniflare's D1 simulator and entry Worker, and
+ * returns the sampled time in µs (see `attributeProfile`): `worker` (our isolate, billed on the
+ * platform) split into `script` (the bundle's own JS, `scriptName`), `runtime` (workerd's JS in
+ * our isolate: the D1 binding, which parses D1's answer, and tracing) and `native` (`(program)`
+ * and the garbage collector); `simulator` (the D1 simulator's isolates: D1's own servers on the
+ * platform, not billed to the Worker) and `entry` (Miniflare's entry Worker). Sampling slows the
+ * isolates, and a busy machine inflates every figure.
  */
-export async function cpuProfiler(inspectorPort) {
-  const { send, close } = await devtools(inspectorPort);
-  await send("Profiler.enable");
-  await send("Profiler.setSamplingInterval", { interval: 100 });
+export async function cpuProfiler(inspectorPort, { scriptName, interval = 100 } = {}) {
+  const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
+  const sessions = [];
+  for (const [role, pattern] of [["worker", WORKER_TARGET], ["simulator", SIMULATOR_TARGET], ["entry", ENTRY_TARGET]]) {
+    for (const t of targets.filter((x) => pattern.test(x.id))) sessions.push({ role, ...(await devtools(inspectorPort, t.id)) });
+  }
+  if (!sessions.some((s) => s.role === "worker")) throw new Error(`no Worker among the inspector's targets: ${targets.map((t) => t.id).join(", ")}`);
+  for (const s of sessions) {
+    await s.send("Profiler.enable");
+    await s.send("Profiler.setSamplingInterval", { interval });
+  }
+  const scriptPart = (url) => (scriptName !== undefined && (url === scriptName || url.endsWith(`/${scriptName}`)) ? "script" : /^(cloudflare|node)-internal:/.test(url) ? "runtime" : url);
   return {
     async busy(run) {
-      await send("Profiler.start");
+      for (const s of sessions) await s.send("Profiler.start");
       await run();
-      const { result } = await send("Profiler.stop");
-      const { nodes, samples, timeDeltas } = result.profile;
-      // "(program)" is native work on the isolate's thread that no JS frame called: locally that
-      // includes workerd serving the local D1, which the platform runs elsewhere. It is kept apart.
-      const kind = new Map(nodes.map((n) => [n.id, n.callFrame.functionName]));
-      const out = { js: 0, program: 0 };
-      for (let i = 0; i < samples.length; i++) {
-        const name = kind.get(samples[i]);
-        if (name === "(idle)" || name === "(root)") continue;
-        if (name === "(program)") out.program += timeDeltas[i] ?? 0;
-        else out.js += timeDeltas[i] ?? 0;
+      const out = { worker: { total: 0, script: 0, runtime: 0, native: 0, other: 0 }, simulator: 0, entry: 0, period: 0, functions: new Map() };
+      for (const s of sessions) {
+        const { result } = await s.send("Profiler.stop");
+        if (s.role !== "worker") {
+          out[s.role] += attributeProfile(result.profile, interval).busy;
+          continue;
+        }
+        const a = attributeProfile(result.profile, interval, scriptPart);
+        out.period = a.period;
+        out.functions = a.functions;
+        out.worker.total += a.busy;
+        for (const [p, us] of Object.entries(a.parts)) {
+          const key = p === "script" || p === "runtime" ? p : p.startsWith("(") ? "native" : "other";
+          out.worker[key] += us;
+        }
       }
       return out;
     },
-    close,
+    close: () => {
+      for (const s of sessions) s.close();
+    },
   };
 }
 
-/** A Chrome DevTools protocol session on the first target of workerd's inspector: `send(method, params)` answers its reply. */
-export async function devtools(inspectorPort) {
+/** A Chrome DevTools protocol session on one target of workerd's inspector (by default our Worker): `send(method, params)` answers its reply. */
+export async function devtools(inspectorPort, targetId = WORKER_TARGET) {
   const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
-  const target = targets.find((t) => t.webSocketDebuggerUrl) ?? targets[0];
+  const target = targets.find((t) => t.webSocketDebuggerUrl && (typeof targetId === "string" ? t.id === targetId : targetId.test(t.id)));
+  if (target === undefined) throw new Error(`no inspector target ${targetId} among ${targets.map((t) => t.id).join(", ")}`);
   const ws = new WebSocket(target.webSocketDebuggerUrl);
   await new Promise((resolve, reject) => {
     ws.onopen = resolve;

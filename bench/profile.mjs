@@ -50,7 +50,7 @@ const { mf, url } = await startWorker({
   setupSql: schemaStatements(),
 });
 
-// The inspector: one target per Worker; the first is ours.
+// The inspector: one target per Worker (ours, Miniflare's own, the D1 simulator); devtools() picks ours.
 const { send, close } = await devtools(INSPECTOR_PORT);
 
 await send("Profiler.enable");

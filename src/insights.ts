@@ -97,39 +97,66 @@ export interface TextRow {
   answer: string;
 }
 
+/** A category's counter in a Facet. */
+const CATEGORY_COUNT = { promoter: "promoters", passive: "passives", detractor: "detractors" } as const;
+
+/** `answered:<position>` and `answer:<position>`, made once: a page counts them for every answer of every live response. */
+const positionFacets: { answered: string[]; answer: string[] } = { answered: [], answer: [] };
+function facetName(kind: "answered" | "answer", position: number): string {
+  const names = positionFacets[kind];
+  for (let p = names.length; p <= position; p++) names.push(`${kind}:${p}`);
+  return names[position] as string;
+}
+
 /**
  * Every facet of these responses, per day of submission (what the cron folds, and what a live
  * day counts), and their text answers: per day and position the LATEST_TEXTS newest of each rank.
+ * The facets come in the order each was first counted.
  */
 export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; texts: TextRow[] } {
-  const rows = new Map<string, Facet>();
-  const latestTitle = new Map<string, { at: string; title: string | null; type: string }>();
+  const facets: Facet[] = [];
+  // day → facet → value → its row: no key is built per count (a page counts ~10 a response).
+  const byDay = new Map<string, Map<string, Map<string, Facet>>>();
+  const latestTitles = new Map<string, ({ at: string; title: string | null; type: string } | undefined)[]>();
   const texts = new Map<string, TextRow[]>();
-  const add = (day: string, facet: string, value: string, category: NpsCategory | null, count = 1) => {
-    const key = `${day}\u0000${facet}\u0000${value}`;
-    const row = rows.get(key) ?? { day, facet, value, responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0, detail: null };
+  // Made once, not per response: a closure per response costs (the bundle names each one it makes).
+  const add = (dayRows: Map<string, Map<string, Facet>>, day: string, facet: string, value: string, category: NpsCategory | null, count = 1) => {
+    let values = dayRows.get(facet);
+    if (values === undefined) {
+      values = new Map();
+      dayRows.set(facet, values);
+    }
+    let row = values.get(value);
+    if (row === undefined) {
+      row = { day, facet, value, responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0, detail: null };
+      values.set(value, row);
+      facets.push(row);
+    }
     row.responses += count;
     if (category !== null) {
       row.nps_responses += 1;
-      row[`${category}s`] += 1;
+      row[CATEGORY_COUNT[category]] += 1;
     }
-    rows.set(key, row);
   };
   for (const s of sources) {
     const day = s.submitted_at.slice(0, 10);
+    const dayRows = byDay.get(day) ?? new Map<string, Map<string, Facet>>();
+    byDay.set(day, dayRows);
     const answers = JSON.parse(s.answers_json) as StoredAnswer[];
     const category = responseCategory(answers);
-    add(day, "all", "", category);
-    add(day, "platform", s.platform ?? "", category);
-    add(day, "event", s.trigger_event_name ?? "", category);
-    answers.forEach((a, position) => {
+    add(dayRows, day, "all", "", category);
+    add(dayRows, day, "platform", s.platform ?? "", category);
+    add(dayRows, day, "event", s.trigger_event_name ?? "", category);
+    const titles = latestTitles.get(day) ?? [];
+    latestTitles.set(day, titles);
+    for (let position = 0; position < answers.length; position++) {
+      const a = answers[position] as StoredAnswer;
       const answered = a.answer !== null && a.answer.trim() !== "";
-      const titleKey = `${day}\u0000${position}`;
-      const seen = latestTitle.get(titleKey);
-      if (seen === undefined || s.submitted_at >= seen.at) latestTitle.set(titleKey, { at: s.submitted_at, title: a.title, type: a.type });
-      add(day, `answered:${position}`, "", null, answered ? 1 : 0);
-      if (!answered) return;
-      if (NOT_QUESTIONS.has(a.type)) return;
+      const seen = titles[position];
+      if (seen === undefined || s.submitted_at >= seen.at) titles[position] = { at: s.submitted_at, title: a.title, type: a.type };
+      add(dayRows, day, facetName("answered", position), "", null, answered ? 1 : 0);
+      if (!answered) continue;
+      if (NOT_QUESTIONS.has(a.type)) continue;
       // Free text, and any type this Worker does not know (it may be free text too): listed, kept deletable.
       if (isTextType(a.type)) {
         const rank = RANK[category ?? "none"];
@@ -138,18 +165,19 @@ export function facetsOf(sources: readonly InsightSource[]): { facets: Facet[]; 
         list.push({ day, position, alert_id: s.alert_id, rank, submitted_at: s.submitted_at, category, answer: a.answer as string });
         texts.set(key, list);
       } else if (SCALES.has(a.type)) {
-        if (a.value !== null) add(day, `answer:${position}`, String(a.value), null);
+        if (a.value !== null) add(dayRows, day, facetName("answer", position), String(a.value), null);
       } else if (a.type === "checkbox") {
-        for (const option of checkboxOptions(a.answer as string)) add(day, `answer:${position}`, option, null);
-      } else add(day, `answer:${position}`, a.answer as string, null);
+        for (const option of checkboxOptions(a.answer as string)) add(dayRows, day, facetName("answer", position), option, null);
+      } else add(dayRows, day, facetName("answer", position), a.answer as string, null);
+    }
+  }
+  for (const [day, titles] of latestTitles) {
+    titles.forEach((seen, position) => {
+      const row = byDay.get(day)?.get(facetName("answered", position))?.get("");
+      if (row !== undefined && seen !== undefined) row.detail = JSON.stringify({ title: seen.title, type: seen.type, at: seen.at });
     });
   }
-  for (const [key, seen] of latestTitle) {
-    const [day, position] = key.split("\u0000");
-    const row = rows.get(`${day}\u0000answered:${position}\u0000`);
-    if (row) row.detail = JSON.stringify({ title: seen.title, type: seen.type, at: seen.at });
-  }
-  return { facets: [...rows.values()], texts: [...texts.values()].flatMap((list) => list.sort(byRankThenNewest).slice(0, LATEST_TEXTS)) };
+  return { facets, texts: [...texts.values()].flatMap((list) => list.sort(byRankThenNewest).slice(0, LATEST_TEXTS)) };
 }
 
 interface Counts {
@@ -213,32 +241,58 @@ export function bucketsOf(since: string, until: string, bucket: "day" | "week"):
 }
 
 const zero = (): Counts => ({ responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0 });
-const plus = (a: Counts, b: Counts): Counts => ({
-  responses: a.responses + b.responses,
-  nps_responses: a.nps_responses + b.nps_responses,
-  promoters: a.promoters + b.promoters,
-  passives: a.passives + b.passives,
-  detractors: a.detractors + b.detractors,
-});
+
+/** Adds `f`'s counts into `c`, in place rather than into a new object: a page folds a facet row per day, option and question. */
+function add(c: Counts, f: Counts): void {
+  c.responses += f.responses;
+  c.nps_responses += f.nps_responses;
+  c.promoters += f.promoters;
+  c.passives += f.passives;
+  c.detractors += f.detractors;
+}
+
+/** Adds `f`'s counts into the counts of `key` in `m` (created at zero). */
+function addTo<K>(m: Map<K, Counts>, key: K, f: Counts): void {
+  let c = m.get(key);
+  if (c === undefined) {
+    c = zero();
+    m.set(key, c);
+  }
+  add(c, f);
+}
+
+/** bucketOf, computed once per day of a window (it builds a Date: a page asks it for every day's row). */
+function bucketsByDay(bucket: "day" | "week"): (day: string) => string {
+  const known = new Map<string, string>();
+  return (day) => {
+    let b = known.get(day);
+    if (b === undefined) {
+      b = bucketOf(day, bucket);
+      known.set(day, b);
+    }
+    return b;
+  };
+}
 
 /** The page's answer from the facets of every day of the window (folded and live alike). */
 export function insightsOf(facets: readonly Facet[], textRows: readonly TextRow[], window: { since: string; until: string; bucket: "day" | "week" }): Insights {
-  let total = zero();
+  const total = zero();
   const byBucket = new Map<string, Counts>();
+  const bucketOfDay = bucketsByDay(window.bucket);
   const platforms = new Map<string, Counts>();
   const events = new Map<string, Counts>();
   const answered = new Map<number, { count: number; title: string | null; type: string; at: string }>();
   const answers = new Map<number, Map<string, number>>();
   const texts = new Map<number, TextEntry[]>();
   for (const f of facets) {
-    const [kind, at] = f.facet.split(":");
-    const position = Number(at);
+    const colon = f.facet.indexOf(":");
+    const kind = colon === -1 ? f.facet : f.facet.slice(0, colon);
+    const position = colon === -1 ? Number.NaN : Number(f.facet.slice(colon + 1));
     if (kind === "all") {
-      total = plus(total, f);
-      const b = bucketOf(f.day, window.bucket);
-      byBucket.set(b, plus(byBucket.get(b) ?? zero(), f));
-    } else if (kind === "platform") platforms.set(f.value, plus(platforms.get(f.value) ?? zero(), f));
-    else if (kind === "event") events.set(f.value, plus(events.get(f.value) ?? zero(), f));
+      add(total, f);
+      addTo(byBucket, bucketOfDay(f.day), f);
+    } else if (kind === "platform") addTo(platforms, f.value, f);
+    else if (kind === "event") addTo(events, f.value, f);
     else if (kind === "answered") {
       const detail = JSON.parse(f.detail ?? "{}") as { title?: string | null; type?: string; at?: string };
       const q = answered.get(position) ?? { count: 0, title: null, type: detail.type ?? "", at: "" };
@@ -246,9 +300,12 @@ export function insightsOf(facets: readonly Facet[], textRows: readonly TextRow[
       if ((detail.at ?? "") >= q.at) Object.assign(q, { title: detail.title ?? null, type: detail.type ?? q.type, at: detail.at ?? "" });
       answered.set(position, q);
     } else if (kind === "answer") {
-      const dist = answers.get(position) ?? new Map<string, number>();
+      let dist = answers.get(position);
+      if (dist === undefined) {
+        dist = new Map<string, number>();
+        answers.set(position, dist);
+      }
       dist.set(f.value, (dist.get(f.value) ?? 0) + f.responses);
-      answers.set(position, dist);
     }
   }
   for (const t of textRows) {
@@ -311,11 +368,8 @@ function distributionOf(type: string, counts: Map<string, number>): { answer: st
 /** Each bucket's NPS with its 95 % margin (for the page's band): null where it has under two NPS answers. */
 export function bucketBands(facets: readonly Facet[], window: { since: string; until: string; bucket: "day" | "week" }): { bucket: string; nps: number | null; low: number | null; high: number | null }[] {
   const byBucket = new Map<string, Counts>();
-  for (const f of facets) {
-    if (f.facet !== "all") continue;
-    const b = bucketOf(f.day, window.bucket);
-    byBucket.set(b, plus(byBucket.get(b) ?? zero(), f));
-  }
+  const bucketOfDay = bucketsByDay(window.bucket);
+  for (const f of facets) if (f.facet === "all") addTo(byBucket, bucketOfDay(f.day), f);
   return bucketsOf(window.since, window.until, window.bucket).map((bucket) => {
     const c = byBucket.get(bucket) ?? zero();
     const nps = npsScore(c);
