@@ -80,6 +80,7 @@ export default defineConfig(async () => {
           // The real local Queue delivers to the consumer here, so DESTINATIONS is set
           // for the whole project; outbound fetch is stubbed by the tests.
           plugins: [
+            withoutShippedMaps,
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: {
@@ -96,6 +97,7 @@ export default defineConfig(async () => {
         {
           // The real retries-exhausted path: the alerts queue gives up after 2 retries.
           plugins: [
+            withoutShippedMaps,
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: {
@@ -114,6 +116,7 @@ export default defineConfig(async () => {
           // simulated Queue and clock, against the real local D1 and R2. Its own project: one
           // long file, run alone in its workerd. Its variables are set by the simulation itself.
           plugins: [
+            withoutShippedMaps,
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: { bindings: { ...bindings, SIM_SEED: process.env.SIM_SEED ?? "", SIM_RUNS: process.env.SIM_RUNS ?? "", SIM_PATH: process.env.SIM_PATH ?? "", SIM_EXPLORE: process.env.SIM_EXPLORE ?? "", SIM_PROGRESS: process.env.SIM_PROGRESS ?? "", SIM_ONLY: process.env.SIM_ONLY ?? "", SIM_TRACE: process.env.SIM_TRACE ?? "", SIM_GENERATOR: process.env.SIM_GENERATOR ?? "" } },
