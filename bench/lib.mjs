@@ -103,14 +103,11 @@ export function newAlertBody(id) {
   return JSON.stringify({ ...EXAMPLE, alert_id: id });
 }
 
-/** Peak resident memory of the workerd processes this Node process started, in MiB. */
 /**
- * CPU time (user + system, ms) the workerd processes this one started have used so far: the
- * Worker, its consumer and the local D1 together. Read before and after a workload, per request
- * it is what the workload costs the machine, and it moves far less than req/s when another
- * process shares the cores.
+ * Sums `measure(pid, fields)` over the workerd processes this Node process started (fields: those
+ * of /proc/<pid>/stat after the command's name, from the state on).
  */
-export function workerdCpuMs() {
+function sumOverWorkerd(measure) {
   let total = 0;
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
@@ -118,8 +115,7 @@ export function workerdCpuMs() {
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       if (Number(fields[1]) !== process.pid || !comm.startsWith("workerd")) continue;
-      // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 a second on Linux).
-      total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+      total += measure(pid, fields);
     } catch {
       // the process went away between the listing and the read
     }
@@ -127,22 +123,20 @@ export function workerdCpuMs() {
   return total;
 }
 
+/**
+ * CPU time (user + system, ms) the workerd processes this one started have used so far: the
+ * Worker, its consumer and the local D1 together. Read before and after a workload, per request
+ * it is what the workload costs the machine, and it moves far less than req/s when another
+ * process shares the cores.
+ */
+export function workerdCpuMs() {
+  // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 a second on Linux).
+  return sumOverWorkerd((_pid, fields) => ((Number(fields[11]) + Number(fields[12])) * 1000) / 100);
+}
+
+/** Resident memory of the workerd processes this Node process started, in MiB (sampled for the peak). */
 export function workerdRssMiB() {
-  let total = 0;
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      if (Number(fields[1]) !== process.pid || !comm.startsWith("workerd")) continue;
-      const status = readFileSync(`/proc/${pid}/status`, "utf8");
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      total += kb / 1024;
-    } catch {
-      // the process went away between the listing and the read
-    }
-  }
-  return total;
+  return sumOverWorkerd((pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
 }
 
 /**
