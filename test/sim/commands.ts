@@ -9,7 +9,8 @@ import { env } from "cloudflare:workers";
 import type { Env } from "../../src/env";
 import { runArchiveCron, runCron } from "../../src/cron";
 import { breakerSettings } from "../../src/fanout/breaker";
-import { destinationsOf } from "../../src/fanout/configured";
+import { beginBackfill, endBackfill } from "../../src/backfill";
+import { destinationsOf, newDestinationsCache } from "../../src/fanout/configured";
 import { consumeAlerts } from "../../src/fanout/consumer";
 import { consumeDeadLetters } from "../../src/fanout/dead-letters";
 import { compile } from "../../src/fanout/jsonata";
@@ -466,6 +467,40 @@ export class Manage implements Cmd {
   }
 }
 
+/**
+ * The operator sends a destination its history (POST …/backfill since the epoch, as the
+ * dashboard's *Send history…*), or cancels what it has not sent (DELETE …/backfill): beside live
+ * traffic, replays of dead letters and other backfills, every response still reaches a
+ * destination at most once (I3) and none that it wants is lost (I1, I2).
+ */
+export class Backfill implements Cmd {
+  constructor(
+    readonly name: string,
+    readonly cancel: boolean,
+  ) {}
+  check(m: Readonly<Model>): boolean {
+    return m.templates.has(this.name);
+  }
+  async run(m: Model): Promise<void> {
+    const world = m.world;
+    const { name, cancel } = this;
+    world.start("manage", `backfill ${name}${cancel ? " cancel" : ""}`, async (inv) => {
+      const db = world.db(inv);
+      if (cancel) {
+        await endBackfill(db, name, world.date());
+        return;
+      }
+      // The API isolate reads the list fresh (it serves the operator who just changed it).
+      const { config } = await destinationsOf({ DB: db, DESTINATIONS: "", ENCRYPTION_KEY: env.ENCRYPTION_KEY }, { cache: newDestinationsCache(), now: world.now });
+      if (!config.ok) return;
+      await beginBackfill({ db, queue: world.queue(inv), destinations: config.destinations, now: () => world.date() }, { name, since: "2000-01-01T00:00:00.000Z" });
+    });
+  }
+  toString(): string {
+    return `Backfill(${this.name}${this.cancel ? ", cancel" : ""})`;
+  }
+}
+
 export class Receiver implements Cmd {
   constructor(
     readonly name: string,
@@ -555,9 +590,9 @@ const name = fc.constantFrom(...NAMES);
 /**
  * The generators' versions: a kept seed's path replays only the commands of the version it was
  * found with (a new command changes every draw after it). 1: 0.5.0's first commands; 2: Burst
- * and a fault aimed at a consumer's record batch.
+ * and a fault aimed at a consumer's record batch; 3: Backfill (start or cancel).
  */
-export const GENERATOR = 2;
+export const GENERATOR = 3;
 
 /** The commands, weighted toward what makes interleavings: posts and consumers. */
 export function commandArbitraries(generator: number = GENERATOR): fc.WeightedArbitrary<Cmd>[] {
@@ -601,6 +636,7 @@ export function commandArbitraries(generator: number = GENERATOR): fc.WeightedAr
   // A consumer's record batch (its ledger write) failing before it took effect: the claim is
   // its first batch, the record its last (an identify destination's leases come in between).
   const recordFault = fc.constantFrom(1, 2).map((nth) => new Fault("consumer", "batch", nth, "before", 1));
+  const backfill = fc.record({ name, cancel: fc.boolean() }).map((r) => new Backfill(r.name, r.cancel));
   const weighted: [number, fc.Arbitrary<Cmd>][] = [
     [10, newPost],
     [5, again],
@@ -617,6 +653,7 @@ export function commandArbitraries(generator: number = GENERATOR): fc.WeightedAr
     [2, flaky],
     [1, redeliver],
     ...(generator >= 2 ? ([[2, burst], [2, recordFault]] as [number, fc.Arbitrary<Cmd>][]) : []),
+    ...(generator >= 3 ? ([[3, backfill]] as [number, fc.Arbitrary<Cmd>][]) : []),
   ];
   return weighted.map(([weight, arbitrary]) => ({ weight, arbitrary }));
 }

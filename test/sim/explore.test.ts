@@ -24,8 +24,16 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
   const firstOfKind = new Map<string, { run: number; message: string }>();
   const explore = vars.SIM_EXPLORE === "1";
   let traced = false;
+  // How much of the backfill the runs reached (its log events, and the deliveries its pages made).
+  const backfill = new Map<string, number>();
   const onRun = (violations: { kind: string; message: string }[], _cmds: string, logs: string[]) => {
     done += 1;
+    for (const line of logs) {
+      const event = /"event":"(backfill\.[a-z_]+)"/.exec(line)?.[1];
+      if (event !== undefined) backfill.set(event, (backfill.get(event) ?? 0) + 1);
+      const sent = /"event":"backfill\.page".*"sent":(\d+)/.exec(line)?.[1];
+      if (sent !== undefined) backfill.set("deliveries created", (backfill.get("deliveries created") ?? 0) + Number(sent));
+    }
     // --trace: the first failing run's journal (every binding call, fault and receiver hit, with the Worker's log lines).
     if (vars.SIM_TRACE === "1" && violations.length > 0 && !traced) {
       traced = true;
@@ -46,6 +54,7 @@ it.runIf(runs > 0)(`explore: ${runs} sequences from seed ${seed}`, async () => {
   const seconds = (performance.now() - started) / 1000;
   const lines = [`SIM: ${done} sequences in ${seconds.toFixed(1)} s (${(done / seconds).toFixed(2)} sequences/s, ${((done / seconds) * 60).toFixed(0)}/min), seed ${seed}`];
   lines.push(`SIM: time in commands ${(timing.commands / 1000).toFixed(1)} s, quiescence ${(timing.quiesce / 1000).toFixed(1)} s, invariants ${(timing.checks / 1000).toFixed(1)} s`);
+  lines.push(`SIM: backfill: ${[...backfill].map(([event, n]) => `${event} ${n}`).join(", ") || "none reached"}`);
   for (const [kind, v] of firstOfKind) lines.push(`SIM: first ${kind} at run ${v.run}: ${v.message}`);
   console.log(lines.join("\n"));
   lines.length = 0;
