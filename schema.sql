@@ -341,7 +341,8 @@ CREATE TABLE IF NOT EXISTS archive_state (
   last_run_at         TEXT,
   last_error          TEXT,
   last_error_at       TEXT,
-  guard               INTEGER NOT NULL DEFAULT 1 CHECK (guard = 1)
+  guard               INTEGER NOT NULL DEFAULT 1 CHECK (guard = 1),
+  last_part_id        INTEGER NOT NULL DEFAULT 0   -- the highest part id ever committed (never given again)
 );
 INSERT INTO archive_state (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
 

@@ -14,7 +14,11 @@ END;
 -- backfill by the index alone: rows retried meanwhile (attempts > 0) are never read again.
 DROP INDEX deliveries_by_backfill;
 CREATE INDEX deliveries_by_backfill ON deliveries (backfill, status, attempts) WHERE backfill IS NOT NULL;
--- The archive's last part when the backfill started: a response in a later part was archived
+-- Part ids are never given twice: the highest ever committed is kept, so a part an erasure
+-- removed does not hand its id to the next tick's part.
+ALTER TABLE archive_state ADD COLUMN last_part_id INTEGER NOT NULL DEFAULT 0;
+UPDATE archive_state SET last_part_id = (SELECT COALESCE(MAX(id), 0) FROM archive_parts);
+-- The archive's last part id when the backfill started: a response in a later part was archived
 -- after the start (not in archived_only's first count). NULL for backfills started before 0020.
 ALTER TABLE backfills ADD COLUMN archive_parts_through INTEGER;
 -- The arrival counters of 0017, recounted from what D1 holds: responses stored before 0017 were

@@ -243,7 +243,7 @@ export function bucketsOf(since: string, until: string, bucket: "day" | "week"):
 const zero = (): Counts => ({ responses: 0, nps_responses: 0, promoters: 0, passives: 0, detractors: 0 });
 
 /** Adds `f`'s counts into `c`, in place rather than into a new object: a page folds a facet row per day, option and question. */
-function add(c: Counts, f: Counts): void {
+function addCounts(c: Counts, f: Counts): void {
   c.responses += f.responses;
   c.nps_responses += f.nps_responses;
   c.promoters += f.promoters;
@@ -258,7 +258,7 @@ function addTo<K>(m: Map<K, Counts>, key: K, f: Counts): void {
     c = zero();
     m.set(key, c);
   }
-  add(c, f);
+  addCounts(c, f);
 }
 
 /** bucketOf, computed once per day of a window (it builds a Date: a page asks it for every day's row). */
@@ -289,7 +289,7 @@ export function insightsOf(facets: readonly Facet[], textRows: readonly TextRow[
     const kind = colon === -1 ? f.facet : f.facet.slice(0, colon);
     const position = colon === -1 ? Number.NaN : Number(f.facet.slice(colon + 1));
     if (kind === "all") {
-      add(total, f);
+      addCounts(total, f);
       addTo(byBucket, bucketOfDay(f.day), f);
     } else if (kind === "platform") addTo(platforms, f.value, f);
     else if (kind === "event") addTo(events, f.value, f);

@@ -95,6 +95,13 @@ async function storeResponses(n: number, day: string, extra: Record<string, unkn
   return ids;
 }
 
+/** POST /api/destinations/{name}/backfill with a range, as the dashboard's Send history… does. */
+const postBackfill = (name: string, range: { since: string; until?: string }, environment: Env) =>
+  callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(range) }, environment);
+
+/** The alert ids destination `name`'s receiver got, in order. */
+const arrivedAt = (received: { host: string; body: string }[], name: string) => received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+
 const backfillOf = async (name: string, environment: Env) => (await (await callWorker(`/api/destinations/${name}/backfill`, {}, environment)).json()) as { ok: boolean; backfill: Record<string, unknown> };
 
 describe("backfill", () => {
@@ -104,17 +111,17 @@ describe("backfill", () => {
     const ENV = withDestination(name);
     const queued = captureQueue();
     const received = stubDestinations();
-    const res = await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-03-04T00:00:00Z", until: "2019-03-05T00:00:00Z" }) }, ENV);
+    const res = await postBackfill(name, { since: "2019-03-04T00:00:00Z", until: "2019-03-05T00:00:00Z" }, ENV);
     expect(res.status).toBe(202);
     expect(await res.json()).toMatchObject({ ok: true, backfill: { destination: name, state: "running", total: null, sent: 0 } });
     await drain(queued, ENV);
-    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    const got = arrivedAt(received, name);
     expect(got.sort()).toEqual([...ids].sort());
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 30, sent: 30, delivered: 30, failed: 0, archived_not_sent: 0 });
     expect((await backfillOf(name, ENV)).backfill.finished_at).toEqual(expect.any(String));
 
     // Again: every response has its row, so nothing is created or sent.
-    const again = await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-03-04T00:00:00Z", until: "2019-03-05T00:00:00Z" }) }, ENV);
+    const again = await postBackfill(name, { since: "2019-03-04T00:00:00Z", until: "2019-03-05T00:00:00Z" }, ENV);
     expect(again.status).toBe(202);
     await drain(queued, ENV);
     expect(received.filter((r) => r.host === `${name}.test`)).toHaveLength(30);
@@ -129,9 +136,9 @@ describe("backfill", () => {
     const ENV = withDestination(name, { survey_ids: ["survey-wanted"] });
     const queued = captureQueue();
     const received = stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-04-01T00:00:00Z", until: "2019-04-02T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-04-01T00:00:00Z", until: "2019-04-02T00:00:00Z" }, ENV);
     await drain(queued, ENV);
-    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    const got = arrivedAt(received, name);
     expect(got.sort()).toEqual([...wanted].sort());
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 3 });
   });
@@ -144,7 +151,7 @@ describe("backfill", () => {
     const received = stubDestinations();
     // One delivered live before the backfill reads it.
     expect((await runQueue(QUEUE, [message(stored[0] as string)], ENV)).explicitAcks).toHaveLength(1);
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-05-06T00:00:00Z", until: "2019-05-07T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-05-06T00:00:00Z", until: "2019-05-07T00:00:00Z" }, ENV);
     // The page message, read twice (a redelivery): its rows are created once.
     const page = queued.find(isBackfill);
     expect(page).toBeDefined();
@@ -153,7 +160,7 @@ describe("backfill", () => {
     // Another delivered live after the backfill created its row, before the backfill's message.
     expect((await runQueue(QUEUE, [message(stored[1] as string)], ENV)).explicitAcks).toHaveLength(1);
     await drain(queued, ENV);
-    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    const got = arrivedAt(received, name);
     expect(got.sort()).toEqual([...stored].sort());
     // Three were the backfill's rows (the one delivered before it started was not).
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 3, sent: 3, delivered: 3 });
@@ -165,7 +172,7 @@ describe("backfill", () => {
     const ENV = withDestination(name);
     const queued = captureQueue();
     const received = stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-05-20T00:00:00Z", until: "2019-05-21T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-05-20T00:00:00Z", until: "2019-05-21T00:00:00Z" }, ENV);
     // Right before the backfill creates its rows, the live consumer records `first` as delivered.
     beforeRowsCreated((prepare) =>
       prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, delivered_at) VALUES (?1, ?2, 'delivered', 1, ?3, ?3)")
@@ -173,7 +180,7 @@ describe("backfill", () => {
         .run(),
     );
     await drain(queued, ENV);
-    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    const got = arrivedAt(received, name);
     expect(got).toEqual([second]);
     expect(await env.DB.prepare("SELECT status, backfill FROM deliveries WHERE alert_id = ? AND destination = ?").bind(first, name).first()).toEqual({ status: "delivered", backfill: null });
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 1, delivered: 1 });
@@ -186,12 +193,12 @@ describe("backfill", () => {
     const received = stubDestinations();
     const p = examplePayload({ timestamp: "2019-09-10T10:00:00.000Z" });
     expect((await post(p)).status).toBe(200); // its live message waits in `queued`
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-09-10T00:00:00Z", until: "2019-09-11T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-09-10T00:00:00Z", until: "2019-09-11T00:00:00Z" }, ENV);
     await drain(queued, ENV, isBackfill);
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE alert_id = ?").bind(p.alert_id).first()).toEqual({ n: 0 });
     expect(await (await callWorker(`/api/destinations/${name}/backfill`, { method: "DELETE" }, ENV)).json()).toEqual({ ok: true, cancelled: 0 });
     await drain(queued, ENV);
-    expect(received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id)).toEqual([p.alert_id]);
+    expect(arrivedAt(received, name)).toEqual([p.alert_id]);
     expect(await env.DB.prepare("SELECT status, backfill FROM deliveries WHERE alert_id = ?").bind(p.alert_id).first()).toEqual({ status: "delivered", backfill: null });
   });
 
@@ -201,7 +208,7 @@ describe("backfill", () => {
     const ENV = withDestination(name);
     const queued = captureQueue();
     stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-10-11T00:00:00Z", until: "2019-10-12T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-10-11T00:00:00Z", until: "2019-10-12T00:00:00Z" }, ENV);
     beforeRowsCreated((prepare) => prepare("DELETE FROM alerts WHERE alert_id = ?").bind(gone).run()); // as an erasure's chunk does
     await drain(queued, ENV);
     const rows = await env.DB.prepare("SELECT alert_id FROM deliveries WHERE destination = ?").bind(name).all<{ alert_id: string }>();
@@ -216,7 +223,7 @@ describe("backfill", () => {
     const ENV = { ...withDestination(name), DESTINATIONS: JSON.stringify([{ name, url: `https://${name}.test/hook` }, { name: other, url: `https://${other}.test/hook` }]) };
     const queued = captureQueue();
     const received = stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-06-07T00:00:00Z", until: "2019-06-08T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-06-07T00:00:00Z", until: "2019-06-08T00:00:00Z" }, ENV);
     await drain(queued, ENV);
     expect(received.map((r) => r.host)).toEqual([`${name}.test`]);
     const rows = await env.DB.prepare("SELECT destination FROM deliveries WHERE alert_id = ?").bind(id).all<{ destination: string }>();
@@ -229,7 +236,7 @@ describe("backfill", () => {
     const ENV = withDestination(name);
     const queued = captureQueue();
     const received = stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-07-08T00:00:00Z", until: "2019-07-09T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-07-08T00:00:00Z", until: "2019-07-09T00:00:00Z" }, ENV);
     await drain(queued, ENV, isBackfill); // its rows exist, its alerts' messages wait on the Queue
     const del = await callWorker(`/api/destinations/${name}/backfill`, { method: "DELETE" }, ENV);
     expect(await del.json()).toEqual({ ok: true, cancelled: 5 });
@@ -253,7 +260,7 @@ describe("backfill", () => {
     const afterPut = await destinationsVersion(env.DB);
     const patch = await callWorker(`/api/destinations/${name}`, { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify({ survey_ids: ["survey-stale"] }) }, ENV);
     expect(patch.status).toBe(200);
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-11-12T00:00:00Z", until: "2019-11-13T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-11-12T00:00:00Z", until: "2019-11-13T00:00:00Z" }, ENV);
     const page = queued.find(isBackfill) as BackfillMessage;
     queued.splice(queued.indexOf(page), 1);
     const stale = (destinations: Destination[], version: string) => ({ db: env.DB, queue: env.ALERTS_QUEUE, destinations, version, now: () => new Date() });
@@ -267,7 +274,7 @@ describe("backfill", () => {
     expect(again).toEqual([page, page]);
     expect(vi.mocked(env.ALERTS_QUEUE.send).mock.calls.filter(([body]) => isBackfill(body as QueueMessage)).slice(-2).map(([, options]) => options?.delaySeconds)).toEqual([31, 31]);
     await drain(queued, ENV);
-    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    const got = arrivedAt(received, name);
     expect(got.sort()).toEqual([...ids].sort());
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 2, delivered: 2 });
   });
@@ -278,7 +285,7 @@ describe("backfill", () => {
     const ENV = withDestination(name);
     const queued = captureQueue();
     const received = stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-11-20T00:00:00Z", until: "2019-11-21T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-11-20T00:00:00Z", until: "2019-11-21T00:00:00Z" }, ENV);
     await drain(queued, ENV, isBackfill); // both rows exist, total known
     // `first` dies (as the consumer records it after its last retry), then is replayed.
     await env.DB.prepare("UPDATE deliveries SET status = 'dead', attempts = 10, last_error = 'HTTP 500', updated_at = ?3 WHERE alert_id = ?1 AND destination = ?2").bind(first, name, new Date().toISOString()).run();
@@ -289,7 +296,7 @@ describe("backfill", () => {
     await drain(queued, ENV, (m) => "alert_id" in m && m.alert_id === first);
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "running", total: 2, delivered: 1, failed: 0 });
     await drain(queued, ENV);
-    expect(received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id).sort()).toEqual([first, second].sort());
+    expect(arrivedAt(received, name).sort()).toEqual([first, second].sort());
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 2, delivered: 2, failed: 0 });
   });
 
@@ -400,7 +407,7 @@ describe("what only the archive holds", () => {
     const ENV = withDestination(name);
     const queued = captureQueue();
     const received = stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-12-01T00:00:00Z", until: "2019-12-04T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-12-01T00:00:00Z", until: "2019-12-04T00:00:00Z" }, ENV);
     // After the start: `e` is stored and archived (still in D1: sent); `f` is stored, archived and removed before the page reaches it.
     const [e] = await storeResponses(1, "2019-12-03", { timestamp: "2019-12-03T12:00:00.000Z" });
     const [f] = await storeResponses(1, "2019-12-01", { timestamp: "2019-12-01T12:00:00.000Z" });
@@ -409,7 +416,7 @@ describe("what only the archive holds", () => {
     // Between the page's read and its rows, retention removes `b` (read from D1, gone before its row).
     beforeRowsCreated(() => retainBefore("2019-12-02T12:00:00.000Z"));
     await drain(queued, ENV);
-    const got = received.filter((r) => r.host === `${name}.test`).map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id);
+    const got = arrivedAt(received, name);
     expect(got.sort()).toEqual([c, d, e].sort());
     expect([a, b, f].every((id) => !got.includes(id as string))).toBe(true);
     expect((await backfillOf(name, ENV)).backfill).toMatchObject({ state: "done", total: 3, delivered: 3, archived_not_sent: 3 });
@@ -424,7 +431,7 @@ describe("what only the archive holds", () => {
     const ENV = withDestination(name);
     const queued = captureQueue();
     const received = stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-12-15T00:00:00Z", until: "2019-12-16T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-12-15T00:00:00Z", until: "2019-12-16T00:00:00Z" }, ENV);
     // Retention has read `x` (finished); before its erase batch, the backfill's page creates x's row and passes it.
     const prepare = env.DB.prepare.bind(env.DB);
     const batch = env.DB.batch.bind(env.DB);
@@ -457,7 +464,7 @@ describe("what only the archive holds", () => {
     const ENV = withDestination(name);
     const queued = captureQueue();
     stubDestinations();
-    await callWorker(`/api/destinations/${name}/backfill`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ since: "2019-12-20T00:00:00Z", until: "2019-12-22T00:00:00Z" }) }, ENV);
+    await postBackfill(name, { since: "2019-12-20T00:00:00Z", until: "2019-12-22T00:00:00Z" }, ENV);
     const mark = (await env.DB.prepare("SELECT archive_parts_through AS n FROM backfills WHERE destination = ?").bind(name).first<{ n: number }>())?.n as number;
     expect(mark).toBeGreaterThan(0);
     // The user's erasure empties the newest parts: their manifest rows go.

@@ -83,13 +83,18 @@ FROM (SELECT alert_id, responses_part AS part FROM archived_alerts WHERE user_sh
 JOIN archive_parts AS p ON p.id = u.part
 GROUP BY p.id ORDER BY p.id LIMIT ?2`;
 
+/**
+ * The highest part id ever committed (archive_state is the row in scope): a new part's id is
+ * above it, even once an erasure removed the newest parts, so a part with a higher id than one a
+ * backfill noted at its start was written after it (backfills.archive_parts_through).
+ */
+export const LAST_PART_ID = "MAX(archive_state.last_part_id, (SELECT COALESCE(MAX(id), 0) FROM archive_parts))";
+
 /** The one state row. */
 export async function archiveState(db: D1Reader): Promise<ArchiveState> {
   const row = await db
     .prepare(
-      // Never an id at or below a backfill's mark (backfills.archive_parts_through), even once
-      // an erasure removed the newest parts: a part with a higher id was written after it.
-      `SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM archive_parts), (SELECT COALESCE(MAX(archive_parts_through), 0) FROM backfills)) AS last_part_id, cursor_submitted_at, cursor_alert_id, read_through,
+      `SELECT ${LAST_PART_ID} AS last_part_id, cursor_submitted_at, cursor_alert_id, read_through,
               files, responses, answers, bytes, newest_submitted_at, last_run_at, last_error, last_error_at FROM archive_state WHERE id = 1`,
     )
     .first<ArchiveState>();
@@ -256,7 +261,7 @@ export async function commitArchive(
       .prepare(
         `UPDATE archive_state SET cursor_submitted_at = ?1, cursor_alert_id = ?2, files = files + ?3, responses = responses + ?4,
            answers = answers + ?5, bytes = bytes + ?6, newest_submitted_at = MAX(COALESCE(newest_submitted_at, ''), COALESCE(?7, '')),
-           last_run_at = ?8, last_error = NULL, last_error_at = NULL,
+           last_run_at = ?8, last_error = NULL, last_error_at = NULL, last_part_id = ${LAST_PART_ID},
            guard = ((SELECT COUNT(*) FROM alerts WHERE alert_id IN (SELECT value FROM json_each(?9))) = ?10)
          WHERE id = 1`,
       )

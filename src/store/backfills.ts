@@ -8,6 +8,7 @@
  * key), written once as a pending delivery (the row, its two index entries, the pending counter
  * and the backfill's `sent`); then what any delivery costs, and the backfill's counters once.
  */
+import { LAST_PART_ID } from "./archive";
 import type { D1Reader } from "./d1";
 import { STORED_COLUMNS, type StoredAlert, storedAlert, type StoredRow } from "./deliveries";
 
@@ -63,7 +64,7 @@ export async function backfillById(db: D1Reader, id: number): Promise<(Backfill 
  * range that only the archive holds are counted from its manifest now, less those of them that
  * the pages find still in D1 (archived_seen), plus those archived after the start that
  * retention removes before the pages reach them (`countRetainedStatement`): `archived_only`
- * once done. The manifest's last part now tells the parts written after the start.
+ * once done. The archive's last part id now tells the parts written after the start.
  */
 export async function startBackfill(db: D1Database, input: { destination: string; since: string; until: string; now: string }): Promise<Backfill | null> {
   const rows = await db
@@ -71,7 +72,7 @@ export async function startBackfill(db: D1Database, input: { destination: string
       `INSERT INTO backfills (destination, since, until, state, cursor_submitted_at, cursor_alert_id, started_at, updated_at, archived_only, archive_parts_through)
        VALUES (?1, ?2, ?3, 'running', ?2, '', ?4, ?4,
          (SELECT COALESCE(SUM(rows), 0) FROM archive_parts WHERE table_name = 'responses' AND date >= substr(?2, 1, 10) AND date <= substr(?3, 1, 10)),
-         (SELECT COALESCE(MAX(id), 0) FROM archive_parts))
+         (SELECT ${LAST_PART_ID} FROM archive_state WHERE id = 1))
        ON CONFLICT DO NOTHING RETURNING *`,
     )
     .bind(input.destination, input.since, input.until, input.now)

@@ -213,13 +213,13 @@ export function finishClaimsStatement(
     .prepare(
       `UPDATE alerts SET
          fanout_claimed_until = CASE WHEN alerts.fanout_claimed_until = e.value ->> 'end' THEN NULL ELSE alerts.fanout_claimed_until END,
-         fanned_out_at = CASE WHEN e.value ->> 'fanned' = 1 AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4) THEN COALESCE(alerts.fanned_out_at, ?3) ELSE alerts.fanned_out_at END
+         fanned_out_at = CASE WHEN e.value ->> 'fanned' = 1 AND (?3 IS NULL OR ${CURRENT_VERSION} = ?3) THEN COALESCE(alerts.fanned_out_at, ?2) ELSE alerts.fanned_out_at END
        FROM (SELECT key, value FROM json_each(?1)) AS e
        WHERE alerts.alert_id = e.key
          AND (alerts.fanout_claimed_until = e.value ->> 'end'
-              OR (e.value ->> 'fanned' = 1 AND alerts.fanned_out_at IS NULL AND (?4 IS NULL OR ${CURRENT_VERSION} = ?4)))`,
+              OR (e.value ->> 'fanned' = 1 AND alerts.fanned_out_at IS NULL AND (?3 IS NULL OR ${CURRENT_VERSION} = ?3)))`,
     )
-    .bind(JSON.stringify(entries), null, input.at, input.version ?? null);
+    .bind(JSON.stringify(entries), input.at, input.version ?? null);
 }
 
 /**
