@@ -323,6 +323,42 @@ describe("backfill", () => {
     expect(await row(names[0])).toEqual({ status: "pending", attempts: 1 });
   });
 
+  it("a delivery of a cancelled backfill that the operator replays after the cancel is the operator's: the cron's cancel leaves it to be sent, and goes on to the next cancelled backfill", async () => {
+    const [id, untried, left] = await storeResponses(3, "2019-11-27");
+    const name = freshId("replay-after-cancel");
+    const ENV = withDestination(name);
+    const queued = captureQueue();
+    const received = stubDestinations();
+    const cancelled_at = "2019-11-28T00:00:00.000Z";
+    const backfill = await env.DB.prepare(
+      `INSERT INTO backfills (destination, since, until, state, cursor_submitted_at, cursor_alert_id, started_at, updated_at, finished_at, total)
+       VALUES (?1, '2019-11-27', '2019-11-28', 'cancelled', '2019-11-28', '', ?2, ?2, ?2, 1) RETURNING id`,
+    ).bind(name, cancelled_at).first<{ id: number }>();
+    // Delivered before the cancel without an attempt of its own (a delivery that another message made: attempts 0).
+    await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, delivered_at, backfill) VALUES (?1, ?2, 'delivered', 0, ?3, ?3, ?4)")
+      .bind(id, name, cancelled_at, backfill?.id).run();
+    // And one of its rows the DELETE did not reach: the cron cancels it, beside the replayed one.
+    await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill) VALUES (?1, ?2, 'pending', 0, ?3, ?4)").bind(left, name, cancelled_at, backfill?.id).run();
+    // A later cancelled backfill (another destination) with an untried row the DELETE did not reach.
+    const other = freshId("cancelled-later");
+    const later = await env.DB.prepare(
+      `INSERT INTO backfills (destination, since, until, state, cursor_submitted_at, cursor_alert_id, started_at, updated_at, finished_at, total)
+       VALUES (?1, '2019-11-27', '2019-11-28', 'cancelled', '2019-11-28', '', ?2, ?2, ?2, 1) RETURNING id`,
+    ).bind(other, "2019-11-28T00:00:01.000Z").first<{ id: number }>();
+    await env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill) VALUES (?1, ?2, 'pending', 0, ?3, ?4)").bind(untried, other, cancelled_at, later?.id).run();
+    const replay = await callWorker(`/api/alerts/${id}/replay`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ destination: name, force: true }) }, ENV);
+    expect(replay.status).toBe(200);
+    // One cancelled backfill a tick: this one (its untried row), then the later one.
+    await restartStalledBackfills(env.DB, env.ALERTS_QUEUE, new Date());
+    await restartStalledBackfills(env.DB, env.ALERTS_QUEUE, new Date());
+    const status = async (alert_id: string | undefined, destination: string) => env.DB.prepare("SELECT status FROM deliveries WHERE alert_id = ? AND destination = ?").bind(alert_id, destination).first();
+    expect(await status(left, name)).toEqual({ status: "cancelled" });
+    expect(await status(id, name)).toEqual({ status: "pending" });
+    expect(await status(untried, other)).toEqual({ status: "cancelled" });
+    await drain(queued, ENV);
+    expect(arrivedAt(received, name)).toEqual([id]);
+  });
+
   it("answers 404 for an unknown destination, 409 while one runs, 400 for a bad range", async () => {
     const name = freshId("codes");
     const ENV = withDestination(name);

@@ -170,15 +170,17 @@ export async function stalledBackfills(db: D1Reader, before: string, limit: numb
 
 /**
  * A cancelled backfill some of whose rows are still pending and untried: the cron cancels them
- * on. Rows being retried (attempts > 0) are left to their retries, so a backfill that has only
- * those left is passed over (the next one's untried rows are not kept waiting behind it).
+ * on. Rows being retried (attempts > 0) are left to their retries, and rows an operator's replay
+ * reset after the cancel (updated later) are the operator's, so a backfill that has only those
+ * left is passed over (the next one's untried rows are not kept waiting behind it).
  */
 export async function unfinishedCancel(db: D1Reader): Promise<Backfill | null> {
   // The table holds one row per backfill ever run: a few; each is looked up in the index by its untried rows.
   return db
     .prepare(
       `SELECT * FROM backfills AS b WHERE b.state = 'cancelled' AND b.settled < b.sent
-         AND EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_by_backfill WHERE backfill = b.id AND status = 'pending' AND attempts = 0)
+         AND EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_by_backfill
+                     WHERE backfill = b.id AND status = 'pending' AND attempts = 0 AND updated_at <= b.finished_at)
        ORDER BY b.updated_at LIMIT 1`,
     )
     .first<Backfill>();
@@ -191,7 +193,8 @@ export async function touchBackfill(db: D1Database, id: number, now: string): Pr
 
 /**
  * Cancels a running backfill and, up to `limit` at a time, its deliveries not yet tried (pending
- * with no attempt); returns how many it cancelled now, and whether some are left.
+ * with no attempt, untouched since the cancel); returns how many it cancelled now, and whether
+ * some are left.
  */
 export async function cancelBackfill(db: D1Database, input: { backfill: Backfill; now: string; limit: number }): Promise<{ cancelled: number; more: boolean }> {
   const [, cancelled] = await db.batch([
@@ -203,7 +206,9 @@ export async function cancelBackfill(db: D1Database, input: { backfill: Backfill
         `UPDATE deliveries SET status = 'cancelled', last_error = ?4, updated_at = ?3
          WHERE (alert_id, destination) IN (
            SELECT alert_id, destination FROM deliveries INDEXED BY deliveries_by_backfill
-           WHERE backfill = ?2 AND status = 'pending' AND destination = ?1 AND attempts = 0 LIMIT ?5)
+           WHERE backfill = ?2 AND status = 'pending' AND destination = ?1 AND attempts = 0
+             -- Not a row an operator's replay reset after the cancel: that one is the operator's.
+             AND updated_at <= (SELECT finished_at FROM backfills WHERE id = ?2) LIMIT ?5)
          RETURNING 1`,
       )
       .bind(input.backfill.destination, input.backfill.id, input.now, CANCELLED_BACKFILL, input.limit),
