@@ -14,6 +14,7 @@ import { runArchiveCron } from "../src/cron";
 import type { Env } from "../src/env";
 import { sha256Hex } from "../src/hash";
 import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post, storedRow } from "./fixtures";
+import { bucket, objectKeys, objectsNaming } from "./archive-fixtures";
 import { runQueue, stubDestinations } from "./fanout-fixtures";
 import { meterD1, zeroCost } from "./meter";
 
@@ -21,10 +22,6 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const bucket = (): R2Bucket => {
-  if (!env.ARCHIVE) throw new Error("wrangler.toml binds ARCHIVE");
-  return env.ARCHIVE;
-};
 
 const inHours = (hours: number) => new Date(Date.now() + hours * 3_600_000);
 const afterGrace = (from: Date) => new Date(from.getTime() + (PART_COMMIT_GRACE_IN_MINUTES + 1) * 60_000);
@@ -44,16 +41,6 @@ async function listed(): Promise<{ key: string; table: string; date: string }[]>
   return results;
 }
 
-async function objectKeys(): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await bucket().list({ cursor });
-    keys.push(...page.objects.map((o) => o.key));
-    cursor = page.truncated ? page.cursor : undefined;
-  } while (cursor !== undefined);
-  return keys.sort();
-}
 
 /** How many rows of every listed responses part name each alert; a listed key missing from R2 fails. */
 async function timesListed(alert_ids: string[]): Promise<Record<string, number>> {
@@ -68,18 +55,6 @@ async function timesListed(alert_ids: string[]): Promise<Record<string, number>>
 
 const once = (alert_ids: string[]) => Object.fromEntries(alert_ids.map((id) => [id, 1]));
 
-/** Every object in R2 (listed or not) whose rows name `needle`. */
-async function objectsNaming(needle: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const key of await objectKeys()) {
-    const object = await bucket().get(key);
-    if (object === null) continue;
-    const bytes = await object.arrayBuffer();
-    const rows = key.startsWith("responses/") ? await readParquet("responses", bytes) : await readParquet("answers", bytes);
-    if (JSON.stringify(rows).includes(needle)) found.push(key);
-  }
-  return found;
-}
 
 /** An R2 bucket that counts its operations (each a subrequest), and can make one method reject. */
 function countingBucket(counter: { calls: number }, failing?: "delete" | "put"): R2Bucket {
@@ -356,6 +331,26 @@ describe("erasure and the archive", () => {
     await archiveAll(inHours(2));
     expect(await timesListed([other.alert_id])).toEqual(once([other.alert_id]));
     expect(await objectKeys()).toEqual(expect.arrayContaining((await listed()).map((p) => p.key)));
+  });
+
+  it("a rewrite whose commit never came (D1 failed) left an unlisted object holding another user: that user's erasure is not complete until it is gone", async () => {
+    await archiveAll(inHours(2));
+    const [a, b] = [freshId("user-a"), freshId("user-b")];
+    const day = "2026-03-18";
+    for (const [user, hour] of [[a, 10], [b, 11]] as const) await post(examplePayload({ timestamp: `${day}T${hour}:00:00.000Z`, user: { user_system_id: user, user_parameters: {} } }));
+    await archiveAll(inHours(2));
+    // A's rewrite of the day's parts: the new objects are written, their commit fails before D1 (nothing listed).
+    const now = new Date();
+    await expect(eraseUserFromArchive({ db: failingBefore(env.DB, "UPDATE archive_parts SET key = ?2"), bucket: bucket(), user_system_id: a, now, max_parts: 4 })).rejects.toThrow("before the commit");
+    const listedKeys = new Set((await listed()).map((p) => p.key));
+    expect((await objectsNaming(b)).filter((key) => !listedKeys.has(key))).not.toEqual([]);
+    // B's erasure: while an object that may hold B waits for its commit's grace, it answers more.
+    const answer = await erase(b);
+    expect(answer).toMatchObject({ ok: true, more: true });
+    // Past the grace, the garbage step deletes it, and B's erasure is complete with nothing of B left.
+    await eraseUserFromArchive({ db: env.DB, bucket: bucket(), user_system_id: b, now: afterGrace(now), max_parts: 4 });
+    expect(await objectsNaming(b)).toEqual([]);
+    expect((await eraseUserFromArchive({ db: env.DB, bucket: bucket(), user_system_id: b, now: afterGrace(now), max_parts: 4 })).more).toBe(false);
   });
 
   it("an erasure leaves alone the parts a tick noted after it began (they may hold a response of the user submitted since)", async () => {

@@ -100,15 +100,15 @@ function take(budget: Budget | undefined, n = 1): void {
  * Deletes due leftovers from R2 (and, for an erasure, the unlisted ones that hold its user),
  * then forgets them (never a key the manifest lists).
  */
-async function collectGarbage(input: { db: D1Database; bucket: R2Bucket; now: Date; budget?: Budget; user_sha256?: string }): Promise<number> {
+async function collectGarbage(input: { db: D1Database; bucket: R2Bucket; now: Date; budget?: Budget; user_sha256?: string }): Promise<{ deleted: number; rewrites_waiting: boolean }> {
   const noted_before = new Date(input.now.getTime() + PART_COMMIT_GRACE_IN_MINUTES * 60_000).toISOString();
   const user = input.user_sha256 === undefined ? null : { sha256: input.user_sha256, noted_before };
-  const keys = await dueGarbage(input.db, input.now.toISOString(), GARBAGE_PER_TICK, user);
-  if (keys.length === 0) return 0;
+  const { keys, rewrites_waiting } = await dueGarbage(input.db, input.now.toISOString(), GARBAGE_PER_TICK, user);
+  if (keys.length === 0) return { deleted: 0, rewrites_waiting };
   take(input.budget);
   await input.bucket.delete(keys);
   await forgetGarbage(input.db, keys);
-  return keys.length;
+  return { deleted: keys.length, rewrites_waiting };
 }
 
 /**
@@ -119,7 +119,7 @@ async function collectGarbage(input: { db: D1Database; bucket: R2Bucket; now: Da
 export async function archiveTick(input: ArchiveTickInput): Promise<ArchiveTickResult> {
   const { db, bucket, now } = input;
   const random = input.random ?? Math.random;
-  const garbage_deleted = await collectGarbage({ db, bucket, now, budget: input.budget });
+  const { deleted: garbage_deleted } = await collectGarbage({ db, bucket, now, budget: input.budget });
   const state = await archiveState(db);
   const through = new Date(now.getTime() - input.delay_minutes * 60_000).toISOString();
   const { range, late } = await readForArchive(db, {
@@ -327,16 +327,23 @@ export async function eraseUserFromArchive(input: {
       removed: rewritten.removed,
       now: now.toISOString(),
     }).catch(async (error: unknown) => {
-      if (new_key !== null && GUARD_REFUSED.test(errorMessage(error))) await bucket.delete(new_key).catch(() => undefined);
+      if (new_key !== null && GUARD_REFUSED.test(errorMessage(error))) {
+        // Gone, so no other erasure has to wait for it (see collectGarbage's rewrites_waiting).
+        const deleted = await bucket.delete(new_key).then(() => true, () => false);
+        if (deleted) await forgetGarbage(db, [new_key]).catch(() => undefined);
+      }
       throw error;
     });
     parts_rewritten++;
   }
-  // The replaced objects still hold the user: the answer is not complete until they are gone.
+  // The replaced objects still hold the user, and so may a rewrite's new object whose commit
+  // never came (another erasure's, D1 failed or its isolate died): the answer is not complete
+  // until they are gone (the latter once its grace passes and the garbage step deletes it).
   let garbage_left = left() < GARBAGE_SUBREQUESTS;
   if (!garbage_left) {
     try {
-      garbage_left = (await collectGarbage({ db, bucket, now, budget, user_sha256 })) === GARBAGE_PER_TICK;
+      const collected = await collectGarbage({ db, bucket, now, budget, user_sha256 });
+      garbage_left = collected.deleted === GARBAGE_PER_TICK || collected.rewrites_waiting;
     } catch (error) {
       log("warn", "archive.garbage_failed", { error: errorMessage(error) });
       garbage_left = true;

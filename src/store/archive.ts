@@ -166,17 +166,26 @@ export async function noteGarbage(db: D1Database, keys: string[], due: string, u
  * counts the user's responses, which the erasure deleted before it came here). A tick that
  * noted its parts later may hold a response of the user submitted after the erasure: not those.
  */
-export async function dueGarbage(db: D1Database, now: string, limit: number, user: { sha256: string; noted_before: string } | null = null): Promise<string[]> {
-  // Never a key the manifest lists, whatever a row here says.
+export async function dueGarbage(
+  db: D1Database,
+  now: string,
+  limit: number,
+  user: { sha256: string; noted_before: string } | null = null,
+): Promise<{ keys: string[]; rewrites_waiting: boolean }> {
+  // Never a key the manifest lists, whatever a row here says. And, in the same statement, whether
+  // an erasure's rewrite left a new object unlisted and not yet due (noted without users: its
+  // commit may still come, so no other erasure may delete it early; it may hold this user).
   const { results } = await db
     .prepare(
-      `SELECT key FROM archive_garbage
-       WHERE (due <= ?1 OR (?3 IS NOT NULL AND users IS NOT NULL AND due <= ?4 AND EXISTS (SELECT 1 FROM json_each(archive_garbage.users) WHERE value = ?3)))
-         AND key NOT IN (SELECT key FROM archive_parts) LIMIT ?2`,
+      `SELECT key, EXISTS (SELECT 1 FROM archive_garbage WHERE users IS NULL AND due > ?1 AND key NOT IN (SELECT key FROM archive_parts)) AS waiting
+       FROM (SELECT 1) LEFT JOIN (
+         SELECT key FROM archive_garbage
+         WHERE (due <= ?1 OR (?3 IS NOT NULL AND users IS NOT NULL AND due <= ?4 AND EXISTS (SELECT 1 FROM json_each(archive_garbage.users) WHERE value = ?3)))
+           AND key NOT IN (SELECT key FROM archive_parts) LIMIT ?2)`,
     )
     .bind(now, limit, user?.sha256 ?? null, user?.noted_before ?? null)
-    .all<{ key: string }>();
-  return results.map((r) => r.key);
+    .all<{ key: string | null; waiting: number }>();
+  return { keys: results.flatMap((r) => (r.key === null ? [] : [r.key])), rewrites_waiting: results.some((r) => r.waiting === 1) };
 }
 
 /** Forgets objects deleted from R2 (never one the manifest lists). */
