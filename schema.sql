@@ -151,7 +151,9 @@ CREATE TABLE IF NOT EXISTS surveys (
   last_response_at TEXT,
   folded_through   TEXT NOT NULL DEFAULT '',   -- days up to this one are in the totals
   facets_through   TEXT NOT NULL DEFAULT '',   -- days up to this one are in survey_facets (insights)
-  facets_version   INTEGER NOT NULL DEFAULT 0  -- moved on by a late response or an erasure (a fold then starts again)
+  facets_version   INTEGER NOT NULL DEFAULT 0, -- moved on by a late response or an erasure (a fold then starts again)
+  facets_hour      TEXT NOT NULL DEFAULT '',   -- the day after facets_through is in survey_facets up to this instant
+  facets_mark      TEXT NOT NULL DEFAULT ''    -- a new response submitted before it moves facets_version on (0021)
 ) WITHOUT ROWID;
 
 -- Insights: each folded day of a survey as the rows a page counts (see migrations/0015).

@@ -20,7 +20,7 @@ import { sweepDestinations, sweepOutbox } from "./outbox";
 import { applyRetention, retentionDays } from "./retention";
 import { restartStalledBackfills } from "./backfill";
 import { pruneTombstones, TOMBSTONE_DAYS } from "./store/erasure";
-import { foldFacets } from "./store/facets";
+import { foldFacets, foldToday } from "./store/facets";
 import { foldSurveys, HOURLY_KEPT_IN_HOURS, pruneHourly } from "./store/rollups";
 import { pruneSessions } from "./store/sessions";
 
@@ -97,7 +97,10 @@ export async function runCron(env: Env, now: Date): Promise<void> {
       },
     ],
     // After upkeep, whose survey fold moves the days the insights may fold up to.
-    ["insights", (_, db) => foldFacets(db, FACET_SURVEYS_PER_TICK)],
+    ["insights", async (_, db) => {
+      await foldFacets(db, FACET_SURVEYS_PER_TICK);
+      await foldToday(db, now, FACET_SURVEYS_PER_TICK);
+    }],
     ["retention", (share, db) => (days === null ? Promise.resolve() : applyRetention(db, days, now, share, { archive: env.ARCHIVE !== undefined }))],
   ];
   // Each step on its own: one failing does not stop the others, and the next tick tries again.

@@ -241,7 +241,7 @@ apiData.get(
     const survey_id = c.req.param("survey_id");
     const survey = await surveyOf(db, survey_id);
     if (survey === null) return errorResponse(c, 404, "not_found");
-    const { facets, texts } = await windowFacets(db, { survey_id, since, until, facets_through: survey.facets_through });
+    const { facets, texts } = await windowFacets(db, { survey_id, since, until, facets_through: survey.facets_through, facets_hour: survey.facets_hour });
     return c.json({ ok: true, survey: { id: survey_id, name: survey.name }, since, until, ...insightsOf(facets, texts, { since, until, bucket: query.value.bucket }) });
   },
 );

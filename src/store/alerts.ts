@@ -68,14 +68,19 @@ ON CONFLICT (survey_id, day) DO UPDATE SET
 
 // Right after COUNT_RESPONSE: a new survey gets its row (once); a response for a day the cron
 // has already folded into the totals goes into them too, and sends the insights' fold back
-// before its day (the same row). Otherwise nothing is written.
+// before its day (the same row). One submitted before the insights' mark of today's hourly
+// fold (migrations/0021) moves facets_version on, and takes back the folded hours it falls in.
+// Otherwise nothing is written.
 const COUNT_SURVEY = `INSERT INTO surveys (survey_id, survey_name) SELECT ?1, ?3 WHERE changes() = 1
 ON CONFLICT (survey_id) DO UPDATE SET
-  facets_through = MIN(facets_through, date(?2, '-1 day')), facets_version = facets_version + 1,
-  responses = responses + 1,
-  nps_responses = nps_responses + ?4, promoters = promoters + ?5, passives = passives + ?6, detractors = detractors + ?7,
-  last_response_at = MAX(COALESCE(last_response_at, ''), ?8)
-WHERE surveys.folded_through >= ?2`;
+  facets_through = CASE WHEN surveys.folded_through >= ?2 THEN MIN(facets_through, date(?2, '-1 day')) ELSE facets_through END,
+  facets_hour = CASE WHEN ?8 < facets_hour THEN '' ELSE facets_hour END,
+  facets_version = facets_version + 1,
+  responses = responses + (surveys.folded_through >= ?2),
+  nps_responses = nps_responses + (surveys.folded_through >= ?2) * ?4, promoters = promoters + (surveys.folded_through >= ?2) * ?5,
+  passives = passives + (surveys.folded_through >= ?2) * ?6, detractors = detractors + (surveys.folded_through >= ?2) * ?7,
+  last_response_at = CASE WHEN surveys.folded_through >= ?2 THEN MAX(COALESCE(last_response_at, ''), ?8) ELSE last_response_at END
+WHERE surveys.folded_through >= ?2 OR ?8 < surveys.facets_mark`;
 
 // The stored row; or, once retention removed it, what the archive keeps of it (its body's hash):
 // the same body again is a duplicate, another a conflict, quarantined (never enqueued again).

@@ -91,7 +91,7 @@ async function eraseChunk(db: D1Database, alert_ids: string[], tombstones: Tombs
           texts,
           db
             .prepare(
-              `UPDATE surveys SET facets_through = MIN(surveys.facets_through, date(t.first_day, '-1 day')), facets_version = surveys.facets_version + 1
+              `UPDATE surveys SET facets_through = MIN(surveys.facets_through, date(t.first_day, '-1 day')), facets_hour = '', facets_version = surveys.facets_version + 1
                FROM (SELECT survey_id, MIN(substr(submitted_at, 1, 10)) AS first_day FROM alerts WHERE ${IN_IDS} GROUP BY survey_id) AS t
                WHERE surveys.survey_id = t.survey_id`,
             )

@@ -65,50 +65,97 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
           .all<InsightSource>()
       ).results;
     }
-    const end = nextDay(last);
-    const { facets, texts } = facetsOf(sources);
-    // Every write holds only while no late response or erasure came since the read (the version).
-    const current = `(SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?4`;
-    await db.batch([
-      db.prepare(`DELETE FROM survey_facets WHERE survey_id = ?1 AND day >= ?2 AND day < ?3 AND ${current}`).bind(s.survey_id, s.next, end, s.facets_version),
-      db.prepare(`DELETE FROM survey_texts WHERE survey_id = ?1 AND day >= ?2 AND day < ?3 AND ${current}`).bind(s.survey_id, s.next, end, s.facets_version),
-      db
-        .prepare(
-          `INSERT INTO survey_facets (survey_id, day, facet, value, responses, nps_responses, promoters, passives, detractors, detail)
-           SELECT ?1, value ->> 'day', value ->> 'facet', value ->> 'value', value ->> 'responses', value ->> 'nps_responses',
-                  value ->> 'promoters', value ->> 'passives', value ->> 'detractors', value ->> 'detail'
-           FROM json_each(?2) WHERE (SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?3
-           ON CONFLICT (survey_id, day, facet, value) DO NOTHING`,
-        )
-        .bind(s.survey_id, JSON.stringify(facets), s.facets_version),
-      db
-        .prepare(
-          `INSERT INTO survey_texts (survey_id, day, position, alert_id, rank, submitted_at, category, answer)
-           SELECT ?1, value ->> 'day', value ->> 'position', value ->> 'alert_id', value ->> 'rank', value ->> 'submitted_at', value ->> 'category', value ->> 'answer'
-           FROM json_each(?2) WHERE (SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?3
-           ON CONFLICT (survey_id, day, position, alert_id) DO NOTHING`,
-        )
-        .bind(s.survey_id, JSON.stringify(texts), s.facets_version),
-      advance.bind(s.survey_id, s.facets_version, last),
-    ]);
+    await db.batch([...replaceDays(db, { survey_id: s.survey_id, version: s.facets_version, through: null, from: s.next, to: nextDay(last) }, sources), advance.bind(s.survey_id, s.facets_version, last)]);
     folded += 1;
   }
   return folded;
 }
 
+/**
+ * The statements that replace a survey's rows of days [from, to) by the facets and texts of
+ * these responses. Every write holds only while no late response or erasure came since the
+ * read (`version`), and the caller's last statement (which moves the survey's mark on) too.
+ */
+function replaceDays(db: D1Database, range: { survey_id: string; version: number; through: string | null; from: string; to: string }, sources: readonly InsightSource[]): D1PreparedStatement[] {
+  const { facets, texts } = facetsOf(sources);
+  // ?1 the survey, ?2 the version read, ?3 its whole days' fold when the caller read it (an
+  // hourly fold: a whole-day fold of the same day since then keeps its rows), then each
+  // statement's own parameters.
+  const current = `(SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?2 AND (?3 IS NULL OR (SELECT facets_through FROM surveys WHERE survey_id = ?1) = ?3)`;
+  const guard = [range.survey_id, range.version, range.through] as const;
+  return [
+    db.prepare(`DELETE FROM survey_facets WHERE survey_id = ?1 AND day >= ?4 AND day < ?5 AND ${current}`).bind(...guard, range.from, range.to),
+    db.prepare(`DELETE FROM survey_texts WHERE survey_id = ?1 AND day >= ?4 AND day < ?5 AND ${current}`).bind(...guard, range.from, range.to),
+    db
+      .prepare(
+        `INSERT INTO survey_facets (survey_id, day, facet, value, responses, nps_responses, promoters, passives, detractors, detail)
+         SELECT ?1, value ->> 'day', value ->> 'facet', value ->> 'value', value ->> 'responses', value ->> 'nps_responses',
+                value ->> 'promoters', value ->> 'passives', value ->> 'detractors', value ->> 'detail'
+         FROM json_each(?4) WHERE ${current}
+         ON CONFLICT (survey_id, day, facet, value) DO NOTHING`,
+      )
+      .bind(...guard, JSON.stringify(facets)),
+    db
+      .prepare(
+        `INSERT INTO survey_texts (survey_id, day, position, alert_id, rank, submitted_at, category, answer)
+         SELECT ?1, value ->> 'day', value ->> 'position', value ->> 'alert_id', value ->> 'rank', value ->> 'submitted_at', value ->> 'category', value ->> 'answer'
+         FROM json_each(?4) WHERE ${current}
+         ON CONFLICT (survey_id, day, position, alert_id) DO NOTHING`,
+      )
+      .bind(...guard, JSON.stringify(texts)),
+  ];
+}
+
+/**
+ * Folds today up to the start of this hour (`now`'s), for up to `max_surveys` surveys whose
+ * whole days are folded through yesterday and that have a response of today at or after their
+ * last hourly fold (migrations/0021). First the mark, in the same statement that picks them:
+ * from then on a new response submitted before this hour moves facets_version on, so the fold
+ * below, which read before it came, writes nothing (the next tick folds again). Then, per
+ * survey, one read of today's responses before the hour and one batch. Returns the surveys folded.
+ */
+export async function foldToday(db: D1Database, now: Date, max_surveys: number): Promise<number> {
+  const today = now.toISOString().slice(0, 10);
+  const hour = `${now.toISOString().slice(0, 13)}:00:00.000Z`;
+  if (hour === `${today}T00:00:00.000Z`) return 0;
+  const yesterday = new Date(Date.parse(`${today}T00:00:00.000Z`) - 86_400_000).toISOString().slice(0, 10);
+  const { results: marked } = await db
+    .prepare(
+      `UPDATE surveys SET facets_mark = ?3
+       WHERE survey_id IN (SELECT s.survey_id FROM surveys AS s CROSS JOIN survey_daily AS d ON d.survey_id = s.survey_id AND d.day = ?1
+                           WHERE s.facets_through = ?2 AND s.facets_hour < ?3 AND d.last_response_at >= s.facets_hour ORDER BY random() LIMIT ?4)
+       RETURNING survey_id, facets_version`,
+    )
+    .bind(today, yesterday, hour, max_surveys)
+    .all<{ survey_id: string; facets_version: number }>();
+  const read = db.prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`);
+  const settle = db.prepare("UPDATE surveys SET facets_hour = ?3 WHERE survey_id = ?1 AND facets_version = ?2 AND facets_through = ?4");
+  for (const s of marked) {
+    const { results: sources } = await read.bind(s.survey_id, `${today}T00:00:00.000Z`, hour).all<InsightSource>();
+    await db.batch([...replaceDays(db, { survey_id: s.survey_id, version: s.facets_version, through: yesterday, from: today, to: nextDay(today) }, sources), settle.bind(s.survey_id, s.facets_version, hour, yesterday)]);
+  }
+  return marked.length;
+}
+
+/** How far a survey's insights are folded: its whole days, and the hours of the day after them. */
+export interface FoldedThrough {
+  facets_through: string;
+  facets_hour: string;
+}
+
 /** A survey as its insights name it, with how far its days are folded; null when it has no response stored or folded. */
-export async function surveyOf(db: D1Reader, survey_id: string): Promise<{ name: string | null; facets_through: string } | null> {
+export async function surveyOf(db: D1Reader, survey_id: string): Promise<({ name: string | null } & FoldedThrough) | null> {
   const row = await db
     .prepare(
-      `SELECT s.facets_through AS facets_through,
+      `SELECT s.facets_through AS facets_through, s.facets_hour AS facets_hour,
               COALESCE((SELECT d.survey_name FROM survey_daily AS d WHERE d.survey_id = s.survey_id ORDER BY d.day DESC LIMIT 1), s.survey_name) AS name,
               s.responses + COALESCE((SELECT SUM(u.responses) FROM survey_daily AS u WHERE u.survey_id = s.survey_id AND u.day > s.folded_through), 0) AS responses
        FROM surveys AS s WHERE s.survey_id = ?1`,
     )
     .bind(survey_id)
-    .first<{ facets_through: string; name: string | null; responses: number }>();
+    .first<{ name: string | null; responses: number } & FoldedThrough>();
   // A survey retention emptied still has its folded days.
-  return row === null || (row.responses <= 0 && row.facets_through === "") ? null : { name: row.name, facets_through: row.facets_through };
+  return row === null || (row.responses <= 0 && row.facets_through === "") ? null : { name: row.name, facets_through: row.facets_through, facets_hour: row.facets_hour };
 }
 
 /**
@@ -127,10 +174,7 @@ type FacetCells = [string, string, number, number, number, number, number, strin
  * first, through survey_texts_latest), and the responses of the rest counted live (at most the
  * window's two partial edge days and the days the cron has not folded yet).
  */
-export async function windowFacets(
-  db: D1Reader,
-  input: { survey_id: string; since: string; until: string; facets_through: string },
-): Promise<{ facets: Facet[]; texts: TextRow[] }> {
+export async function windowFacets(db: D1Reader, input: { survey_id: string; since: string; until: string } & FoldedThrough): Promise<{ facets: Facet[]; texts: TextRow[] }> {
   const firstWhole = input.since.slice(11) === "00:00:00.000Z" ? input.since.slice(0, 10) : nextDay(input.since.slice(0, 10));
   // The last whole day ends at or before `until`.
   const untilDay = input.until.slice(0, 10);
@@ -139,13 +183,18 @@ export async function windowFacets(
   const facets: Facet[] = [];
   const texts: TextRow[] = [];
   const folded = firstWhole <= foldedTo;
+  // The day after the whole days, folded up to facets_hour by the hourly fold: read with them
+  // when the window takes every folded day and reaches past that hour.
+  const hours = folded && foldedTo === input.facets_through && input.facets_hour.slice(0, 10) === nextDay(foldedTo) && input.facets_hour <= input.until;
+  const foldedDays = hours ? nextDay(foldedTo) : foldedTo;
+  const foldedEnd = hours ? input.facets_hour : folded ? `${nextDay(foldedTo)}T00:00:00.000Z` : "";
   // Counted live: before the folded days (a partial first day) and after them, or the whole window.
-  const windows: [string, string][] = folded ? [[input.since, `${firstWhole}T00:00:00.000Z`], [`${nextDay(foldedTo)}T00:00:00.000Z`, input.until]] : [[input.since, input.until]];
+  const windows: [string, string][] = folded ? [[input.since, `${firstWhole}T00:00:00.000Z`], [foldedEnd, input.until]] : [[input.since, input.until]];
   const live = windows.filter(([from, to]) => from < to);
   const liveRead = db.prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`);
   // The folded days and the live ones in one round trip: each call costs the Worker a request
   // through the binding and the parsing of its answer, whatever it returns.
-  const statements = [...(folded ? [db.prepare(FOLDED_FACETS_SQL).bind(input.survey_id, firstWhole, foldedTo)] : []), ...live.map(([from, to]) => liveRead.bind(input.survey_id, from, to))];
+  const statements = [...(folded ? [db.prepare(FOLDED_FACETS_SQL).bind(input.survey_id, firstWhole, foldedDays)] : []), ...live.map(([from, to]) => liveRead.bind(input.survey_id, from, to))];
   if (statements.length === 0) return { facets, texts };
   const read = await db.batch(statements);
   if (folded) {
@@ -170,8 +219,7 @@ export async function windowFacets(
          ORDER BY submitted_at DESC, alert_id LIMIT ?6`,
       );
       const from = `${firstWhole}T00:00:00.000Z`;
-      const to = `${nextDay(foldedTo)}T00:00:00.000Z`;
-      const latestRead = await db.batch([...positions].flatMap((p) => [0, 1].map((rank) => latest.bind(input.survey_id, p, rank, from, to, LATEST_TEXTS))));
+      const latestRead = await db.batch([...positions].flatMap((p) => [0, 1].map((rank) => latest.bind(input.survey_id, p, rank, from, foldedEnd, LATEST_TEXTS))));
       for (const r of latestRead) texts.push(...(r.results as TextRow[]));
     }
   }

@@ -161,7 +161,7 @@ survey.get("/dashboard/surveys/:survey_id", async (c) => {
   }
   const period = periodOf(c.req.query(), new Date());
   const window = { since: period.since, until: period.until, bucket: period.days !== null && period.days <= 30 ? ("day" as const) : ("week" as const) };
-  const { facets, texts } = await windowFacets(db, { survey_id, since: window.since, until: window.until, facets_through: found.facets_through });
+  const { facets, texts } = await windowFacets(db, { survey_id, since: window.since, until: window.until, facets_through: found.facets_through, facets_hour: found.facets_hour });
   const insights = insightsOf(facets, texts, window);
   const nps = insights.questions.find((q) => q.type === "nps");
   const scores = (nps?.distribution ?? []).map((d) => ({ ...d, category: categoryOf(Number(d.answer)) }));
