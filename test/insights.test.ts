@@ -9,7 +9,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Env } from "../src/env";
 import worker from "../src/index";
-import { FOLDED_FACETS_SQL, foldFacets } from "../src/store/facets";
+import { FOLDED_FACETS_SQL, foldFacets, foldToday } from "../src/store/facets";
 import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post } from "./fixtures";
 import { meterD1, zeroCost } from "./meter";
 
@@ -39,6 +39,34 @@ async function insights(survey_id: string, query: string, environment: Env = { .
 }
 
 const cron = (at: Date) => worker.scheduled(createScheduledController({ scheduledTime: at, cron: "*/5 * * * *" }), env as Env);
+
+/** A D1 whose read of a fold's responses lets `meanwhile` run right after it, before the fold writes. */
+function racingRead(meanwhile: () => Promise<unknown>): D1Database {
+  return new Proxy(env.DB, {
+    get(target, prop) {
+      if (prop !== "prepare") {
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      }
+      return (sql: string) => {
+        const statement = target.prepare(sql);
+        if (!sql.startsWith("SELECT alert_id, submitted_at")) return statement;
+        const bind = statement.bind.bind(statement);
+        statement.bind = (...values: unknown[]) => {
+          const bound = bind(...values);
+          const all = bound.all.bind(bound);
+          bound.all = (async () => {
+            const result = await all();
+            await meanwhile();
+            return result;
+          }) as typeof bound.all;
+          return bound;
+        };
+        return statement;
+      };
+    },
+  });
+}
 
 /** Runs the cron until the insights have folded every finished day (a bounded number of ticks). */
 async function foldAll(at: Date) {
@@ -184,32 +212,7 @@ describe("insights", () => {
     // The survey's days are folded into its totals (foldSurveys), not yet into its facets.
     await env.DB.prepare("UPDATE surveys SET folded_through = '2026-10-05' WHERE survey_id = ?").bind(survey).run();
     const late = response(survey, "2026-10-01T12:00:00.000Z", screens("0", "late", "1", "Free", []));
-    // A D1 whose read of the day's responses lets the late response in right after it.
-    const racing = new Proxy(env.DB, {
-      get(target, prop) {
-        if (prop !== "prepare") {
-          const value = Reflect.get(target, prop, target) as unknown;
-          return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-        }
-        return (sql: string) => {
-          const statement = target.prepare(sql);
-          if (!sql.startsWith("SELECT alert_id, submitted_at")) return statement;
-          const bind = statement.bind.bind(statement);
-          statement.bind = (...values: unknown[]) => {
-            const bound = bind(...values);
-            const all = bound.all.bind(bound);
-            bound.all = (async () => {
-              const result = await all();
-              await post(late);
-              return result;
-            }) as typeof bound.all;
-            return bound;
-          };
-          return statement;
-        };
-      },
-    });
-    await foldFacets(racing, 10);
+    await foldFacets(racingRead(() => post(late)), 10);
     const through = () => env.DB.prepare("SELECT facets_through FROM surveys WHERE survey_id = ?").bind(survey).first<string>("facets_through");
     expect(await through()).toBe("");
     const query = "since=2026-10-01T00:00:00.000Z&until=2026-10-02T00:00:00.000Z";
@@ -218,6 +221,103 @@ describe("insights", () => {
     expect(await through()).toBe("2026-10-05");
     expect((await insights(survey, query)).body).toMatchObject({ responses: 2, nps: { promoters: 1, detractors: 1 } });
   });
+
+  it("today is folded up to its last whole hour: the page counts only the hour since live, with the same numbers; a late response for a folded hour counts once and is folded again", async () => {
+    const survey = freshId("survey");
+    const user = freshId("user");
+    const at = (time: string) => `2026-08-10T${time}:00.000Z`;
+    await post(response(survey, "2026-08-09T12:00:00.000Z", screens("7", "yesterday", "3", "Free", [])));
+    await post(response(survey, at("01:10"), screens("10", "early", "5", "Pro", ["API"]), { platform: "ios" }));
+    await post(response(survey, at("05:00"), screens("3", "slow", "2", "Free", []), { user: { user_system_id: user, parameters: {} } }));
+    await post(response(survey, at("09:59"), screens("8", null, "4", "Team", ["Export"])));
+    await post(response(survey, at("10:20"), screens("0", "broken", "1", "Free", []), { platform: "android" }));
+    const query = `since=2026-08-09T00:00:00.000Z&until=${encodeURIComponent(at("10:40"))}&bucket=day`;
+    const surveyRow = () => env.DB.prepare("SELECT facets_through, facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first<{ facets_through: string; facets_hour: string }>();
+    const live = await insights(survey, query);
+    expect(live.body).toMatchObject({ responses: 5, nps: { responses: 5, promoters: 1, passives: 2, detractors: 2 } });
+
+    await foldAll(new Date(at("10:30")));
+    expect(await surveyRow()).toEqual({ facets_through: "2026-08-09", facets_hour: at("10:00") });
+    // The hours before 10:00 are in the day's rows: the three responses of 01:10 to 09:59.
+    expect(await env.DB.prepare("SELECT responses FROM survey_facets WHERE survey_id = ? AND day = '2026-08-10' AND facet = 'all'").bind(survey).first<number>("responses")).toBe(3);
+    expect((await insights(survey, query)).body).toEqual(live.body);
+
+    // 1Flow's retry of a response submitted at 09:30, after the fold: the folded hours are taken back, counted once.
+    await post(response(survey, at("09:30"), screens("9", "late one", "5", "Pro", [])));
+    expect((await surveyRow())?.facets_hour).toBe("");
+    const withLate = await insights(survey, query);
+    expect(withLate.body).toMatchObject({ responses: 6, nps: { responses: 6, promoters: 2, passives: 2, detractors: 2 } });
+    await foldAll(new Date(at("10:35")));
+    expect((await surveyRow())?.facets_hour).toBe(at("10:00"));
+    expect((await insights(survey, query)).body).toEqual(withLate.body);
+
+    // An erasure takes the folded hours back too; the user's reason leaves at once.
+    expect((await callWorker(`/api/users/${encodeURIComponent(user)}`, { method: "DELETE" })).status).toBe(200);
+    expect((await surveyRow())?.facets_hour).toBe("");
+    const erased = await insights(survey, query);
+    expect(erased.body).toMatchObject({ responses: 5, nps: { responses: 5, promoters: 2, passives: 2, detractors: 1 } });
+    expect(JSON.stringify(erased.body)).not.toContain("slow");
+    await foldAll(new Date(at("10:35")));
+    expect((await surveyRow())?.facets_hour).toBe(at("10:00"));
+    expect((await insights(survey, query)).body).toEqual(erased.body);
+
+    // The next day's first ticks fold 2026-08-10 whole: the same numbers.
+    await foldAll(new Date("2026-08-11T00:10:00.000Z"));
+    expect((await surveyRow())?.facets_through).toBe("2026-08-10");
+    expect((await insights(survey, query)).body).toEqual(erased.body);
+  });
+
+  it("an hourly fold that read before a late response, or before the day was folded whole, writes nothing", async () => {
+    const survey = freshId("survey");
+    const at = (time: string) => `2026-08-25T${time}:00.000Z`;
+    await post(response(survey, at("01:00"), screens("10", "first", "5", "Pro", [])));
+    await foldAll(new Date(at("01:30")));
+    const surveyRow = () => env.DB.prepare("SELECT facets_through, facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first<{ facets_through: string; facets_hour: string }>();
+    expect(await surveyRow()).toEqual({ facets_through: "2026-08-24", facets_hour: at("01:00") });
+    await post(response(survey, at("02:10"), screens("9", "second", "5", "Pro", [])));
+    const query = `since=2026-08-24T00:00:00.000Z&until=${encodeURIComponent(at("23:30"))}`;
+    // A response submitted at 02:30 comes while the 03:05 fold (up to 03:00) is between its read and its write.
+    await foldToday(racingRead(() => post(response(survey, at("02:30"), screens("0", "late", "1", "Free", [])))), new Date(at("03:05")), 10);
+    expect((await surveyRow())?.facets_hour).toBe(at("01:00"));
+    expect((await insights(survey, query)).body).toMatchObject({ responses: 3, nps: { promoters: 2, detractors: 1 } });
+    // The 23:05 fold is slow: the next day's first tick folds 2026-08-25 whole before it writes.
+    await post(response(survey, at("23:10"), screens("8", "last", "4", "Team", [])));
+    await foldToday(racingRead(() => foldAll(new Date("2026-08-26T00:10:00.000Z"))), new Date(at("23:05")), 10);
+    // Its write refused: the day stays folded whole (facets_hour still names 01:00 of a day now whole: no page reads it).
+    expect(await surveyRow()).toEqual({ facets_through: "2026-08-25", facets_hour: at("01:00") });
+    expect(await env.DB.prepare("SELECT responses FROM survey_facets WHERE survey_id = ? AND day = '2026-08-25' AND facet = 'all'").bind(survey).first<number>("responses")).toBe(4);
+    expect((await insights(survey, query)).body).toMatchObject({ responses: 4, nps: { promoters: 2, passives: 1, detractors: 1 } });
+  });
+
+  it("a page of today reads rows that do not grow with the responses of its folded hours", async () => {
+    /** `n` responses of today before 09:00 and one at 10:20, the cron at 10:30; the page's rows read. */
+    const readsFor = async (n: number) => {
+      const survey = freshId("survey");
+      await env.DB.prepare(
+        `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2 - 1)
+         INSERT INTO alerts (alert_id, alert_name, survey_id, submitted_at, received_at, payload, payload_sha256, platform, answers_json)
+         SELECT ?1 || '-' || i, 'a', ?1, '2026-08-20T0' || (i % 9) || ':00:00.000Z', '2026-08-20T10:00:00.000Z', '{}', 'x', 'ios',
+                json_array(json_object('title', 'NPS', 'type', 'nps', 'answer', CAST(i % 11 AS TEXT), 'value', i % 11))
+         FROM seq`,
+      )
+        .bind(survey, n)
+        .run();
+      await env.DB.batch([
+        env.DB.prepare("INSERT INTO surveys (survey_id, survey_name) VALUES (?1, 'Generated')").bind(survey),
+        env.DB.prepare("INSERT INTO survey_daily (survey_id, day, responses, last_response_at) SELECT survey_id, substr(submitted_at, 1, 10), COUNT(*), MAX(submitted_at) FROM alerts WHERE survey_id = ?1 GROUP BY 2").bind(survey),
+      ]);
+      expect((await post(response(survey, "2026-08-20T10:20:00.000Z", screens("10", "now", "5", "Pro", [])))).status).toBe(200);
+      await foldAll(new Date("2026-08-20T10:30:00.000Z"));
+      const cost = zeroCost();
+      const res = await insights(survey, "since=2026-08-19T00:00:00.000Z&until=2026-08-20T10:40:00.000Z", { ...(env as Env), ADMIN_TOKEN, DB: meterD1(env.DB, cost) });
+      expect(res.status).toBe(200);
+      return { reads: cost.rows_read, responses: res.body.responses };
+    };
+    const small = await readsFor(20);
+    const large = await readsFor(200);
+    expect([small.responses, large.responses]).toEqual([21, 201]);
+    expect(large.reads).toBe(small.reads);
+  }, 60_000);
 
   it("a page of folded days reads rows that grow with its days and answers, never with the responses stored", async () => {
     /** `per_day` responses on each of 28 days, made by SQL (an NPS and a reason each), folded by the cron. */
