@@ -30,13 +30,16 @@ const paths = positionals.length > 0 ? positionals : ["/healthz", "/dashboard", 
 
 /**
  * One Worker (a bundle) in its own Miniflare, seeded alike: `--stored` responses (1,000) of one survey over
- * 60 days, 1/60 of them today (counted live by the page), the other days folded; then signed in.
+ * 60 days, 1/60 of them today (spread over its hours so far: folded up to this hour, the rest counted live), the
+ * other days folded; then signed in.
  */
 async function start(scriptPath, port) {
   const { mf, url } = await startWorker({ scriptPath, bindings: { WEBHOOK_SECRET: SECRET, ADMIN_TOKEN: "a", DESTINATIONS: "[]" }, consumers: { "oneflow-alerts": { maxBatchSize: 100, maxBatchTimeout: 1 } }, setupSql: schemaStatements(), inspectorPort: port });
   const now = Date.now();
+  // Today's responses spread over the hours gone by (the cron folds them up to this hour; the rest is counted live).
+  const today = now - (now % 86_400_000);
   let next = 0;
-  await Promise.all(Array.from({ length: 20 }, async () => { while (next < STORED) { const i = next++; const screens = [{ ...EXAMPLE.survey_info.screens[0], answer: String(i % 11) }, { ...EXAMPLE.survey_info.screens[1], answer: `reason ${i}` }, { title: "Which platform?", type: "mcq", answer: ["ios","android","web"][i % 3] }]; await (await fetch(`${url}/webhooks/1flow/${SECRET}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...EXAMPLE, alert_id: `p-${i}`, timestamp: new Date(now - (i % 60) * 86400000).toISOString(), survey_info: { ...EXAMPLE.survey_info, screens } }) })).arrayBuffer(); } }));
+  await Promise.all(Array.from({ length: 20 }, async () => { while (next < STORED) { const i = next++; const screens = [{ ...EXAMPLE.survey_info.screens[0], answer: String(i % 11) }, { ...EXAMPLE.survey_info.screens[1], answer: `reason ${i}` }, { title: "Which platform?", type: "mcq", answer: ["ios","android","web"][i % 3] }]; await (await fetch(`${url}/webhooks/1flow/${SECRET}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...EXAMPLE, alert_id: `p-${i}`, timestamp: new Date(i % 60 === 0 ? today + ((i / 60) * 7_919_000) % Math.max(1, now - today) : now - (i % 60) * 86400000).toISOString(), survey_info: { ...EXAMPLE.survey_info, screens } }) })).arrayBuffer(); } }));
   // A tick folds up to 7 days of up to 5,000 responses, else one day.
   for (let i = 0; i < 40 + Math.ceil(STORED / 1000); i++) await (await fetch(`${url}/__cron`, { method: "POST" })).arrayBuffer();
   const login = await fetch(`${url}/dashboard/login`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded", origin: url }, body: "token=a" });

@@ -176,7 +176,7 @@ describe("every page and /api read, with 3,000 stored: each its own budget of ro
     ["GET /api/destinations (4)", api("/api/destinations"), 10],
   ];
   // The insights' days folded once (the cron does it as days finish): the survey page reads those rows.
-  beforeAll(foldFacetsAll);
+  beforeAll(() => foldFacetsAll());
   it.each(reads)("%s", async (_, read, budget) => {
     const cost = await measure(async (e) => expect((await read(e)).status).toBe(200));
     expect(cost.rows_read).toBeLessThanOrEqual(budget);

@@ -9,7 +9,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Env } from "../src/env";
 import worker from "../src/index";
-import { FOLDED_FACETS_SQL, foldFacets, foldToday } from "../src/store/facets";
+import { FOLDED_FACETS_SQL, foldFacets, foldToday, TODAY_FOLD_FROM } from "../src/store/facets";
 import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post } from "./fixtures";
 import { meterD1, zeroCost } from "./meter";
 
@@ -236,7 +236,14 @@ describe("insights", () => {
     const live = await insights(survey, query);
     expect(live.body).toMatchObject({ responses: 5, nps: { responses: 5, promoters: 1, passives: 2, detractors: 2 } });
 
+    // A quiet survey (under TODAY_FOLD_FROM responses today) keeps today live; folded here from one response.
+    const foldHours = async (time: string) => {
+      await foldAll(new Date(at(time)));
+      await foldToday(env.DB, new Date(at(time)), 10, 1);
+    };
     await foldAll(new Date(at("10:30")));
+    expect(await surveyRow()).toEqual({ facets_through: "2026-08-09", facets_hour: "" });
+    await foldHours("10:30");
     expect(await surveyRow()).toEqual({ facets_through: "2026-08-09", facets_hour: at("10:00") });
     // The hours before 10:00 are in the day's rows: the three responses of 01:10 to 09:59.
     expect(await env.DB.prepare("SELECT responses FROM survey_facets WHERE survey_id = ? AND day = '2026-08-10' AND facet = 'all'").bind(survey).first<number>("responses")).toBe(3);
@@ -247,7 +254,7 @@ describe("insights", () => {
     expect((await surveyRow())?.facets_hour).toBe("");
     const withLate = await insights(survey, query);
     expect(withLate.body).toMatchObject({ responses: 6, nps: { responses: 6, promoters: 2, passives: 2, detractors: 2 } });
-    await foldAll(new Date(at("10:35")));
+    await foldHours("10:35");
     expect((await surveyRow())?.facets_hour).toBe(at("10:00"));
     expect((await insights(survey, query)).body).toEqual(withLate.body);
 
@@ -257,7 +264,7 @@ describe("insights", () => {
     const erased = await insights(survey, query);
     expect(erased.body).toMatchObject({ responses: 5, nps: { responses: 5, promoters: 2, passives: 2, detractors: 1 } });
     expect(JSON.stringify(erased.body)).not.toContain("slow");
-    await foldAll(new Date(at("10:35")));
+    await foldHours("10:35");
     expect((await surveyRow())?.facets_hour).toBe(at("10:00"));
     expect((await insights(survey, query)).body).toEqual(erased.body);
 
@@ -272,24 +279,25 @@ describe("insights", () => {
     const at = (time: string) => `2026-08-25T${time}:00.000Z`;
     await post(response(survey, at("01:00"), screens("10", "first", "5", "Pro", [])));
     await foldAll(new Date(at("01:30")));
+    await foldToday(env.DB, new Date(at("01:30")), 10, 1);
     const surveyRow = () => env.DB.prepare("SELECT facets_through, facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first<{ facets_through: string; facets_hour: string }>();
     expect(await surveyRow()).toEqual({ facets_through: "2026-08-24", facets_hour: at("01:00") });
     await post(response(survey, at("02:10"), screens("9", "second", "5", "Pro", [])));
     const query = `since=2026-08-24T00:00:00.000Z&until=${encodeURIComponent(at("23:30"))}`;
     // A response submitted at 02:30 comes while the 03:05 fold (up to 03:00) is between its read and its write.
-    await foldToday(racingRead(() => post(response(survey, at("02:30"), screens("0", "late", "1", "Free", [])))), new Date(at("03:05")), 10);
+    await foldToday(racingRead(() => post(response(survey, at("02:30"), screens("0", "late", "1", "Free", [])))), new Date(at("03:05")), 10, 1);
     expect((await surveyRow())?.facets_hour).toBe(at("01:00"));
     expect((await insights(survey, query)).body).toMatchObject({ responses: 3, nps: { promoters: 2, detractors: 1 } });
     // The 23:05 fold is slow: the next day's first tick folds 2026-08-25 whole before it writes.
     await post(response(survey, at("23:10"), screens("8", "last", "4", "Team", [])));
-    await foldToday(racingRead(() => foldAll(new Date("2026-08-26T00:10:00.000Z"))), new Date(at("23:05")), 10);
+    await foldToday(racingRead(() => foldAll(new Date("2026-08-26T00:10:00.000Z"))), new Date(at("23:05")), 10, 1);
     // Its write refused: the day stays folded whole (facets_hour still names 01:00 of a day now whole: no page reads it).
     expect(await surveyRow()).toEqual({ facets_through: "2026-08-25", facets_hour: at("01:00") });
     expect(await env.DB.prepare("SELECT responses FROM survey_facets WHERE survey_id = ? AND day = '2026-08-25' AND facet = 'all'").bind(survey).first<number>("responses")).toBe(4);
     expect((await insights(survey, query)).body).toMatchObject({ responses: 4, nps: { promoters: 2, passives: 1, detractors: 1 } });
   });
 
-  it("a page of today reads rows that do not grow with the responses of its folded hours", async () => {
+  it("a busy survey's page of today reads rows that do not grow with the responses of its folded hours", async () => {
     /** `n` responses of today before 09:00 and one at 10:20, the cron at 10:30; the page's rows read. */
     const readsFor = async (n: number) => {
       const survey = freshId("survey");
@@ -313,9 +321,10 @@ describe("insights", () => {
       expect(res.status).toBe(200);
       return { reads: cost.rows_read, responses: res.body.responses };
     };
-    const small = await readsFor(20);
-    const large = await readsFor(200);
-    expect([small.responses, large.responses]).toEqual([21, 201]);
+    // Both over TODAY_FOLD_FROM: the cron folds their hours.
+    const small = await readsFor(TODAY_FOLD_FROM);
+    const large = await readsFor(4 * TODAY_FOLD_FROM);
+    expect([small.responses, large.responses]).toEqual([TODAY_FOLD_FROM + 1, 4 * TODAY_FOLD_FROM + 1]);
     expect(large.reads).toBe(small.reads);
   }, 60_000);
 

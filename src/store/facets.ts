@@ -107,14 +107,21 @@ function replaceDays(db: D1Database, range: { survey_id: string; version: number
 }
 
 /**
+ * Responses of today from which a survey's hours are folded. Below it, a page counts today live
+ * for well under a millisecond of CPU, and each hourly fold would rewrite the day's rows (D1
+ * bills rows written): a quiet survey's day is written once, when it is whole.
+ */
+export const TODAY_FOLD_FROM = 200;
+
+/**
  * Folds today up to the start of this hour (`now`'s), for up to `max_surveys` surveys whose
- * whole days are folded through yesterday and that have a response of today at or after their
- * last hourly fold (migrations/0021). First the mark, in the same statement that picks them:
+ * whole days are folded through yesterday, with at least `min_responses` responses today and
+ * one at or after their last hourly fold (migrations/0021). First the mark, in the same statement that picks them:
  * from then on a new response submitted before this hour moves facets_version on, so the fold
  * below, which read before it came, writes nothing (the next tick folds again). Then, per
  * survey, one read of today's responses before the hour and one batch. Returns the surveys folded.
  */
-export async function foldToday(db: D1Database, now: Date, max_surveys: number): Promise<number> {
+export async function foldToday(db: D1Database, now: Date, max_surveys: number, min_responses = TODAY_FOLD_FROM): Promise<number> {
   const today = now.toISOString().slice(0, 10);
   const hour = `${now.toISOString().slice(0, 13)}:00:00.000Z`;
   if (hour === `${today}T00:00:00.000Z`) return 0;
@@ -123,10 +130,11 @@ export async function foldToday(db: D1Database, now: Date, max_surveys: number):
     .prepare(
       `UPDATE surveys SET facets_mark = ?3
        WHERE survey_id IN (SELECT s.survey_id FROM surveys AS s CROSS JOIN survey_daily AS d ON d.survey_id = s.survey_id AND d.day = ?1
-                           WHERE s.facets_through = ?2 AND s.facets_hour < ?3 AND d.last_response_at >= s.facets_hour ORDER BY random() LIMIT ?4)
+                           WHERE s.facets_through = ?2 AND s.facets_hour < ?3 AND d.responses >= ?5 AND d.last_response_at >= s.facets_hour
+                           ORDER BY random() LIMIT ?4)
        RETURNING survey_id, facets_version`,
     )
-    .bind(today, yesterday, hour, max_surveys)
+    .bind(today, yesterday, hour, max_surveys, min_responses)
     .all<{ survey_id: string; facets_version: number }>();
   const read = db.prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`);
   const settle = db.prepare("UPDATE surveys SET facets_hour = ?3 WHERE survey_id = ?1 AND facets_version = ?2 AND facets_through = ?4");
