@@ -36,6 +36,9 @@ export const CRON_SHARES = { outbox: 9, destinations: 6, backfill: 3, notify: 12
 /** Surveys the insights' fold takes per tick: a read of up to 7 of its days' responses and a batch (two subrequests, after the list). */
 export const FACET_SURVEYS_PER_TICK = 1;
 
+/** Subrequests of the hourly fold of one survey's today: its mark, its read and its batch. */
+const TODAY_FOLD_SUBREQUESTS = 3;
+
 /**
  * The archive's tick, in its own invocation (its own subrequests and CPU): one batch of
  * responses into Parquet parts in R2. Without the ARCHIVE binding it does nothing.
@@ -97,10 +100,15 @@ export async function runCron(env: Env, now: Date): Promise<void> {
       },
     ],
     // After upkeep, whose survey fold moves the days the insights may fold up to.
-    ["insights", async (_, db) => {
-      await foldFacets(db, FACET_SURVEYS_PER_TICK);
-      await foldToday(db, now, FACET_SURVEYS_PER_TICK);
-    }],
+    [
+      "insights",
+      async (share, db) => {
+        // Whole days first; today's hours with what that left of the share (a mark, a read and a
+        // batch), else on a later tick (the page counts them live meanwhile).
+        await foldFacets(db, FACET_SURVEYS_PER_TICK).catch((error: unknown) => log("error", "cron.insights_failed", { error: errorMessage(error) }));
+        if (share.left() >= TODAY_FOLD_SUBREQUESTS) await foldToday(db, now, FACET_SURVEYS_PER_TICK);
+      },
+    ],
     ["retention", (share, db) => (days === null ? Promise.resolve() : applyRetention(db, days, now, share, { archive: env.ARCHIVE !== undefined }))],
   ];
   // Each step on its own: one failing does not stop the others, and the next tick tries again.

@@ -9,7 +9,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Env } from "../src/env";
 import worker from "../src/index";
-import { FOLDED_FACETS_SQL, foldFacets, foldToday, TODAY_FOLD_FROM } from "../src/store/facets";
+import { FOLDED_FACETS_SQL, foldFacets, foldToday, surveyOf, TODAY_FOLD_FROM, windowFacets } from "../src/store/facets";
 import { ADMIN_TOKEN, callWorker, examplePayload, freshId, post } from "./fixtures";
 import { meterD1, zeroCost } from "./meter";
 
@@ -291,10 +291,65 @@ describe("insights", () => {
     // The 23:05 fold is slow: the next day's first tick folds 2026-08-25 whole before it writes.
     await post(response(survey, at("23:10"), screens("8", "last", "4", "Team", [])));
     await foldToday(racingRead(() => foldAll(new Date("2026-08-26T00:10:00.000Z"))), new Date(at("23:05")), 10, 1);
-    // Its write refused: the day stays folded whole (facets_hour still names 01:00 of a day now whole: no page reads it).
-    expect(await surveyRow()).toEqual({ facets_through: "2026-08-25", facets_hour: at("01:00") });
+    // Its write refused: the day stays folded whole, and its folded hours are forgotten.
+    expect(await surveyRow()).toEqual({ facets_through: "2026-08-25", facets_hour: "" });
     expect(await env.DB.prepare("SELECT responses FROM survey_facets WHERE survey_id = ? AND day = '2026-08-25' AND facet = 'all'").bind(survey).first<number>("responses")).toBe(4);
     expect((await insights(survey, query)).body).toMatchObject({ responses: 4, nps: { promoters: 2, passives: 1, detractors: 1 } });
+  });
+
+  it("a day folded whole after its hours, then a late response for it: no hour of it counted twice", async () => {
+    const survey = freshId("survey");
+    const at = (time: string) => `2026-09-14T${time}:00.000Z`;
+    await post(response(survey, at("08:00"), screens("10", "morning", "5", "Pro", [])));
+    await foldAll(new Date(at("22:30")));
+    await foldToday(env.DB, new Date(at("22:30")), 10, 1);
+    await post(response(survey, at("22:40"), screens("9", "evening", "5", "Pro", [])));
+    await foldAll(new Date("2026-09-15T00:10:00.000Z"));
+    // Folded whole, the day's hours are forgotten (a late response could move the whole days back before them).
+    expect(await env.DB.prepare("SELECT facets_through, facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first()).toEqual({ facets_through: "2026-09-14", facets_hour: "" });
+    // 1Flow's retry of a response submitted at 23:30, the next morning.
+    await post(response(survey, at("23:30"), screens("2", "night", "1", "Free", [])));
+    const query = `since=2026-09-01T00:00:00.000Z&until=${encodeURIComponent("2026-09-15T09:00:00.000Z")}`;
+    expect((await insights(survey, query)).body).toMatchObject({ responses: 3, nps: { promoters: 2, detractors: 1 } });
+  });
+
+  it("two hourly folds overlapping (a slow tick's and the next hour's): the older writes nothing, no hour lost or counted twice", async () => {
+    const survey = freshId("survey");
+    const at = (time: string) => `2026-09-28T${time}:00.000Z`;
+    for (const time of ["01:00", "04:30"]) await post(response(survey, at(time), screens("10", time, "5", "Pro", [])));
+    await foldAll(new Date(at("04:10")));
+    // The 04:10 fold reads; the 05:10 fold marks, reads and writes before it writes.
+    await foldToday(racingRead(() => foldToday(env.DB, new Date(at("05:10")), 10, 1)), new Date(at("04:10")), 10, 1);
+    expect(await env.DB.prepare("SELECT facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first<string>("facets_hour")).toBe(at("05:00"));
+    const query = `since=2026-09-27T00:00:00.000Z&until=${encodeURIComponent(at("05:30"))}`;
+    expect((await insights(survey, query)).body).toMatchObject({ responses: 2, nps: { promoters: 2 } });
+  });
+
+  it("a fold that commits between the page's read of the survey and its window's: read again, counted once", async () => {
+    const survey = freshId("survey");
+    const at = (time: string) => `2026-09-21T${time}:00.000Z`;
+    for (const time of ["01:00", "02:00", "04:30"]) await post(response(survey, at(time), screens("10", time, "5", "Pro", [])));
+    await foldAll(new Date(at("03:10")));
+    await foldToday(env.DB, new Date(at("03:10")), 10, 1);
+    // The page read the survey folded to 03:00; the 05:00 fold commits before its window's batch.
+    const seen = await surveyOf(env.DB, survey);
+    expect(seen).toMatchObject({ facets_through: "2026-09-20", facets_hour: at("03:00") });
+    let folded = false;
+    const racing = new Proxy(env.DB, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop !== "batch" || folded) return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        return async (statements: D1PreparedStatement[]) => {
+          folded = true;
+          await foldToday(env.DB, new Date(at("05:00")), 10, 1);
+          return target.batch(statements);
+        };
+      },
+    });
+    const { facets } = await windowFacets(racing, { survey_id: survey, since: "2026-09-20T00:00:00.000Z", until: at("05:00"), facets_through: "2026-09-20", facets_hour: at("03:00") });
+    expect(folded).toBe(true);
+    expect(await env.DB.prepare("SELECT facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first<string>("facets_hour")).toBe(at("05:00"));
+    expect(facets.filter((f) => f.facet === "all").reduce((n, f) => n + f.responses, 0)).toBe(3);
   });
 
   it("a busy survey's page of today reads rows that do not grow with the responses of its folded hours", async () => {
@@ -316,16 +371,21 @@ describe("insights", () => {
       ]);
       expect((await post(response(survey, "2026-08-20T10:20:00.000Z", screens("10", "now", "5", "Pro", [])))).status).toBe(200);
       await foldAll(new Date("2026-08-20T10:30:00.000Z"));
-      const cost = zeroCost();
-      const res = await insights(survey, "since=2026-08-19T00:00:00.000Z&until=2026-08-20T10:40:00.000Z", { ...(env as Env), ADMIN_TOKEN, DB: meterD1(env.DB, cost) });
-      expect(res.status).toBe(200);
-      return { reads: cost.rows_read, responses: res.body.responses };
+      // A window of days, and one of today alone.
+      const read = async (since: string) => {
+        const cost = zeroCost();
+        const res = await insights(survey, `since=${since}&until=2026-08-20T10:40:00.000Z`, { ...(env as Env), ADMIN_TOKEN, DB: meterD1(env.DB, cost) });
+        expect(res.status).toBe(200);
+        return { reads: cost.rows_read, responses: res.body.responses };
+      };
+      return [await read("2026-08-19T00:00:00.000Z"), await read("2026-08-20T00:00:00.000Z")];
     };
     // Both over TODAY_FOLD_FROM: the cron folds their hours.
     const small = await readsFor(TODAY_FOLD_FROM);
     const large = await readsFor(4 * TODAY_FOLD_FROM);
-    expect([small.responses, large.responses]).toEqual([TODAY_FOLD_FROM + 1, 4 * TODAY_FOLD_FROM + 1]);
-    expect(large.reads).toBe(small.reads);
+    expect(small.map((r) => r.responses)).toEqual([TODAY_FOLD_FROM + 1, TODAY_FOLD_FROM + 1]);
+    expect(large.map((r) => r.responses)).toEqual([4 * TODAY_FOLD_FROM + 1, 4 * TODAY_FOLD_FROM + 1]);
+    expect(large.map((r) => r.reads)).toEqual(small.map((r) => r.reads));
   }, 60_000);
 
   it("a page of folded days reads rows that grow with its days and answers, never with the responses stored", async () => {

@@ -31,7 +31,7 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
   // ones with days to fold, picked at random: one whose fold keeps failing never holds up the others.
   const [, listed] = await db.batch([
     db.prepare(
-      `UPDATE surveys SET facets_through = folded_through
+      `UPDATE surveys SET facets_through = folded_through, facets_hour = CASE WHEN substr(facets_hour, 1, 10) <= folded_through THEN '' ELSE facets_hour END
        WHERE facets_through < folded_through
          AND NOT EXISTS (SELECT 1 FROM survey_daily AS d WHERE d.survey_id = surveys.survey_id AND d.day > surveys.facets_through AND d.day <= surveys.folded_through)`,
     ),
@@ -45,7 +45,10 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
   ]);
   const results = (listed?.results ?? []) as { survey_id: string; facets_version: number; folded_through: string; next: string | null }[];
   let folded = 0;
-  const advance = db.prepare("UPDATE surveys SET facets_through = ?3 WHERE survey_id = ?1 AND facets_version = ?2 AND facets_through < ?3");
+  // Whole days that reach the hourly fold's day take its place (a late response could move facets_through back before it).
+  const advance = db.prepare(
+    "UPDATE surveys SET facets_through = ?3, facets_hour = CASE WHEN substr(facets_hour, 1, 10) <= ?3 THEN '' ELSE facets_hour END WHERE survey_id = ?1 AND facets_version = ?2 AND facets_through < ?3",
+  );
   for (const s of results) {
     if (s.next === null) continue;
     // [next, last]: FOLD_DAYS days, never past the survey's folded days.
@@ -65,7 +68,7 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
           .all<InsightSource>()
       ).results;
     }
-    await db.batch([...replaceDays(db, { survey_id: s.survey_id, version: s.facets_version, through: null, from: s.next, to: nextDay(last) }, sources), advance.bind(s.survey_id, s.facets_version, last)]);
+    await db.batch([...replaceDays(db, { survey_id: s.survey_id, version: s.facets_version, hourly: null, from: s.next, to: nextDay(last) }, sources), advance.bind(s.survey_id, s.facets_version, last)]);
     folded += 1;
   }
   return folded;
@@ -76,22 +79,27 @@ export async function foldFacets(db: D1Database, max_surveys: number): Promise<n
  * these responses. Every write holds only while no late response or erasure came since the
  * read (`version`), and the caller's last statement (which moves the survey's mark on) too.
  */
-function replaceDays(db: D1Database, range: { survey_id: string; version: number; through: string | null; from: string; to: string }, sources: readonly InsightSource[]): D1PreparedStatement[] {
+function replaceDays(
+  db: D1Database,
+  range: { survey_id: string; version: number; hourly: { through: string; mark: string } | null; from: string; to: string },
+  sources: readonly InsightSource[],
+): D1PreparedStatement[] {
   const { facets, texts } = facetsOf(sources);
-  // ?1 the survey, ?2 the version read, ?3 its whole days' fold when the caller read it (an
-  // hourly fold: a whole-day fold of the same day since then keeps its rows), then each
-  // statement's own parameters.
-  const current = `(SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?2 AND (?3 IS NULL OR (SELECT facets_through FROM surveys WHERE survey_id = ?1) = ?3)`;
-  const guard = [range.survey_id, range.version, range.through] as const;
+  // ?1 the survey, ?2 the version read; for an hourly fold, ?3 the whole days' fold and ?4 the
+  // mark it read (a whole-day fold of the same day since then, or a later hour's fold, keeps its
+  // rows); then each statement's own parameters.
+  const current = `(SELECT facets_version FROM surveys WHERE survey_id = ?1) = ?2
+    AND (?3 IS NULL OR (SELECT facets_through = ?3 AND facets_mark = ?4 FROM surveys WHERE survey_id = ?1))`;
+  const guard = [range.survey_id, range.version, range.hourly?.through ?? null, range.hourly?.mark ?? null] as const;
   return [
-    db.prepare(`DELETE FROM survey_facets WHERE survey_id = ?1 AND day >= ?4 AND day < ?5 AND ${current}`).bind(...guard, range.from, range.to),
-    db.prepare(`DELETE FROM survey_texts WHERE survey_id = ?1 AND day >= ?4 AND day < ?5 AND ${current}`).bind(...guard, range.from, range.to),
+    db.prepare(`DELETE FROM survey_facets WHERE survey_id = ?1 AND day >= ?5 AND day < ?6 AND ${current}`).bind(...guard, range.from, range.to),
+    db.prepare(`DELETE FROM survey_texts WHERE survey_id = ?1 AND day >= ?5 AND day < ?6 AND ${current}`).bind(...guard, range.from, range.to),
     db
       .prepare(
         `INSERT INTO survey_facets (survey_id, day, facet, value, responses, nps_responses, promoters, passives, detractors, detail)
          SELECT ?1, value ->> 'day', value ->> 'facet', value ->> 'value', value ->> 'responses', value ->> 'nps_responses',
                 value ->> 'promoters', value ->> 'passives', value ->> 'detractors', value ->> 'detail'
-         FROM json_each(?4) WHERE ${current}
+         FROM json_each(?5) WHERE ${current}
          ON CONFLICT (survey_id, day, facet, value) DO NOTHING`,
       )
       .bind(...guard, JSON.stringify(facets)),
@@ -99,7 +107,7 @@ function replaceDays(db: D1Database, range: { survey_id: string; version: number
       .prepare(
         `INSERT INTO survey_texts (survey_id, day, position, alert_id, rank, submitted_at, category, answer)
          SELECT ?1, value ->> 'day', value ->> 'position', value ->> 'alert_id', value ->> 'rank', value ->> 'submitted_at', value ->> 'category', value ->> 'answer'
-         FROM json_each(?4) WHERE ${current}
+         FROM json_each(?5) WHERE ${current}
          ON CONFLICT (survey_id, day, position, alert_id) DO NOTHING`,
       )
       .bind(...guard, JSON.stringify(texts)),
@@ -137,10 +145,11 @@ export async function foldToday(db: D1Database, now: Date, max_surveys: number, 
     .bind(today, yesterday, hour, max_surveys, min_responses)
     .all<{ survey_id: string; facets_version: number }>();
   const read = db.prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`);
-  const settle = db.prepare("UPDATE surveys SET facets_hour = ?3 WHERE survey_id = ?1 AND facets_version = ?2 AND facets_through = ?4");
+  const settle = db.prepare("UPDATE surveys SET facets_hour = ?3 WHERE survey_id = ?1 AND facets_version = ?2 AND facets_through = ?4 AND facets_mark = ?3");
   for (const s of marked) {
     const { results: sources } = await read.bind(s.survey_id, `${today}T00:00:00.000Z`, hour).all<InsightSource>();
-    await db.batch([...replaceDays(db, { survey_id: s.survey_id, version: s.facets_version, through: yesterday, from: today, to: nextDay(today) }, sources), settle.bind(s.survey_id, s.facets_version, hour, yesterday)]);
+    const hourly = { through: yesterday, mark: hour };
+    await db.batch([...replaceDays(db, { survey_id: s.survey_id, version: s.facets_version, hourly, from: today, to: nextDay(today) }, sources), settle.bind(s.survey_id, s.facets_version, hour, yesterday)]);
   }
   return marked.length;
 }
@@ -176,36 +185,77 @@ export const FOLDED_FACETS_SQL = `SELECT day, json_group_array(json_array(facet,
 /** A folded facet as its day's JSON array holds it: facet, value, the five counts, detail. */
 type FacetCells = [string, string, number, number, number, number, number, string | null];
 
+/** What a window reads: its folded days [firstWhole, lastFolded] (the last one up to `foldedEnd`), and the ranges counted live. */
+interface WindowPlan {
+  firstWhole: string;
+  lastFolded: string | null;
+  foldedEnd: string;
+  live: [string, string][];
+}
+
 /**
- * The facets and text answers of a window: the folded rows of its whole days up to
- * `facets_through` (and, for each text question, at most LATEST_TEXTS of each rank, newest
- * first, through survey_texts_latest), and the responses of the rest counted live (at most the
- * window's two partial edge days and the days the cron has not folded yet).
+ * The window against how far the survey is folded: its whole days up to `facets_through`; the
+ * day after them up to `facets_hour` (the hourly fold) when the window takes that day from its
+ * start and reaches past that hour; the rest counted live (at most the window's partial first
+ * day, the hour under way, and the days the cron has not folded yet).
  */
-export async function windowFacets(db: D1Reader, input: { survey_id: string; since: string; until: string } & FoldedThrough): Promise<{ facets: Facet[]; texts: TextRow[] }> {
+function planWindow(input: { since: string; until: string }, through: FoldedThrough): WindowPlan {
   const firstWhole = input.since.slice(11) === "00:00:00.000Z" ? input.since.slice(0, 10) : nextDay(input.since.slice(0, 10));
   // The last whole day ends at or before `until`.
-  const untilDay = input.until.slice(0, 10);
-  const lastWhole = new Date(Date.parse(`${untilDay}T00:00:00.000Z`) - 86_400_000).toISOString().slice(0, 10);
-  const foldedTo = lastWhole < input.facets_through ? lastWhole : input.facets_through;
+  const lastWhole = new Date(Date.parse(`${input.until.slice(0, 10)}T00:00:00.000Z`) - 86_400_000).toISOString().slice(0, 10);
+  const foldedTo = lastWhole < through.facets_through ? lastWhole : through.facets_through;
+  const partialDay = through.facets_through === "" ? "" : nextDay(through.facets_through);
+  // Taking that day from its start and reaching past the hour, the window takes every whole day before it too.
+  const hours = partialDay !== "" && through.facets_hour.slice(0, 10) === partialDay && firstWhole <= partialDay && through.facets_hour <= input.until;
+  const lastFolded = hours ? partialDay : foldedTo;
+  if (firstWhole > lastFolded) return { firstWhole, lastFolded: null, foldedEnd: "", live: [[input.since, input.until]] };
+  const foldedEnd = hours ? through.facets_hour : `${nextDay(foldedTo)}T00:00:00.000Z`;
+  const live: [string, string][] = [
+    [input.since, `${firstWhole}T00:00:00.000Z`],
+    [foldedEnd, input.until],
+  ];
+  return { firstWhole, lastFolded, foldedEnd, live: live.filter(([from, to]) => from < to) };
+}
+
+/** Reads of a window, tried again when a fold committed between the survey's read and the window's. */
+const WINDOW_READS = 3;
+
+/**
+ * The facets and text answers of a window (see planWindow): the folded rows of its days (and,
+ * for each text question, at most LATEST_TEXTS of each rank, newest first, through
+ * survey_texts_latest), and the responses of the rest counted live. `through` is how far the
+ * caller saw the survey folded; the window's batch reads it again (one transaction): when a fold
+ * committed in between, its rows and the live ranges planned before it could overlap or leave a
+ * gap, and the window is read again as that batch saw the survey.
+ */
+export async function windowFacets(db: D1Reader, input: { survey_id: string; since: string; until: string } & FoldedThrough): Promise<{ facets: Facet[]; texts: TextRow[] }> {
+  const state = db.prepare("SELECT facets_through, facets_hour FROM surveys WHERE survey_id = ?1").bind(input.survey_id);
+  const liveRead = db.prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`);
+  let through: FoldedThrough = { facets_through: input.facets_through, facets_hour: input.facets_hour };
+  for (let attempt = 1; ; attempt++) {
+    const plan = planWindow(input, through);
+    // The folded days and the live ones in one round trip: each call costs the Worker a request
+    // through the binding and the parsing of its answer, whatever it returns.
+    const read = await db.batch([
+      state,
+      ...(plan.lastFolded === null ? [] : [db.prepare(FOLDED_FACETS_SQL).bind(input.survey_id, plan.firstWhole, plan.lastFolded)]),
+      ...plan.live.map(([from, to]) => liveRead.bind(input.survey_id, from, to)),
+    ]);
+    const seen = read[0]?.results[0] as FoldedThrough | undefined;
+    const moved = seen !== undefined && (seen.facets_through !== through.facets_through || seen.facets_hour !== through.facets_hour);
+    if (moved && attempt < WINDOW_READS) {
+      through = seen;
+      continue;
+    }
+    return countWindow(db, input.survey_id, plan, read.slice(1));
+  }
+}
+
+/** The facets and texts of a window's read (windowFacets): its folded rows first when it has folded days, then its live ranges. */
+async function countWindow(db: D1Reader, survey_id: string, plan: WindowPlan, read: D1Result[]): Promise<{ facets: Facet[]; texts: TextRow[] }> {
   const facets: Facet[] = [];
   const texts: TextRow[] = [];
-  const folded = firstWhole <= foldedTo;
-  // The day after the whole days, folded up to facets_hour by the hourly fold: read with them
-  // when the window takes every folded day and reaches past that hour.
-  const hours = folded && foldedTo === input.facets_through && input.facets_hour.slice(0, 10) === nextDay(foldedTo) && input.facets_hour <= input.until;
-  const foldedDays = hours ? nextDay(foldedTo) : foldedTo;
-  const foldedEnd = hours ? input.facets_hour : folded ? `${nextDay(foldedTo)}T00:00:00.000Z` : "";
-  // Counted live: before the folded days (a partial first day) and after them, or the whole window.
-  const windows: [string, string][] = folded ? [[input.since, `${firstWhole}T00:00:00.000Z`], [foldedEnd, input.until]] : [[input.since, input.until]];
-  const live = windows.filter(([from, to]) => from < to);
-  const liveRead = db.prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`);
-  // The folded days and the live ones in one round trip: each call costs the Worker a request
-  // through the binding and the parsing of its answer, whatever it returns.
-  const statements = [...(folded ? [db.prepare(FOLDED_FACETS_SQL).bind(input.survey_id, firstWhole, foldedDays)] : []), ...live.map(([from, to]) => liveRead.bind(input.survey_id, from, to))];
-  if (statements.length === 0) return { facets, texts };
-  const read = await db.batch(statements);
-  if (folded) {
+  if (plan.lastFolded !== null) {
     // One row per day, its facets as one JSON array: the binding turns each row it returns into
     // an object, which cost the Worker more CPU than anything the page does with the rows. The
     // rows read are the same (grouped in the primary key's order, SQLite needs no sorter).
@@ -226,12 +276,12 @@ export async function windowFacets(db: D1Reader, input: { survey_id: string; sin
          WHERE survey_id = ?1 AND position = ?2 AND rank = ?3 AND submitted_at >= ?4 AND submitted_at < ?5
          ORDER BY submitted_at DESC, alert_id LIMIT ?6`,
       );
-      const from = `${firstWhole}T00:00:00.000Z`;
-      const latestRead = await db.batch([...positions].flatMap((p) => [0, 1].map((rank) => latest.bind(input.survey_id, p, rank, from, foldedEnd, LATEST_TEXTS))));
+      const from = `${plan.firstWhole}T00:00:00.000Z`;
+      const latestRead = await db.batch([...positions].flatMap((p) => [0, 1].map((rank) => latest.bind(survey_id, p, rank, from, plan.foldedEnd, LATEST_TEXTS))));
       for (const r of latestRead) texts.push(...(r.results as TextRow[]));
     }
   }
-  for (const r of folded ? read.slice(1) : read) {
+  for (const r of plan.lastFolded === null ? read : read.slice(1)) {
     const counted = facetsOf(r.results as InsightSource[]);
     facets.push(...counted.facets);
     texts.push(...counted.texts);
