@@ -68,6 +68,27 @@ function racingRead(meanwhile: () => Promise<unknown>): D1Database {
   });
 }
 
+/**
+ * `count` responses of a survey made by SQL, not through the webhook (`submitted` and `answers`
+ * are SQL of the row number i), with the `surveys` and `survey_daily` rows ingest would leave.
+ */
+async function seedBySql(survey: string, count: number, submitted: string, answers: string): Promise<void> {
+  await env.DB.prepare(
+    `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2 - 1)
+     INSERT INTO alerts (alert_id, alert_name, survey_id, submitted_at, received_at, payload, payload_sha256, platform, answers_json)
+     SELECT ?1 || '-' || i, 'a', ?1, ${submitted}, '2026-09-01T00:00:00.000Z', '{}', 'x', 'ios', ${answers}
+     FROM seq`,
+  )
+    .bind(survey, count)
+    .run();
+  await env.DB.batch([
+    env.DB.prepare("INSERT INTO surveys (survey_id, survey_name) VALUES (?1, 'Generated')").bind(survey),
+    env.DB.prepare(
+      "INSERT INTO survey_daily (survey_id, day, responses, last_response_at) SELECT survey_id, substr(submitted_at, 1, 10), COUNT(*), MAX(submitted_at) FROM alerts WHERE survey_id = ?1 GROUP BY 2",
+    ).bind(survey),
+  ]);
+}
+
 /** Runs the cron until the insights have folded every finished day (a bounded number of ticks). */
 async function foldAll(at: Date) {
   for (let i = 0; i < 20; i++) await cron(at);
@@ -356,19 +377,7 @@ describe("insights", () => {
     /** `n` responses of today before 09:00 and one at 10:20, the cron at 10:30; the page's rows read. */
     const readsFor = async (n: number) => {
       const survey = freshId("survey");
-      await env.DB.prepare(
-        `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2 - 1)
-         INSERT INTO alerts (alert_id, alert_name, survey_id, submitted_at, received_at, payload, payload_sha256, platform, answers_json)
-         SELECT ?1 || '-' || i, 'a', ?1, '2026-08-20T0' || (i % 9) || ':00:00.000Z', '2026-08-20T10:00:00.000Z', '{}', 'x', 'ios',
-                json_array(json_object('title', 'NPS', 'type', 'nps', 'answer', CAST(i % 11 AS TEXT), 'value', i % 11))
-         FROM seq`,
-      )
-        .bind(survey, n)
-        .run();
-      await env.DB.batch([
-        env.DB.prepare("INSERT INTO surveys (survey_id, survey_name) VALUES (?1, 'Generated')").bind(survey),
-        env.DB.prepare("INSERT INTO survey_daily (survey_id, day, responses, last_response_at) SELECT survey_id, substr(submitted_at, 1, 10), COUNT(*), MAX(submitted_at) FROM alerts WHERE survey_id = ?1 GROUP BY 2").bind(survey),
-      ]);
+      await seedBySql(survey, n, "'2026-08-20T0' || (i % 9) || ':00:00.000Z'", "json_array(json_object('title', 'NPS', 'type', 'nps', 'answer', CAST(i % 11 AS TEXT), 'value', i % 11))");
       expect((await post(response(survey, "2026-08-20T10:20:00.000Z", screens("10", "now", "5", "Pro", [])))).status).toBe(200);
       await foldAll(new Date("2026-08-20T10:30:00.000Z"));
       // A window of days, and one of today alone.
@@ -392,20 +401,13 @@ describe("insights", () => {
     /** `per_day` responses on each of 28 days, made by SQL (an NPS and a reason each), folded by the cron. */
     const readsFor = async (per_day: number) => {
       const survey = freshId("survey");
-      await env.DB.prepare(
-        `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2 * 28 - 1)
-         INSERT INTO alerts (alert_id, alert_name, survey_id, submitted_at, received_at, payload, payload_sha256, platform, answers_json)
-         SELECT ?1 || '-' || i, 'a', ?1, '2026-08-' || printf('%02d', 1 + (i % 28)) || 'T10:00:00.000Z', '2026-09-01T00:00:00.000Z', '{}', 'x', 'ios',
-                json_array(json_object('title', 'NPS', 'type', 'nps', 'answer', CAST(i % 11 AS TEXT), 'value', i % 11),
-                           json_object('title', 'Why?', 'type', 'text', 'answer', 'reason ' || i, 'value', NULL))
-         FROM seq`,
-      )
-        .bind(survey, per_day)
-        .run();
-      await env.DB.batch([
-        env.DB.prepare("INSERT INTO surveys (survey_id, survey_name) VALUES (?1, 'Generated')").bind(survey),
-        env.DB.prepare("INSERT INTO survey_daily (survey_id, day, responses) SELECT survey_id, substr(submitted_at, 1, 10), COUNT(*) FROM alerts WHERE survey_id = ?1 GROUP BY 2").bind(survey),
-      ]);
+      await seedBySql(
+        survey,
+        per_day * 28,
+        "'2026-08-' || printf('%02d', 1 + (i % 28)) || 'T10:00:00.000Z'",
+        `json_array(json_object('title', 'NPS', 'type', 'nps', 'answer', CAST(i % 11 AS TEXT), 'value', i % 11),
+                    json_object('title', 'Why?', 'type', 'text', 'answer', 'reason ' || i, 'value', NULL))`,
+      );
       await foldAll(new Date("2026-09-10T00:00:00.000Z"));
       const cost = zeroCost();
       const res = await insights(survey, "since=2026-08-01T00:00:00.000Z&until=2026-09-01T00:00:00.000Z", { ...(env as Env), ADMIN_TOKEN, DB: meterD1(env.DB, cost) });
