@@ -38,6 +38,8 @@ export const FACET_SURVEYS_PER_TICK = 1;
 
 /** Subrequests of the hourly fold of one survey's today: its mark, its read and its batch. */
 const TODAY_FOLD_SUBREQUESTS = 3;
+/** Subrequests of the whole days' fold of one survey: its list, its read and its batch. */
+const WHOLE_DAYS_FOLD_SUBREQUESTS = 3;
 
 /**
  * The archive's tick, in its own invocation (its own subrequests and CPU): one batch of
@@ -103,10 +105,19 @@ export async function runCron(env: Env, now: Date): Promise<void> {
     [
       "insights",
       async (share, db) => {
-        // Whole days first; today's hours with what that left of the share (a mark, a read and a
-        // batch), else on a later tick (the page counts them live meanwhile).
-        await foldFacets(db, FACET_SURVEYS_PER_TICK).catch((error: unknown) => log("error", "cron.insights_failed", { error: errorMessage(error) }));
-        if (share.left() >= TODAY_FOLD_SUBREQUESTS) await foldToday(db, now, FACET_SURVEYS_PER_TICK);
+        // Whole days first, and today's hours (a mark, a read and a batch) with what that left of
+        // the share, else on a later tick (the page counts them live meanwhile); but the hour's
+        // first tick folds today first, so late responses refolding whole days never starve it.
+        const fold = (subrequests: number, run: () => Promise<number>) =>
+          share.left() < subrequests
+            ? Promise.resolve()
+            : run().catch((error: unknown) => {
+                if (error instanceof BudgetSpentError) throw error;
+                log("error", "cron.insights_failed", { error: errorMessage(error) });
+              });
+        const wholeDays = () => fold(WHOLE_DAYS_FOLD_SUBREQUESTS, () => foldFacets(db, FACET_SURVEYS_PER_TICK));
+        const hours = () => fold(TODAY_FOLD_SUBREQUESTS, () => foldToday(db, now, FACET_SURVEYS_PER_TICK));
+        for (const run of now.getUTCMinutes() < 5 ? [hours, wholeDays] : [wholeDays, hours]) await run();
       },
     ],
     ["retention", (share, db) => (days === null ? Promise.resolve() : applyRetention(db, days, now, share, { archive: env.ARCHIVE !== undefined }))],

@@ -298,7 +298,7 @@ describe("insights", () => {
   it("an hourly fold that read before a late response, or before the day was folded whole, writes nothing", async () => {
     const survey = freshId("survey");
     const at = (time: string) => `2026-08-25T${time}:00.000Z`;
-    await post(response(survey, at("01:00"), screens("10", "first", "5", "Pro", [])));
+    await post(response(survey, at("00:40"), screens("10", "first", "5", "Pro", [])));
     await foldAll(new Date(at("01:30")));
     await foldToday(env.DB, new Date(at("01:30")), 10, 1);
     const surveyRow = () => env.DB.prepare("SELECT facets_through, facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first<{ facets_through: string; facets_hour: string }>();
@@ -344,6 +344,53 @@ describe("insights", () => {
     expect(await env.DB.prepare("SELECT facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first<string>("facets_hour")).toBe(at("05:00"));
     const query = `since=2026-09-27T00:00:00.000Z&until=${encodeURIComponent(at("05:30"))}`;
     expect((await insights(survey, query)).body).toMatchObject({ responses: 2, nps: { promoters: 2 } });
+  });
+
+  it("the hourly fold folds again only for a response since its last fold (not for one dated later today), and the hour's first tick folds today before whole days", async () => {
+    const busy = freshId("survey");
+    const at = (time: string) => `2026-10-12T${time}:00.000Z`;
+    await seedBySql(busy, TODAY_FOLD_FROM, "'2026-10-12T0' || (i % 9) || ':00:00.000Z'", "json_array(json_object('title', 'NPS', 'type', 'nps', 'answer', '9', 'value', 9))");
+    await foldAll(new Date(at("10:30")));
+    const hourOf = (survey: string) => env.DB.prepare("SELECT facets_hour FROM surveys WHERE survey_id = ?").bind(survey).first<string>("facets_hour");
+    expect(await hourOf(busy)).toBe(at("10:00"));
+    // Dated 23:50 today (a device's clock): no response came before 11:00 since the 10:00 fold.
+    await post(response(busy, at("23:50"), screens("9", "skewed", "5", "Pro", [])));
+    await cron(new Date(at("11:05")));
+    expect(await hourOf(busy)).toBe(at("10:00"));
+    // Another survey's late response gives the whole days' fold work on every tick; the 12:00 tick folds today first.
+    const other = freshId("survey");
+    await post(response(other, "2026-10-11T09:00:00.000Z", screens("5", null, "3", "Free", [])));
+    await foldAll(new Date(at("11:30")));
+    await post(response(busy, at("11:20"), screens("9", "new", "5", "Pro", [])));
+    await post(response(other, "2026-10-11T10:00:00.000Z", screens("6", null, "3", "Free", [])));
+    await cron(new Date(at("12:02")));
+    expect(await hourOf(busy)).toBe(at("12:00"));
+  });
+
+  it("a window read again twice, a fold committing before each read: the last read leaves today's hours out, counted once", async () => {
+    const survey = freshId("survey");
+    const at = (time: string) => `2026-10-19T${time}:00.000Z`;
+    for (const time of ["01:00", "04:30", "05:30", "06:30"]) await post(response(survey, at(time), screens("10", time, "5", "Pro", [])));
+    await foldAll(new Date(at("03:10")));
+    await foldToday(env.DB, new Date(at("03:10")), 10, 1);
+    const hours = ["05:00", "06:00", "07:00"];
+    const racing = new Proxy(env.DB, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        const next = hours.shift();
+        if (prop !== "batch" || next === undefined) {
+          if (next !== undefined) hours.unshift(next);
+          return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        }
+        return async (statements: D1PreparedStatement[]) => {
+          await foldToday(env.DB, new Date(at(next)), 10, 1);
+          return target.batch(statements);
+        };
+      },
+    });
+    const { facets } = await windowFacets(racing, { survey_id: survey, since: "2026-10-18T00:00:00.000Z", until: at("07:30"), facets_through: "2026-10-18", facets_hour: at("03:00") });
+    expect(hours).toEqual([]);
+    expect(facets.filter((f) => f.facet === "all").reduce((n, f) => n + f.responses, 0)).toBe(4);
   });
 
   it("a fold that commits between the page's read of the survey and its window's: read again, counted once", async () => {

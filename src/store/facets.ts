@@ -138,7 +138,10 @@ export async function foldToday(db: D1Database, now: Date, max_surveys: number, 
     .prepare(
       `UPDATE surveys SET facets_mark = ?3
        WHERE survey_id IN (SELECT s.survey_id FROM surveys AS s CROSS JOIN survey_daily AS d ON d.survey_id = s.survey_id AND d.day = ?1
-                           WHERE s.facets_through = ?2 AND s.facets_hour < ?3 AND d.responses >= ?5 AND d.last_response_at >= s.facets_hour
+                           WHERE s.facets_through = ?2 AND s.facets_hour < ?3 AND d.responses >= ?5
+                             -- A response of today since its last fold and before this hour (one probe of the index; a
+                             -- response dated in the future, the day's last_response_at, brings no fold every hour).
+                             AND EXISTS (SELECT 1 FROM alerts AS a WHERE a.survey_id = s.survey_id AND a.submitted_at >= MAX(s.facets_hour, ?1 || 'T00:00:00.000Z') AND a.submitted_at < ?3)
                            ORDER BY random() LIMIT ?4)
        RETURNING survey_id, facets_version`,
     )
@@ -199,14 +202,14 @@ interface WindowPlan {
  * start and reaches past that hour; the rest counted live (at most the window's partial first
  * day, the hour under way, and the days the cron has not folded yet).
  */
-function planWindow(input: { since: string; until: string }, through: FoldedThrough): WindowPlan {
+function planWindow(input: { since: string; until: string }, through: FoldedThrough, use_hours = true): WindowPlan {
   const firstWhole = input.since.slice(11) === "00:00:00.000Z" ? input.since.slice(0, 10) : nextDay(input.since.slice(0, 10));
   // The last whole day ends at or before `until`.
   const lastWhole = new Date(Date.parse(`${input.until.slice(0, 10)}T00:00:00.000Z`) - 86_400_000).toISOString().slice(0, 10);
   const foldedTo = lastWhole < through.facets_through ? lastWhole : through.facets_through;
   const partialDay = through.facets_through === "" ? "" : nextDay(through.facets_through);
   // Taking that day from its start and reaching past the hour, the window takes every whole day before it too.
-  const hours = partialDay !== "" && through.facets_hour.slice(0, 10) === partialDay && firstWhole <= partialDay && through.facets_hour <= input.until;
+  const hours = use_hours && partialDay !== "" && through.facets_hour.slice(0, 10) === partialDay && firstWhole <= partialDay && through.facets_hour <= input.until;
   const lastFolded = hours ? partialDay : foldedTo;
   if (firstWhole > lastFolded) return { firstWhole, lastFolded: null, foldedEnd: "", live: [[input.since, input.until]] };
   const foldedEnd = hours ? through.facets_hour : `${nextDay(foldedTo)}T00:00:00.000Z`;
@@ -220,20 +223,24 @@ function planWindow(input: { since: string; until: string }, through: FoldedThro
 /** Reads of a window, tried again when a fold committed between the survey's read and the window's. */
 const WINDOW_READS = 3;
 
+const samePlan = (a: WindowPlan, b: WindowPlan) => a.lastFolded === b.lastFolded && a.foldedEnd === b.foldedEnd && JSON.stringify(a.live) === JSON.stringify(b.live);
+
 /**
  * The facets and text answers of a window (see planWindow): the folded rows of its days (and,
  * for each text question, at most LATEST_TEXTS of each rank, newest first, through
  * survey_texts_latest), and the responses of the rest counted live. `through` is how far the
  * caller saw the survey folded; the window's batch reads it again (one transaction): when a fold
  * committed in between, its rows and the live ranges planned before it could overlap or leave a
- * gap, and the window is read again as that batch saw the survey.
+ * gap, and the window is read again as that batch saw the survey. The last read plans without
+ * today's folded hours, which a fold committing meanwhile could change again.
  */
 export async function windowFacets(db: D1Reader, input: { survey_id: string; since: string; until: string } & FoldedThrough): Promise<{ facets: Facet[]; texts: TextRow[] }> {
   const state = db.prepare("SELECT facets_through, facets_hour FROM surveys WHERE survey_id = ?1").bind(input.survey_id);
   const liveRead = db.prepare(`SELECT ${SOURCE_COLUMNS} FROM alerts WHERE survey_id = ?1 AND submitted_at >= ?2 AND submitted_at < ?3`);
   let through: FoldedThrough = { facets_through: input.facets_through, facets_hour: input.facets_hour };
   for (let attempt = 1; ; attempt++) {
-    const plan = planWindow(input, through);
+    // The last read leaves today's folded hours out: whole days folded since cannot overlap it.
+    const plan = planWindow(input, through, attempt < WINDOW_READS);
     // The folded days and the live ones in one round trip: each call costs the Worker a request
     // through the binding and the parsing of its answer, whatever it returns.
     const read = await db.batch([
@@ -242,8 +249,8 @@ export async function windowFacets(db: D1Reader, input: { survey_id: string; sin
       ...plan.live.map(([from, to]) => liveRead.bind(input.survey_id, from, to)),
     ]);
     const seen = read[0]?.results[0] as FoldedThrough | undefined;
-    const moved = seen !== undefined && (seen.facets_through !== through.facets_through || seen.facets_hour !== through.facets_hour);
-    if (moved && attempt < WINDOW_READS) {
+    // Read again only when the survey as the batch saw it would plan the window otherwise.
+    if (seen !== undefined && attempt < WINDOW_READS && !samePlan(plan, planWindow(input, seen))) {
       through = seen;
       continue;
     }
