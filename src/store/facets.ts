@@ -8,9 +8,9 @@ import type { D1Reader } from "./d1";
 
 const SOURCE_COLUMNS = "alert_id, submitted_at, platform, trigger_event_name, answers_json";
 
-/** The day after `day` (YYYY-MM-DD). */
-export function nextDay(day: string): string {
-  return new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
+/** The day `days` after `day` (YYYY-MM-DD); before it when negative. */
+export function nextDay(day: string, days = 1): string {
+  return new Date(Date.parse(`${day}T00:00:00.000Z`) + days * 86_400_000).toISOString().slice(0, 10);
 }
 
 /** Days one fold reads at once (one read of their responses, one batch). */
@@ -123,8 +123,9 @@ export const TODAY_FOLD_FROM = 200;
 
 /**
  * Folds today up to the start of this hour (`now`'s), for up to `max_surveys` surveys whose
- * whole days are folded through yesterday, with at least `min_responses` responses today and
- * one at or after their last hourly fold (migrations/0021). First the mark, in the same statement that picks them:
+ * whole days are folded through yesterday, with at least `min_responses` responses today, one
+ * of them submitted since their last hourly fold and before this hour (migrations/0021). First
+ * the mark, in the same statement that picks them:
  * from then on a new response submitted before this hour moves facets_version on, so the fold
  * below, which read before it came, writes nothing (the next tick folds again). Then, per
  * survey, one read of today's responses before the hour and one batch. Returns the surveys folded.
@@ -133,7 +134,7 @@ export async function foldToday(db: D1Database, now: Date, max_surveys: number, 
   const today = now.toISOString().slice(0, 10);
   const hour = `${now.toISOString().slice(0, 13)}:00:00.000Z`;
   if (hour === `${today}T00:00:00.000Z`) return 0;
-  const yesterday = new Date(Date.parse(`${today}T00:00:00.000Z`) - 86_400_000).toISOString().slice(0, 10);
+  const yesterday = nextDay(today, -1);
   const { results: marked } = await db
     .prepare(
       `UPDATE surveys SET facets_mark = ?3
@@ -205,7 +206,7 @@ interface WindowPlan {
 function planWindow(input: { since: string; until: string }, through: FoldedThrough, use_hours = true): WindowPlan {
   const firstWhole = input.since.slice(11) === "00:00:00.000Z" ? input.since.slice(0, 10) : nextDay(input.since.slice(0, 10));
   // The last whole day ends at or before `until`.
-  const lastWhole = new Date(Date.parse(`${input.until.slice(0, 10)}T00:00:00.000Z`) - 86_400_000).toISOString().slice(0, 10);
+  const lastWhole = nextDay(input.until.slice(0, 10), -1);
   const foldedTo = lastWhole < through.facets_through ? lastWhole : through.facets_through;
   const partialDay = through.facets_through === "" ? "" : nextDay(through.facets_through);
   // Taking that day from its start and reaching past the hour, the window takes every whole day before it too.
