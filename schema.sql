@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
   updated_at   TEXT NOT NULL,
   delivered_at TEXT,
   backfill     INTEGER,                        -- the backfill that created it (backfills.id), if one did
+  reopened     INTEGER NOT NULL DEFAULT 0,     -- 1 once a replay reset it to pending (a backfill's cancel spares it)
   PRIMARY KEY (alert_id, destination)
 ) WITHOUT ROWID;
 
@@ -437,6 +438,7 @@ BEGIN
   UPDATE backfills SET delivered = delivered - (OLD.status = 'delivered'), failed = failed - (OLD.status IN ('failed', 'dead')),
     settled = settled - 1
   WHERE id = NEW.backfill;
+  UPDATE deliveries SET reopened = 1 WHERE alert_id = NEW.alert_id AND destination = NEW.destination;
 END;
 -- A pending backfill row deleted (an erasure, retention) settles: the backfill can finish.
 CREATE TRIGGER IF NOT EXISTS deliveries_backfill_delete AFTER DELETE ON deliveries WHEN OLD.backfill IS NOT NULL AND OLD.status = 'pending'

@@ -10,6 +10,7 @@ import type { BackfillMessage, QueueMessage } from "../src/alert";
 import { backfillStep, restartStalledBackfills } from "../src/backfill";
 import type { Destination } from "../src/fanout/destinations";
 import { destinationsVersion } from "../src/store/destinations";
+import { type Backfill, cancelBackfill } from "../src/store/backfills";
 import { eraseUser } from "../src/store/erasure";
 import { archiveTick, eraseUserFromArchive } from "../src/archive/archive";
 import type { Env } from "../src/env";
@@ -357,6 +358,29 @@ describe("backfill", () => {
     expect(await status(untried, other)).toEqual({ status: "cancelled" });
     await drain(queued, ENV);
     expect(arrivedAt(received, name)).toEqual([id]);
+  });
+
+  it("a cancel reaches the untried rows written while it ran, and rows the outbox sweep touched after it: only an operator's replay is spared", async () => {
+    const ids = await storeResponses(3, "2019-10-03");
+    const name = freshId("cancel-late-rows");
+    const started = "2019-10-04T00:00:00.000Z";
+    const inserted = await env.DB.prepare(
+      `INSERT INTO backfills (destination, since, until, state, cursor_submitted_at, cursor_alert_id, started_at, updated_at, total)
+       VALUES (?1, '2019-10-03', '2019-10-04', 'running', '2019-10-04', '', ?2, ?2, 3) RETURNING *`,
+    ).bind(name, started).first<Backfill>();
+    if (inserted === null) throw new Error("no backfill");
+    const pending = env.DB.prepare("INSERT INTO deliveries (alert_id, destination, status, attempts, updated_at, backfill) VALUES (?1, ?2, 'pending', 0, ?3, ?4)");
+    // A consumer's page wrote its rows at 00:00:05, after the DELETE request took its time (00:00:01).
+    await pending.bind(ids[0], name, "2019-10-04T00:00:05.000Z", inserted.id).run();
+    // One the cancel leaves for the cron (limit 1), touched by the outbox sweep's re-enqueue before the cron gets to it.
+    await pending.bind(ids[1], name, started, inserted.id).run();
+    await pending.bind(ids[2], name, started, inserted.id).run();
+    const first = await cancelBackfill(env.DB, { backfill: inserted, now: "2019-10-04T00:00:01.000Z", limit: 1 });
+    expect(first).toEqual({ cancelled: 1, more: true });
+    await env.DB.prepare("UPDATE deliveries SET updated_at = '2019-10-04T03:00:00.000Z' WHERE backfill = ?1 AND status = 'pending'").bind(inserted.id).run();
+    for (let i = 0; i < 3; i++) await restartStalledBackfills(env.DB, env.ALERTS_QUEUE, new Date("2019-10-04T03:05:00.000Z"));
+    const statuses = await env.DB.prepare("SELECT status FROM deliveries WHERE backfill = ?1").bind(inserted.id).all<{ status: string }>();
+    expect(statuses.results.map((r) => r.status)).toEqual(["cancelled", "cancelled", "cancelled"]);
   });
 
   it("answers 404 for an unknown destination, 409 while one runs, 400 for a bad range", async () => {

@@ -180,7 +180,7 @@ export async function unfinishedCancel(db: D1Reader): Promise<Backfill | null> {
     .prepare(
       `SELECT * FROM backfills AS b WHERE b.state = 'cancelled' AND b.settled < b.sent
          AND EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_by_backfill
-                     WHERE backfill = b.id AND status = 'pending' AND attempts = 0 AND updated_at <= b.finished_at)
+                     WHERE backfill = b.id AND status = 'pending' AND attempts = 0 AND reopened = 0)
        ORDER BY b.updated_at LIMIT 1`,
     )
     .first<Backfill>();
@@ -193,7 +193,7 @@ export async function touchBackfill(db: D1Database, id: number, now: string): Pr
 
 /**
  * Cancels a running backfill and, up to `limit` at a time, its deliveries not yet tried (pending
- * with no attempt, untouched since the cancel); returns how many it cancelled now, and whether
+ * with no attempt, never reset by a replay); returns how many it cancelled now, and whether
  * some are left.
  */
 export async function cancelBackfill(db: D1Database, input: { backfill: Backfill; now: string; limit: number }): Promise<{ cancelled: number; more: boolean }> {
@@ -207,8 +207,8 @@ export async function cancelBackfill(db: D1Database, input: { backfill: Backfill
          WHERE (alert_id, destination) IN (
            SELECT alert_id, destination FROM deliveries INDEXED BY deliveries_by_backfill
            WHERE backfill = ?2 AND status = 'pending' AND destination = ?1 AND attempts = 0
-             -- Not a row an operator's replay reset after the cancel: that one is the operator's.
-             AND updated_at <= (SELECT finished_at FROM backfills WHERE id = ?2) LIMIT ?5)
+             -- Not a row an operator's replay reset to pending (migrations/0022): that one is the operator's.
+             AND reopened = 0 LIMIT ?5)
          RETURNING 1`,
       )
       .bind(input.backfill.destination, input.backfill.id, input.now, CANCELLED_BACKFILL, input.limit),
